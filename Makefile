@@ -1,0 +1,39 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Each one installs what it needs: the .venv, and Debian packages when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint unit bench deps clean
+
+$(STAMP): pyproject.toml
+	@bash scripts/ensure-deps.sh venv
+	@$(PYTHON) -m venv $(VENV) || (bash scripts/ensure-deps.sh python-venv && $(PYTHON) -m venv $(VENV))
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+deps:
+	@bash scripts/ensure-deps.sh test
+
+demo: $(STAMP)
+	$(BIN)/vnet demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy --strict src
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration" -n 2
+
+test: $(STAMP) deps lint
+	$(BIN)/pytest -q -n 2
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/flowkey_bench.py
+	$(BIN)/python benchmarks/lookup_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a target needs, only when they are missing.
+#   ensure-deps.sh python-venv   the venv module (Debian splits it out of python3)
+#   ensure-deps.sh venv          nothing yet (placeholder for build deps)
+#   ensure-deps.sh test          ovs-ofctl (openvswitch-common) and tshark: test oracles
+set -euo pipefail
+
+need=()
+case "${1:-test}" in
+  python-venv) need+=(python3-venv) ;;
+  venv) ;;
+  test)
+    command -v ovs-ofctl >/dev/null 2>&1 || need+=(openvswitch-common)
+    command -v tshark >/dev/null 2>&1 || need+=(tshark)
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    ;;
+  *) echo "ensure-deps: unknown target '$1'" >&2; exit 2 ;;
+esac
+
+[ ${#need[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "ensure-deps: missing Debian packages: ${need[*]}; install them as root (apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+echo "ensure-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
