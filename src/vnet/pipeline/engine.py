@@ -393,14 +393,9 @@ class Pipeline:
         x.resubmits += 1
         if port is not None:
             x.fields[fk.IN_PORT] = port
-        tr = x.tracer
-        if tr is not None:
-            tr.push("resubmit", f"resubmit({'' if port is None else port},{tid})")
         nxt: int | None = tid
         while nxt is not None and not x.halted:
             nxt = self._run_table(x, nxt, resubmitted=True)
-        if tr is not None:
-            tr.pop()
         x.fields[fk.IN_PORT] = saved_in_port
         x.table_id, x.cookie = saved_table, saved_cookie
         x.depth -= 1

@@ -162,7 +162,7 @@ class Tracer:
                 self._fmt(c, depth + 1, lines)
             return
         lines.append(f" {pad}{node.text}")
-        if node.kind == "action":
+        if node.kind == "action" and not node.children:
             for ch in node.data.get("changes", []):
                 lines.append(f" {pad}    {ch['field']}: {ch['before']} -> {ch['after']}")
         for c in node.children:
