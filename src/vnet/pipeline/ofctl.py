@@ -293,7 +293,7 @@ def parse_instructions(text: str, column: int = 0) -> Instructions:
     metadata: tuple[int, int] | None = None
     goto: int | None = None
     stage = -1
-    toks = list(_tokens(text, max(column - 1, 0)))
+    toks = list(_tokens(text, column))
     if any(t.lower() == "drop" for t, _ in toks):
         if len(toks) > 1:
             t, c = next((t, c) for t, c in toks if t.lower() == "drop")
