@@ -21,6 +21,7 @@ from pathlib import Path
 from ..packet import flowkey as fk
 from .actions import Action, ActionError, Meter, parse_action, set_key, split_args
 from .fields import BY_INDEX, Field, FieldError, lookup
+from .groups import Bucket, GroupDesc, GroupType
 from .flow import DEFAULT_PRIORITY, OFPFF_CHECK_OVERLAP, OFPFF_SEND_FLOW_REM, Flow, Instructions, Rule
 from .match import Match
 
@@ -29,11 +30,13 @@ __all__ = [
     "ParsedFlow",
     "format_dump",
     "format_flow",
+    "format_group",
     "format_instructions",
     "format_key",
     "format_match",
     "parse_flow",
     "parse_flows",
+    "parse_group",
     "parse_instructions",
     "parse_match",
     "parse_packet",
@@ -547,3 +550,82 @@ def format_key(key: tuple[int, ...] | list[int]) -> str:
     if not key[fk.VLAN_VID]:
         text = text.replace("dl_src=", "vlan_tci=0x0000,dl_src=", 1) if "dl_src=" in text else text
     return text
+
+
+# -- groups -----------------------------------------------------------------------------------------
+
+_GROUP_TYPES = {"all": GroupType.ALL, "select": GroupType.SELECT, "indirect": GroupType.INDIRECT, "ff": GroupType.FAST_FAILOVER, "fast_failover": GroupType.FAST_FAILOVER}
+
+
+def parse_group(text: str) -> GroupDesc:
+    """`group_id=1,type=select,bucket=weight:2,actions=output:1,bucket=output:2` (add-group syntax)."""
+    head, *bucket_texts = text.split("bucket=")
+    gid: int | None = None
+    gtype: GroupType | None = None
+    for tok, col in _tokens(head):
+        name, value = _kv(tok)
+        if name == "group_id":
+            gid = _num(value, name, col)
+        elif name == "type":
+            if value not in _GROUP_TYPES:
+                raise FlowSyntaxError(f"type: expected one of {', '.join(_GROUP_TYPES)}", tok, col)
+            gtype = _GROUP_TYPES[value]
+        else:
+            raise FlowSyntaxError(f"unknown group field {name!r}", tok, col)
+    if gid is None:
+        raise FlowSyntaxError("missing group_id=", text[:30], 1)
+    if gtype is None:
+        raise FlowSyntaxError("missing type=", text[:30], 1)
+    buckets = []
+    col = len(head)
+    for bt in bucket_texts:
+        col += len("bucket=")
+        weight, watch_port, watch_group = 1, 0xFFFFFFFF, 0xFFFFFFFF
+        acts: list[Action] = []
+        in_actions = False
+        for tok, c in _tokens(bt.rstrip(", "), col):
+            if in_actions:
+                acts.append(_action(tok, c))
+                continue
+            name, sep, value = tok.partition(":") if ":" in tok and "=" not in tok.split(":")[0] else (tok, "", "")
+            if tok.startswith("actions="):
+                in_actions = True
+                rest = tok[len("actions=") :]
+                if rest:
+                    acts.append(_action(rest, c + 8))
+            elif name in ("weight", "watch_port", "watch_group") and sep:
+                v = lookup("in_port").parse(value)[0] if name == "watch_port" else _num(value, name, c)
+                if name == "weight":
+                    weight = v
+                elif name == "watch_port":
+                    watch_port = v
+                else:
+                    watch_group = v
+            else:
+                in_actions = True
+                acts.append(_action(tok, c))
+        col += len(bt)
+        buckets.append(Bucket(tuple(acts), weight, watch_port, watch_group))
+    return GroupDesc(gid, gtype, tuple(buckets))
+
+
+def _action(tok: str, col: int) -> Action:
+    try:
+        return parse_action(tok)
+    except ActionError as e:
+        raise FlowSyntaxError(str(e), tok, col) from None
+
+
+def format_group(g: GroupDesc) -> str:
+    parts = [f"group_id={g.group_id}", f"type={g.type.value}"]
+    for b in g.buckets:
+        bp = []
+        if g.type == GroupType.SELECT and b.weight != 1:
+            bp.append(f"weight:{b.weight}")
+        if b.watch_port != 0xFFFFFFFF:
+            bp.append(f"watch_port:{lookup('in_port').format(b.watch_port)}")
+        if b.watch_group != 0xFFFFFFFF:
+            bp.append(f"watch_group:{b.watch_group}")
+        bp.append("actions=" + (",".join(a.format() for a in b.actions) or "drop"))
+        parts.append("bucket=" + ",".join(bp))
+    return ",".join(parts)
