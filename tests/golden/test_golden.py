@@ -44,8 +44,14 @@ def load_cases() -> list[tuple[str, str, list[str], list[str], list[tuple[str, s
     return out
 
 
-@pytest.mark.parametrize(("name", "source", "flows", "groups", "packets"), load_cases(), ids=lambda v: v if isinstance(v, str) else "")
-def test_golden(name: str, source: str, flows: list[str], groups: list[str], packets: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("name", "source", "flows", "groups", "packets"),
+    load_cases(),
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_golden(
+    name: str, source: str, flows: list[str], groups: list[str], packets: list[tuple[str, str]]
+) -> None:
     p = Pipeline()
     p.commit([GroupMod(GroupModCommand.ADD, parse_group(g)) for g in groups])
     p.add_flows(parse_flows("\n".join(flows), source))

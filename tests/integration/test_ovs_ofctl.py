@@ -10,8 +10,15 @@ import pytest
 
 from tests.unit.test_ofctl import ROUND_TRIP
 from vnet.cli.demo import DEMO_FLOWS
-from vnet.pipeline.ofctl import format_dump, format_flow, format_group, parse_flow, parse_flows, parse_group
 from vnet.pipeline.flow import Rule
+from vnet.pipeline.ofctl import (
+    format_dump,
+    format_flow,
+    format_group,
+    parse_flow,
+    parse_flows,
+    parse_group,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +41,12 @@ def test_flows_vnet_prints_parse_in_ovs_ofctl(tmp_path: Path) -> None:
     lines += [format_dump(Rule(f), now=1.0).strip() for f in flows]
     src = tmp_path / "flows.txt"
     src.write_text("\n".join(lines) + "\n")
-    r = subprocess.run([ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("OFPT_FLOW_MOD") == len(lines)
 
@@ -42,14 +54,24 @@ def test_flows_vnet_prints_parse_in_ovs_ofctl(tmp_path: Path) -> None:
 def test_groups_vnet_prints_parse_in_ovs_ofctl() -> None:
     for text in GROUPS:
         printed = format_group(parse_group(text))
-        r = subprocess.run([ovs_ofctl(), "-O", "OpenFlow13", "parse-group", printed], capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [ovs_ofctl(), "-O", "OpenFlow13", "parse-group", printed],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode == 0 and "OFPT_GROUP_MOD" in r.stdout, (printed, r.stderr)
 
 
 def test_what_ovs_prints_vnet_parses(tmp_path: Path) -> None:
     src = tmp_path / "flows.txt"
     src.write_text("\n".join(ROUND_TRIP) + "\n")
-    r = subprocess.run([ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     parsed = 0
     for line in r.stdout.splitlines():
@@ -58,7 +80,9 @@ def test_what_ovs_prints_vnet_parses(tmp_path: Path) -> None:
         # "OFPT_FLOW_MOD (OF1.3) (xid=0x1): ADD table:1 priority=10,tcp,... cookie:0x5 idle:10 actions=..."
         body = line.split(": ADD ", 1)[1]
         match, _, actions = body.partition(" actions=")
-        fields = [w for w in match.split() if not w.startswith(("table:", "cookie:", "idle:", "hard:"))]
+        fields = [
+            w for w in match.split() if not w.startswith(("table:", "cookie:", "idle:", "hard:"))
+        ]
         table = next((w.split(":")[1] for w in match.split() if w.startswith("table:")), "0")
         text = f"table={table}," + ",".join(fields) + ",actions=" + actions
         parse_flow(text)

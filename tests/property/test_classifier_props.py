@@ -86,5 +86,7 @@ class ClassifierVsLinear(RuleBasedStateMachine):
             assert set(map(id, self.cls.rules())) == set(map(id, self.rules.values()))
 
 
-ClassifierVsLinear.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+ClassifierVsLinear.TestCase.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None
+)
 TestClassifier = ClassifierVsLinear.TestCase

@@ -33,21 +33,56 @@ def test_random_bytes_never_crash_decode(data: bytes) -> None:
 
 
 @given(mac, mac, u32, u32, u16, u16, u8, st.binary(max_size=64), st.booleans(), st.integers(0, 63))
-def test_ipv4_tcp_round_trip(dst: int, src: int, a: int, b: int, sp: int, dp: int, ttl: int, payload: bytes, df: bool, dscp: int) -> None:
-    frame = ethernet.build(dst, src, 0x0800, ipv4.build(a, b, 6, tcp.build(sp, dp, payload, ip_src=a, ip_dst=b), ttl=ttl, df=df, dscp=dscp))
+def test_ipv4_tcp_round_trip(
+    dst: int,
+    src: int,
+    a: int,
+    b: int,
+    sp: int,
+    dp: int,
+    ttl: int,
+    payload: bytes,
+    df: bool,
+    dscp: int,
+) -> None:
+    frame = ethernet.build(
+        dst,
+        src,
+        0x0800,
+        ipv4.build(
+            a, b, 6, tcp.build(sp, dp, payload, ip_src=a, ip_dst=b), ttl=ttl, df=df, dscp=dscp
+        ),
+    )
     k = extract(frame, 1)
     assert k[fk.PARSE_ERROR] == 0
     assert (k[fk.ETH_DST], k[fk.ETH_SRC], k[fk.IPV4_SRC], k[fk.IPV4_DST]) == (dst, src, a, b)
     assert (k[fk.TP_SRC], k[fk.TP_DST], k[fk.IP_TTL], k[fk.IP_DSCP]) == (sp, dp, ttl, dscp)
     d = decode(frame)
-    assert d.layer("ipv4")["checksum_ok"] and d.layer("tcp")["checksum_ok"] and d.layer("ipv4")["df"] == df
+    assert (
+        d.layer("ipv4")["checksum_ok"]
+        and d.layer("tcp")["checksum_ok"]
+        and d.layer("ipv4")["df"] == df
+    )
 
 
 @given(ip6, ip6, u16, u16, st.integers(0, 0xFFFFF), st.binary(max_size=64))
 def test_ipv6_udp_round_trip(a: int, b: int, sp: int, dp: int, label: int, payload: bytes) -> None:
-    frame = ethernet.build(2, 1, 0x86DD, ipv6.build(a, b, 17, udp.build(sp, dp, payload, ip_src=a, ip_dst=b, ipv6=True), flow_label=label))
+    frame = ethernet.build(
+        2,
+        1,
+        0x86DD,
+        ipv6.build(
+            a, b, 17, udp.build(sp, dp, payload, ip_src=a, ip_dst=b, ipv6=True), flow_label=label
+        ),
+    )
     k = extract(frame)
-    assert (k[fk.IPV6_SRC], k[fk.IPV6_DST], k[fk.TP_SRC], k[fk.TP_DST], k[fk.IPV6_LABEL]) == (a, b, sp, dp, label)
+    assert (k[fk.IPV6_SRC], k[fk.IPV6_DST], k[fk.TP_SRC], k[fk.TP_DST], k[fk.IPV6_LABEL]) == (
+        a,
+        b,
+        sp,
+        dp,
+        label,
+    )
     assert decode(frame).layer("udp")["checksum_ok"]
 
 
@@ -59,7 +94,10 @@ def test_vxlan_round_trip(vni: int, inner: bytes) -> None:
 
 @given(
     st.integers(0, (1 << 24) - 1),
-    st.lists(st.tuples(u16, u8, st.binary(max_size=12).map(lambda b: b + b"\x00" * ((-len(b)) % 4))), max_size=4),
+    st.lists(
+        st.tuples(u16, u8, st.binary(max_size=12).map(lambda b: b + b"\x00" * ((-len(b)) % 4))),
+        max_size=4,
+    ),
 )
 def test_geneve_round_trip(vni: int, opts: list[tuple[int, int, bytes]]) -> None:
     options = tuple(GeneveOption(c, t & 0x7F, d) for c, t, d in opts)
@@ -70,5 +108,11 @@ def test_geneve_round_trip(vni: int, opts: list[tuple[int, int, bytes]]) -> None
 @given(u16, st.one_of(st.none(), u32), st.one_of(st.none(), u32), st.booleans())
 def test_gre_round_trip(proto: int, key: int | None, seq: int | None, csum: bool) -> None:
     g, _ = gre_parse(gre_build(proto, b"abcd", key=key, seq=seq, checksum=csum), 0)
-    assert g.protocol == proto and g.key_present == (key is not None) and g.seq_present == (seq is not None)
-    assert (g.key if key is not None else None) == key and (g.seq if seq is not None else None) == seq
+    assert (
+        g.protocol == proto
+        and g.key_present == (key is not None)
+        and g.seq_present == (seq is not None)
+    )
+    assert (g.key if key is not None else None) == key and (
+        g.seq if seq is not None else None
+    ) == seq

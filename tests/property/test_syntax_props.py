@@ -24,7 +24,16 @@ match_parts = st.lists(
     unique=True,
     max_size=4,
 )
-proto = st.sampled_from(["", "ip,nw_src=10.1.0.0/16", "tcp,tp_dst=443", "udp6,ipv6_dst=2001:db8::/48,tp_src=53", "arp,arp_tpa=10.0.0.1", "icmp,icmp_type=8"])
+proto = st.sampled_from(
+    [
+        "",
+        "ip,nw_src=10.1.0.0/16",
+        "tcp,tp_dst=443",
+        "udp6,ipv6_dst=2001:db8::/48,tp_src=53",
+        "arp,arp_tpa=10.0.0.1",
+        "icmp,icmp_type=8",
+    ]
+)
 actions = st.lists(
     st.sampled_from(
         [
@@ -44,9 +53,20 @@ actions = st.lists(
 )
 
 
-@given(st.integers(0, 200), st.integers(0, 0xFFFF), st.integers(0, 2**64 - 1), match_parts, proto, actions)
-def test_print_parse_identity(table: int, priority: int, cookie: int, parts: list[str], p: str, acts: list[str]) -> None:
-    text = f"table={table},priority={priority},cookie={cookie:#x}," + ",".join([*([p] if p else []), *parts])
+@given(
+    st.integers(0, 200),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 2**64 - 1),
+    match_parts,
+    proto,
+    actions,
+)
+def test_print_parse_identity(
+    table: int, priority: int, cookie: int, parts: list[str], p: str, acts: list[str]
+) -> None:
+    text = f"table={table},priority={priority},cookie={cookie:#x}," + ",".join(
+        [*([p] if p else []), *parts]
+    )
     text = text.rstrip(",") + ",actions=" + (",".join(acts) or "drop")
     flow = parse_flow(text).flow
     printed = format_flow(flow)

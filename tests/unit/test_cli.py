@@ -15,11 +15,15 @@ FLOWS = "table=0,priority=10,in_port=1,actions=resubmit(,1),output:2\ntable=1,tc
 
 
 def test_decode_hex_and_pcap(tmp_path: Path) -> None:
-    frame = bytes(Ether(src="02:00:00:00:00:01") / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80))
+    frame = bytes(
+        Ether(src="02:00:00:00:00:01") / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(dport=80)
+    )
     r = runner.invoke(app, ["packet", "decode", frame.hex()])
     assert r.exit_code == 0, r.output
     layers = json.loads(r.output)["layers"]
-    assert [x["layer"] for x in layers] == ["ethernet", "ipv4", "tcp"] and layers[2]["dst_port"] == 80
+    assert [x["layer"] for x in layers] == ["ethernet", "ipv4", "tcp"] and layers[2][
+        "dst_port"
+    ] == 80
     pcap = tmp_path / "c.pcap"
     wrpcap(str(pcap), [Ether(frame), Ether(frame)])
     r = runner.invoke(app, ["packet", "decode", "--pcap", str(pcap)])
@@ -36,7 +40,11 @@ def test_trace_text_and_json(tmp_path: Path) -> None:
     ff.write_text(FLOWS)
     r = runner.invoke(app, ["flows", "trace", str(ff), "in_port=1,tcp,nw_dst=10.0.0.2,tp_dst=80"])
     assert r.exit_code == 0, r.output
-    assert "t.flows:1" in r.output and "reg0: 0x0 -> 0x1" in r.output and "Datapath actions: 2" in r.output
+    assert (
+        "t.flows:1" in r.output
+        and "reg0: 0x0 -> 0x1" in r.output
+        and "Datapath actions: 2" in r.output
+    )
     r = runner.invoke(app, ["flows", "trace", str(ff), "in_port=1,tcp,tp_dst=80", "--json"])
     out = json.loads(r.output)
     assert out["datapath_actions"] == "2" and out["tables"][0]["origin"] == "t.flows:1"

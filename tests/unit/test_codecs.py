@@ -2,7 +2,21 @@ from __future__ import annotations
 
 import pytest
 
-from vnet.packet import DecodeError, Reason, arp, checksum, ethernet, geneve, gre, icmpv6, ipv4, ipv6, tcp, udp, vxlan
+from vnet.packet import (
+    DecodeError,
+    Reason,
+    arp,
+    checksum,
+    ethernet,
+    geneve,
+    gre,
+    icmpv6,
+    ipv4,
+    ipv6,
+    tcp,
+    udp,
+    vxlan,
+)
 
 
 def test_checksum_incremental_matches_full() -> None:

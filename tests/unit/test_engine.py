@@ -63,7 +63,11 @@ def test_add_replaces_identical_match_and_priority() -> None:
 
 
 def test_modify_and_delete_strict_and_non_strict() -> None:
-    p = pipe("priority=5,ip,nw_dst=10.0.0.1,actions=output:2", "priority=6,ip,actions=output:3", "priority=7,arp,actions=output:4")
+    p = pipe(
+        "priority=5,ip,nw_dst=10.0.0.1,actions=output:2",
+        "priority=6,ip,actions=output:3",
+        "priority=7,arp,actions=output:4",
+    )
     p.commit([FlowMod(FlowModCommand.MODIFY, flow("ip,actions=output:9"))])
     assert outputs(p, "in_port=1,ip,nw_dst=10.0.0.1") == [9] and outputs(p, "in_port=1,arp") == [4]
     p.commit([FlowMod(FlowModCommand.DELETE_STRICT, flow("priority=6,ip,actions=drop"))])
@@ -73,7 +77,10 @@ def test_modify_and_delete_strict_and_non_strict() -> None:
 
 
 def test_delete_filters_cookie_and_out_port() -> None:
-    p = pipe("cookie=0x11,priority=1,in_port=1,actions=output:2", "cookie=0x21,priority=2,in_port=1,actions=output:3")
+    p = pipe(
+        "cookie=0x11,priority=1,in_port=1,actions=output:2",
+        "cookie=0x21,priority=2,in_port=1,actions=output:3",
+    )
     p.commit([FlowMod(FlowModCommand.DELETE, Flow(table=0xFF, cookie=0x20), cookie_mask=0xF0)])
     assert [r.flow.cookie for r in p.rules()] == [0x11]
     p = pipe("priority=1,in_port=1,actions=output:2", "priority=2,in_port=1,actions=output:3")
@@ -102,7 +109,14 @@ def test_group_validation() -> None:
     with pytest.raises(PipelineError) as e:
         p.commit([GroupMod(GroupModCommand.ADD, GroupDesc(1, GroupType.INDIRECT, ()))])
     assert e.value.kind == ErrorKind.BAD_BUCKET
-    p.commit([GroupMod(GroupModCommand.ADD, GroupDesc(1, GroupType.ALL, (Bucket((parse_action("output:2"),)),)))])
+    p.commit(
+        [
+            GroupMod(
+                GroupModCommand.ADD,
+                GroupDesc(1, GroupType.ALL, (Bucket((parse_action("output:2"),)),)),
+            )
+        ]
+    )
     with pytest.raises(PipelineError) as e:
         p.commit([GroupMod(GroupModCommand.ADD, GroupDesc(1, GroupType.ALL, ()))])
     assert e.value.kind == ErrorKind.GROUP_EXISTS
@@ -113,7 +127,9 @@ def test_group_validation() -> None:
 
 def _select_pipeline(n: int) -> Pipeline:
     p = Pipeline()
-    buckets = tuple(Bucket((parse_action(f"output:{10 + i}"),), watch_port=10 + i) for i in range(n))
+    buckets = tuple(
+        Bucket((parse_action(f"output:{10 + i}"),), watch_port=10 + i) for i in range(n)
+    )
     p.commit([GroupMod(GroupModCommand.ADD, GroupDesc(1, GroupType.SELECT, buckets))])
     p.add_flows([flow("actions=group:1")])
     return p
@@ -123,7 +139,9 @@ def test_select_group_spreads_and_is_stable() -> None:
     p = _select_pipeline(3)
     counts = {10: 0, 11: 0, 12: 0}
     for i in range(1000):
-        key = parse_packet(f"in_port=1,tcp,nw_src=10.0.{i // 250}.{i % 250},nw_dst=10.1.0.1,tp_src={1024 + i},tp_dst=80")
+        key = parse_packet(
+            f"in_port=1,tcp,nw_src=10.0.{i // 250}.{i % 250},nw_dst=10.1.0.1,tp_src={1024 + i},tp_dst=80"
+        )
         clone = p.translate(key).odp[0]
         port = clone[1][0][1]
         counts[port] += 1
@@ -143,7 +161,10 @@ class DeadPorts(NullHooks):
 
 def test_fast_failover_takes_first_live_bucket() -> None:
     p = Pipeline()
-    buckets = (Bucket((parse_action("output:2"),), watch_port=2), Bucket((parse_action("output:3"),), watch_port=3))
+    buckets = (
+        Bucket((parse_action("output:2"),), watch_port=2),
+        Bucket((parse_action("output:3"),), watch_port=3),
+    )
     p.commit([GroupMod(GroupModCommand.ADD, GroupDesc(7, GroupType.FAST_FAILOVER, buckets))])
     p.add_flows([flow("actions=group:7")])
     key = parse_packet("in_port=1")
@@ -162,7 +183,9 @@ def test_output_to_in_port_is_skipped_and_flood() -> None:
 
 
 def test_resubmit_restores_in_port_and_is_bounded() -> None:
-    p = pipe("table=0,in_port=1,actions=resubmit(9,1),output:2", "table=1,in_port=9,actions=output:3")
+    p = pipe(
+        "table=0,in_port=1,actions=resubmit(9,1),output:2", "table=1,in_port=9,actions=output:3"
+    )
     assert outputs(p, "in_port=1") == [3, 2]
     loop = pipe("actions=resubmit(,0)")
     d = loop.translate(parse_packet("in_port=1"))
@@ -176,7 +199,9 @@ def test_action_set_order_and_clear() -> None:
     )
     d = p.translate(parse_packet("in_port=1,ip,nw_dst=10.0.0.1,nw_ttl=5"))
     assert d.odp == (("set", fk.IP_TTL, 4), ("set", fk.IPV4_DST, 0x0A000009), ("output", 2))
-    p = pipe("table=0,actions=write_actions(output:2),goto_table:1", "table=1,actions=clear_actions")
+    p = pipe(
+        "table=0,actions=write_actions(output:2),goto_table:1", "table=1,actions=clear_actions"
+    )
     assert p.translate(parse_packet("in_port=1")).odp == ()
 
 
@@ -211,7 +236,12 @@ def test_counters_and_timeouts() -> None:
     d = p.decide(extract(frame, 1), NullHooks())
     p.account(d, len(frame), now=5.0)
     r = p.rules()[0]
-    assert (r.packet_count, r.byte_count, p.tables[0].lookups, p.tables[0].matches) == (1, len(frame), 1, 1)
+    assert (r.packet_count, r.byte_count, p.tables[0].lookups, p.tables[0].matches) == (
+        1,
+        len(frame),
+        1,
+        1,
+    )
     assert p.expire(14.0) == []
     gone = p.expire(15.0)
     assert [reason for _r, reason in gone] == ["idle_timeout"]

@@ -8,7 +8,9 @@ from vnet.packet.geneve import GeneveOption
 
 
 def _tcp_frame() -> bytes:
-    return ethernet.build(2, 1, 0x0800, ipv4.build(10, 20, 6, tcp.build(1, 2, b"x", ip_src=10, ip_dst=20)))
+    return ethernet.build(
+        2, 1, 0x0800, ipv4.build(10, 20, 6, tcp.build(1, 2, b"x", ip_src=10, ip_dst=20))
+    )
 
 
 def test_key_is_fixed_length_and_hashable() -> None:
@@ -46,7 +48,10 @@ def test_lying_lengths() -> None:
 
 
 def test_ethernet_padding_is_ignored() -> None:
-    f = ethernet.build(2, 1, 0x0800, ipv4.build(1, 2, 17, udp.build(1, 2, ip_src=1, ip_dst=2))) + b"\x00" * 18
+    f = (
+        ethernet.build(2, 1, 0x0800, ipv4.build(1, 2, 17, udp.build(1, 2, ip_src=1, ip_dst=2)))
+        + b"\x00" * 18
+    )
     k = extract(f)
     assert k[fk.PARSE_ERROR] == 0 and k[fk.TP_DST] == 2
 
@@ -57,13 +62,19 @@ def test_unknown_ethertype_is_not_an_error() -> None:
 
 
 def test_three_vlan_tags_is_reported() -> None:
-    tags = [ethernet.VlanTag(0x88A8, 0, 0, 1), ethernet.VlanTag(0x8100, 0, 0, 2), ethernet.VlanTag(0x8100, 0, 0, 3)]
+    tags = [
+        ethernet.VlanTag(0x88A8, 0, 0, 1),
+        ethernet.VlanTag(0x8100, 0, 0, 2),
+        ethernet.VlanTag(0x8100, 0, 0, 3),
+    ]
     k = extract(ethernet.build(2, 1, 0x0800, b"", tags))
     assert k[fk.PARSE_ERROR] == Reason.TOO_MANY_VLANS
 
 
 def test_tunnel_metadata_and_recirculation_state() -> None:
-    t = TunnelInfo(tun_id=99, src=1, dst=2, options=(GeneveOption(0x0102, 0x80, b"\x00\x00\x00\x2a"),))
+    t = TunnelInfo(
+        tun_id=99, src=1, dst=2, options=(GeneveOption(0x0102, 0x80, b"\x00\x00\x00\x2a"),)
+    )
     regs = tuple(range(19))
     k = extract(_tcp_frame(), 1, tunnel=t, ct_regs=regs)
     assert (k[fk.TUN_ID], k[fk.TUN_SRC], k[fk.TUN_DST], k[fk.TUN_METADATA0]) == (99, 1, 2, 42)

@@ -32,21 +32,34 @@ def valid(p: Packet) -> bool:
 
 def test_nat_like_rewrite_tcp() -> None:
     pkt = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", ttl=9) / TCP(sport=1000, dport=80) / b"data"
-    (out,) = run("tcp,actions=set_field:192.168.1.1->ip_src,set_field:8080->tcp_dst,dec_ttl,mod_dl_src:02:00:00:00:00:aa,output:2", pkt)
-    assert (out[IP].src, out[TCP].dport, out[IP].ttl, out.src) == ("192.168.1.1", 8080, 8, "02:00:00:00:00:aa")
+    (out,) = run(
+        "tcp,actions=set_field:192.168.1.1->ip_src,set_field:8080->tcp_dst,dec_ttl,mod_dl_src:02:00:00:00:00:aa,output:2",
+        pkt,
+    )
+    assert (out[IP].src, out[TCP].dport, out[IP].ttl, out.src) == (
+        "192.168.1.1",
+        8080,
+        8,
+        "02:00:00:00:00:aa",
+    )
     assert valid(out)
 
 
 def test_udp_and_tos_rewrite() -> None:
     pkt = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=5, dport=53) / b"q"
-    (out,) = run("udp,actions=set_field:10.9.9.9->nw_dst,mod_tp_src:7777,mod_nw_tos:184,output:2", pkt)
+    (out,) = run(
+        "udp,actions=set_field:10.9.9.9->nw_dst,mod_tp_src:7777,mod_nw_tos:184,output:2", pkt
+    )
     assert (out[IP].dst, out[UDP].sport, out[IP].tos) == ("10.9.9.9", 7777, 184)
     assert valid(out)
 
 
 def test_vlan_push_set_pop() -> None:
     pkt = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()
-    (out,) = run("actions=push_vlan:0x8100,set_field:4196->vlan_vid,set_field:5->vlan_pcp,set_field:10.1.1.1->ip_dst,output:2", pkt)
+    (out,) = run(
+        "actions=push_vlan:0x8100,set_field:4196->vlan_vid,set_field:5->vlan_pcp,set_field:10.1.1.1->ip_dst,output:2",
+        pkt,
+    )
     assert (out[Dot1Q].vlan, out[Dot1Q].prio, out[IP].dst) == (100, 5, "10.1.1.1")
     assert valid(out)
     tagged = Ether() / Dot1Q(vlan=7) / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()
@@ -64,7 +77,12 @@ def test_arp_and_ipv6_rewrite() -> None:
     sent = q[TCP].chksum
     del q[TCP].chksum
     assert out[IPv6].dst == "2001:db8::99" and Ether(bytes(q))[TCP].chksum == sent
-    ns = Ether() / IPv6(src="fe80::1", dst="ff02::1:ff00:2") / ICMPv6ND_NS(tgt="fe80::2") / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")
+    ns = (
+        Ether()
+        / IPv6(src="fe80::1", dst="ff02::1:ff00:2")
+        / ICMPv6ND_NS(tgt="fe80::2")
+        / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")
+    )
     (out,) = run("icmp6,icmp_type=135,actions=set_field:02:00:00:00:00:99->nd_sll,output:2", ns)
     assert out[ICMPv6NDOptSrcLLAddr].lladdr == "02:00:00:00:00:99"
     q = Ether(bytes(out))

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from vnet.pipeline import FlowSyntaxError, parse_flow
-from vnet.pipeline.ofctl import format_dump, format_flow, parse_flows, parse_packet
 from vnet.pipeline.flow import Rule
+from vnet.pipeline.ofctl import format_dump, format_flow, parse_flows, parse_packet
 
 ROUND_TRIP = [
     "table=0,priority=100,in_port=1,dl_vlan=10,actions=pop_vlan,output:2",
@@ -33,15 +33,22 @@ def test_dump_format_is_parsed_back() -> None:
     r = Rule(f, now=1.0)
     r.packet_count, r.byte_count = 3, 180
     line = format_dump(r, now=2.5)
-    assert line.startswith(" cookie=0x9, duration=1.500s, table=1, n_packets=3, n_bytes=180, priority=10,tcp,tp_dst=80 actions=output:2")
+    assert line.startswith(
+        " cookie=0x9, duration=1.500s, table=1, n_packets=3, n_bytes=180, priority=10,tcp,tp_dst=80 actions=output:2"
+    )
     assert parse_flow(line).flow == f
 
 
 def test_spellings_normalise() -> None:
-    a = parse_flow("dl_type=0x0800,nw_proto=6,tcp_dst=80,actions=strip_vlan,mod_nw_tos:16,set_tunnel:7").flow
+    a = parse_flow(
+        "dl_type=0x0800,nw_proto=6,tcp_dst=80,actions=strip_vlan,mod_nw_tos:16,set_tunnel:7"
+    ).flow
     b = parse_flow("tcp,tp_dst=80,actions=pop_vlan,set_field:4->ip_dscp,set_field:0x7->tun_id").flow
     assert a == b
-    assert parse_flow("arp,nw_src=10.0.0.1,actions=drop").flow.match.get("arp_spa") == (0x0A000001, 0xFFFFFFFF)
+    assert parse_flow("arp,nw_src=10.0.0.1,actions=drop").flow.match.get("arp_spa") == (
+        0x0A000001,
+        0xFFFFFFFF,
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,7 +63,12 @@ def test_spellings_normalise() -> None:
         ("reg0=0x100/0xff,actions=drop", "reg0=0x100/0xff", 1, "outside its mask"),
         ("table=300,actions=drop", "table=300", 1, "out of range"),
         ("in_port=1", "in_port=1", 10, "missing actions"),
-        ("actions=load:0x1ff->NXM_NX_REG0[0..3]", "load:0x1ff->NXM_NX_REG0[0..3]", 9, "does not fit"),
+        (
+            "actions=load:0x1ff->NXM_NX_REG0[0..3]",
+            "load:0x1ff->NXM_NX_REG0[0..3]",
+            9,
+            "does not fit",
+        ),
     ],
 )
 def test_errors_name_token_and_column(text: str, token: str, column: int, words: str) -> None:

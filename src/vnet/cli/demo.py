@@ -14,7 +14,17 @@ from rich.rule import Rule as RichRule
 
 from ..packet import decode, ethernet, extract, ipv4, tcp
 from ..packet.addr import ip4_int, mac_int
-from ..pipeline import Bucket, GroupDesc, GroupMod, GroupModCommand, GroupType, Pipeline, Tracer, apply, parse_action
+from ..pipeline import (
+    Bucket,
+    GroupDesc,
+    GroupMod,
+    GroupModCommand,
+    GroupType,
+    Pipeline,
+    Tracer,
+    apply,
+    parse_action,
+)
 from ..pipeline.ofctl import format_flow, parse_flows
 
 DEMO_FLOWS = """\
@@ -54,7 +64,12 @@ def run_demo(console: Console) -> None:
         mac_int("02:00:00:00:00:02"),
         mac_int("02:00:00:00:00:01"),
         ethernet.ETH_TYPE_IPV4,
-        ipv4.build(src_ip, dst_ip, 6, tcp.build(40000, 80, b"GET / HTTP/1.1\r\n\r\n", ip_src=src_ip, ip_dst=dst_ip)),
+        ipv4.build(
+            src_ip,
+            dst_ip,
+            6,
+            tcp.build(40000, 80, b"GET / HTTP/1.1\r\n\r\n", ip_src=src_ip, ip_dst=dst_ip),
+        ),
     )
     console.print(RichRule("1. a frame, decoded"))
     console.print(f"hex: {frame.hex()}", highlight=False, soft_wrap=True)
@@ -63,7 +78,10 @@ def run_demo(console: Console) -> None:
     console.print(RichRule("2. the flow table"))
     for f in flows:
         console.print(format_flow(f), highlight=False, soft_wrap=True)
-    console.print("group_id=1,type=all,bucket=actions=pop_vlan,output:4,bucket=actions=output:5", highlight=False)
+    console.print(
+        "group_id=1,type=all,bucket=actions=pop_vlan,output:4,bucket=actions=output:5",
+        highlight=False,
+    )
 
     console.print(RichRule("3. trace"))
     key = extract(frame, in_port=1)
@@ -75,8 +93,13 @@ def run_demo(console: Console) -> None:
     for op, out in apply(frame, key, decision.odp):
         layers = decode(out).layers
         summary = " / ".join(
-            layer["layer"] + (f"(vid={layer['vid']})" if "vid" in layer else "")
-            + (f"(ttl={layer['ttl']},checksum_ok={layer['checksum_ok']})" if layer["layer"] == "ipv4" else "")
+            layer["layer"]
+            + (f"(vid={layer['vid']})" if "vid" in layer else "")
+            + (
+                f"(ttl={layer['ttl']},checksum_ok={layer['checksum_ok']})"
+                if layer["layer"] == "ipv4"
+                else ""
+            )
             for layer in layers
         )
         console.print(f"{op[0]}:{op[1]}  {summary}", highlight=False)

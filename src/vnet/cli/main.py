@@ -20,7 +20,9 @@ from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
 from .demo import run_demo
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="vnet: software-defined virtual networking.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="vnet: software-defined virtual networking."
+)
 packet_app = typer.Typer(no_args_is_help=True, help="Decode and inspect frames.")
 flows_app = typer.Typer(no_args_is_help=True, help="Work with flow tables in ovs-ofctl syntax.")
 app.add_typer(packet_app, name="packet")
@@ -41,14 +43,18 @@ def _hex_frame(text: str) -> bytes:
     try:
         return bytes.fromhex(clean)
     except ValueError:
-        bad = next((i for i, c in enumerate(clean) if c not in "0123456789abcdefABCDEF"), len(clean) - 1)
+        bad = next(
+            (i for i, c in enumerate(clean) if c not in "0123456789abcdefABCDEF"), len(clean) - 1
+        )
         fail(f"invalid hex frame: character {clean[bad]!r} at position {bad + 1}")
 
 
 @packet_app.command("decode")
 def packet_decode(
     frame: Annotated[str | None, typer.Argument(help="The frame as hex.")] = None,
-    pcap: Annotated[Path | None, typer.Option("--pcap", help="Decode every frame of a pcap/pcapng file.")] = None,
+    pcap: Annotated[
+        Path | None, typer.Option("--pcap", help="Decode every frame of a pcap/pcapng file.")
+    ] = None,
 ) -> None:
     """Print a frame's layers as JSON."""
     if (frame is None) == (pcap is None):
@@ -68,8 +74,12 @@ def packet_decode(
 @flows_app.command("trace")
 def flows_trace(
     flowfile: Annotated[Path, typer.Argument(help="Flow table, one ovs-ofctl flow per line.")],
-    packet: Annotated[str | None, typer.Argument(help="The packet as fields: 'in_port=1,tcp,nw_dst=...'.")] = None,
-    hex_frame: Annotated[str | None, typer.Option("--hex", help="The packet as a hex frame instead.")] = None,
+    packet: Annotated[
+        str | None, typer.Argument(help="The packet as fields: 'in_port=1,tcp,nw_dst=...'.")
+    ] = None,
+    hex_frame: Annotated[
+        str | None, typer.Option("--hex", help="The packet as a hex frame instead.")
+    ] = None,
     in_port: Annotated[int, typer.Option("--in-port", help="Ingress port for --hex.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -99,7 +109,10 @@ def flows_trace(
     if as_json:
         out = tracer.as_dict()
         if frame is not None:
-            out["outputs"] = [{"action": list(map(str, op)), "frame": fr.hex()} for op, fr in apply(frame, key, decision.odp)]
+            out["outputs"] = [
+                {"action": list(map(str, op)), "frame": fr.hex()}
+                for op, fr in apply(frame, key, decision.odp)
+            ]
         print(json.dumps(out, indent=2))
         return
     print(tracer.format())

@@ -9,4 +9,13 @@ from .decode import Decoded, decode
 from .errors import DecodeError, Reason
 from .flowkey import FIELDS, TunnelInfo, extract, make_key
 
-__all__ = ["FIELDS", "DecodeError", "Decoded", "Reason", "TunnelInfo", "decode", "extract", "make_key"]
+__all__ = [
+    "FIELDS",
+    "DecodeError",
+    "Decoded",
+    "Reason",
+    "TunnelInfo",
+    "decode",
+    "extract",
+    "make_key",
+]

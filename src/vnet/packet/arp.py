@@ -39,7 +39,7 @@ class Arp(NamedTuple):
     tpa: int
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Arp, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Arp, int]:
     if len(buf) - off < ARP_LEN:
         raise DecodeError(Reason.TRUNCATED_ARP, f"{len(buf) - off} bytes", off)
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _ARP.unpack_from(buf, off)

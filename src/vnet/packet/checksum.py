@@ -62,7 +62,11 @@ def pseudo_header_v4(src: int, dst: int, proto: int, length: int) -> bytes:
 
 
 def pseudo_header_v6(src: int, dst: int, next_header: int, length: int) -> bytes:
-    return src.to_bytes(16, "big") + dst.to_bytes(16, "big") + struct.pack("!IxxxB", length, next_header)
+    return (
+        src.to_bytes(16, "big")
+        + dst.to_bytes(16, "big")
+        + struct.pack("!IxxxB", length, next_header)
+    )
 
 
 def update_word(checksum: int, old: int, new: int) -> int:

@@ -76,14 +76,14 @@ class VlanTag(NamedTuple):
         return (self.pcp << 13) | (self.dei << 12) | self.vid
 
 
-def parse(buf: bytes | memoryview, off: int = 0) -> tuple[Ethernet, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int = 0) -> tuple[Ethernet, int]:
     if len(buf) - off < ETH_HEADER_LEN:
         raise DecodeError(Reason.TRUNCATED_ETH, f"{len(buf) - off} bytes", off)
     dst, src, et = _HDR.unpack_from(buf, off)
     return Ethernet(int.from_bytes(dst, "big"), int.from_bytes(src, "big"), et), off + 14
 
 
-def parse_tag(buf: bytes | memoryview, off: int, tpid: int) -> tuple[VlanTag, int, int]:
+def parse_tag(buf: bytes | bytearray | memoryview, off: int, tpid: int) -> tuple[VlanTag, int, int]:
     """Parse the TCI at `off` (after a TPID); returns (tag, next ethertype, next offset)."""
     if len(buf) - off < 4:
         raise DecodeError(Reason.TRUNCATED_VLAN, "", off)

@@ -181,6 +181,8 @@ def extract(
     packet re-enters the pipeline after recirculation.
     """
     head = (in_port,) + (_Z10 if tunnel is None else (0, *tunnel.key_fields()))
+    ctr: tuple[int, ...]
+    ndt: tuple[int, ...]
     if ct_regs is None:
         ctr = _ZERO_CT_REGS
         ndt = _Z_ND_CT  # ARP/ND zeros and ct/regs zeros, concatenated once at import
@@ -197,7 +199,9 @@ def extract(
     vid = pcp = cvid = cpcp = 0
     if et in _TPIDS:
         if n - off < 4:
-            return head + (dst, src, et, 0, 0, 0, 0) + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_VLAN)
+            return (
+                head + (dst, src, et, 0, 0, 0, 0) + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_VLAN)
+            )
         tci, et = _TAG(frame, off)
         vid = (tci & 0xFFF) | VID_PRESENT
         pcp = tci >> 13
@@ -254,7 +258,15 @@ def extract(
         if proto == 1:
             if end - l4 < 8:
                 return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_ICMP)
-            return head + l2 + l3 + (0, 0, 0, frame[l4], frame[l4 + 1]) + _Z_ARPND + ctr + (off, l4, l4 + 8, 0)
+            return (
+                head
+                + l2
+                + l3
+                + (0, 0, 0, frame[l4], frame[l4 + 1])
+                + _Z_ARPND
+                + ctr
+                + (off, l4, l4 + 8, 0)
+            )
         if proto == 132 and end - l4 >= 12:
             sp, dp = _PORTS(frame, l4)
             return head + l2 + l3 + (sp, dp, 0, 0, 0) + _Z_ARPND + ctr + (off, l4, l4 + 12, 0)
@@ -314,7 +326,15 @@ def _extract_ipv6(
         doff = (offfl >> 12) * 4
         if doff < 20 or doff > end - l4:
             return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.BAD_TCP_OFFSET)
-        return head + l2 + l3 + (sp, dp, offfl & 0xFFF, 0, 0) + _Z_ARPND + ctr + (off, l4, l4 + doff, 0)
+        return (
+            head
+            + l2
+            + l3
+            + (sp, dp, offfl & 0xFFF, 0, 0)
+            + _Z_ARPND
+            + ctr
+            + (off, l4, l4 + doff, 0)
+        )
     if proto == 17:
         if end - l4 < 8:
             return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_UDP)
@@ -325,7 +345,7 @@ def _extract_ipv6(
             return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_ICMPV6)
         t, c = frame[l4], frame[l4 + 1]
         l4f = (0, 0, 0, t, c)
-        if (t == ND_NS or t == ND_NA) and c == 0:
+        if t in (ND_NS, ND_NA) and c == 0:
             try:
                 nd = parse_nd(frame, l4 + 4, t, end)
             except DecodeError as e:

@@ -62,7 +62,7 @@ class Geneve(NamedTuple):
     options: tuple[GeneveOption, ...]
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Geneve, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Geneve, int]:
     if len(buf) - off < GENEVE_LEN:
         raise DecodeError(Reason.TRUNCATED_GENEVE, f"{len(buf) - off} bytes", off)
     b0, b1, proto, w1 = _HDR.unpack_from(buf, off)

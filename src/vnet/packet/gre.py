@@ -50,7 +50,7 @@ class Gre(NamedTuple):
         return self.key & 0xFF
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Gre, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Gre, int]:
     if len(buf) - off < 4:
         raise DecodeError(Reason.TRUNCATED_GRE, f"{len(buf) - off} bytes", off)
     flags, proto = _HDR.unpack_from(buf, off)
@@ -81,7 +81,9 @@ def build(
     seq: int | None = None,
     checksum: bool = False,
 ) -> bytes:
-    flags = (_C if checksum else 0) | (_K if key is not None else 0) | (_S if seq is not None else 0)
+    flags = (
+        (_C if checksum else 0) | (_K if key is not None else 0) | (_S if seq is not None else 0)
+    )
     hdr = bytearray(_HDR.pack(flags, protocol))
     if checksum:
         hdr += b"\x00\x00\x00\x00"

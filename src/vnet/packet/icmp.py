@@ -54,7 +54,7 @@ class Icmp(NamedTuple):
         return int.from_bytes(self.rest[2:], "big")
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Icmp, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Icmp, int]:
     if len(buf) - off < 8:
         raise DecodeError(Reason.TRUNCATED_ICMP, f"{len(buf) - off} bytes", off)
     t, c, csum, rest = _HDR.unpack_from(buf, off)

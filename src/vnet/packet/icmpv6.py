@@ -82,14 +82,16 @@ class NeighborDiscovery(NamedTuple):
     router_lifetime: int = 0  # RA only
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Icmpv6, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Icmpv6, int]:
     if len(buf) - off < 4:
         raise DecodeError(Reason.TRUNCATED_ICMPV6, f"{len(buf) - off} bytes", off)
     t, c, csum = _HDR.unpack_from(buf, off)
     return Icmpv6(t, c, csum), off + 4
 
 
-def parse_nd(buf: bytes | memoryview, off: int, type_: int, end: int) -> NeighborDiscovery:
+def parse_nd(
+    buf: bytes | bytearray | memoryview, off: int, type_: int, end: int
+) -> NeighborDiscovery:
     """Parse an ND body starting at `off` (just after type/code/checksum)."""
     need = _BODY_LEN[type_]
     if end - off < need:

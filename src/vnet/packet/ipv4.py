@@ -81,7 +81,7 @@ class IPv4(NamedTuple):
         return self.mf or self.frag_offset != 0
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[IPv4, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[IPv4, int]:
     avail = len(buf) - off
     if avail < 20:
         raise DecodeError(Reason.TRUNCATED_IPV4, f"{avail} bytes", off)
@@ -115,7 +115,7 @@ def parse(buf: bytes | memoryview, off: int) -> tuple[IPv4, int]:
     return hdr, off + hlen
 
 
-def header_checksum_ok(buf: bytes | memoryview, off: int = 0) -> bool:
+def header_checksum_ok(buf: bytes | bytearray | memoryview, off: int = 0) -> bool:
     hlen = (buf[off] & 0xF) * 4
     return internet_checksum(buf[off : off + hlen]) == 0
 

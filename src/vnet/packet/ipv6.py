@@ -86,7 +86,7 @@ class Fragment(NamedTuple):
     ident: int
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[IPv6, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[IPv6, int]:
     avail = len(buf) - off
     if avail < 40:
         raise DecodeError(Reason.TRUNCATED_IPV6, f"{avail} bytes", off)
@@ -108,7 +108,7 @@ def parse(buf: bytes | memoryview, off: int) -> tuple[IPv6, int]:
 
 
 def walk_extensions(
-    buf: bytes | memoryview, off: int, nh: int, end: int
+    buf: bytes | bytearray | memoryview, off: int, nh: int, end: int
 ) -> tuple[int, int, list[ExtHeader], Fragment | None]:
     """Follow extension headers from `off` (first one of type `nh`) to the upper layer.
 

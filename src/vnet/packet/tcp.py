@@ -70,7 +70,7 @@ class Tcp(NamedTuple):
     urgent: int
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Tcp, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Tcp, int]:
     avail = len(buf) - off
     if avail < 20:
         raise DecodeError(Reason.TRUNCATED_TCP, f"{avail} bytes", off)

@@ -33,7 +33,7 @@ class Udp(NamedTuple):
     checksum: int
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Udp, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Udp, int]:
     avail = len(buf) - off
     if avail < 8:
         raise DecodeError(Reason.TRUNCATED_UDP, f"{avail} bytes", off)

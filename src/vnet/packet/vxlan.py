@@ -37,7 +37,7 @@ class Vxlan(NamedTuple):
         return bool(self.flags & _FLAG_I)
 
 
-def parse(buf: bytes | memoryview, off: int) -> tuple[Vxlan, int]:
+def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Vxlan, int]:
     if len(buf) - off < VXLAN_LEN:
         raise DecodeError(Reason.TRUNCATED_VXLAN, f"{len(buf) - off} bytes", off)
     w0, w1 = _HDR.unpack_from(buf, off)

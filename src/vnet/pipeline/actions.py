@@ -95,7 +95,9 @@ def _num(text: str, what: str, bits: int = 32) -> int:
 
 def split_args(text: str) -> list[str]:
     """Split on commas outside parentheses: `a,b(c,d),e` -> [a, b(c,d), e]."""
-    out, depth, cur = [], 0, []
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "," and depth == 0:
             out.append("".join(cur).strip())
@@ -134,7 +136,7 @@ class Output(Action):
             x.emit(("output", p))
         elif p == OFPP_NORMAL:
             x.hooks.normal(x)
-        elif p == OFPP_FLOOD or p == OFPP_ALL:
+        elif p in (OFPP_FLOOD, OFPP_ALL):
             for q in x.hooks.flood_ports(in_port, p == OFPP_ALL):
                 x.emit(("output", q))
         elif p == OFPP_IN_PORT:
@@ -685,7 +687,11 @@ def parse_action(text: str) -> Action:
     if text.isdigit():
         return Output(_num(text, "output"))
     if text.upper() in PORT_NAMES and text.upper() not in ("ANY", "NONE", "TABLE"):
-        return PARSERS[text.lower()](None) if text.lower() in PARSERS else Output(PORT_NAMES[text.upper()])
+        return (
+            PARSERS[text.lower()](None)
+            if text.lower() in PARSERS
+            else Output(PORT_NAMES[text.upper()])
+        )
     cut = len(text)
     for sep in (":", "("):
         i = text.find(sep)

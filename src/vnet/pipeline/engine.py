@@ -131,15 +131,22 @@ class Pipeline:
         goto = f.instructions.goto
         if goto is not None and not (f.table < goto < len(self.tables)):
             raise PipelineError(
-                ErrorKind.BAD_GOTO, f"goto_table:{goto} from table {f.table}: must go to a later table"
+                ErrorKind.BAD_GOTO,
+                f"goto_table:{goto} from table {f.table}: must go to a later table",
             )
         for a in (*f.instructions.apply, *f.instructions.write):
             if isinstance(a, Group) and a.group_id not in group_ids:
                 raise PipelineError(ErrorKind.BAD_OUT_GROUP, f"group:{a.group_id} does not exist")
         if mod.command == FlowModCommand.ADD and f.flags & OFPFF_CHECK_OVERLAP:
             for r in self.tables[f.table].by_id.values():
-                if r.priority == f.priority and _overlap(r.flow.match, f.match) and r.flow.match != f.match:
-                    raise PipelineError(ErrorKind.OVERLAP, f"overlaps a flow of priority {f.priority}")
+                if (
+                    r.priority == f.priority
+                    and _overlap(r.flow.match, f.match)
+                    and r.flow.match != f.match
+                ):
+                    raise PipelineError(
+                        ErrorKind.OVERLAP, f"overlaps a flow of priority {f.priority}"
+                    )
 
     def _check_group_mod(self, mod: GroupMod, group_ids: set[int]) -> None:
         g = mod.group
@@ -154,16 +161,26 @@ class Pipeline:
         if mod.command == GroupModCommand.MODIFY and gid not in group_ids:
             raise PipelineError(ErrorKind.UNKNOWN_GROUP, f"group {gid} does not exist")
         if g.type == GroupType.INDIRECT and len(g.buckets) != 1:
-            raise PipelineError(ErrorKind.BAD_BUCKET, f"indirect group {gid} needs exactly one bucket")
+            raise PipelineError(
+                ErrorKind.BAD_BUCKET, f"indirect group {gid} needs exactly one bucket"
+            )
         for b in g.buckets:
-            if g.type == GroupType.FAST_FAILOVER and b.watch_port == OFPP_ANY and b.watch_group == OFPG_ANY:
-                raise PipelineError(ErrorKind.BAD_BUCKET, f"fast-failover group {gid}: bucket needs watch_port")
+            if (
+                g.type == GroupType.FAST_FAILOVER
+                and b.watch_port == OFPP_ANY
+                and b.watch_group == OFPG_ANY
+            ):
+                raise PipelineError(
+                    ErrorKind.BAD_BUCKET, f"fast-failover group {gid}: bucket needs watch_port"
+                )
             for a in b.actions:
                 if isinstance(a, Group):
                     if a.group_id == gid:
                         raise PipelineError(ErrorKind.LOOP, f"group {gid} refers to itself")
                     if a.group_id not in group_ids:
-                        raise PipelineError(ErrorKind.BAD_OUT_GROUP, f"group:{a.group_id} does not exist")
+                        raise PipelineError(
+                            ErrorKind.BAD_OUT_GROUP, f"group:{a.group_id} does not exist"
+                        )
         group_ids.add(gid)
 
     def _apply_group_mod(self, mod: GroupMod) -> list[Rule]:
@@ -221,7 +238,9 @@ class Pipeline:
             else:
                 cands = [r for r in t.by_id.values() if f.match.covers(r.flow.match)]
             for r in cands:
-                if mod.cookie_mask and (r.flow.cookie & mod.cookie_mask) != (f.cookie & mod.cookie_mask):
+                if mod.cookie_mask and (r.flow.cookie & mod.cookie_mask) != (
+                    f.cookie & mod.cookie_mask
+                ):
                     continue
                 if mod.out_port != OFPP_ANY and not _outputs_to(r.flow, mod.out_port):
                     continue
@@ -303,7 +322,12 @@ class Pipeline:
         if tracer is not None:
             tracer.finish(x)
         return Decision(
-            tuple(x.odp), tuple(x.rules), tuple(x.tables), tuple(x.groups), x.drop_reason, x.cacheable
+            tuple(x.odp),
+            tuple(x.rules),
+            tuple(x.tables),
+            tuple(x.groups),
+            x.drop_reason,
+            x.cacheable,
         )
 
     def _run_table(self, x: XContext, table_id: int, resubmitted: bool) -> int | None:
@@ -347,7 +371,10 @@ class Pipeline:
                 x.fields[fk.METADATA] = (x.fields[fk.METADATA] & ~m) | (v & m)
         if tr is not None:
             if ins.write or ins.clear:
-                tr.note("action set: " + (",".join(a.format() for a in x.action_set.values()) or "(empty)"))
+                tr.note(
+                    "action set: "
+                    + (",".join(a.format() for a in x.action_set.values()) or "(empty)")
+                )
             if ins.goto is not None:
                 tr.note(f"goto_table:{ins.goto}")
             tr.end_table()

@@ -67,7 +67,15 @@ class Flow:
 class Rule:
     """An installed flow and its counters."""
 
-    __slots__ = ("byte_count", "created", "flow", "instructions", "packet_count", "priority", "used")
+    __slots__ = (
+        "byte_count",
+        "created",
+        "flow",
+        "instructions",
+        "packet_count",
+        "priority",
+        "used",
+    )
 
     def __init__(self, flow: Flow, now: float = 0.0) -> None:
         self.flow = flow

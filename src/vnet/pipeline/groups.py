@@ -16,7 +16,15 @@ from enum import Enum
 from ..packet import flowkey as fk
 from .actions import Action
 
-__all__ = ["Bucket", "GroupDesc", "GroupEntry", "GroupMod", "GroupModCommand", "GroupType", "select_hash"]
+__all__ = [
+    "Bucket",
+    "GroupDesc",
+    "GroupEntry",
+    "GroupMod",
+    "GroupModCommand",
+    "GroupType",
+    "select_hash",
+]
 
 ANY = 0xFFFFFFFF
 

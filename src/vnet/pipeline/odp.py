@@ -74,11 +74,10 @@ def _run(
                 del buf[12:16]
                 shift -= 4
         elif kind == "clone":
-            if _run(bytearray(buf), key, op[1], shift, out, meter) < 0:
-                continue
-        elif kind == "meter":
-            if meter is not None and not meter(op[1], len(buf)):
-                return -1
+            # a meter that drops inside a clone drops that copy only
+            _run(bytearray(buf), key, op[1], shift, out, meter)
+        elif kind == "meter" and meter is not None and not meter(op[1], len(buf)):
+            return -1
     return shift
 
 
@@ -150,7 +149,12 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
             tos = ((value << 2) | (tos & 3)) if slot == fk.IP_DSCP else ((tos & 0xFC) | value)
             _patch(buf, l3, bytes((buf[l3], tos)), ip_csum)
         elif slot in (fk.TP_SRC, fk.TP_DST) and l4:
-            _patch(buf, l4 + (0 if slot == fk.TP_SRC else 2), value.to_bytes(2, "big"), _l4_csum(key, l4))
+            _patch(
+                buf,
+                l4 + (0 if slot == fk.TP_SRC else 2),
+                value.to_bytes(2, "big"),
+                _l4_csum(key, l4),
+            )
         elif slot in (fk.ICMP_TYPE, fk.ICMP_CODE) and l4:
             t = value if slot == fk.ICMP_TYPE else buf[l4]
             c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
@@ -170,7 +174,12 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
                 word = (word & ~0xFFFFF) | value
             buf[l3 : l3 + 4] = word.to_bytes(4, "big")
         elif slot in (fk.TP_SRC, fk.TP_DST) and l4:
-            _patch(buf, l4 + (0 if slot == fk.TP_SRC else 2), value.to_bytes(2, "big"), _l4_csum(key, l4))
+            _patch(
+                buf,
+                l4 + (0 if slot == fk.TP_SRC else 2),
+                value.to_bytes(2, "big"),
+                _l4_csum(key, l4),
+            )
         elif slot in (fk.ICMP_TYPE, fk.ICMP_CODE) and l4:
             t = value if slot == fk.ICMP_TYPE else buf[l4]
             c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
@@ -205,7 +214,9 @@ def format_ops(ops: Sequence[Op]) -> list[str]:
         elif kind == "pop_vlan":
             out.append("pop_vlan")
         elif kind == "controller":
-            out.append(f"controller(reason={op[1]},max_len={op[2]},table={op[3]},cookie={op[4]:#x})")
+            out.append(
+                f"controller(reason={op[1]},max_len={op[2]},table={op[3]},cookie={op[4]:#x})"
+            )
         elif kind == "normal":
             out.append("normal")
         elif kind == "meter":

@@ -21,8 +21,15 @@ from pathlib import Path
 from ..packet import flowkey as fk
 from .actions import Action, ActionError, Meter, parse_action, set_key, split_args
 from .fields import BY_INDEX, Field, FieldError, lookup
+from .flow import (
+    DEFAULT_PRIORITY,
+    OFPFF_CHECK_OVERLAP,
+    OFPFF_SEND_FLOW_REM,
+    Flow,
+    Instructions,
+    Rule,
+)
 from .groups import Bucket, GroupDesc, GroupType
-from .flow import DEFAULT_PRIORITY, OFPFF_CHECK_OVERLAP, OFPFF_SEND_FLOW_REM, Flow, Instructions, Rule
 from .match import Match
 
 __all__ = [
@@ -58,7 +65,15 @@ SHORTHANDS: dict[str, tuple[int, int | None]] = {
     "rarp": (0x8035, None),
 }
 _SHORT_BY_VALUE = {v: k for k, v in SHORTHANDS.items() if k not in ("ipv4",)}
-_IGNORED = {"duration", "n_packets", "n_bytes", "idle_age", "hard_age", "importance", "reset_counts"}
+_IGNORED = {
+    "duration",
+    "n_packets",
+    "n_bytes",
+    "idle_age",
+    "hard_age",
+    "importance",
+    "reset_counts",
+}
 _FLAGS = {"send_flow_rem": OFPFF_SEND_FLOW_REM, "check_overlap": OFPFF_CHECK_OVERLAP}
 
 
@@ -112,7 +127,7 @@ def _tokens(text: str, start: int = 0) -> Iterator[tuple[str, int]]:
 def _split_actions(text: str) -> tuple[str, str | None, int]:
     """(match part, actions part or None, column where the actions start)."""
     i = text.find("actions=")
-    while i > 0 and not (text[i - 1] in ", \t"):
+    while i > 0 and text[i - 1] not in ", \t":
         i = text.find("actions=", i + 1)
     if i < 0:
         return text, None, 0
@@ -147,7 +162,9 @@ def _match_pairs(tokens: list[tuple[str, str, int]]) -> list[tuple[Field, int, i
             if name in ("dl_type", "eth_type", "nw_proto", "ip_proto"):
                 continue
             if value == "":
-                raise FlowSyntaxError(f"{name!r} needs a value (or is not a known keyword)", name, col)
+                raise FlowSyntaxError(
+                    f"{name!r} needs a value (or is not a known keyword)", name, col
+                )
             if name == "dl_vlan":
                 vid = _num(value, name, col)
                 if vid == 0xFFFF:
@@ -168,7 +185,9 @@ def _match_pairs(tokens: list[tuple[str, str, int]]) -> list[tuple[Field, int, i
                     has_vid = True
                 pm = mask >> 13
                 if pm not in (0, 7):
-                    raise FlowSyntaxError("vlan_tci: partial PCP masks are not supported", name, col)
+                    raise FlowSyntaxError(
+                        "vlan_tci: partial PCP masks are not supported", name, col
+                    )
                 if pm:
                     pairs.append((lookup("vlan_pcp"), tci >> 13, 7))
                 continue
@@ -277,7 +296,9 @@ def parse_flow(text: str, *, origin: str = "", require_actions: bool = True) -> 
     match = _build_match(mtoks)
     if actions_text is None:
         if require_actions:
-            raise FlowSyntaxError("missing actions= (use actions=drop to drop)", text.strip()[:40], len(text) + 1)
+            raise FlowSyntaxError(
+                "missing actions= (use actions=drop to drop)", text.strip()[:40], len(text) + 1
+            )
         ins = Instructions()
     else:
         ins = parse_instructions(actions_text, column=acol)
@@ -339,12 +360,17 @@ def parse_instructions(text: str, column: int = 0) -> Instructions:
                     a = parse_action(sub)
                     k = set_key(a)
                     if k in seen:
-                        raise FlowSyntaxError(f"write_actions has two actions of kind {k!r}", sub, col)
+                        raise FlowSyntaxError(
+                            f"write_actions has two actions of kind {k!r}", sub, col
+                        )
                     seen.add(k)
                     write.append(a)
             elif kind == "write_metadata":
                 v, _, m = tok.split(":", 1)[1].partition("/")
-                metadata = (_num(v, "write_metadata", col), _num(m, "write_metadata", col) if m else (1 << 64) - 1)
+                metadata = (
+                    _num(v, "write_metadata", col),
+                    _num(m, "write_metadata", col) if m else (1 << 64) - 1,
+                )
             elif kind == "goto_table":
                 goto = _num(tok.split(":", 1)[1], "goto_table", col)
                 if goto > 254:
@@ -492,7 +518,14 @@ def format_dump(rule: Rule, now: float = 0.0) -> str:
     if fm:
         m.append(fm)
     match = ",".join(m)
-    return " " + ", ".join(head) + ", " + (match + " " if match else "") + "actions=" + format_instructions(fl.instructions)
+    return (
+        " "
+        + ", ".join(head)
+        + ", "
+        + (match + " " if match else "")
+        + "actions="
+        + format_instructions(fl.instructions)
+    )
 
 
 # -- packets (for trace) ----------------------------------------------------------------------------
@@ -526,9 +559,26 @@ def format_key(key: tuple[int, ...] | list[int]) -> str:
     if key[fk.VLAN_VID]:
         show |= {fk.VLAN_VID, fk.VLAN_PCP}
     if et == 0x0800:
-        show |= {fk.IPV4_SRC, fk.IPV4_DST, fk.IP_PROTO, fk.IP_DSCP, fk.IP_ECN, fk.IP_TTL, fk.IP_FRAG}
+        show |= {
+            fk.IPV4_SRC,
+            fk.IPV4_DST,
+            fk.IP_PROTO,
+            fk.IP_DSCP,
+            fk.IP_ECN,
+            fk.IP_TTL,
+            fk.IP_FRAG,
+        }
     elif et == 0x86DD:
-        show |= {fk.IPV6_SRC, fk.IPV6_DST, fk.IPV6_LABEL, fk.IP_PROTO, fk.IP_DSCP, fk.IP_ECN, fk.IP_TTL, fk.IP_FRAG}
+        show |= {
+            fk.IPV6_SRC,
+            fk.IPV6_DST,
+            fk.IPV6_LABEL,
+            fk.IP_PROTO,
+            fk.IP_DSCP,
+            fk.IP_ECN,
+            fk.IP_TTL,
+            fk.IP_FRAG,
+        }
     elif et == 0x0806:
         show |= {fk.ARP_OP, fk.ARP_SPA, fk.ARP_TPA, fk.ARP_SHA, fk.ARP_THA}
     if et in (0x0800, 0x86DD):
@@ -545,7 +595,11 @@ def format_key(key: tuple[int, ...] | list[int]) -> str:
         if slot == fk.ICMP_TYPE and et == 0x86DD:
             f = lookup("icmpv6_type")
         items.append((f, key[slot], f.full_mask))
-    m = Match(tuple(sorted((f.index, v, mk) for f, v, mk in items if not (f.kind == "vlan_vid" and v == 0))))
+    m = Match(
+        tuple(
+            sorted((f.index, v, mk) for f, v, mk in items if not (f.kind == "vlan_vid" and v == 0))
+        )
+    )
     text = format_match(m)
     if not key[fk.VLAN_VID]:
         text = text.replace("dl_src=", "vlan_tci=0x0000,dl_src=", 1) if "dl_src=" in text else text
@@ -554,7 +608,13 @@ def format_key(key: tuple[int, ...] | list[int]) -> str:
 
 # -- groups -----------------------------------------------------------------------------------------
 
-_GROUP_TYPES = {"all": GroupType.ALL, "select": GroupType.SELECT, "indirect": GroupType.INDIRECT, "ff": GroupType.FAST_FAILOVER, "fast_failover": GroupType.FAST_FAILOVER}
+_GROUP_TYPES = {
+    "all": GroupType.ALL,
+    "select": GroupType.SELECT,
+    "indirect": GroupType.INDIRECT,
+    "ff": GroupType.FAST_FAILOVER,
+    "fast_failover": GroupType.FAST_FAILOVER,
+}
 
 
 def parse_group(text: str) -> GroupDesc:
@@ -587,14 +647,20 @@ def parse_group(text: str) -> GroupDesc:
             if in_actions:
                 acts.append(_action(tok, c))
                 continue
-            name, sep, value = tok.partition(":") if ":" in tok and "=" not in tok.split(":")[0] else (tok, "", "")
+            name, sep, value = (
+                tok.partition(":") if ":" in tok and "=" not in tok.split(":")[0] else (tok, "", "")
+            )
             if tok.startswith("actions="):
                 in_actions = True
                 rest = tok[len("actions=") :]
                 if rest:
                     acts.append(_action(rest, c + 8))
             elif name in ("weight", "watch_port", "watch_group") and sep:
-                v = lookup("in_port").parse(value)[0] if name == "watch_port" else _num(value, name, c)
+                v = (
+                    lookup("in_port").parse(value)[0]
+                    if name == "watch_port"
+                    else _num(value, name, c)
+                )
                 if name == "weight":
                     weight = v
                 elif name == "watch_port":

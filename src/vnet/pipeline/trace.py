@@ -74,7 +74,9 @@ class Tracer:
         if not self.initial:
             self.initial = list(fields)
         if rule is None:
-            node = TraceNode("table", f"{table_id:>2}. No match.", {"table": table_id, "matched": False})
+            node = TraceNode(
+                "table", f"{table_id:>2}. No match.", {"table": table_id, "matched": False}
+            )
         else:
             fl = rule.flow
             m = format_match(fl.match) or "(catch-all)"
@@ -142,7 +144,12 @@ class Tracer:
         }
 
     def format(self) -> str:
-        lines = [f"Flow: {format_key(self.initial)}", "", f'bridge("{self.bridge}")', "-" * (len(self.bridge) + 10)]
+        lines = [
+            f"Flow: {format_key(self.initial)}",
+            "",
+            f'bridge("{self.bridge}")',
+            "-" * (len(self.bridge) + 10),
+        ]
         for c in self.root.children:
             self._fmt(c, 0, lines)
         lines.append("")
