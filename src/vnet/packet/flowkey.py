@@ -39,6 +39,7 @@ __all__ = [
     "FIELDS",
     "INDEX",
     "KEY_LEN",
+    "MATCHABLE",
     "PACKET_FIELDS",
     "TunnelInfo",
     "describe",
@@ -47,19 +48,8 @@ __all__ = [
 ]
 
 FIELDS: tuple[str, ...] = (
-    # 0..10 pipeline and tunnel metadata
+    # 0..7 ingress port and layer 2
     "in_port",
-    "metadata",
-    "tun_id",
-    "tun_src",
-    "tun_dst",
-    "tun_ipv6_src",
-    "tun_ipv6_dst",
-    "tun_metadata0",
-    "tun_metadata1",
-    "tun_metadata2",
-    "tun_metadata3",
-    # 11..17 layer 2
     "eth_dst",
     "eth_src",
     "eth_type",
@@ -67,7 +57,7 @@ FIELDS: tuple[str, ...] = (
     "vlan_pcp",
     "cvlan_vid",
     "cvlan_pcp",
-    # 18..27 layer 3
+    # 8..17 layer 3
     "ipv4_src",
     "ipv4_dst",
     "ipv6_src",
@@ -78,13 +68,18 @@ FIELDS: tuple[str, ...] = (
     "ip_ecn",
     "ip_ttl",
     "ip_frag",
-    # 28..32 layer 4
+    # 18..22 layer 4
     "tp_src",
     "tp_dst",
     "tcp_flags",
     "icmp_type",
     "icmp_code",
-    # 33..40 ARP and neighbour discovery
+    # 23..26 where layers start, and why parsing stopped (not matchable)
+    "l3_ofs",
+    "l4_ofs",
+    "l7_ofs",
+    "parse_error",
+    # 27..34 ARP and neighbour discovery
     "arp_op",
     "arp_spa",
     "arp_tpa",
@@ -93,32 +88,42 @@ FIELDS: tuple[str, ...] = (
     "nd_target",
     "nd_sll",
     "nd_tll",
-    # 41..59 connection tracking and registers
+    # 35..44 pipeline and tunnel metadata
+    "metadata",
+    "tun_id",
+    "tun_src",
+    "tun_dst",
+    "tun_ipv6_src",
+    "tun_ipv6_dst",
+    "tun_metadata0",
+    "tun_metadata1",
+    "tun_metadata2",
+    "tun_metadata3",
+    # 45..63 connection tracking and registers
     "ct_state",
     "ct_zone",
     "ct_mark",
     *(f"reg{i}" for i in range(16)),
-    # 60..63 where layers start, and why parsing stopped (not matchable)
-    "l3_ofs",
-    "l4_ofs",
-    "l7_ofs",
-    "parse_error",
 )
 INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
 KEY_LEN = len(FIELDS)
 
-IN_PORT, METADATA, TUN_ID, TUN_SRC, TUN_DST, TUN_IPV6_SRC, TUN_IPV6_DST = range(7)
-TUN_METADATA0 = 7
-ETH_DST, ETH_SRC, ETH_TYPE, VLAN_VID, VLAN_PCP, CVLAN_VID, CVLAN_PCP = range(11, 18)
-IPV4_SRC, IPV4_DST, IPV6_SRC, IPV6_DST, IPV6_LABEL = range(18, 23)
-IP_PROTO, IP_DSCP, IP_ECN, IP_TTL, IP_FRAG = range(23, 28)
-TP_SRC, TP_DST, TCP_FLAGS, ICMP_TYPE, ICMP_CODE = range(28, 33)
-ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA, ARP_THA, ND_TARGET, ND_SLL, ND_TLL = range(33, 41)
-CT_STATE, CT_ZONE, CT_MARK = range(41, 44)
-REG0 = 44
-L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR = range(60, 64)
-CT_REGS = slice(CT_STATE, L3_OFS)  # the 19 slots carried across recirculation
-PACKET_FIELDS = frozenset(range(ETH_DST, CT_STATE))  # slots that live in the frame's bytes
+IN_PORT = 0
+ETH_DST, ETH_SRC, ETH_TYPE, VLAN_VID, VLAN_PCP, CVLAN_VID, CVLAN_PCP = range(1, 8)
+IPV4_SRC, IPV4_DST, IPV6_SRC, IPV6_DST, IPV6_LABEL = range(8, 13)
+IP_PROTO, IP_DSCP, IP_ECN, IP_TTL, IP_FRAG = range(13, 18)
+TP_SRC, TP_DST, TCP_FLAGS, ICMP_TYPE, ICMP_CODE = range(18, 23)
+L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR = range(23, 27)
+ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA, ARP_THA, ND_TARGET, ND_SLL, ND_TLL = range(27, 35)
+METADATA, TUN_ID, TUN_SRC, TUN_DST, TUN_IPV6_SRC, TUN_IPV6_DST = range(35, 41)
+TUN_METADATA0 = 41
+CT_STATE, CT_ZONE, CT_MARK = range(45, 48)
+REG0 = 48
+CT_REGS = slice(CT_STATE, KEY_LEN)  # the 19 slots carried across recirculation
+NOT_MATCHABLE = frozenset((L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR))
+MATCHABLE = tuple(i for i in range(KEY_LEN) if i not in NOT_MATCHABLE)
+# slots that live in the frame's bytes (a write to them must touch the packet)
+PACKET_FIELDS = frozenset(range(ETH_DST, L3_OFS)) | frozenset(range(ARP_OP, METADATA))
 
 VID_PRESENT = 0x1000
 FRAG_ANY = 1
@@ -146,16 +151,12 @@ class TunnelInfo(NamedTuple):
         )
 
 
-_NO_TUN = (0,) * 9
-_ZERO_CT_REGS = (0,) * 19
 _Z_L2 = (0,) * 7
 _Z_L3 = (0,) * 10
 _Z_L4 = (0,) * 5
-_Z_ARPND = (0,) * 8
-_Z_L3_ON = _Z_L3 + _Z_L4 + _Z_ARPND  # everything from L3 to the end of ND
-_Z_L4_ON = _Z_L4 + _Z_ARPND
-_Z10 = (0,) * 10
-_Z_ND_CT = _Z_ARPND + _ZERO_CT_REGS
+_Z_ND = (0,) * 8
+_Z_META = (0,) * 29  # metadata, tunnel (9), ct and registers (19)
+_Z_ND_META = _Z_ND + _Z_META
 
 _ETH = struct.Struct("!HIHIH").unpack_from
 _TAG = struct.Struct("!HH").unpack_from
@@ -167,6 +168,11 @@ _ARP = struct.Struct("!HHBBHHIIHII").unpack_from
 _TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 
 R = Reason
+Tup = tuple[int, ...]
+
+
+def _key(in_port: int, l2: Tup, l3: Tup, l4: Tup, offs: Tup, nd: Tup, meta: Tup) -> Tup:
+    return (in_port,) + l2 + l3 + l4 + offs + nd + meta
 
 
 def extract(
@@ -180,18 +186,21 @@ def extract(
     `ct_regs` (19 values: ct_state, ct_zone, ct_mark, reg0..15) is given when a
     packet re-enters the pipeline after recirculation.
     """
-    head = (in_port,) + (_Z10 if tunnel is None else (0, *tunnel.key_fields()))
-    ctr: tuple[int, ...]
-    ndt: tuple[int, ...]
-    if ct_regs is None:
-        ctr = _ZERO_CT_REGS
-        ndt = _Z_ND_CT  # ARP/ND zeros and ct/regs zeros, concatenated once at import
+    meta: Tup
+    nd_meta: Tup
+    if tunnel is None and ct_regs is None:
+        meta = _Z_META
+        nd_meta = _Z_ND_META  # concatenated once at import
     else:
-        ctr = ct_regs
-        ndt = _Z_ARPND + ct_regs
+        meta = (
+            0,
+            *(tunnel.key_fields() if tunnel is not None else (0,) * 9),
+            *(ct_regs or (0,) * 19),
+        )
+        nd_meta = _Z_ND + meta
     n = len(frame)
     if n < 14:
-        return head + _Z_L2 + _Z_L3_ON + ctr + (0, 0, 0, R.TRUNCATED_ETH)
+        return _key(in_port, _Z_L2, _Z_L3, _Z_L4, (0, 0, 0, R.TRUNCATED_ETH), _Z_ND, meta)
     dh, dl, sh, sl, et = _ETH(frame, 0)
     dst = (dh << 32) | dl
     src = (sh << 32) | sl
@@ -199,9 +208,8 @@ def extract(
     vid = pcp = cvid = cpcp = 0
     if et in _TPIDS:
         if n - off < 4:
-            return (
-                head + (dst, src, et, 0, 0, 0, 0) + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_VLAN)
-            )
+            l2 = (dst, src, et, 0, 0, 0, 0)
+            return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TRUNCATED_VLAN), _Z_ND, meta)
         tci, et = _TAG(frame, off)
         vid = (tci & 0xFFF) | VID_PRESENT
         pcp = tci >> 13
@@ -209,154 +217,154 @@ def extract(
         if et in _TPIDS:
             if n - off < 4:
                 l2 = (dst, src, et, vid, pcp, 0, 0)
-                return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_VLAN)
+                return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TRUNCATED_VLAN), _Z_ND, meta)
             tci, et = _TAG(frame, off)
             cvid = (tci & 0xFFF) | VID_PRESENT
             cpcp = tci >> 13
             off += 4
             if et in _TPIDS:
                 l2 = (dst, src, et, vid, pcp, cvid, cpcp)
-                return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.TOO_MANY_VLANS)
-    l2 = (dst, src, et, vid, pcp, cvid, cpcp)
+                return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TOO_MANY_VLANS), _Z_ND, meta)
 
-    if et == 0x0800:
-        if n - off < 20:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_IPV4)
+    # Fast path: well-formed IPv4 TCP/UDP, the bulk of traffic: one tuple literal
+    # and one concatenation.  Anything it does not accept falls through to the
+    # complete, checked path below.
+    if et == 0x0800 and n - off >= 20:
         vihl, tos, tlen, _ident, frag, ttl, proto, _csum, s, d = _IP4(frame, off)
         ihl = (vihl & 15) * 4
-        if vihl >> 4 != 4:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_IPV4_VERSION)
-        if ihl < 20:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_IPV4_IHL)
-        if tlen < ihl or tlen > n - off:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_IPV4_LENGTH)
-        fr = 0 if not frag & 0x3FFF else (3 if frag & 0x1FFF else 1)
-        l4 = off + ihl
-        end = off + tlen
-        l3 = (s, d, 0, 0, 0, proto, tos >> 2, tos & 3, ttl, fr)
-        if fr & FRAG_LATER:
-            return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, l4, 0)
-        if proto == 6:
-            if end - l4 < 20:
-                return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_TCP)
-            sp, dp, offfl = _TCP(frame, l4)
-            doff = (offfl >> 12) * 4
-            if doff < 20 or doff > end - l4:
-                return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.BAD_TCP_OFFSET)
-            # fmt: off
-            return head + (dst, src, et, vid, pcp, cvid, cpcp, s, d, 0, 0, 0, proto, tos >> 2,
-                           tos & 3, ttl, fr, sp, dp, offfl & 0xFFF, 0, 0) + ndt + (off, l4, l4 + doff, 0)
-            # fmt: on
-        if proto == 17:
-            if end - l4 < 8:
-                return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_UDP)
-            sp, dp = _PORTS(frame, l4)
-            # fmt: off
-            return head + (dst, src, et, vid, pcp, cvid, cpcp, s, d, 0, 0, 0, proto, tos >> 2,
-                           tos & 3, ttl, fr, sp, dp, 0, 0, 0) + ndt + (off, l4, l4 + 8, 0)
-            # fmt: on
-        if proto == 1:
-            if end - l4 < 8:
-                return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_ICMP)
-            return (
-                head
-                + l2
-                + l3
-                + (0, 0, 0, frame[l4], frame[l4 + 1])
-                + _Z_ARPND
-                + ctr
-                + (off, l4, l4 + 8, 0)
-            )
-        if proto == 132 and end - l4 >= 12:
-            sp, dp = _PORTS(frame, l4)
-            return head + l2 + l3 + (sp, dp, 0, 0, 0) + _Z_ARPND + ctr + (off, l4, l4 + 12, 0)
-        return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, l4, 0)
+        if vihl >> 4 == 4 and 20 <= ihl <= tlen <= n - off and not frag & 0x1FFF:
+            fr = 1 if frag & 0x2000 else 0
+            l4 = off + ihl
+            room = tlen - ihl
+            if proto == 6 and room >= 20:
+                sp, dp, offfl = _TCP(frame, l4)
+                doff = (offfl >> 12) * 4
+                if 20 <= doff <= room:
+                    # fmt: off
+                    return (in_port, dst, src, et, vid, pcp, cvid, cpcp, s, d, 0, 0, 0, proto, tos >> 2,
+                            tos & 3, ttl, fr, sp, dp, offfl & 0xFFF, 0, 0, off, l4, l4 + doff, 0) + nd_meta
+                    # fmt: on
+            elif proto == 17 and room >= 8:
+                sp, dp = _PORTS(frame, l4)
+                # fmt: off
+                return (in_port, dst, src, et, vid, pcp, cvid, cpcp, s, d, 0, 0, 0, proto, tos >> 2,
+                        tos & 3, ttl, fr, sp, dp, 0, 0, 0, off, l4, l4 + 8, 0) + nd_meta
+                # fmt: on
 
+    l2 = (dst, src, et, vid, pcp, cvid, cpcp)
+    if et == 0x0800:
+        return _extract_ipv4(frame, in_port, l2, meta, off, n)
     if et == 0x86DD:
-        return _extract_ipv6(frame, head, l2, ctr, off, n)
-
+        return _extract_ipv6(frame, in_port, l2, meta, off, n)
     if et == 0x0806:
         if n - off < 28:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_ARP)
+            return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TRUNCATED_ARP), _Z_ND, meta)
         ht, pt, hl, pl, op, sha_h, sha_l, spa, tha_h, tha_l, tpa = _ARP(frame, off)
         if ht != 1 or pt != 0x0800 or hl != 6 or pl != 4:
-            return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_ARP)
+            return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_ARP), _Z_ND, meta)
         arp = (op, spa, tpa, (sha_h << 32) | sha_l, (tha_h << 32) | tha_l, 0, 0, 0)
-        return head + l2 + _Z_L3 + _Z_L4 + arp + ctr + (off, 0, 0, 0)
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, 0), arp, meta)
+    return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, 0), _Z_ND, meta)
 
-    return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, 0)
+
+def _extract_ipv4(
+    frame: bytes | bytearray | memoryview, in_port: int, l2: Tup, meta: Tup, off: int, n: int
+) -> Tup:
+    if n - off < 20:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TRUNCATED_IPV4), _Z_ND, meta)
+    vihl, tos, tlen, _ident, frag, ttl, proto, _csum, s, d = _IP4(frame, off)
+    ihl = (vihl & 15) * 4
+    if vihl >> 4 != 4:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_IPV4_VERSION), _Z_ND, meta)
+    if ihl < 20:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_IPV4_IHL), _Z_ND, meta)
+    if tlen < ihl or tlen > n - off:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_IPV4_LENGTH), _Z_ND, meta)
+    fr = 0 if not frag & 0x3FFF else (3 if frag & 0x1FFF else 1)
+    l4 = off + ihl
+    end = off + tlen
+    l3 = (s, d, 0, 0, 0, proto, tos >> 2, tos & 3, ttl, fr)
+    return _l4(frame, in_port, l2, l3, meta, off, l4, end, proto, fr)
 
 
-def _extract_ipv6(
+def _l4(
     frame: bytes | bytearray | memoryview,
-    head: tuple[int, ...],
-    l2: tuple[int, ...],
-    ctr: tuple[int, ...],
+    in_port: int,
+    l2: Tup,
+    l3: Tup,
+    meta: Tup,
     off: int,
-    n: int,
-) -> tuple[int, ...]:
-    if n - off < 40:
-        return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.TRUNCATED_IPV6)
-    vtcfl, plen, nh, hlim = _IP6(frame, off)
-    if vtcfl >> 28 != 6:
-        return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_IPV6_VERSION)
-    if plen > n - off - 40:
-        return head + l2 + _Z_L3_ON + ctr + (off, 0, 0, R.BAD_IPV6_LENGTH)
-    s = int.from_bytes(frame[off + 8 : off + 24], "big")
-    d = int.from_bytes(frame[off + 24 : off + 40], "big")
-    tc = (vtcfl >> 20) & 0xFF
-    label = vtcfl & 0xFFFFF
-    end = off + 40 + plen
-    l4 = off + 40
-    fr = 0
-    try:
-        proto, l4, _seen, frag = walk_extensions(frame, l4, nh, end)
-    except DecodeError as e:
-        l3 = (0, 0, s, d, label, nh, tc >> 2, tc & 3, hlim, 0)
-        return head + l2 + l3 + _Z_L4_ON + ctr + (off, 0, 0, e.reason)
-    if frag is not None:
-        fr = FRAG_ANY | (FRAG_LATER if frag.offset else 0)
-    l3 = (0, 0, s, d, label, proto, tc >> 2, tc & 3, hlim, fr)
+    l4: int,
+    end: int,
+    proto: int,
+    fr: int,
+) -> Tup:
+    """Transport layer, shared by IPv4 and IPv6."""
     if fr & FRAG_LATER:
-        return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, l4, 0)
+        return _key(in_port, l2, l3, _Z_L4, (off, l4, l4, 0), _Z_ND, meta)
     if proto == 6:
         if end - l4 < 20:
-            return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_TCP)
+            return _key(in_port, l2, l3, _Z_L4, (off, l4, 0, R.TRUNCATED_TCP), _Z_ND, meta)
         sp, dp, offfl = _TCP(frame, l4)
         doff = (offfl >> 12) * 4
         if doff < 20 or doff > end - l4:
-            return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.BAD_TCP_OFFSET)
-        return (
-            head
-            + l2
-            + l3
-            + (sp, dp, offfl & 0xFFF, 0, 0)
-            + _Z_ARPND
-            + ctr
-            + (off, l4, l4 + doff, 0)
+            return _key(in_port, l2, l3, _Z_L4, (off, l4, 0, R.BAD_TCP_OFFSET), _Z_ND, meta)
+        return _key(
+            in_port, l2, l3, (sp, dp, offfl & 0xFFF, 0, 0), (off, l4, l4 + doff, 0), _Z_ND, meta
         )
     if proto == 17:
         if end - l4 < 8:
-            return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_UDP)
+            return _key(in_port, l2, l3, _Z_L4, (off, l4, 0, R.TRUNCATED_UDP), _Z_ND, meta)
         sp, dp = _PORTS(frame, l4)
-        return head + l2 + l3 + (sp, dp, 0, 0, 0) + _Z_ARPND + ctr + (off, l4, l4 + 8, 0)
+        return _key(in_port, l2, l3, (sp, dp, 0, 0, 0), (off, l4, l4 + 8, 0), _Z_ND, meta)
+    if proto == 1:
+        if end - l4 < 8:
+            return _key(in_port, l2, l3, _Z_L4, (off, l4, 0, R.TRUNCATED_ICMP), _Z_ND, meta)
+        return _key(
+            in_port, l2, l3, (0, 0, 0, frame[l4], frame[l4 + 1]), (off, l4, l4 + 8, 0), _Z_ND, meta
+        )
     if proto == 58:
         if end - l4 < 4:
-            return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, 0, R.TRUNCATED_ICMPV6)
+            return _key(in_port, l2, l3, _Z_L4, (off, l4, 0, R.TRUNCATED_ICMPV6), _Z_ND, meta)
         t, c = frame[l4], frame[l4 + 1]
         l4f = (0, 0, 0, t, c)
         if t in (ND_NS, ND_NA) and c == 0:
             try:
                 nd = parse_nd(frame, l4 + 4, t, end)
             except DecodeError as e:
-                return head + l2 + l3 + l4f + _Z_ARPND + ctr + (off, l4, 0, e.reason)
+                return _key(in_port, l2, l3, l4f, (off, l4, 0, e.reason), _Z_ND, meta)
             ndf = (0, 0, 0, 0, 0, nd.target, nd.sll, nd.tll)
-            return head + l2 + l3 + l4f + ndf + ctr + (off, l4, l4 + 4, 0)
-        return head + l2 + l3 + l4f + _Z_ARPND + ctr + (off, l4, l4 + 4, 0)
+            return _key(in_port, l2, l3, l4f, (off, l4, l4 + 4, 0), ndf, meta)
+        return _key(in_port, l2, l3, l4f, (off, l4, l4 + 4, 0), _Z_ND, meta)
     if proto == 132 and end - l4 >= 12:
         sp, dp = _PORTS(frame, l4)
-        return head + l2 + l3 + (sp, dp, 0, 0, 0) + _Z_ARPND + ctr + (off, l4, l4 + 12, 0)
-    return head + l2 + l3 + _Z_L4_ON + ctr + (off, l4, l4, 0)
+        return _key(in_port, l2, l3, (sp, dp, 0, 0, 0), (off, l4, l4 + 12, 0), _Z_ND, meta)
+    return _key(in_port, l2, l3, _Z_L4, (off, l4, l4, 0), _Z_ND, meta)
+
+
+def _extract_ipv6(
+    frame: bytes | bytearray | memoryview, in_port: int, l2: Tup, meta: Tup, off: int, n: int
+) -> Tup:
+    if n - off < 40:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.TRUNCATED_IPV6), _Z_ND, meta)
+    vtcfl, plen, nh, hlim = _IP6(frame, off)
+    if vtcfl >> 28 != 6:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_IPV6_VERSION), _Z_ND, meta)
+    if plen > n - off - 40:
+        return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_IPV6_LENGTH), _Z_ND, meta)
+    s = int.from_bytes(frame[off + 8 : off + 24], "big")
+    d = int.from_bytes(frame[off + 24 : off + 40], "big")
+    tc = (vtcfl >> 20) & 0xFF
+    label = vtcfl & 0xFFFFF
+    end = off + 40 + plen
+    try:
+        proto, l4, _seen, frag = walk_extensions(frame, off + 40, nh, end)
+    except DecodeError as e:
+        l3 = (0, 0, s, d, label, nh, tc >> 2, tc & 3, hlim, 0)
+        return _key(in_port, l2, l3, _Z_L4, (off, 0, 0, e.reason), _Z_ND, meta)
+    fr = 0 if frag is None else FRAG_ANY | (FRAG_LATER if frag.offset else 0)
+    l3 = (0, 0, s, d, label, proto, tc >> 2, tc & 3, hlim, fr)
+    return _l4(frame, in_port, l2, l3, meta, off, l4, end, proto, fr)
 
 
 def make_key(**fields: int) -> tuple[int, ...]:
@@ -372,4 +380,4 @@ def make_key(**fields: int) -> tuple[int, ...]:
 
 def describe(key: tuple[int, ...] | list[int]) -> dict[str, int]:
     """The non-zero matchable fields of a key, by name (offsets and error left out)."""
-    return {FIELDS[i]: v for i, v in enumerate(key[:L3_OFS]) if v}
+    return {FIELDS[i]: key[i] for i in MATCHABLE if key[i]}

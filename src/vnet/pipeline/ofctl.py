@@ -553,7 +553,7 @@ def format_key(key: tuple[int, ...] | list[int]) -> str:
     proto = key[fk.IP_PROTO]
     show = {fk.IN_PORT, fk.ETH_SRC, fk.ETH_DST, fk.ETH_TYPE}
     show |= {i for i in range(fk.TUN_ID, fk.TUN_METADATA0 + 4) if key[i]}
-    show |= {i for i in range(fk.CT_STATE, fk.L3_OFS) if key[i]}
+    show |= {i for i in range(fk.CT_STATE, fk.KEY_LEN) if key[i]}
     if key[fk.METADATA]:
         show.add(fk.METADATA)
     if key[fk.VLAN_VID]:

@@ -44,7 +44,7 @@ class TraceNode:
 
 def _changes(before: list[int], after: list[int]) -> list[dict[str, str]]:
     out = []
-    for i in range(fk.L3_OFS):
+    for i in fk.MATCHABLE:
         if before[i] != after[i]:
             f = BY_INDEX.get(i)
             name = f.name if f else fk.FIELDS[i]
