@@ -29,10 +29,12 @@ GROUPS = [
 ]
 
 
-def ovs_ofctl() -> str:
+def ovs_ofctl(*args: str) -> subprocess.CompletedProcess[str]:
     path = shutil.which("ovs-ofctl")
     assert path, "ovs-ofctl missing: `make test` installs openvswitch-common"
-    return path
+    return subprocess.run(
+        [path, "-O", "OpenFlow13", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_flows_vnet_prints_parse_in_ovs_ofctl(tmp_path: Path) -> None:
@@ -41,12 +43,7 @@ def test_flows_vnet_prints_parse_in_ovs_ofctl(tmp_path: Path) -> None:
     lines += [format_dump(Rule(f), now=1.0).strip() for f in flows]
     src = tmp_path / "flows.txt"
     src.write_text("\n".join(lines) + "\n")
-    r = subprocess.run(
-        [ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = ovs_ofctl("parse-flows", str(src))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("OFPT_FLOW_MOD") == len(lines)
 
@@ -54,24 +51,14 @@ def test_flows_vnet_prints_parse_in_ovs_ofctl(tmp_path: Path) -> None:
 def test_groups_vnet_prints_parse_in_ovs_ofctl() -> None:
     for text in GROUPS:
         printed = format_group(parse_group(text))
-        r = subprocess.run(
-            [ovs_ofctl(), "-O", "OpenFlow13", "parse-group", printed],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        r = ovs_ofctl("parse-group", printed)
         assert r.returncode == 0 and "OFPT_GROUP_MOD" in r.stdout, (printed, r.stderr)
 
 
 def test_what_ovs_prints_vnet_parses(tmp_path: Path) -> None:
     src = tmp_path / "flows.txt"
     src.write_text("\n".join(ROUND_TRIP) + "\n")
-    r = subprocess.run(
-        [ovs_ofctl(), "-O", "OpenFlow13", "parse-flows", str(src)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = ovs_ofctl("parse-flows", str(src))
     assert r.returncode == 0, r.stderr
     parsed = 0
     for line in r.stdout.splitlines():

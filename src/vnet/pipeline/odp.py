@@ -116,6 +116,21 @@ def _l4_csum(key: Sequence[int], l4: int) -> list[tuple[int, bool]]:
     return []
 
 
+_L4_SLOTS = frozenset((fk.TP_SRC, fk.TP_DST, fk.ICMP_TYPE, fk.ICMP_CODE))
+
+
+def _set_l4(buf: bytearray, key: Sequence[int], l4: int, slot: int, value: int) -> None:
+    """Ports and ICMP type/code: the same rewrite over IPv4 and IPv6."""
+    if slot in (fk.TP_SRC, fk.TP_DST):
+        _patch(
+            buf, l4 + (0 if slot == fk.TP_SRC else 2), value.to_bytes(2, "big"), _l4_csum(key, l4)
+        )
+    else:
+        t = value if slot == fk.ICMP_TYPE else buf[l4]
+        c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
+        _patch(buf, l4, bytes((t, c)), [(l4 + 2, False)])
+
+
 def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) -> None:
     if slot in _L2:
         o, w = _L2[slot]
@@ -148,17 +163,8 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
             tos = buf[l3 + 1]
             tos = ((value << 2) | (tos & 3)) if slot == fk.IP_DSCP else ((tos & 0xFC) | value)
             _patch(buf, l3, bytes((buf[l3], tos)), ip_csum)
-        elif slot in (fk.TP_SRC, fk.TP_DST) and l4:
-            _patch(
-                buf,
-                l4 + (0 if slot == fk.TP_SRC else 2),
-                value.to_bytes(2, "big"),
-                _l4_csum(key, l4),
-            )
-        elif slot in (fk.ICMP_TYPE, fk.ICMP_CODE) and l4:
-            t = value if slot == fk.ICMP_TYPE else buf[l4]
-            c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
-            _patch(buf, l4, bytes((t, c)), [(l4 + 2, False)])
+        elif slot in _L4_SLOTS and l4:
+            _set_l4(buf, key, l4, slot, value)
     elif et == 0x86DD:
         if slot in _V6:
             o, w = _V6[slot]
@@ -173,17 +179,8 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
             else:
                 word = (word & ~0xFFFFF) | value
             buf[l3 : l3 + 4] = word.to_bytes(4, "big")
-        elif slot in (fk.TP_SRC, fk.TP_DST) and l4:
-            _patch(
-                buf,
-                l4 + (0 if slot == fk.TP_SRC else 2),
-                value.to_bytes(2, "big"),
-                _l4_csum(key, l4),
-            )
-        elif slot in (fk.ICMP_TYPE, fk.ICMP_CODE) and l4:
-            t = value if slot == fk.ICMP_TYPE else buf[l4]
-            c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
-            _patch(buf, l4, bytes((t, c)), [(l4 + 2, False)])
+        elif slot in _L4_SLOTS and l4:
+            _set_l4(buf, key, l4, slot, value)
         elif slot == fk.ND_TARGET and l4:
             _patch(buf, l4 + 8, value.to_bytes(16, "big"), [(l4 + 2, False)])
         elif slot in (fk.ND_SLL, fk.ND_TLL) and l4:
