@@ -254,6 +254,11 @@ def _fmt_subfield(f: Field, ofs: int, nbits: int) -> str:
     return f"{name}[{ofs}..{ofs + nbits - 1}]"
 
 
+def _write_bits(x: XContext, slot: int, ofs: int, nbits: int, bits: int) -> None:
+    mask = ((1 << nbits) - 1) << ofs
+    x.set_field(slot, (x.fields[slot] & ~mask) | (bits << ofs))
+
+
 @dataclass(frozen=True, slots=True)
 class RegLoad(Action):
     name: ClassVar[str] = "load"
@@ -263,8 +268,7 @@ class RegLoad(Action):
     value: int
 
     def execute(self, x: XContext) -> None:
-        mask = ((1 << self.nbits) - 1) << self.ofs
-        x.set_field(self.slot, (x.fields[self.slot] & ~mask) | (self.value << self.ofs))
+        _write_bits(x, self.slot, self.ofs, self.nbits, self.value)
 
     def format(self) -> str:
         return f"load:{self.value:#x}->{_fmt_subfield(BY_INDEX[self.slot], self.ofs, self.nbits)}"
@@ -281,8 +285,7 @@ class RegMove(Action):
 
     def execute(self, x: XContext) -> None:
         bits = (x.fields[self.src] >> self.src_ofs) & ((1 << self.nbits) - 1)
-        mask = ((1 << self.nbits) - 1) << self.dst_ofs
-        x.set_field(self.dst, (x.fields[self.dst] & ~mask) | (bits << self.dst_ofs))
+        _write_bits(x, self.dst, self.dst_ofs, self.nbits, bits)
 
     def format(self) -> str:
         s = _fmt_subfield(BY_INDEX[self.src], self.src_ofs, self.nbits)
