@@ -13,6 +13,7 @@ decision cache:
     ("controller", reason, max_len, table_id, cookie)
     ("normal",)                      ("meter", meter_id)
     ("clone", (ops...))              ("ct", Ct-action)
+    ("learn", vlan, mac, port)       (switch state, not the frame: MAC learning)
 """
 
 from __future__ import annotations

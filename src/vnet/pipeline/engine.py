@@ -34,7 +34,7 @@ from .match import Match
 if TYPE_CHECKING:
     from .trace import Tracer
 
-__all__ = ["N_TABLES", "Decision", "Pipeline", "TableMiss"]
+__all__ = ["N_TABLES", "SIDE_OPS", "Decision", "Pipeline", "TableMiss"]
 
 N_TABLES = 255
 ALL_TABLES = 0xFF
@@ -53,13 +53,45 @@ class TableMiss:
     CONTINUE = "continue"
 
 
+SIDE_OPS = frozenset(("learn",))
+
+
 class Decision(NamedTuple):
+    """What to do with every packet of one flow key.
+
+    `odp` are the operations on the frame; `side` the operations on switch
+    state that do not touch the frame (MAC learning), replayed per packet;
+    `plain` the output ports when `odp` is only outputs, so the datapath can
+    send the frame as received without copying it.
+    """
+
     odp: tuple[tuple[Any, ...], ...]
     rules: tuple[Rule, ...]
     tables: tuple[tuple[int, bool], ...]
     groups: tuple[int, ...]
     drop_reason: str | None
     cacheable: bool
+    side: tuple[tuple[Any, ...], ...] = ()
+    plain: tuple[int, ...] | None = None
+
+
+def _decision(x: XContext) -> Decision:
+    ops = x.odp
+    side: tuple[tuple[Any, ...], ...] = ()
+    if any(op[0] in SIDE_OPS for op in ops):
+        side = tuple(op for op in ops if op[0] in SIDE_OPS)
+        ops = [op for op in ops if op[0] not in SIDE_OPS]
+    plain = tuple(op[1] for op in ops) if all(op[0] == "output" for op in ops) else None
+    return Decision(
+        tuple(ops),
+        tuple(x.rules),
+        tuple(x.tables),
+        tuple(x.groups),
+        x.drop_reason,
+        x.cacheable,
+        side,
+        plain,
+    )
 
 
 class Table:
@@ -317,18 +349,27 @@ class Pipeline:
             nxt = self._run_table(x, nxt, resubmitted=False)
         if not x.halted and x.action_set:
             self._run_action_set(x)
-        if x.drop_reason is None and not x.odp:
+        if x.drop_reason is None and not any(op[0] not in SIDE_OPS for op in x.odp):
             x.drop_reason = "no_output"
         if tracer is not None:
             tracer.finish(x)
-        return Decision(
-            tuple(x.odp),
-            tuple(x.rules),
-            tuple(x.tables),
-            tuple(x.groups),
-            x.drop_reason,
-            x.cacheable,
-        )
+        return _decision(x)
+
+    def execute(
+        self,
+        key: Sequence[int],
+        actions: Sequence[Action],
+        hooks: Hooks | None = None,
+        tracer: Tracer | None = None,
+    ) -> Decision:
+        """Run an action list outside any table (OpenFlow PACKET_OUT)."""
+        x = XContext(key, self, hooks or NullHooks(), tracer)
+        self.run_actions(x, actions)
+        if x.drop_reason is None and not any(op[0] not in SIDE_OPS for op in x.odp):
+            x.drop_reason = "no_output"
+        if tracer is not None:
+            tracer.finish(x)
+        return _decision(x)
 
     def _run_table(self, x: XContext, table_id: int, resubmitted: bool) -> int | None:
         t = self.tables[table_id]

@@ -23,6 +23,7 @@ class ErrorKind(Enum):
     BAD_BUCKET = ("group_mod_failed", "bad_bucket")
     CHAINING_UNSUPPORTED = ("group_mod_failed", "chaining_unsupported")
     LOOP = ("group_mod_failed", "loop")
+    UNSUPPORTED_ACTION = ("bad_action", "bad_type")
 
 
 class PipelineError(ValueError):

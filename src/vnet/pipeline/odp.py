@@ -222,6 +222,10 @@ def format_ops(ops: Sequence[Op]) -> list[str]:
             out.append("clone(" + ",".join(format_ops(op[1])) + ")")
         elif kind == "ct":
             out.append(op[1].format())
+        elif kind == "learn":
+            out.append(
+                f"learn(vlan={op[1]},mac={BY_INDEX[fk.ETH_SRC].format_value(op[2])},port={op[3]})"
+            )
         else:
             out.append(repr(op))
     return out

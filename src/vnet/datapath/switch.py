@@ -1,0 +1,407 @@
+"""The vnet switch datapath: ports, the pipeline, and what happens to each frame.
+
+`Switch.receive` is the per-packet path, the same for every port kind:
+
+1. port security on ingress (`portsec.ingress_check`), counted by reason;
+2. flow key (`flowkey.extract`), then the pipeline's cached decision
+   (`Pipeline.decide`: exact-match cache in front of the tuple-space
+   classifier), with `normal` answered by this switch (MAC learning, VLANs);
+3. side operations (MAC learning) replayed, counters charged;
+4. a decision that only outputs (`Decision.plain`) sends the frame as
+   received, with its virtio-net header; anything else goes through
+   `odp.apply` (rewrites, VLAN push/pop, clones, meters) first;
+5. each copy leaves through `_transmit`: the port must exist and be live,
+   receive only what port security lets it (no promiscuous mode), and its
+   device must take the frame -- every refusal is a drop with a reason.
+
+Nothing is lost silently: a frame the switch did not deliver anywhere is in
+`drops` under its reason (`no_match`, `port_security`..., `meter`,
+`tx_queue_full`, `port_down`, `malformed`, `no_controller`).
+
+Fail modes are Open vSwitch's: `standalone` installs the default
+`priority=0 actions=NORMAL` flow when no controller is configured and falls
+back to learning (fail-open) while configured controllers are all
+unreachable; `secure` only ever forwards on installed flows.
+
+The switch does no I/O itself beyond calling its ports' devices; the event
+loop (`loop.py`) feeds it and the OpenFlow agent (`vnet.ofp`) configures it.
+Time is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..packet import flowkey as fk
+from ..pipeline import odp
+from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output
+from ..pipeline.context import XContext
+from ..pipeline.engine import Decision, Pipeline
+from ..pipeline.errors import ErrorKind, PipelineError
+from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions, Rule
+from ..pipeline.groups import GroupMod, GroupModCommand
+from ..pipeline.match import Match
+from ..pipeline.trace import Tracer
+from . import offload
+from .mac_table import DEFAULT_AGING, MacTable
+from .meters import MeterConfig, MeterTable
+from .normal import normal
+from .port import Device, Port, PortConfig
+from .portsec import egress_allowed, ingress_check
+
+__all__ = ["FailMode", "PacketIn", "Switch", "SwitchError"]
+
+OFPP_MAX = 0xFFFFFF00
+MIN_FRAME = 14
+
+
+def _refuse_unsupported(actions: Iterable[Action]) -> None:
+    for a in actions:
+        if isinstance(a, (Ct, Nat)):
+            raise PipelineError(
+                ErrorKind.UNSUPPORTED_ACTION,
+                f"{a.name}: connection tracking is not available in this switch",
+            )
+
+
+class FailMode:
+    STANDALONE = "standalone"
+    SECURE = "secure"
+
+
+class SwitchError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PacketIn:
+    reason: str  # no_match | action | invalid_ttl
+    table_id: int
+    cookie: int
+    key: tuple[int, ...]
+    frame: bytes
+    total_len: int
+    max_len: int
+
+
+NORMAL_FLOW = Flow(
+    match=Match(),
+    instructions=Instructions(apply=(Output(0xFFFFFFFA),)),
+    priority=0,
+    origin="default flow (fail-mode standalone, no controller)",
+)
+
+
+class Switch:
+    def __init__(
+        self,
+        name: str,
+        dpid: int | None = None,
+        fail_mode: str = FailMode.STANDALONE,
+        mac_aging: float = DEFAULT_AGING,
+        n_tables: int = 254,
+    ) -> None:
+        if fail_mode not in (FailMode.STANDALONE, FailMode.SECURE):
+            raise SwitchError(f"fail-mode: expected standalone or secure, got {fail_mode!r}")
+        self.name = name
+        self.dpid = dpid if dpid is not None else (hash(name) & 0xFFFFFFFFFFFF)
+        self.fail_mode = fail_mode
+        self.pipeline = Pipeline(n_tables)
+        self.ports: dict[int, Port] = {}
+        self.macs = MacTable(mac_aging, port_limit=self._mac_limit)
+        self.meters = MeterTable()
+        self.drops: dict[str, int] = {}
+        self.controllers_configured = 0
+        self.controllers_connected = 0
+        self.on_packet_in: Callable[[PacketIn], None] | None = None
+        self.on_port_status: Callable[[str, Port], None] | None = None
+        self.now = 0.0
+        self.rx_packets = 0
+        self._standalone_flow = False
+        self._metered = False
+        self._sync_default_flow()
+
+    # -- configuration ---------------------------------------------------------------
+    def _mac_limit(self, port_no: int) -> int:
+        p = self.ports.get(port_no)
+        return p.config.mac_limit if p is not None else 0
+
+    def _sync_default_flow(self) -> None:
+        want = self.fail_mode == FailMode.STANDALONE and not self.controllers_configured
+        if want and not self._standalone_flow:
+            self.pipeline.add_flows([NORMAL_FLOW], self.now)
+        elif not want and self._standalone_flow:
+            self.pipeline.commit([FlowMod(FlowModCommand.DELETE_STRICT, NORMAL_FLOW)])
+        self._standalone_flow = want
+
+    def set_controllers(self, configured: int) -> None:
+        self.controllers_configured = configured
+        self._sync_default_flow()
+
+    @property
+    def fail_open(self) -> bool:
+        """Standalone with controllers configured, none reachable: act as a learning switch."""
+        return (
+            self.fail_mode == FailMode.STANDALONE
+            and self.controllers_configured > 0
+            and self.controllers_connected == 0
+        )
+
+    def controller_connected(self, delta: int) -> None:
+        self.controllers_connected = max(0, self.controllers_connected + delta)
+        self.pipeline.invalidate()
+
+    def port_by_name(self, name: str) -> Port | None:
+        for p in self.ports.values():
+            if p.name == name:
+                return p
+        return None
+
+    def add_port(self, config: PortConfig, device: Device) -> Port:
+        if self.port_by_name(config.name) is not None:
+            raise SwitchError(f"port {config.name!r} already exists on {self.name}")
+        if config.kind == "internal":
+            no = OFPP_LOCAL
+        elif config.ofport is not None:
+            no = config.ofport
+            if not 1 <= no < OFPP_MAX or no in self.ports:
+                raise SwitchError(f"ofport {no} is in use or out of range")
+        else:
+            no = next(i for i in range(1, OFPP_MAX) if i not in self.ports)
+        port = Port(no, config, device, created=self.now)
+        port.locked_mac = config.mac
+        port.link_up = device.link_up()
+        self.ports[no] = port
+        self.pipeline.invalidate()
+        if self.on_port_status:
+            self.on_port_status("add", port)
+        return port
+
+    def del_port(self, name: str) -> Port:
+        port = self.port_by_name(name)
+        if port is None:
+            raise SwitchError(f"no port {name!r} on {self.name}")
+        del self.ports[port.port_no]
+        self.macs.flush(port.port_no)
+        self.pipeline.invalidate()
+        port.device.close()
+        if self.on_port_status:
+            self.on_port_status("delete", port)
+        return port
+
+    def set_link(self, port: Port, up: bool) -> None:
+        if port.link_up == up:
+            return
+        port.link_up = up
+        if not up:
+            self.macs.flush(port.port_no)
+        self.pipeline.invalidate()
+        if self.on_port_status:
+            self.on_port_status("modify", port)
+
+    def set_admin(self, port: Port, up: bool) -> None:
+        if port.admin_up != up:
+            port.admin_up = up
+            self.pipeline.invalidate()
+            if self.on_port_status:
+                self.on_port_status("modify", port)
+
+    def commit(self, mods: Sequence[FlowMod | GroupMod]) -> list[Rule]:
+        """Apply flow and group mods atomically (PipelineError: nothing changed)."""
+        for mod in mods:
+            if isinstance(mod, FlowMod):
+                if mod.command in (FlowModCommand.DELETE, FlowModCommand.DELETE_STRICT):
+                    continue
+                ins = mod.flow.instructions
+                _refuse_unsupported((*ins.apply, *ins.write))
+            elif mod.command != GroupModCommand.DELETE:
+                for b in mod.group.buckets:
+                    _refuse_unsupported(b.actions)
+        return self.pipeline.commit(mods, self.now)
+
+    def meter_mod(self, cfg: MeterConfig, command: str) -> None:
+        self.meters.apply(cfg, command, self.now)
+
+    # -- Hooks (called by the pipeline during translation) ----------------------------
+    def normal(self, x: XContext) -> None:
+        normal(x, self.ports, self.macs)
+
+    def flood_ports(self, in_port: int, include_no_flood: bool) -> list[int]:
+        return [
+            no
+            for no, p in self.ports.items()
+            if no != in_port and p.live and (include_no_flood or not p.config.no_flood)
+        ]
+
+    def port_live(self, port: int) -> bool:
+        p = self.ports.get(port)
+        return p is not None and p.live
+
+    # -- the datapath ----------------------------------------------------------------
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def receive_batch(self, port: Port, frames: Iterable[tuple[bytes, bytes]], now: float) -> None:
+        self.now = now
+        rx = self.receive
+        for hdr, frame in frames:
+            rx(port, hdr, frame)
+
+    def receive(self, port: Port, hdr: bytes, frame: bytes) -> None:
+        st = port.stats
+        st.rx_packets += 1
+        st.rx_bytes += len(frame)
+        self.rx_packets += 1
+        if not port.live:
+            st.rx_dropped += 1
+            self.drop("port_down")
+            return
+        if len(frame) < MIN_FRAME:
+            st.rx_errors += 1
+            self.drop("malformed")
+            return
+        key = fk.extract(frame, port.port_no)
+        if port.config.port_security:
+            bad = ingress_check(port, key)
+            if bad is not None:
+                st.rx_dropped += 1
+                port.drop(bad)
+                self.drop(bad)
+                return
+        if self.fail_open:
+            d = self._fail_open_decision(key)
+        else:
+            d = self.pipeline.decide(key, self)
+        self._execute(d, key, hdr, frame)
+
+    def _fail_open_decision(self, key: tuple[int, ...]) -> Decision:
+        return self.pipeline.execute(key, (Output(0xFFFFFFFA),), self)
+
+    def _execute(self, d: Decision, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+        now = self.now
+        if d.side:
+            macs = self.macs
+            for op in d.side:
+                if macs.learn(op[1], op[2], op[3], now):
+                    self.pipeline.invalidate()
+        if d.rules or d.groups:
+            self.pipeline.account(d, len(frame), now)
+        plain = d.plain
+        if plain is not None:
+            if not plain:
+                self.drop(d.drop_reason or "no_output")
+                return
+            sent = 0
+            for p in plain:
+                sent += self._transmit(p, hdr, frame, key[fk.ETH_DST])
+            if not sent and len(plain) > 1:
+                self.drop("no_receiver")
+            return
+        self._metered = False
+        outs = odp.apply(frame, key, d.odp, self._meter)
+        if not outs:
+            if not self._metered:  # a meter drop is counted where it happens
+                self.drop(d.drop_reason or "no_output")
+            return
+        base = len(frame)
+        for op, data in outs:
+            kind = op[0]
+            if kind == "output":
+                h = offload.shift(hdr, len(data) - base) if len(data) != base else hdr
+                self._transmit(op[1], h, data, int.from_bytes(data[0:6], "big"))
+            elif kind == "controller":
+                self._packet_in(op, key, hdr, data)
+            elif kind == "normal":
+                # `normal` reached the datapath unexpanded (packet-out to NORMAL)
+                self.drop("normal_unexpanded")
+            elif kind == "ct":
+                self.drop("ct_unsupported")
+
+    def _meter(self, meter_id: int, nbytes: int) -> bool:
+        if self.meters.admit(meter_id, nbytes, self.now):
+            return True
+        self.drop("meter")
+        self._metered = True
+        return False
+
+    def _transmit(self, port_no: int, hdr: bytes, frame: bytes, dst: int) -> int:
+        port = self.ports.get(port_no)
+        if port is None:
+            self.drop("no_such_port")
+            return 0
+        if not port.live:
+            port.stats.tx_dropped += 1
+            self.drop("port_down")
+            return 0
+        if port.config.port_security and not egress_allowed(port, dst):
+            port.stats.tx_dropped += 1
+            port.drop("not_promiscuous")
+            self.drop("not_promiscuous")
+            return 0
+        dev = port.device
+        if not dev.vnet_hdr and hdr:
+            fin = offload.finish(hdr, frame)
+            if fin is None:
+                port.stats.tx_dropped += 1
+                self.drop("gso_unsupported")
+                return 0
+            frame, hdr = fin, b""
+        elif dev.vnet_hdr and not hdr:
+            hdr = offload.NO_HDR
+        if not dev.send(hdr, frame):
+            port.stats.tx_dropped += 1
+            self.drop("tx_queue_full")
+            return 0
+        st = port.stats
+        st.tx_packets += 1
+        st.tx_bytes += len(frame)
+        return 1
+
+    def _packet_in(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, data: bytes) -> None:
+        if self.on_packet_in is None or self.controllers_connected == 0:
+            self.drop("no_controller")
+            return
+        fin = offload.finish(hdr, data) if hdr else data
+        if fin is None:
+            fin = data
+        _, reason, max_len, table_id, cookie = op
+        self.on_packet_in(PacketIn(reason, table_id, cookie, tuple(key), fin, len(fin), max_len))
+
+    def packet_out(self, in_port: int, actions: Sequence[Action], frame: bytes) -> Decision:
+        """OpenFlow PACKET_OUT: run `actions` on `frame` as if it came from `in_port`."""
+        key = fk.extract(frame, in_port)
+        d = self.pipeline.execute(key, actions, self)
+        self._execute(d, key, b"", frame)
+        return d
+
+    def trace(self, key: Sequence[int], table: int = 0) -> Tracer:
+        tracer = Tracer(self.name)
+        self.pipeline.translate(key, self, tracer, table)
+        return tracer
+
+    # -- time -------------------------------------------------------------------------
+    def tick(self, now: float) -> list[tuple[Rule, str]]:
+        """Age MACs and expire flows; returns the removed flows (for FLOW_REMOVED)."""
+        self.now = now
+        if self.macs.expire(now):
+            self.pipeline.invalidate()
+        return self.pipeline.expire(now)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dpid": f"{self.dpid:016x}",
+            "fail_mode": self.fail_mode,
+            "fail_open": self.fail_open,
+            "controllers": {
+                "configured": self.controllers_configured,
+                "connected": self.controllers_connected,
+            },
+            "rx_packets": self.rx_packets,
+            "drops": dict(sorted(self.drops.items())),
+            "cache": {"hits": self.pipeline.cache_hits, "misses": self.pipeline.cache_misses},
+            "macs": len(self.macs),
+            "flows": sum(len(t.by_id) for t in self.pipeline.tables),
+        }
