@@ -19,6 +19,7 @@ from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
 from .demo import run_demo
+from .switch import ofctl_app, switch_app
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="vnet: software-defined virtual networking."
@@ -27,6 +28,8 @@ packet_app = typer.Typer(no_args_is_help=True, help="Decode and inspect frames."
 flows_app = typer.Typer(no_args_is_help=True, help="Work with flow tables in ovs-ofctl syntax.")
 app.add_typer(packet_app, name="packet")
 app.add_typer(flows_app, name="flows")
+app.add_typer(switch_app, name="switch")
+app.add_typer(ofctl_app, name="ofctl")
 
 err = Console(stderr=True)
 

@@ -102,6 +102,7 @@ class Switch:
         fail_mode: str = FailMode.STANDALONE,
         mac_aging: float = DEFAULT_AGING,
         n_tables: int = 254,
+        now: float = 0.0,
     ) -> None:
         if fail_mode not in (FailMode.STANDALONE, FailMode.SECURE):
             raise SwitchError(f"fail-mode: expected standalone or secure, got {fail_mode!r}")
@@ -117,7 +118,7 @@ class Switch:
         self.controllers_connected = 0
         self.on_packet_in: Callable[[PacketIn], None] | None = None
         self.on_port_status: Callable[[str, Port], None] | None = None
-        self.now = 0.0
+        self.now = now
         self.rx_packets = 0
         self._standalone_flow = False
         self._metered = False

@@ -244,7 +244,7 @@ class Pipeline:
             t.classifier.insert(rule)
             return []
         strict = cmd in (FlowModCommand.MODIFY_STRICT, FlowModCommand.DELETE_STRICT)
-        targets = self._select(mod, strict)
+        targets = self.select(mod, strict)
         if cmd in (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT):
             for r in targets:
                 new_flow = r.flow.with_(instructions=f.instructions, cookie=r.flow.cookie)
@@ -259,7 +259,7 @@ class Pipeline:
             t.classifier.remove(r)
         return targets
 
-    def _select(self, mod: FlowMod, strict: bool) -> list[Rule]:
+    def select(self, mod: FlowMod, strict: bool = False) -> list[Rule]:
         f = mod.flow
         tables = self.tables if f.table == ALL_TABLES else [self.tables[f.table]]
         out = []

@@ -1,0 +1,150 @@
+"""The switch's control socket: JSON lines over a Unix socket.
+
+`vnet switch add-port/del-port/show` and `vnet ofctl trace` talk to a running
+switch here (OpenFlow itself goes through the management socket the agent
+serves).  One request per line, `{"cmd": ..., "args": {...}}`; one answer per
+line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.  A
+bad request is answered with an error naming what is wrong; the switch is
+unchanged and the connection stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..packet.addr import mac_str
+from ..pipeline.fields import FieldError
+from ..pipeline.ofctl import FlowSyntaxError, parse_packet
+from .port import PortConfigError, parse_port_spec
+from .runner import Runner
+from .switch import SwitchError
+
+__all__ = ["ControlServer", "request", "rundir"]
+
+
+def rundir() -> str:
+    d = os.environ.get("VNET_RUNDIR")
+    if d:
+        return d
+    if os.geteuid() == 0:
+        return "/run/vnet"
+    base = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/vnet-{os.getuid()}"
+    return os.path.join(base, "vnet")
+
+
+class ControlServer:
+    def __init__(self, runner: Runner, path: str) -> None:
+        self.runner = runner
+        self.path = path
+        self.server: asyncio.AbstractServer | None = None
+        self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "show": self.show,
+            "add-port": self.add_port,
+            "del-port": self.del_port,
+            "trace": self.trace,
+            "fdb": self.fdb,
+        }
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self.server = await asyncio.start_unix_server(self._client, self.path)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(self.handle(line)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+            cmd = req["cmd"]
+            args = req.get("args", {})
+        except (ValueError, KeyError, TypeError):
+            return {"ok": False, "error": 'request: expected JSON {"cmd": ..., "args": {...}}'}
+        fn = self.commands.get(cmd)
+        if fn is None:
+            return {
+                "ok": False,
+                "error": f"cmd: unknown command {cmd!r} ({', '.join(self.commands)})",
+            }
+        try:
+            return {"ok": True, "result": fn(args)}
+        except (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError) as e:
+            return {"ok": False, "error": str(e)}
+
+    # -- commands -----------------------------------------------------------------------------
+    def show(self, args: dict[str, Any]) -> Any:
+        sw = self.runner.switch
+        ports = []
+        for no, p in sorted(sw.ports.items()):
+            ports.append(
+                {
+                    "ofport": no,
+                    "name": p.name,
+                    "hw_addr": mac_str(p.device.hw_addr),
+                    "link": "up" if p.link_up else "down",
+                    "admin": "up" if p.admin_up else "down",
+                    "vnet_hdr": p.device.vnet_hdr,
+                    "locked_mac": mac_str(p.locked_mac) if p.locked_mac is not None else None,
+                    "config": p.config.as_dict(),
+                    "stats": p.stats.as_dict(),
+                    "drops": p.drops,
+                }
+            )
+        return {**sw.stats(), "ports": ports}
+
+    def add_port(self, args: dict[str, Any]) -> Any:
+        cfg = parse_port_spec(args["spec"], kind=args.get("kind", "netdev"))
+        p = self.runner.add_port(cfg)
+        return {"ofport": p.port_no, "name": p.name}
+
+    def del_port(self, args: dict[str, Any]) -> Any:
+        p = self.runner.del_port(args["name"])
+        return {"ofport": p.port_no, "name": p.name}
+
+    def trace(self, args: dict[str, Any]) -> Any:
+        key = parse_packet(args["packet"])
+        tracer = self.runner.switch.trace(key, int(args.get("table", 0)))
+        return {"text": tracer.format(), "trace": tracer.as_dict()}
+
+    def fdb(self, args: dict[str, Any]) -> Any:
+        sw = self.runner.switch
+        return [
+            {"port": p, "vlan": v, "mac": mac_str(m), "age": round(a, 1)}
+            for p, v, m, a in sw.macs.dump(sw.now)
+        ]
+
+
+def request(path: str, cmd: str, **args: Any) -> Any:
+    """One request to a running switch's control socket (blocking; for the CLI)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(path)
+        s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    reply = json.loads(buf)
+    if not reply.get("ok"):
+        raise SwitchError(reply.get("error", "unknown error"))
+    return reply["result"]
