@@ -1,0 +1,3 @@
+from vnet.cli.main import app
+
+app()

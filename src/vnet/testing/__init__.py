@@ -1,0 +1,1 @@
+"""Test helpers others can use too: namespaces, veth pairs, a switch process."""
