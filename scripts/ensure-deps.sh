@@ -2,7 +2,9 @@
 # Installs the Debian packages a target needs, only when they are missing.
 #   ensure-deps.sh python-venv   the venv module (Debian splits it out of python3)
 #   ensure-deps.sh venv          nothing yet (placeholder for build deps)
-#   ensure-deps.sh test          ovs-ofctl (openvswitch-common) and tshark: test oracles
+#   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
+#                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
+#                                ping and iproute2
 set -euo pipefail
 
 need=()
@@ -11,7 +13,11 @@ case "${1:-test}" in
   venv) ;;
   test)
     command -v ovs-ofctl >/dev/null 2>&1 || need+=(openvswitch-common)
+    command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)
+    command -v ovs-testcontroller >/dev/null 2>&1 || need+=(openvswitch-testcontroller)
     command -v tshark >/dev/null 2>&1 || need+=(tshark)
+    command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     ;;
   *) echo "ensure-deps: unknown target '$1'" >&2; exit 2 ;;

@@ -682,6 +682,9 @@ class Agent:
                 for mid, m in sorted(sw.meters.meters.items())
                 if msg.meter_id in (ofp.OFPM_ALL, mid)
             ]
+        elif t == ofp.OFPMP_TABLE_FEATURES:
+            n = len(sw.pipeline.tables)
+            items = [enc.pack_table_features(tb.table_id, n, tb.name) for tb in sw.pipeline.tables]
         elif t == ofp.OFPMP_METER_FEATURES:
             items = [
                 struct.pack(

@@ -252,3 +252,73 @@ def multipart_replies(xid: int, mp_type: int, items: Sequence[bytes]) -> list[by
             message(ofp.OFPT_MULTIPART_REPLY, xid, _MP_REPLY.pack(mp_type, flags) + b"".join(chunk))
         )
     return out
+
+
+# OpenFlow basic OXM fields vnet matches and sets: (field number, length)
+_OXM_BASIC = (
+    (0, 4), (2, 8), (3, 6), (4, 6), (5, 2), (6, 2), (7, 1), (8, 1), (9, 1), (10, 1),
+    (11, 4), (12, 4), (13, 2), (14, 2), (15, 2), (16, 2), (17, 2), (18, 2), (19, 1), (20, 1),
+    (21, 2), (22, 4), (23, 4), (24, 6), (25, 6), (26, 16), (27, 16), (28, 4), (29, 1), (30, 1),
+    (31, 16), (32, 6), (33, 6), (38, 8),
+)  # fmt: skip
+_INSTRUCTIONS = (
+    ofp.OFPIT_GOTO_TABLE,
+    ofp.OFPIT_WRITE_METADATA,
+    ofp.OFPIT_WRITE_ACTIONS,
+    ofp.OFPIT_APPLY_ACTIONS,
+    ofp.OFPIT_CLEAR_ACTIONS,
+    ofp.OFPIT_METER,
+)
+_ACTIONS = (
+    ofp.OFPAT_OUTPUT,
+    ofp.OFPAT_PUSH_VLAN,
+    ofp.OFPAT_POP_VLAN,
+    ofp.OFPAT_GROUP,
+    ofp.OFPAT_DEC_NW_TTL,
+    ofp.OFPAT_SET_FIELD,
+)
+
+
+def _prop(type_: int, payload: bytes) -> bytes:
+    length = 4 + len(payload)
+    pad = (-length) % 8
+    return struct.pack("!HH", type_, length) + payload + bytes(pad)
+
+
+def _oxm_headers(with_mask: bool) -> bytes:
+    return b"".join(
+        struct.pack(
+            "!I", (0x8000 << 16) | (f << 9) | (int(with_mask) << 8) | (n * 2 if with_mask else n)
+        )
+        for f, n in _OXM_BASIC
+    )
+
+
+def pack_table_features(table_id: int, n_tables: int, name: str) -> bytes:
+    """One ofp_table_features with the eight properties OpenFlow 1.3 requires."""
+    ins = b"".join(struct.pack("!HH", t, 4) for t in _INSTRUCTIONS)
+    acts = b"".join(struct.pack("!HH", t, 4) for t in _ACTIONS)
+    fields = _oxm_headers(False)
+    props = b"".join(
+        (
+            _prop(ofp.OFPTFPT_INSTRUCTIONS, ins),
+            _prop(ofp.OFPTFPT_NEXT_TABLES, bytes(range(table_id + 1, n_tables))),
+            _prop(ofp.OFPTFPT_WRITE_ACTIONS, acts),
+            _prop(ofp.OFPTFPT_APPLY_ACTIONS, acts),
+            _prop(ofp.OFPTFPT_MATCH, fields),
+            _prop(ofp.OFPTFPT_WILDCARDS, fields),
+            _prop(ofp.OFPTFPT_WRITE_SETFIELD, fields),
+            _prop(ofp.OFPTFPT_APPLY_SETFIELD, fields),
+        )
+    )
+    head = struct.pack(
+        "!HB5x32sQQII",
+        64 + len(props),
+        table_id,
+        name.encode()[:31],
+        0xFFFFFFFFFFFFFFFF,
+        0xFFFFFFFFFFFFFFFF,
+        0,
+        1_000_000,
+    )
+    return head + props

@@ -142,7 +142,12 @@ class Output(Action):
         elif p == OFPP_IN_PORT:
             x.emit(("output", in_port))
         elif p == OFPP_CONTROLLER:
-            x.emit(("controller", "action", self.max_len, x.table_id, x.cookie))
+            # OpenFlow 1.3 §6.1.2: a packet sent by the table-miss flow (priority 0,
+            # matching everything) is reported as a table miss, not as an action
+            r = x.rules[-1] if x.rules else None
+            miss = r is not None and r.priority == 0 and not r.flow.match.items
+            reason = "no_match" if miss else "action"
+            x.emit(("controller", reason, self.max_len, x.table_id, x.cookie))
         elif p == OFPP_LOCAL:
             if in_port == OFPP_LOCAL:
                 x.note("skipping output to input port LOCAL")
