@@ -31,6 +31,10 @@ def run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
     return p
 
 
+def _quiet(*cmd: str) -> None:
+    run(*cmd, check=False)
+
+
 class Lab:
     """`with Lab() as lab:` namespaces (`lab.ns`), veth pairs (`lab.veth`), processes."""
 
@@ -60,7 +64,7 @@ class Lab:
     def ns(self, base: str) -> str:
         n = self.name(base)
         run("ip", "netns", "add", n)
-        self._undo.append(lambda: run("ip", "netns", "del", n, check=False) and None)
+        self._undo.append(lambda: _quiet("ip", "netns", "del", n))
         run("ip", "-n", n, "link", "set", "lo", "up")
         return n
 
@@ -70,13 +74,12 @@ class Lab:
         """A veth pair: (host end `base`+tag, peer `p`+base+tag moved into `ns` with addrs)."""
         a, b = self.name(base), self.name("p" + base)
         run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-        self._undo.append(lambda: run("ip", "link", "del", a, check=False) and None)
+        self._undo.append(lambda: _quiet("ip", "link", "del", a))
         run("ip", "link", "set", a, "up")
+        pre: tuple[str, ...] = ("ip",)
         if ns is not None:
             run("ip", "link", "set", b, "netns", ns)
             pre = ("ip", "-n", ns)
-        else:
-            pre = ("ip",)
         if mac:
             run(*pre, "link", "set", b, "address", mac)
         for addr in addrs:
