@@ -1,0 +1,181 @@
+"""The OpenFlow agent in-process: os-ken's parser and our client as the peer, no root."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from vnet.datapath import PortConfig, Switch
+from vnet.datapath.ports.memory import MemoryDevice
+from vnet.ofp.agent import _DP, Agent
+from vnet.ofp.client import OFClient, OFClientError
+from vnet.ofp.convert import instructions_to_ofp, match_to_ofp
+from vnet.pipeline.ofctl import parse_flow
+
+
+@pytest.fixture
+def switch() -> Iterator[tuple[Switch, str]]:
+    sw = Switch("t", fail_mode="secure")
+    for i in (1, 2, 3):
+        sw.add_port(
+            PortConfig(f"p{i}", kind="memory", port_security=False),
+            MemoryDevice(f"p{i}", hw_addr=i),
+        )
+    agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(agent.start())
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert ready.wait(5)
+    yield sw, f"tcp:127.0.0.1:{agent.bound_ports()[0]}"
+    asyncio.run_coroutine_threadsafe(agent.stop(), loop).result(5)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(5)
+
+
+def flow_mod(text: str, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:
+    f = parse_flow(text).flow
+    return parser.OFPFlowMod(
+        _DP,
+        table_id=f.table,
+        priority=f.priority,
+        command=command,
+        flags=f.flags,
+        match=match_to_ofp(f.match),
+        instructions=instructions_to_ofp(f.instructions),
+    )
+
+
+def test_flow_mod_and_stats_round_trip(switch: tuple[Switch, str]) -> None:
+    sw, target = switch
+    with OFClient(target) as c:
+        c.transact(flow_mod("priority=10,ip,nw_dst=10.0.0.0/8,actions=output:2"))
+        c.transact(flow_mod("table=1,reg3=0x5,actions=load:0x2->NXM_NX_REG1[0..7],resubmit(,2)"))
+        stats = c.multipart(parser.OFPFlowStatsRequest(_DP))
+        assert len(stats) == 2
+        assert sorted(s.priority for s in stats) == [10, 0x8000]
+        (agg,) = c.multipart(
+            parser.OFPAggregateStatsRequest(
+                _DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
+            )
+        )
+        assert agg.flow_count == 2
+        (feat,) = c.transact(parser.OFPFeaturesRequest(_DP))
+        assert feat.datapath_id == sw.dpid and feat.n_buffers == 0
+        names = sorted(
+            p.name.decode() if isinstance(p.name, bytes) else p.name
+            for p in c.multipart(parser.OFPPortDescStatsRequest(_DP, 0))
+        )
+        assert names == ["p1", "p2", "p3"]
+    assert len(sw.pipeline.rules()) == 2
+
+
+def test_errors_keep_the_connection(switch: tuple[Switch, str]) -> None:
+    sw, target = switch
+    with OFClient(target) as c:
+        with pytest.raises(OFClientError) as e:
+            ct = parser.NXActionCT(
+                flags=1, zone_src="", zone_ofs_nbits=0, recirc_table=255, alg=0, actions=[]
+            )
+            c.transact(
+                parser.OFPFlowMod(
+                    _DP,
+                    match=parser.OFPMatch(eth_type=0x800),
+                    instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [ct])],
+                )
+            )
+        assert (e.value.type, e.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE)
+        with pytest.raises(OFClientError) as e:
+            c.transact(flow_mod("actions=group:9"))
+        assert (e.value.type, e.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_OUT_GROUP)
+        with pytest.raises(OFClientError) as e:
+            c.transact(flow_mod("table=254,actions=drop"))
+        assert e.value.type == ofp.OFPET_BAD_INSTRUCTION
+        # unknown message type 99
+        c.send_raw(struct.pack("!BBHI", 4, 99, 8, 7))
+        with pytest.raises(OFClientError) as e:
+            c.transact()
+        assert (e.value.type, e.value.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_TYPE)
+        # a packet-out whose actions_len runs past the message
+        c.send_raw(
+            struct.pack("!BBHIIIH6x", 4, ofp.OFPT_PACKET_OUT, 24, 8, ofp.OFP_NO_BUFFER, 1, 64)
+        )
+        with pytest.raises(OFClientError) as e:
+            c.transact()
+        assert (e.value.type, e.value.code) == (ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN)
+        # a group-mod with a bucket length of 3
+        c.send_raw(struct.pack("!BBHIHBxIH", 4, ofp.OFPT_GROUP_MOD, 18, 9, 0, 0, 1, 3))
+        with pytest.raises(OFClientError):
+            c.transact()
+        # after all that, the connection still works and nothing changed
+        assert c.multipart(parser.OFPFlowStatsRequest(_DP)) == []
+        assert c.transact(parser.OFPEchoRequest(_DP, data=b"hi"))[0].data == b"hi"
+    assert sw.pipeline.rules() == [] and sw.pipeline.groups == {}
+
+
+def test_packet_out_and_group_and_meter(switch: tuple[Switch, str]) -> None:
+    sw, target = switch
+    frame = bytes.fromhex("020000000002020000000001080045000014000100004011f97c0a0000010a000002")
+    with OFClient(target) as c:
+        c.transact(
+            parser.OFPPacketOut(
+                _DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER, [parser.OFPActionOutput(2)], frame
+            )
+        )
+        dev2 = sw.ports[2].device
+        assert isinstance(dev2, MemoryDevice) and dev2.frames() == [frame]
+        c.transact(
+            parser.OFPGroupMod(
+                _DP,
+                ofp.OFPGC_ADD,
+                ofp.OFPGT_ALL,
+                5,
+                [parser.OFPBucket(actions=[parser.OFPActionOutput(3)])],
+            )
+        )
+        (g,) = c.multipart(parser.OFPGroupDescStatsRequest(_DP, 0))
+        assert g.group_id == 5 and g.type == ofp.OFPGT_ALL
+        c.transact(
+            parser.OFPMeterMod(
+                _DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
+            )
+        )
+        (m,) = c.multipart(parser.OFPMeterConfigStatsRequest(_DP, 0, ofp.OFPM_ALL))
+        assert m.meter_id == 1 and m.bands[0].rate == 10
+        with pytest.raises(OFClientError) as e:
+            c.transact(
+                parser.OFPMeterMod(
+                    _DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
+                )
+            )
+        assert (e.value.type, e.value.code) == (
+            ofp.OFPET_METER_MOD_FAILED,
+            ofp.OFPMMFC_METER_EXISTS,
+        )
+
+
+def test_roles(switch: tuple[Switch, str]) -> None:
+    _, target = switch
+    with OFClient(target) as a, OFClient(target) as b:
+        (r,) = a.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_MASTER, 1))
+        assert r.role == ofp.OFPCR_ROLE_MASTER
+        b.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_SLAVE, 1))
+        with pytest.raises(OFClientError) as e:
+            b.transact(flow_mod("actions=drop"))
+        assert e.value.code == ofp.OFPBRC_IS_SLAVE
+        with pytest.raises(OFClientError) as e:
+            b.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_MASTER, 0))  # stale generation
+        assert e.value.type == ofp.OFPET_ROLE_REQUEST_FAILED
