@@ -28,11 +28,12 @@ from ..datapath.control import ControlServer, request, rundir
 from ..datapath.port import PortConfigError, parse_port_spec
 from ..datapath.runner import Runner
 from ..datapath.switch import FailMode, Switch, SwitchError
-from ..ofp.agent import _DP, Agent
+from ..ofp.agent import Agent
 from ..ofp.client import OFClient, OFClientError
-from ..ofp.convert import OFError, flow_from_ofp, group_from_ofp, instructions_to_ofp, match_to_ofp
+from ..ofp.convert import DP, OFError, flow_from_ofp, flow_mod_to_ofp, group_from_ofp, match_to_ofp
 from ..pipeline.fields import FieldError
 from ..pipeline.flow import Rule
+from ..pipeline.match import Match
 from ..pipeline.ofctl import FlowSyntaxError, format_dump, format_group, parse_flow, parse_match
 
 __all__ = ["ofctl_app", "switch_app"]
@@ -232,15 +233,23 @@ def _run(target: str, fn: Any) -> Any:
             fail(str(e))
 
 
+def _match_arg(text: str) -> Match | None:
+    try:
+        return parse_match(text) if text else None
+    except (FlowSyntaxError, FieldError) as e:
+        fail(str(e))
+    return None
+
+
 @ofctl_app.command("show")
 def ofctl_show(switch: str) -> None:
     """Features and ports."""
 
     def go(c: OFClient) -> None:
-        (feat,) = c.transact(parser.OFPFeaturesRequest(_DP))
+        (feat,) = c.transact(parser.OFPFeaturesRequest(DP))
         out.print(f"OFPT_FEATURES_REPLY (OF1.3): dpid:{feat.datapath_id:016x}", highlight=False)
         out.print(f"n_tables:{feat.n_tables}, n_buffers:{feat.n_buffers}", highlight=False)
-        for p in c.multipart(parser.OFPPortDescStatsRequest(_DP, 0)):
+        for p in c.multipart(parser.OFPPortDescStatsRequest(DP, 0)):
             no = "LOCAL" if p.port_no == ofp.OFPP_LOCAL else str(p.port_no)
             state = "LINK_DOWN" if p.state & ofp.OFPPS_LINK_DOWN else "LIVE"
             cfg = "PORT_DOWN" if p.config & ofp.OFPPC_PORT_DOWN else "0"
@@ -256,13 +265,10 @@ def ofctl_dump_flows(
     switch: str, match: Annotated[str, typer.Argument(help="Only flows this match covers.")] = ""
 ) -> None:
     """Flow entries with counters, as ovs-ofctl prints them."""
-    try:
-        m = parse_match(match) if match else None
-    except (FlowSyntaxError, FieldError) as e:
-        fail(str(e))
+    m = _match_arg(match)
 
     def go(c: OFClient) -> None:
-        req = parser.OFPFlowStatsRequest(_DP, match=match_to_ofp(m) if m else parser.OFPMatch())
+        req = parser.OFPFlowStatsRequest(DP, match=match_to_ofp(m) if m else parser.OFPMatch())
         now = time.monotonic()
         for st in c.multipart(req):
             st.command = 0
@@ -281,47 +287,22 @@ def ofctl_add_flow(switch: str, flow: str) -> None:
         f = parse_flow(flow).flow
     except (FlowSyntaxError, FieldError) as e:
         fail(str(e))
-
-    def go(c: OFClient) -> None:
-        c.transact(
-            parser.OFPFlowMod(
-                _DP,
-                cookie=f.cookie,
-                table_id=f.table,
-                command=ofp.OFPFC_ADD,
-                idle_timeout=f.idle_timeout,
-                hard_timeout=f.hard_timeout,
-                priority=f.priority,
-                flags=f.flags,
-                match=match_to_ofp(f.match),
-                instructions=instructions_to_ofp(f.instructions),
-            )
-        )
-
-    _run(switch, go)
+    _run(switch, lambda c: c.transact(flow_mod_to_ofp(f)))
 
 
 @ofctl_app.command("del-flows")
 def ofctl_del_flows(switch: str, match: Annotated[str, typer.Argument()] = "") -> None:
     """Delete the flows a match covers (all without one)."""
-    try:
-        m = parse_match(match) if match else None
-    except (FlowSyntaxError, FieldError) as e:
-        fail(str(e))
-
-    def go(c: OFClient) -> None:
-        c.transact(
-            parser.OFPFlowMod(
-                _DP,
-                table_id=ofp.OFPTT_ALL,
-                command=ofp.OFPFC_DELETE,
-                out_port=ofp.OFPP_ANY,
-                out_group=ofp.OFPG_ANY,
-                match=match_to_ofp(m) if m else parser.OFPMatch(),
-            )
-        )
-
-    _run(switch, go)
+    m = _match_arg(match)
+    mod = parser.OFPFlowMod(
+        DP,
+        table_id=ofp.OFPTT_ALL,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=match_to_ofp(m) if m else parser.OFPMatch(),
+    )
+    _run(switch, lambda c: c.transact(mod))
 
 
 @ofctl_app.command("dump-ports")
@@ -329,7 +310,7 @@ def ofctl_dump_ports(switch: str) -> None:
     """Port counters."""
 
     def go(c: OFClient) -> None:
-        stats = c.multipart(parser.OFPPortStatsRequest(_DP, 0, ofp.OFPP_ANY))
+        stats = c.multipart(parser.OFPPortStatsRequest(DP, 0, ofp.OFPP_ANY))
         out.print(f"OFPST_PORT reply (OF1.3): {len(stats)} ports", highlight=False)
         for s in stats:
             no = "LOCAL" if s.port_no == ofp.OFPP_LOCAL else str(s.port_no)
@@ -347,7 +328,7 @@ def ofctl_dump_groups(switch: str) -> None:
     """Group table."""
 
     def go(c: OFClient) -> None:
-        for g in c.multipart(parser.OFPGroupDescStatsRequest(_DP, 0)):
+        for g in c.multipart(parser.OFPGroupDescStatsRequest(DP, 0)):
             out.print(
                 " " + format_group(group_from_ofp(g.group_id, g.type, g.buckets)), highlight=False
             )

@@ -61,15 +61,6 @@ log = logging.getLogger("vnet.ofp")
 _HDR = struct.Struct("!BBHI")
 
 
-class _Dp:
-    """What os-ken's parser wants to know about the datapath: the protocol modules."""
-
-    ofproto = ofp
-    ofproto_parser = parser
-    id = 0
-
-
-_DP = _Dp()
 _ERR_TYPES = {
     "hello_failed": (ofp.OFPET_HELLO_FAILED, "OFPHFC_"),
     "bad_request": (ofp.OFPET_BAD_REQUEST, "OFPBRC_"),

@@ -16,7 +16,8 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .agent import _DP, parse_target
+from .agent import parse_target
+from .convert import DP
 
 __all__ = ["OFClient", "OFClientError", "error_name"]
 
@@ -66,7 +67,7 @@ class OFClient:
             raise ValueError(f"{target!r}: connect with tcp:HOST:PORT or unix:PATH")
         self.xid = 0x1000
         self._buf = b""
-        self._send(parser.OFPHello(_DP))
+        self._send(parser.OFPHello(DP))
         _, mtype, _, _, _ = self._read()
         if mtype != ofp.OFPT_HELLO:
             raise OFClientError(ofp.OFPET_HELLO_FAILED, 0, b"")
@@ -115,7 +116,7 @@ class OFClient:
                 )
                 continue
             try:
-                msg = parser.msg_parser(_DP, version, mtype, length, xid, raw)
+                msg = parser.msg_parser(DP, version, mtype, length, xid, raw)
             except Exception:
                 msg = None
             return mtype, msg, raw
@@ -124,7 +125,7 @@ class OFClient:
         """Send requests then a barrier; return the replies (errors raise)."""
         for m in msgs:
             self._send(m)
-        barrier = self._send(parser.OFPBarrierRequest(_DP))
+        barrier = self._send(parser.OFPBarrierRequest(DP))
         replies: list[Any] = []
         error: OFClientError | None = None
         while True:

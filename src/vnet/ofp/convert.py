@@ -52,6 +52,7 @@ __all__ = [
     "actions_to_ofp",
     "bucket_to_ofp",
     "flow_from_ofp",
+    "flow_mod_to_ofp",
     "group_from_ofp",
     "instructions_from_ofp",
     "instructions_to_ofp",
@@ -388,3 +389,30 @@ def flow_from_ofp(msg: Any) -> Flow:
         flags=msg.flags,
         origin="openflow",
     )
+
+
+def flow_mod_to_ofp(flow: Flow, command: int = ofp.OFPFC_ADD) -> Any:
+    """A FLOW_MOD (controller side) carrying `flow`."""
+    return parser.OFPFlowMod(
+        DP,
+        cookie=flow.cookie,
+        table_id=flow.table,
+        command=command,
+        idle_timeout=flow.idle_timeout,
+        hard_timeout=flow.hard_timeout,
+        priority=flow.priority,
+        flags=flow.flags,
+        match=match_to_ofp(flow.match),
+        instructions=instructions_to_ofp(flow.instructions),
+    )
+
+
+class _Datapath:
+    """What os-ken's message classes want to know about a datapath: the protocol modules."""
+
+    ofproto = ofp
+    ofproto_parser = parser
+    id = 0
+
+
+DP = _Datapath()

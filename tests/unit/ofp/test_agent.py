@@ -13,9 +13,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
-from vnet.ofp.agent import _DP, Agent
+from vnet.ofp.agent import Agent
 from vnet.ofp.client import OFClient, OFClientError
-from vnet.ofp.convert import instructions_to_ofp, match_to_ofp
+from vnet.ofp.convert import DP, flow_mod_to_ofp
 from vnet.pipeline.ofctl import parse_flow
 
 
@@ -46,17 +46,8 @@ def switch() -> Iterator[tuple[Switch, str]]:
     t.join(5)
 
 
-def flow_mod(text: str, command: int = ofp.OFPFC_ADD) -> parser.OFPFlowMod:
-    f = parse_flow(text).flow
-    return parser.OFPFlowMod(
-        _DP,
-        table_id=f.table,
-        priority=f.priority,
-        command=command,
-        flags=f.flags,
-        match=match_to_ofp(f.match),
-        instructions=instructions_to_ofp(f.instructions),
-    )
+def flow_mod(text: str) -> parser.OFPFlowMod:
+    return flow_mod_to_ofp(parse_flow(text).flow)
 
 
 def test_flow_mod_and_stats_round_trip(switch: tuple[Switch, str]) -> None:
@@ -64,20 +55,20 @@ def test_flow_mod_and_stats_round_trip(switch: tuple[Switch, str]) -> None:
     with OFClient(target) as c:
         c.transact(flow_mod("priority=10,ip,nw_dst=10.0.0.0/8,actions=output:2"))
         c.transact(flow_mod("table=1,reg3=0x5,actions=load:0x2->NXM_NX_REG1[0..7],resubmit(,2)"))
-        stats = c.multipart(parser.OFPFlowStatsRequest(_DP))
+        stats = c.multipart(parser.OFPFlowStatsRequest(DP))
         assert len(stats) == 2
         assert sorted(s.priority for s in stats) == [10, 0x8000]
         (agg,) = c.multipart(
             parser.OFPAggregateStatsRequest(
-                _DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
+                DP, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0, parser.OFPMatch()
             )
         )
         assert agg.flow_count == 2
-        (feat,) = c.transact(parser.OFPFeaturesRequest(_DP))
+        (feat,) = c.transact(parser.OFPFeaturesRequest(DP))
         assert feat.datapath_id == sw.dpid and feat.n_buffers == 0
         names = sorted(
             p.name.decode() if isinstance(p.name, bytes) else p.name
-            for p in c.multipart(parser.OFPPortDescStatsRequest(_DP, 0))
+            for p in c.multipart(parser.OFPPortDescStatsRequest(DP, 0))
         )
         assert names == ["p1", "p2", "p3"]
     assert len(sw.pipeline.rules()) == 2
@@ -92,7 +83,7 @@ def test_errors_keep_the_connection(switch: tuple[Switch, str]) -> None:
             )
             c.transact(
                 parser.OFPFlowMod(
-                    _DP,
+                    DP,
                     match=parser.OFPMatch(eth_type=0x800),
                     instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [ct])],
                 )
@@ -121,8 +112,8 @@ def test_errors_keep_the_connection(switch: tuple[Switch, str]) -> None:
         with pytest.raises(OFClientError):
             c.transact()
         # after all that, the connection still works and nothing changed
-        assert c.multipart(parser.OFPFlowStatsRequest(_DP)) == []
-        assert c.transact(parser.OFPEchoRequest(_DP, data=b"hi"))[0].data == b"hi"
+        assert c.multipart(parser.OFPFlowStatsRequest(DP)) == []
+        assert c.transact(parser.OFPEchoRequest(DP, data=b"hi"))[0].data == b"hi"
     assert sw.pipeline.rules() == [] and sw.pipeline.groups == {}
 
 
@@ -132,33 +123,33 @@ def test_packet_out_and_group_and_meter(switch: tuple[Switch, str]) -> None:
     with OFClient(target) as c:
         c.transact(
             parser.OFPPacketOut(
-                _DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER, [parser.OFPActionOutput(2)], frame
+                DP, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER, [parser.OFPActionOutput(2)], frame
             )
         )
         dev2 = sw.ports[2].device
         assert isinstance(dev2, MemoryDevice) and dev2.frames() == [frame]
         c.transact(
             parser.OFPGroupMod(
-                _DP,
+                DP,
                 ofp.OFPGC_ADD,
                 ofp.OFPGT_ALL,
                 5,
                 [parser.OFPBucket(actions=[parser.OFPActionOutput(3)])],
             )
         )
-        (g,) = c.multipart(parser.OFPGroupDescStatsRequest(_DP, 0))
+        (g,) = c.multipart(parser.OFPGroupDescStatsRequest(DP, 0))
         assert g.group_id == 5 and g.type == ofp.OFPGT_ALL
         c.transact(
             parser.OFPMeterMod(
-                _DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
+                DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
             )
         )
-        (m,) = c.multipart(parser.OFPMeterConfigStatsRequest(_DP, 0, ofp.OFPM_ALL))
+        (m,) = c.multipart(parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
         assert m.meter_id == 1 and m.bands[0].rate == 10
         with pytest.raises(OFClientError) as e:
             c.transact(
                 parser.OFPMeterMod(
-                    _DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
+                    DP, ofp.OFPMC_ADD, ofp.OFPMF_PKTPS, 1, [parser.OFPMeterBandDrop(rate=10)]
                 )
             )
         assert (e.value.type, e.value.code) == (
@@ -170,12 +161,12 @@ def test_packet_out_and_group_and_meter(switch: tuple[Switch, str]) -> None:
 def test_roles(switch: tuple[Switch, str]) -> None:
     _, target = switch
     with OFClient(target) as a, OFClient(target) as b:
-        (r,) = a.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_MASTER, 1))
+        (r,) = a.transact(parser.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 1))
         assert r.role == ofp.OFPCR_ROLE_MASTER
-        b.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_SLAVE, 1))
+        b.transact(parser.OFPRoleRequest(DP, ofp.OFPCR_ROLE_SLAVE, 1))
         with pytest.raises(OFClientError) as e:
             b.transact(flow_mod("actions=drop"))
         assert e.value.code == ofp.OFPBRC_IS_SLAVE
         with pytest.raises(OFClientError) as e:
-            b.transact(parser.OFPRoleRequest(_DP, ofp.OFPCR_ROLE_MASTER, 0))  # stale generation
+            b.transact(parser.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 0))  # stale generation
         assert e.value.type == ofp.OFPET_ROLE_REQUEST_FAILED
