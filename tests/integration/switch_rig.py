@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,8 +42,6 @@ class SwitchRig:
         return request(str(self.rundir / f"{self.name}.ctl"), cmd, **args)
 
     def vnet(self, *args: str, check: bool = True) -> str:
-        import subprocess
-
         p = subprocess.run(
             [*VNET, *args],
             capture_output=True,

@@ -30,6 +30,7 @@ Time is passed in.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -107,7 +108,8 @@ class Switch:
         if fail_mode not in (FailMode.STANDALONE, FailMode.SECURE):
             raise SwitchError(f"fail-mode: expected standalone or secure, got {fail_mode!r}")
         self.name = name
-        self.dpid = dpid if dpid is not None else (hash(name) & 0xFFFFFFFFFFFF)
+        # stable across restarts (str hashes are salted per process): controllers know a switch by it
+        self.dpid = dpid if dpid is not None else zlib.crc32(name.encode()) | (0x564E << 32)
         self.fail_mode = fail_mode
         self.pipeline = Pipeline(n_tables)
         self.ports: dict[int, Port] = {}
@@ -294,11 +296,9 @@ class Switch:
             if not plain:
                 self.drop(d.drop_reason or "no_output")
                 return
-            sent = 0
+            dst = key[fk.ETH_DST]
             for p in plain:
-                sent += self._transmit(p, hdr, frame, key[fk.ETH_DST])
-            if not sent and len(plain) > 1:
-                self.drop("no_receiver")
+                self._transmit(p, hdr, frame, dst)  # each refusal is counted there
             return
         self._metered = False
         outs = odp.apply(frame, key, d.odp, self._meter)
@@ -327,38 +327,37 @@ class Switch:
         self._metered = True
         return False
 
-    def _transmit(self, port_no: int, hdr: bytes, frame: bytes, dst: int) -> int:
+    def _transmit(self, port_no: int, hdr: bytes, frame: bytes, dst: int) -> None:
         port = self.ports.get(port_no)
         if port is None:
             self.drop("no_such_port")
-            return 0
+            return
         if not port.live:
             port.stats.tx_dropped += 1
             self.drop("port_down")
-            return 0
+            return
         if port.config.port_security and not egress_allowed(port, dst):
             port.stats.tx_dropped += 1
             port.drop("not_promiscuous")
             self.drop("not_promiscuous")
-            return 0
+            return
         dev = port.device
         if not dev.vnet_hdr and hdr:
             fin = offload.finish(hdr, frame)
             if fin is None:
                 port.stats.tx_dropped += 1
                 self.drop("gso_unsupported")
-                return 0
+                return
             frame, hdr = fin, b""
         elif dev.vnet_hdr and not hdr:
             hdr = offload.NO_HDR
         if not dev.send(hdr, frame):
             port.stats.tx_dropped += 1
             self.drop("tx_queue_full")
-            return 0
+            return
         st = port.stats
         st.tx_packets += 1
         st.tx_bytes += len(frame)
-        return 1
 
     def _packet_in(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, data: bytes) -> None:
         if self.on_packet_in is None or self.controllers_connected == 0:
