@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vnet.testing.netns import Lab
+from vnet.testing.netns import Lab, wait_for
 
 from .switch_rig import SwitchRig
 from .test_switch import hosts, ping
@@ -109,9 +109,9 @@ def test_independent_controller_drives_vnet(lab: Lab, tmp_path: Path) -> None:
     )
     sw = SwitchRig(lab, tmp_path)
     sw.start(ports, "--controller", f"tcp:127.0.0.1:{port}", "--fail-mode", "secure")
-    assert ping(lab, nss[0], "10.77.0.2", count=5), sw.log()
-    flows = sw.vnet("ofctl", "dump-flows", sw.name)
-    assert "CONTROLLER" in flows  # the controller's table-miss flow
+    # the controller's table-miss flow arrives once it has handshaken
+    wait_for(lambda: "CONTROLLER" in sw.vnet("ofctl", "dump-flows", sw.name), 20, "table-miss flow")
+    assert ping(lab, nss[0], "10.77.0.2", count=5), (sw.log(), sw.ctl("show"))
     lab.spawn("iperf3", "-s", "-1", "-B", "10.77.0.2", ns=nss[1])
     time.sleep(0.5)
     r = lab.exec(nss[0], "iperf3", "-c", "10.77.0.2", "-t", "2", "-J", check=False, timeout=60)
