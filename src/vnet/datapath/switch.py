@@ -30,11 +30,11 @@ Time is passed in.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..ids import datapath_id
 from ..packet import flowkey as fk
 from ..pipeline import odp
 from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output
@@ -109,7 +109,7 @@ class Switch:
             raise SwitchError(f"fail-mode: expected standalone or secure, got {fail_mode!r}")
         self.name = name
         # stable across restarts (str hashes are salted per process): controllers know a switch by it
-        self.dpid = dpid if dpid is not None else zlib.crc32(name.encode()) | (0x564E << 32)
+        self.dpid = dpid if dpid is not None else datapath_id(name)
         self.fail_mode = fail_mode
         self.pipeline = Pipeline(n_tables)
         self.ports: dict[int, Port] = {}

@@ -1,0 +1,1 @@
+"""The controller: northbound service, reconciler, southbound sessions, drift."""

@@ -1,0 +1,274 @@
+"""The declarative model: typed, validated objects users declare.
+
+Each kind (tenant, network, subnet, port, chassis) is a frozen pydantic model
+that checks what one object can check alone: formats (names, MACs, CIDRs,
+addresses), ranges (a VNI fits 24 bits) and consistency inside the object (a
+subnet's gateway inside its CIDR).  What needs the other objects -- a port's
+address inside its network's subnets, a MAC unique in a network, a free VNI --
+is checked in `rules`, against a snapshot of the whole model.
+
+Objects refer to each other by id.  Runtime state (a port's status, flow
+counters) never lives here: the model is what users asked for, nothing else.
+`revision` is the store's global revision at the object's last change; it is
+what optimistic concurrency compares.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+__all__ = [
+    "KINDS",
+    "AddressPair",
+    "Chassis",
+    "FixedIP",
+    "Network",
+    "Pool",
+    "Port",
+    "Resource",
+    "Subnet",
+    "Tenant",
+    "normalize_mac",
+]
+
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,62})$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
+MAX_VNI = (1 << 24) - 1
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def normalize_mac(text: str) -> str:
+    t = text.strip().lower()
+    if not MAC_RE.match(t):
+        raise ValueError(f"{text!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+    t = t.replace("-", ":")
+    if int(t[:2], 16) & 1:
+        raise ValueError(f"{text} is a multicast address, not a port's MAC")
+    if t == "00:00:00:00:00:00":
+        raise ValueError("00:00:00:00:00:00 is not a port's MAC")
+    return t
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+class Resource(BaseModel):
+    """Fields every object has."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    kind: ClassVar[str] = ""
+    plural: ClassVar[str] = ""
+
+    id: Annotated[str, Field(pattern=ID_RE)] = Field(default_factory=new_id)
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: Annotated[str, Field(max_length=255)] = ""
+    labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
+    revision: int = 0
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for k in v:
+            if not LABEL_KEY.match(k):
+                raise ValueError(f"label key {k!r}: letters, digits, '_', '.', '/', '-'")
+        return dict(sorted(v.items()))
+
+    def spec(self) -> dict[str, Any]:
+        """What a user declares: everything but the store's revision."""
+        return self.model_dump(mode="json", exclude={"revision"})
+
+    def changed(self, **fields: Any) -> Resource:
+        return type(self).model_validate({**self.model_dump(mode="json"), **fields})
+
+
+class Tenant(Resource):
+    kind: ClassVar[str] = "tenant"
+    plural: ClassVar[str] = "tenants"
+
+
+class Network(Resource):
+    """A logical switch: one broadcast domain, one segment id (VNI)."""
+
+    kind: ClassVar[str] = "network"
+    plural: ClassVar[str] = "networks"
+    tenant: str
+    segment_id: Annotated[int, Field(ge=1, le=MAX_VNI)] | None = None
+    mtu: Annotated[int, Field(ge=576, le=9000)] = 1500
+    admin_up: bool = True
+
+
+class Pool(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: str
+    end: str
+
+    _addr = field_validator("start", "end")(lambda cls, v: _address(v))
+
+    @model_validator(mode="after")
+    def _order(self) -> Pool:
+        a, b = ipaddress.ip_address(self.start), ipaddress.ip_address(self.end)
+        if a.version != b.version or int(a) > int(b):
+            raise ValueError(f"pool {self.start}-{self.end}: start must not be after end")
+        return self
+
+
+class Subnet(Resource):
+    kind: ClassVar[str] = "subnet"
+    plural: ClassVar[str] = "subnets"
+    network: str
+    tenant: str = ""  # the network's; filled in by the rules
+    cidr: str
+    gateway: str | None = None
+    allocation_pools: list[Pool] = Field(default_factory=list)
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v, strict=True)
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a network in CIDR notation ({e})") from None
+        if net.num_addresses < 4:
+            raise ValueError(f"{v}: a subnet needs at least 4 addresses")
+        return str(net)
+
+    @field_validator("gateway")
+    @classmethod
+    def _gw(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        v = _address(v)
+        cidr = info.data.get("cidr")
+        if cidr is not None and not _usable(v, cidr):
+            raise ValueError(f"{v} is not a usable address of {cidr}")
+        return v
+
+    @field_validator("allocation_pools")
+    @classmethod
+    def _pools(cls, v: list[Pool], info: ValidationInfo) -> list[Pool]:
+        cidr = info.data.get("cidr")
+        for p in v:
+            if cidr is not None and not (_usable(p.start, cidr) and _usable(p.end, cidr)):
+                raise ValueError(f"pool {p.start}-{p.end} is not inside {cidr}")
+        return v
+
+    @property
+    def network_obj(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+    @property
+    def ip_version(self) -> int:
+        return self.network_obj.version
+
+    @model_validator(mode="after")
+    def _inside(self) -> Subnet:
+        net = self.network_obj
+        if self.gateway is None:
+            object.__setattr__(self, "gateway", str(net.network_address + 1))
+        if not self.allocation_pools:
+            first = net.network_address + 2
+            last = net.broadcast_address - (1 if net.version == 4 else 0)
+            object.__setattr__(self, "allocation_pools", [Pool(start=str(first), end=str(last))])
+        return self
+
+    def usable(self, addr: str) -> bool:
+        return _usable(addr, self.cidr)
+
+
+def _usable(addr: str, cidr: str) -> bool:
+    """In the CIDR, and not its network address (nor, for IPv4, its broadcast)."""
+    a, net = ipaddress.ip_address(addr), ipaddress.ip_network(cidr)
+    if a.version != net.version or a not in net or a == net.network_address:
+        return False
+    return not (net.version == 4 and a == net.broadcast_address)
+
+
+class FixedIP(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subnet: str | None = None
+    ip: str | None = None
+
+    _addr = field_validator("ip")(lambda cls, v: None if v is None else _address(v))
+
+
+class AddressPair(BaseModel):
+    """Extra addresses a port may send from (a VIP, a container behind the vNIC)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ip: str
+    mac: str | None = None
+
+    @field_validator("ip")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an address or CIDR") from None
+
+    _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
+
+
+class Port(Resource):
+    """A vNIC on a network, bound to the chassis that hosts its workload."""
+
+    kind: ClassVar[str] = "port"
+    plural: ClassVar[str] = "ports"
+    network: str
+    tenant: str = ""  # the network's; filled in by the rules
+    mac: str | None = None
+    fixed_ips: list[FixedIP] = Field(default_factory=list)
+    port_security: bool = True
+    allowed_address_pairs: list[AddressPair] = Field(default_factory=list)
+    admin_up: bool = True
+    chassis: str | None = None
+
+    _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
+
+    @property
+    def ips(self) -> list[str]:
+        return [f.ip for f in self.fixed_ips if f.ip]
+
+    @property
+    def iface(self) -> str:
+        """The interface name the workload's end of this port has on its chassis."""
+        return "vp" + self.id.replace("-", "")[:11]
+
+
+class Chassis(Resource):
+    """A hypervisor host and the switch that runs on it."""
+
+    kind: ClassVar[str] = "chassis"
+    plural: ClassVar[str] = "chassis"
+    underlay: str | None = None
+    endpoint: str | None = None  # an OpenFlow target the controller dials; else the switch dials in
+    switch: Literal["vnet", "ovs"] = "vnet"
+    datapath_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+
+    _addr = field_validator("underlay")(lambda cls, v: None if v is None else _address(v))
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(tcp:[^:]+:\d+|unix:/.+)$", v):
+            raise ValueError(f"{v!r}: expected tcp:HOST:PORT or unix:/PATH")
+        return v
+
+
+KINDS: dict[str, type[Resource]] = {c.kind: c for c in (Tenant, Network, Subnet, Port, Chassis)}
+# dependency order: what must exist before what refers to it
+ORDER = ("tenant", "chassis", "network", "subnet", "port")

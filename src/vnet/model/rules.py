@@ -1,0 +1,401 @@
+"""What one object cannot check alone: references, uniqueness, allocation.
+
+`admit(state, obj, old)` takes an object that is valid on its own and the
+snapshot it is about to join, checks it against every other object, fills
+in what was left to allocate (a VNI, a MAC, fixed IPs), and returns the
+completed object -- or raises `ModelError` naming the field.  `plan_delete`
+says what removing an object takes (refused while something depends on it,
+unless cascading is asked for).  Both are pure: the snapshot is never
+changed, so a refused request leaves nothing behind, and a file of many
+objects is admitted one by one against an evolving copy before any of it is
+stored.
+
+Allocation is deterministic: the lowest free VNI, the lowest free address of
+a subnet's pools, a MAC derived from the port's id.  The same requests in
+the same order give the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ids import datapath_id
+from .objects import KINDS, MAX_VNI, Chassis, FixedIP, Network, Port, Resource, Subnet, Tenant
+
+__all__ = ["Change", "ModelError", "State", "admit", "plan_delete", "resolve"]
+
+
+class ModelError(ValueError):
+    """A refused request: `status` is invalid (422), conflict (409) or missing (404)."""
+
+    def __init__(self, status: str, loc: Sequence[str | int], message: str) -> None:
+        self.status = status
+        self.loc = tuple(loc)
+        self.message = message
+        where = ".".join(str(x) for x in self.loc)
+        super().__init__(f"{where}: {message}" if where else message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "loc": list(self.loc), "message": self.message}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One step of a transaction: put `obj`, or delete (`obj` is what goes)."""
+
+    op: str  # put | delete
+    obj: Resource
+    expect: int | None = None  # the revision the caller read; None: no check
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.obj.kind, self.obj.id)
+
+
+@dataclass
+class State:
+    """A snapshot of the model: kind -> id -> object, at a store revision."""
+
+    objects: dict[str, dict[str, Resource]] = field(default_factory=dict)
+    revision: int = 0
+
+    @staticmethod
+    def of(objs: Iterable[Resource], revision: int = 0) -> State:
+        s = State({k: {} for k in KINDS}, revision)
+        for o in objs:
+            s.objects[o.kind][o.id] = o
+        return s
+
+    def all(self, kind: str) -> list[Any]:
+        return sorted(self.objects.get(kind, {}).values(), key=lambda o: (o.name, o.id))
+
+    def get(self, kind: str, oid: str) -> Any:
+        return self.objects.get(kind, {}).get(oid)
+
+    def find(self, kind: str, ref: str, tenant: str | None = None) -> Any:
+        """By id, else by name (within `tenant` if given); None if there is none."""
+        o = self.get(kind, ref)
+        if o is not None:
+            return o
+        hits = [
+            o
+            for o in self.objects.get(kind, {}).values()
+            if o.name == ref and (tenant is None or getattr(o, "tenant", tenant) == tenant)
+        ]
+        if len(hits) > 1:
+            tenants = sorted({self._tenant_name(getattr(o, "tenant", "")) for o in hits})
+            raise ModelError(
+                "invalid",
+                (kind,),
+                f"{kind} {ref!r} is ambiguous (in tenants {', '.join(tenants)}); name the tenant or give the id",
+            )
+        return hits[0] if hits else None
+
+    def _tenant_name(self, tid: str) -> str:
+        t = self.get("tenant", tid)
+        return t.name if t is not None else tid
+
+    def copy(self) -> State:
+        return State({k: dict(v) for k, v in self.objects.items()}, self.revision)
+
+    def apply(self, changes: Iterable[Change]) -> State:
+        s = self.copy()
+        for c in changes:
+            bucket = s.objects.setdefault(c.obj.kind, {})
+            if c.op == "put":
+                bucket[c.obj.id] = c.obj
+            else:
+                bucket.pop(c.obj.id, None)
+        return s
+
+    def ports_of(self, network_id: str) -> list[Port]:
+        return [p for p in self.all("port") if p.network == network_id]
+
+    def subnets_of(self, network_id: str) -> list[Subnet]:
+        subs = [s for s in self.all("subnet") if s.network == network_id]
+        return sorted(subs, key=lambda s: (s.ip_version, ipaddress.ip_network(s.cidr)))
+
+
+# -- references ------------------------------------------------------------------------
+REFS: dict[str, tuple[tuple[str, str], ...]] = {
+    "network": (("tenant", "tenant"),),
+    "subnet": (("network", "network"),),
+    "port": (("network", "network"), ("chassis", "chassis")),
+}
+
+
+def resolve(state: State, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Names in reference fields become ids (a user writes `network: web`)."""
+    out = dict(data)
+    tenant = out.get("tenant")
+    if kind in ("network", "subnet", "port") and isinstance(tenant, str) and tenant:
+        t = state.find("tenant", tenant)
+        if t is None:
+            raise ModelError("invalid", ("tenant",), f"no tenant {tenant!r}")
+        out["tenant"] = tenant = t.id
+    for fname, target in REFS.get(kind, ()):
+        ref = out.get(fname)
+        if fname == "tenant" or not isinstance(ref, str) or not ref:
+            continue
+        scope = tenant if target != "chassis" else None
+        o = state.find(target, ref, scope if isinstance(scope, str) and scope else None)
+        if o is None:
+            raise ModelError("invalid", (fname,), f"no {target} {ref!r}")
+        out[fname] = o.id
+    if kind == "port":
+        for i, fip in enumerate(out.get("fixed_ips") or []):
+            ref = fip.get("subnet") if isinstance(fip, dict) else None
+            if ref:
+                s = state.find("subnet", ref)
+                if s is None:
+                    raise ModelError("invalid", ("fixed_ips", i, "subnet"), f"no subnet {ref!r}")
+                out["fixed_ips"] = [*out["fixed_ips"]]
+                out["fixed_ips"][i] = {**fip, "subnet": s.id}
+    return out
+
+
+# -- admission ------------------------------------------------------------------------
+def _unique_name(state: State, obj: Resource, scope: str | None) -> None:
+    for o in state.all(obj.kind):
+        if o.id != obj.id and o.name == obj.name and getattr(o, "tenant", None) == scope:
+            where = f" in tenant {scope}" if scope else ""
+            raise ModelError("conflict", ("name",), f"{obj.kind} {obj.name!r} exists{where}")
+
+
+def admit(state: State, obj: Resource, old: Resource | None = None) -> Resource:
+    """`obj` checked against `state` and completed; ModelError if it cannot join."""
+    if old is not None and old.kind != obj.kind:
+        raise ModelError("invalid", ("kind",), "an object cannot change its kind")
+    fn = _ADMIT[obj.kind]
+    return fn(state, obj, old)
+
+
+def _admit_tenant(state: State, obj: Resource, old: Resource | None) -> Resource:
+    _unique_name(state, obj, None)
+    return obj
+
+
+def _admit_chassis(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Chassis)
+    _unique_name(state, obj, None)
+    if obj.datapath_id is None:
+        obj = obj.changed(datapath_id=f"{datapath_id(obj.name):016x}")
+        assert isinstance(obj, Chassis)
+    for o in state.all("chassis"):
+        if o.id != obj.id and o.datapath_id == obj.datapath_id:
+            raise ModelError(
+                "conflict", ("datapath_id",), f"{obj.datapath_id} is chassis {o.name!r}'s"
+            )
+    return obj
+
+
+def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Network)
+    if state.get("tenant", obj.tenant) is None:
+        raise ModelError("invalid", ("tenant",), f"no tenant {obj.tenant!r}")
+    if old is not None and old.tenant != obj.tenant:  # type: ignore[attr-defined]
+        raise ModelError("invalid", ("tenant",), "a network cannot move to another tenant")
+    _unique_name(state, obj, obj.tenant)
+    used = {n.segment_id: n for n in state.all("network") if n.id != obj.id}
+    if obj.segment_id is None:
+        vni = next((v for v in range(1, MAX_VNI + 1) if v not in used), None)
+        if vni is None:
+            raise ModelError("conflict", ("segment_id",), "every segment id is in use")
+        obj = obj.changed(segment_id=vni)
+    elif obj.segment_id in used:
+        other = used[obj.segment_id]
+        raise ModelError(
+            "conflict", ("segment_id",), f"VNI {obj.segment_id} is in use by network {other.name!r}"
+        )
+    return obj
+
+
+def _admit_subnet(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Subnet)
+    net = state.get("network", obj.network)
+    if net is None:
+        raise ModelError("invalid", ("network",), f"no network {obj.network!r}")
+    if obj.tenant and obj.tenant != net.tenant:
+        raise ModelError("invalid", ("tenant",), "a subnet belongs to its network's tenant")
+    obj = obj.changed(tenant=net.tenant)
+    assert isinstance(obj, Subnet)
+    _unique_name(state, obj, net.tenant)
+    if old is not None:
+        assert isinstance(old, Subnet)
+        if old.network != obj.network:
+            raise ModelError("invalid", ("network",), "a subnet cannot move to another network")
+        if old.cidr != obj.cidr:
+            raise ModelError("invalid", ("cidr",), "the CIDR of a subnet cannot change")
+    mine = obj.network_obj
+    for s in state.subnets_of(net.id):
+        if s.id != obj.id and s.ip_version == obj.ip_version and mine.overlaps(s.network_obj):
+            raise ModelError(
+                "conflict", ("cidr",), f"{obj.cidr} overlaps subnet {s.name!r} ({s.cidr})"
+            )
+    gw = obj.gateway
+    for p in state.ports_of(net.id):
+        if gw in p.ips:
+            raise ModelError("conflict", ("gateway",), f"{gw} is port {p.name!r}'s address")
+    return obj
+
+
+def _mac_for(port_id: str, salt: int) -> str:
+    h = hashlib.sha256(f"{port_id}/{salt}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *h[:5]))  # locally administered unicast
+
+
+def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Port)
+    net = state.get("network", obj.network)
+    if net is None:
+        raise ModelError("invalid", ("network",), f"no network {obj.network!r}")
+    if obj.tenant and obj.tenant != net.tenant:
+        raise ModelError("invalid", ("tenant",), "a port belongs to its network's tenant")
+    if old is not None and old.network != obj.network:  # type: ignore[attr-defined]
+        raise ModelError("invalid", ("network",), "a port cannot move to another network")
+    if obj.chassis is not None and state.get("chassis", obj.chassis) is None:
+        raise ModelError("invalid", ("chassis",), f"no chassis {obj.chassis!r}")
+    _unique_name(state, obj, net.tenant)
+    others = [p for p in state.ports_of(net.id) if p.id != obj.id]
+    macs = {p.mac: p for p in others}
+    mac = obj.mac
+    if mac is None:
+        salt = 0
+        while (mac := _mac_for(obj.id, salt)) in macs:
+            salt += 1
+    elif mac in macs:
+        raise ModelError(
+            "conflict", ("mac",), f"{mac} is port {macs[mac].name!r}'s in this network"
+        )
+    subnets = state.subnets_of(net.id)
+    taken = {ip: p for p in others for ip in p.ips}
+    fixed = list(obj.fixed_ips)
+    if not fixed and old is None:  # on create: an address from every subnet of the network
+        fixed = [FixedIP(subnet=s.id) for s in subnets]
+    done: list[FixedIP] = []
+    mine: set[str] = set()
+    for i, fip in enumerate(fixed):
+        sub = _subnet_for(subnets, fip, net, i)
+        ip = fip.ip
+        if ip is None:
+            ip = _allocate(sub, taken.keys() | mine)
+            if ip is None:
+                raise ModelError(
+                    "conflict", ("fixed_ips", i, "ip"), f"subnet {sub.name!r} has no free address"
+                )
+        elif ip in taken:
+            raise ModelError(
+                "conflict", ("fixed_ips", i, "ip"), f"{ip} is in use by port {taken[ip].name!r}"
+            )
+        elif ip == sub.gateway:
+            raise ModelError(
+                "conflict", ("fixed_ips", i, "ip"), f"{ip} is subnet {sub.name!r}'s gateway"
+            )
+        elif not sub.usable(ip):
+            raise ModelError(
+                "invalid", ("fixed_ips", i, "ip"), f"{ip} is not a usable address of {sub.cidr}"
+            )
+        if ip in mine:
+            raise ModelError("invalid", ("fixed_ips", i, "ip"), f"{ip} is given twice")
+        mine.add(ip)
+        done.append(FixedIP(subnet=sub.id, ip=ip))
+    out = obj.changed(tenant=net.tenant, mac=mac, fixed_ips=[f.model_dump() for f in done])
+    return out
+
+
+def _subnet_for(subnets: list[Subnet], fip: FixedIP, net: Network, i: int) -> Subnet:
+    if fip.subnet is not None:
+        sub = next((s for s in subnets if s.id == fip.subnet), None)
+        if sub is None:
+            raise ModelError(
+                "invalid", ("fixed_ips", i, "subnet"), f"not a subnet of network {net.name!r}"
+            )
+        if fip.ip is not None and ipaddress.ip_address(fip.ip) not in sub.network_obj:
+            raise ModelError(
+                "invalid",
+                ("fixed_ips", i, "ip"),
+                f"{fip.ip} is outside subnet {sub.name!r} ({sub.cidr})",
+            )
+        return sub
+    if fip.ip is None:
+        raise ModelError("invalid", ("fixed_ips", i), "give a subnet, an ip, or both")
+    addr = ipaddress.ip_address(fip.ip)
+    sub = next((s for s in subnets if addr in s.network_obj), None)
+    if sub is None:
+        raise ModelError(
+            "invalid",
+            ("fixed_ips", i, "ip"),
+            f"{fip.ip} is outside every subnet of network {net.name!r}",
+        )
+    return sub
+
+
+def _allocate(sub: Subnet, taken: Iterable[str]) -> str | None:
+    used = set(taken) | {sub.gateway}
+    for pool in sub.allocation_pools:
+        a, b = ipaddress.ip_address(pool.start), ipaddress.ip_address(pool.end)
+        n = int(b) - int(a) + 1
+        for k in range(min(n, 1 << 20)):  # a /64 is not walked to its end
+            cand = str(a + k)
+            if cand not in used:
+                return cand
+    return None
+
+
+_ADMIT = {
+    "tenant": _admit_tenant,
+    "chassis": _admit_chassis,
+    "network": _admit_network,
+    "subnet": _admit_subnet,
+    "port": _admit_port,
+}
+
+
+# -- deletion ---------------------------------------------------------------------------
+def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> list[Change]:
+    """The changes that delete an object; ModelError while something depends on it."""
+    obj = state.get(kind, oid)
+    if obj is None:
+        raise ModelError("missing", (kind,), f"no {kind} {oid!r}")
+    out: list[Change] = []
+
+    def refuse(what: str, names: list[str]) -> None:
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ModelError(
+            "conflict",
+            (kind,),
+            f"{kind} {obj.name!r} still has {what}: {shown} (delete them first, or cascade)",
+        )
+
+    if isinstance(obj, Tenant):
+        nets = [n for n in state.all("network") if n.tenant == oid]
+        if nets and not cascade:
+            refuse("networks", [n.name for n in nets])
+        for n in nets:
+            out += plan_delete(state, "network", n.id, cascade=True)
+    elif isinstance(obj, Network):
+        ports = state.ports_of(oid)
+        if ports and not cascade:
+            refuse("ports", [p.name for p in ports])
+        out += [Change("delete", p) for p in ports]
+        out += [Change("delete", s) for s in state.subnets_of(oid)]
+    elif isinstance(obj, Subnet):
+        users = [
+            p for p in state.ports_of(obj.network) if any(f.subnet == oid for f in p.fixed_ips)
+        ]
+        if users and not cascade:
+            refuse("ports with addresses in it", [p.name for p in users])
+        for p in users:
+            keep = [f.model_dump() for f in p.fixed_ips if f.subnet != oid]
+            out.append(Change("put", p.changed(fixed_ips=keep)))
+    elif isinstance(obj, Chassis):
+        bound = [p for p in state.all("port") if p.chassis == oid]
+        if bound and not cascade:
+            refuse("bound ports", [p.name for p in bound])
+        out += [Change("put", p.changed(chassis=None)) for p in bound]
+    out.append(Change("delete", obj))
+    return out

@@ -1,0 +1,15 @@
+"""Persistence behind one interface (`Store`); SQLite is the embedded default."""
+
+from .base import Compacted, Event, Op, StaleRevision, Store, StoreError
+from .sqlite import SqliteStore, default_path
+
+__all__ = [
+    "Compacted",
+    "Event",
+    "Op",
+    "SqliteStore",
+    "StaleRevision",
+    "Store",
+    "StoreError",
+    "default_path",
+]
