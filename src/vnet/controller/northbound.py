@@ -18,7 +18,6 @@ no-op.
 from __future__ import annotations
 
 import builtins
-
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ __all__ = ["ALLOCATED", "Diff", "Northbound", "model_error", "parse"]
 ALLOCATED = {
     "network": ("segment_id",),
     "subnet": ("gateway", "allocation_pools"),
-    "port": ("mac", "fixed_ips"),
+    "port": ("mac", "fixed_ips", "tunnel_key"),
     "chassis": ("datapath_id",),
 }
 PLURALS = {c.plural: k for k, c in KINDS.items()}

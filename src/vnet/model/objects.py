@@ -41,6 +41,7 @@ ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,62})$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 MAX_VNI = (1 << 24) - 1
+MAX_PORT_KEY = (1 << 15) - 1  # Geneve's option room, as OVN
 
 
 def new_id() -> str:
@@ -236,12 +237,20 @@ class Port(Resource):
     allowed_address_pairs: list[AddressPair] = Field(default_factory=list)
     admin_up: bool = True
     chassis: str | None = None
+    # the port's number inside its network, carried in flows and tunnel headers
+    tunnel_key: Annotated[int, Field(ge=1, le=MAX_PORT_KEY)] | None = None
 
     _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
 
     @property
     def ips(self) -> list[str]:
         return [f.ip for f in self.fixed_ips if f.ip]
+
+    def spec_key(self) -> tuple[Any, ...]:
+        """What the compiler reads of a port, hashable."""
+        pairs = tuple((p.ip, p.mac) for p in self.allowed_address_pairs)
+        return (self.name, self.mac, tuple(self.ips), self.port_security, pairs, self.admin_up,
+                self.tunnel_key)  # fmt: skip
 
     @property
     def iface(self) -> str:

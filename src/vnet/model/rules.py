@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ids import datapath_id
-from .objects import KINDS, MAX_VNI, Chassis, FixedIP, Network, Port, Resource, Subnet, Tenant
+from .objects import (
+    KINDS,
+    MAX_PORT_KEY,
+    MAX_VNI,
+    Chassis,
+    FixedIP,
+    Network,
+    Port,
+    Resource,
+    Subnet,
+    Tenant,
+)
 
 __all__ = ["Change", "ModelError", "State", "admit", "plan_delete", "resolve"]
 
@@ -271,6 +282,14 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
         raise ModelError(
             "conflict", ("mac",), f"{mac} is port {macs[mac].name!r}'s in this network"
         )
+    keys = {p.tunnel_key for p in others}
+    key = obj.tunnel_key
+    if key is None:
+        key = next((k for k in range(1, MAX_PORT_KEY + 1) if k not in keys), None)
+        if key is None:
+            raise ModelError("conflict", ("tunnel_key",), f"network {net.name!r} is full")
+    elif key in keys:
+        raise ModelError("conflict", ("tunnel_key",), f"{key} is in use in network {net.name!r}")
     subnets = state.subnets_of(net.id)
     taken = {ip: p for p in others for ip in p.ips}
     fixed = list(obj.fixed_ips)
@@ -303,7 +322,9 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
             raise ModelError("invalid", ("fixed_ips", i, "ip"), f"{ip} is given twice")
         mine.add(ip)
         done.append(FixedIP(subnet=sub.id, ip=ip))
-    out = obj.changed(tenant=net.tenant, mac=mac, fixed_ips=[f.model_dump() for f in done])
+    out = obj.changed(
+        tenant=net.tenant, mac=mac, tunnel_key=key, fixed_ips=[f.model_dump() for f in done]
+    )
     return out
 
 

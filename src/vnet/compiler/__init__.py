@@ -1,0 +1,18 @@
+"""Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
+
+from .localize import local_ports, localize
+from .logical import Compiler, LFlow, cookie_for
+from .stages import PIPELINE, Stage, StageError, check, table
+
+__all__ = [
+    "PIPELINE",
+    "Compiler",
+    "LFlow",
+    "Stage",
+    "StageError",
+    "check",
+    "cookie_for",
+    "local_ports",
+    "localize",
+    "table",
+]
