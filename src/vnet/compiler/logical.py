@@ -32,7 +32,7 @@ from typing import Any
 
 from ..model.objects import Network, Port
 from ..model.rules import State
-from ..pipeline.actions import OFPP_IN_PORT, Action, Output, RegLoad, RegMove, Resubmit, SetField
+from ..pipeline.actions import OFPP_IN_PORT, Action, Output, RegMove, Resubmit, SetField
 from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow, Instructions
 from ..pipeline.match import Match
@@ -78,8 +78,8 @@ _SLOT = {n: lookup(n).index for n in ("eth_src", "eth_dst", "arp_op", "arp_sha",
                                         "arp_spa", "arp_tpa", REG_INPORT, REG_OUTPORT)}  # fmt: skip
 
 
-def _load(reg: str, value: int) -> RegLoad:
-    return RegLoad(_SLOT[reg], 0, 32, value)
+def _load(reg: str, value: int) -> SetField:
+    return SetField(_SLOT[reg], value)
 
 
 class _Emit:

@@ -54,6 +54,7 @@ from .convert import (
     match_to_ofp,
 )
 from .decode import DecodeError, decode_request
+from .target import parse_target
 
 __all__ = ["Agent", "parse_target"]
 
@@ -110,26 +111,6 @@ def _pipeline_error(e: PipelineError) -> tuple[int, int]:
     tname, cname = e.kind.value
     t, prefix = _ERR_TYPES[tname]
     return t, getattr(ofp, prefix + cname.upper())
-
-
-def parse_target(target: str) -> tuple[str, str, int]:
-    """`tcp:HOST:PORT`, `ptcp:PORT[:IP]`, `unix:PATH`, `punix:PATH` -> (kind, host/path, port)."""
-    kind, _, rest = target.partition(":")
-    if kind in ("unix", "punix"):
-        if not rest:
-            raise ValueError(f"{target!r}: missing socket path")
-        return kind, rest, 0
-    if kind == "tcp":
-        host, _, port = rest.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"{target!r}: expected tcp:HOST:PORT")
-        return kind, host, int(port)
-    if kind == "ptcp":
-        port, _, host = rest.partition(":")
-        if not port.isdigit():
-            raise ValueError(f"{target!r}: expected ptcp:PORT[:IP]")
-        return kind, host or "0.0.0.0", int(port)
-    raise ValueError(f"{target!r}: expected tcp:, ptcp:, unix: or punix:")
 
 
 class Connection:

@@ -16,8 +16,8 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from .agent import parse_target
 from .convert import DP
+from .target import parse_target
 
 __all__ = ["OFClient", "OFClientError", "error_name"]
 

@@ -1,0 +1,366 @@
+"""The controller at run time: switch sessions kept equal to the model.
+
+Each switch is a `Session` over a southbound -- an OpenFlow 1.3 channel to a
+vnet switch or an Open vSwitch, or a vnet `Switch` object in this process
+(`LocalSouthbound`, the embedded default and the lab's `--sim` backend).  A
+session belongs to the chassis whose datapath id the switch reports.
+
+On (re)connect a session does a full comparison: it reads the switch's port
+descriptions and installed flows, compiles and localizes the model for that
+chassis, and sends only the difference (`reconcile.diff`), then a barrier.
+Afterwards it keeps a mirror of what it installed and sends deltas when the
+model changes (store subscription, and a revision poll for writers in other
+processes) or a port comes or goes (PORT_STATUS).  An unchanged model
+against a switch that already has the flows sends nothing at all, which is
+why a controller restart interrupts no traffic.  `drift` reads the switch
+again and reports what differs from the model, with provenance; `repair`
+sends the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..compiler import Compiler, LFlow, localize
+from ..model.objects import Chassis, Port
+from ..model.rules import State
+from ..ofp.channel import ChannelError, SwitchChannel, connect
+from ..ofp.target import parse_target
+from ..pipeline.flow import Flow, FlowMod
+from ..store import Store
+from .northbound import Northbound
+from .reconcile import Drift, diff, drift
+
+__all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
+
+log = logging.getLogger("vnet.controller")
+POLL = 1.0
+
+
+class Southbound(Protocol):
+    dpid: int
+    flow_mods_sent: int
+
+    async def ports(self) -> dict[str, int]: ...
+
+    async def flows(self) -> list[tuple[Flow, int, int]]: ...
+
+    async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]: ...
+
+
+class LocalSouthbound:
+    """A vnet `Switch` in this process, programmed without a socket."""
+
+    def __init__(self, switch: Any) -> None:
+        self.switch = switch
+        self.dpid = switch.dpid
+        self.flow_mods_sent = 0
+
+    async def ports(self) -> dict[str, int]:
+        return {p.name: no for no, p in self.switch.ports.items()}
+
+    async def flows(self) -> list[tuple[Flow, int, int]]:
+        return [
+            (r.flow, r.packet_count, r.byte_count)
+            for t in self.switch.pipeline.tables
+            for r in t.by_id.values()
+        ]
+
+    async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]:
+        self.flow_mods_sent += len(mods)
+        refused = []
+        for m in mods:  # one at a time: a refused mod must not hold the others back
+            try:
+                self.switch.commit([m])
+            except Exception as e:
+                log.warning("switch refused %s: %s", m.flow.origin, e)
+                refused.append((m, 0, 0))
+        return refused
+
+
+@dataclass
+class Session:
+    southbound: Southbound
+    chassis: str | None = None  # the chassis id, once known
+    ofports: dict[str, int] = field(default_factory=dict)
+    installed: list[Flow] | None = None  # what we installed; None: never synced
+    synced_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    full: bool = True  # next sync reads the switch back
+
+    @property
+    def dpid(self) -> int:
+        return self.southbound.dpid
+
+
+class Controller:
+    def __init__(self, store: Store, of_listen: Sequence[str] = ()) -> None:
+        self.store = store
+        self.nb = Northbound(store)
+        self.compiler = Compiler()
+        self.listen = [parse_target(t) for t in of_listen]
+        self.sessions: dict[int, Session] = {}
+        self.servers: list[asyncio.Server] = []
+        self.flow_mods_total = 0
+        self._lflows: tuple[int, list[LFlow]] | None = None
+        self._dirty: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen_revision = -1
+        self._dialing: dict[str, asyncio.Task[None]] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._dirty = asyncio.Event()
+        for kind, host, port in self.listen:
+            if kind == "ptcp":
+                srv = await asyncio.start_server(self._accept, host, port)
+            elif kind == "punix":
+                srv = await asyncio.start_unix_server(self._accept, host)
+            else:
+                raise ValueError(f"{kind}: listen with ptcp:PORT[:IP] or punix:PATH")
+            self.servers.append(srv)
+        self.store.subscribe(lambda _events: self.kick())
+        self._tasks.append(asyncio.create_task(self._reconciler()))
+        self._tasks.append(asyncio.create_task(self._poller()))
+
+    def bound_ports(self) -> list[int]:
+        return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
+
+    async def stop(self) -> None:
+        for t in [*self._tasks, *self._dialing.values()]:
+            t.cancel()
+        for srv in self.servers:
+            srv.close()
+        for s in list(self.sessions.values()):
+            if isinstance(s.southbound, SwitchChannel):
+                s.southbound.close()
+        for t in [*self._tasks, *self._dialing.values()]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        self._dialing.clear()
+
+    def kick(self) -> None:
+        """The model or a switch changed: reconcile soon (safe from any thread)."""
+        loop, dirty = self._loop, self._dirty
+        if loop is not None and dirty is not None:
+            loop.call_soon_threadsafe(dirty.set)
+
+    # -- switches ---------------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._attach_channel(SwitchChannel(reader, writer))
+
+    async def _attach_channel(self, ch: SwitchChannel) -> Session | None:
+        try:
+            await ch.handshake()
+        except (TimeoutError, ChannelError, OSError, asyncio.IncompleteReadError) as e:
+            log.warning("switch %s: handshake failed: %s", ch.peer, e)
+            ch.close()
+            return None
+        ch.on_port_status = lambda _msg: self._port_status(ch.dpid)
+        ch.on_close = lambda c: self._detach(c.dpid, c)
+        return await self.attach(ch)
+
+    async def attach(self, sb: Southbound) -> Session:
+        old = self.sessions.get(sb.dpid)
+        if (
+            old is not None
+            and isinstance(old.southbound, SwitchChannel)
+            and old.southbound is not sb
+        ):
+            old.southbound.close()
+        sess = Session(sb)
+        self.sessions[sb.dpid] = sess
+        log.info("switch %016x connected", sb.dpid)
+        await self.sync(sess)
+        return sess
+
+    def _detach(self, dpid: int, ch: SwitchChannel) -> None:
+        s = self.sessions.get(dpid)
+        if s is not None and s.southbound is ch:
+            del self.sessions[dpid]
+            log.info("switch %016x disconnected", dpid)
+
+    def _port_status(self, dpid: int) -> None:
+        s = self.sessions.get(dpid)
+        if s is not None:
+            s.full = True  # port numbers may have changed: read them again
+            self.kick()
+
+    async def _dial(self, chassis: Chassis) -> None:
+        """Keep a connection to a chassis that names its switch's endpoint."""
+        assert chassis.endpoint is not None
+        target = parse_target(chassis.endpoint)
+        backoff = 0.5
+        while True:
+            try:
+                ch = await connect(target)
+                sess = await self._attach_channel(ch)
+                if sess is not None:
+                    backoff = 0.5
+                    await ch.closed.wait()
+            except OSError as e:
+                log.debug("chassis %s: %s", chassis.name, e)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 8.0)
+
+    # -- reconciliation ------------------------------------------------------------------------
+    def chassis_of(self, state: State, dpid: int) -> Chassis | None:
+        want = f"{dpid:016x}"
+        return next((c for c in state.all("chassis") if c.datapath_id == want), None)
+
+    def logical_flows(self, state: State) -> list[LFlow]:
+        if self._lflows is None or self._lflows[0] != state.revision:
+            self._lflows = (state.revision, self.compiler.compile(state))
+        return self._lflows[1]
+
+    def desired(self, state: State, sess: Session) -> list[Flow] | None:
+        ch = self.chassis_of(state, sess.dpid)
+        sess.chassis = ch.id if ch else None
+        if ch is None:
+            return None  # a switch no chassis claims: left alone
+        return localize(self.logical_flows(state), state, ch, sess.ofports)
+
+    async def sync(self, sess: Session) -> int:
+        """Make one switch equal to the model; returns the flow-mods it took."""
+        async with sess.lock:
+            sb = sess.southbound
+            state = self.nb.state()
+            if sess.full or sess.installed is None:
+                sess.ofports = await sb.ports()
+            want = self.desired(state, sess)
+            if want is None:
+                return 0
+            if sess.full or sess.installed is None:
+                have = [f for f, _, _ in await sb.flows()]
+            else:
+                have = sess.installed
+            mods = diff(want, have)
+            refused = await sb.send_flow_mods(mods) if mods else []
+            for m, t, c in refused:
+                log.warning("switch %016x refused %s (%d/%d)", sess.dpid, m.flow.origin, t, c)
+            self.flow_mods_total += len(mods)
+            sess.installed = want
+            sess.full = bool(refused)
+            sess.synced_at = time.monotonic()
+            if mods:
+                log.info("switch %016x: %d flow-mods", sess.dpid, len(mods))
+            return len(mods)
+
+    async def _reconciler(self) -> None:
+        assert self._dirty is not None
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            self._ensure_dialers()
+            for sess in list(self.sessions.values()):
+                try:
+                    await self.sync(sess)
+                except (ChannelError, OSError) as e:
+                    log.warning("switch %016x: %s", sess.dpid, e)
+
+    async def _poller(self) -> None:
+        """Writers in other processes do not call our subscribers: notice their revisions."""
+        while True:
+            rev = await asyncio.to_thread(self.store.revision)
+            if rev != self._seen_revision:
+                self._seen_revision = rev
+                self.kick()
+            await asyncio.sleep(POLL)
+
+    def _ensure_dialers(self) -> None:
+        state = self.nb.state()
+        for ch in state.all("chassis"):
+            if ch.endpoint and ch.id not in self._dialing:
+                self._dialing[ch.id] = asyncio.create_task(self._dial(ch))
+
+    async def wait_synced(self, timeout: float = 10.0) -> None:
+        """Until every session has the current model (tests, the lab)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rev = self.nb.state().revision
+            if (
+                self._lflows is not None
+                and self._lflows[0] == rev
+                and all(
+                    s.installed is not None and not s.lock.locked() for s in self.sessions.values()
+                )
+            ):
+                return
+            self.kick()
+            await asyncio.sleep(0.05)
+        raise TimeoutError("switches did not converge")
+
+    # -- seeing inside ---------------------------------------------------------------------------
+    def session_for(self, chassis_ref: str) -> Session:
+        state = self.nb.state()
+        ch = state.find("chassis", chassis_ref)
+        if ch is None:
+            raise LookupError(f"no chassis {chassis_ref!r}")
+        for s in self.sessions.values():
+            if s.dpid == int(ch.datapath_id, 16):
+                return s
+        raise LookupError(f"chassis {ch.name!r}: its switch is not connected")
+
+    def explain(self, f: Flow) -> str:
+        """Provenance of an installed flow, from its cookie."""
+        if not f.cookie:
+            return "no cookie: not put there by the controller"
+        state = self.nb.state()
+        for lf in self.logical_flows(state):
+            if lf.flow.cookie == f.cookie:
+                return lf.flow.origin
+        hi = f.cookie >> 32
+        for kind in ("port", "network", "chassis"):
+            for o in state.all(kind):
+                if zlib.crc32(o.id.encode()) == hi:
+                    return f"{kind} {o.name} ({o.id}), a rule the model no longer makes"
+        return f"cookie {f.cookie:#x}: no model object made it"
+
+    async def drift(self, chassis_ref: str, repair: bool = False) -> list[Drift]:
+        sess = self.session_for(chassis_ref)
+        async with sess.lock:
+            state = self.nb.state()
+            sess.ofports = await sess.southbound.ports()
+            want = self.desired(state, sess) or []
+            have = [f for f, _, _ in await sess.southbound.flows()]
+            found = drift(want, have, self.explain)
+            if repair and found:
+                mods = diff(want, have)
+                await sess.southbound.send_flow_mods(mods)
+                self.flow_mods_total += len(mods)
+                sess.installed = want
+        return found
+
+    def port_status(self, port: Port) -> str:
+        """`up` once the port's flows are installed on its chassis, else `down`."""
+        if not port.admin_up or port.chassis is None:
+            return "down"
+        for s in self.sessions.values():
+            if s.chassis == port.chassis and s.installed is not None and port.iface in s.ofports:
+                return "up"
+        return "down"
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "revision": self.nb.state().revision,
+            "flow_mods": self.flow_mods_total,
+            "switches": [
+                {
+                    "datapath_id": f"{s.dpid:016x}",
+                    "chassis": s.chassis,
+                    "ports": len(s.ofports),
+                    "flows": len(s.installed or []),
+                }
+                for s in self.sessions.values()
+            ],
+        }
