@@ -34,8 +34,9 @@ from ..model.rules import State
 from ..ofp.channel import ChannelError, SwitchChannel, connect
 from ..ofp.target import parse_target
 from ..pipeline.flow import Flow, FlowMod
+from ..pipeline.ofctl import format_flow
 from ..store import Store
-from .northbound import Northbound
+from .northbound import Diff, Northbound
 from .reconcile import Drift, diff, drift
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
@@ -340,6 +341,25 @@ class Controller:
                 self.flow_mods_total += len(mods)
                 sess.installed = want
         return found
+
+    def preview(self, diffs: Sequence[Diff]) -> dict[str, Any]:
+        """Per chassis, the flow-mods planned changes would send (a dry run)."""
+        state = self.nb.state().apply(d.change() for d in diffs)
+        lflows = Compiler().compile(state)  # a scratch compiler: the live memo stays as it is
+        out: dict[str, Any] = {}
+        for ch in state.all("chassis"):
+            sess = next(
+                (s for s in self.sessions.values() if f"{s.dpid:016x}" == ch.datapath_id), None
+            )
+            if sess is None or sess.installed is None:
+                out[ch.name] = {"connected": False, "flow_mods": []}
+                continue
+            mods = diff(localize(lflows, state, ch, sess.ofports), sess.installed)
+            out[ch.name] = {
+                "connected": True,
+                "flow_mods": [f"{m.command.value} {format_flow(m.flow)}" for m in mods],
+            }
+        return out
 
     def port_status(self, port: Port) -> str:
         """`up` once the port's flows are installed on its chassis, else `down`."""

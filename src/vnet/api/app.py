@@ -1,0 +1,177 @@
+"""The northbound REST API: a thin FastAPI adapter over the controller.
+
+`/v1/{tenants,networks,subnets,ports,chassis}` each with list (pagination,
+filters by tenant and labels), get, create, update (PATCH; with `revision`
+in the body, a stale one is refused with 409) and delete (`?cascade=true`).
+Errors are JSON: `{"error": {"status", "loc", "message"}}` with 422 for
+invalid input, 409 for conflicts, 404 for missing objects -- the same
+`ModelError` the CLI prints.  Ports carry their status (`up` once their flows
+are installed on their chassis).  `/v1/apply` takes a whole model (dry run
+or not), `/v1/drift/{chassis}` compares a switch with the model, and
+`/openapi.json` describes it all.
+
+Route handlers are generated per kind from the model classes, so the
+OpenAPI schema is the model's own.  (No `from __future__ import
+annotations` here: FastAPI reads the handlers' annotations at definition.)
+"""
+
+from enum import Enum
+from typing import Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from ..controller.northbound import Diff
+from ..controller.service import Controller
+from ..model.objects import KINDS, Port, Resource
+from ..model.rules import ModelError
+from ..pipeline.ofctl import format_flow
+
+__all__ = ["create_app"]
+
+STATUS = {"invalid": 422, "conflict": 409, "missing": 404}
+
+
+def _labels(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for i, item in enumerate(items or []):
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ModelError("invalid", ("label", i), f"{item!r}: expected key=value")
+        out[k] = v
+    return out
+
+
+def diff_json(d: Diff) -> dict[str, Any]:
+    obj = d.new or d.old
+    assert obj is not None
+    return {
+        "action": d.action,
+        "kind": d.kind,
+        "name": obj.name,
+        "id": obj.id,
+        "fields": {k: {"old": a, "new": b} for k, (a, b) in d.fields().items()},
+    }
+
+
+def create_app(ctl: Controller) -> FastAPI:
+    app = FastAPI(
+        title="vnet",
+        version=__version__,
+        description="Declarative virtual networks: tenants, networks, subnets, ports, chassis.",
+    )
+    nb = ctl.nb
+
+    @app.exception_handler(ModelError)
+    async def _model_error(_: Request, e: ModelError) -> JSONResponse:
+        return JSONResponse({"error": e.as_dict()}, status_code=STATUS[e.status])
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        loc = [x for x in first.get("loc", ()) if x != "body"]
+        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        body = {"status": "invalid", "loc": loc, "message": msg}
+        return JSONResponse({"error": body}, status_code=422)
+
+    def render(o: Resource) -> dict[str, Any]:
+        d = o.model_dump(mode="json")
+        if isinstance(o, Port):
+            d["status"] = ctl.port_status(o)
+        return d
+
+    for kind, cls in KINDS.items():
+        _routes(app, ctl, kind, cls, render)
+
+    @app.post("/v1/apply", tags=["model"])
+    def apply(
+        doc: dict[str, Any] = Body(..., description="{tenants: [...], networks: [...], ...}"),
+        dry_run: bool = Query(False),
+    ) -> dict[str, Any]:
+        if dry_run:
+            diffs = nb.plan(doc)
+            return {
+                "dry_run": True,
+                "changes": [diff_json(d) for d in diffs],
+                "flow_mods": ctl.preview(diffs),
+            }
+        diffs = nb.apply(doc)
+        ctl.kick()
+        return {"dry_run": False, "changes": [diff_json(d) for d in diffs]}
+
+    @app.get("/v1/drift/{chassis}", tags=["switches"])
+    async def drift(chassis: str, repair: bool = False) -> dict[str, Any]:
+        try:
+            found = await ctl.drift(chassis, repair)
+        except LookupError as e:
+            raise ModelError("missing", ("chassis",), str(e)) from None
+        return {
+            "chassis": chassis,
+            "repaired": repair,
+            "drift": [
+                {"kind": d.kind, "flow": format_flow(d.flow), "origin": d.origin} for d in found
+            ],
+        }
+
+    @app.get("/v1/status", tags=["switches"])
+    def status() -> dict[str, Any]:
+        return ctl.stats()
+
+    return app
+
+
+def _routes(app: FastAPI, ctl: Controller, kind: str, cls: type[Resource], render: Any) -> None:
+    nb = ctl.nb
+    plural = cls.plural
+
+    tag: list[str | Enum] = [plural]
+
+    @app.get(f"/v1/{plural}", tags=tag, name=f"list {plural}")
+    def list_(
+        tenant: str | None = None,
+        label: list[str] | None = Query(None, description="key=value, repeatable"),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        items = nb.list(kind, tenant=tenant, labels=_labels(label))
+        page = items[offset : offset + limit]
+        nxt = offset + limit if offset + limit < len(items) else None
+        return {"items": [render(o) for o in page], "total": len(items), "next": nxt}
+
+    @app.get(f"/v1/{plural}/{{ref}}", tags=tag, name=f"get {kind}")
+    def get(ref: str, tenant: str | None = None) -> dict[str, Any]:
+        return render(nb.get(kind, ref, tenant))  # type: ignore[no-any-return]
+
+    @app.post(f"/v1/{plural}", tags=tag, name=f"create {kind}", status_code=201)
+    def create(body: cls) -> dict[str, Any]:  # type: ignore[valid-type]
+        obj = nb.create(kind, body.model_dump(mode="json", exclude_unset=True))  # type: ignore[attr-defined]
+        ctl.kick()
+        return render(obj)  # type: ignore[no-any-return]
+
+    @app.patch(f"/v1/{plural}/{{ref}}", tags=tag, name=f"update {kind}")
+    def update(
+        ref: str,
+        body: dict[str, Any] = Body(
+            ..., description=f"fields of the {kind} to change, and optionally the `revision` read"
+        ),
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        data = dict(body)
+        revision = data.pop("revision", None)
+        if revision is not None and not isinstance(revision, int):
+            raise ModelError("invalid", ("revision",), "must be an integer")
+        obj = nb.update(kind, ref, data, revision=revision, tenant=tenant)
+        ctl.kick()
+        return render(obj)  # type: ignore[no-any-return]
+
+    @app.delete(f"/v1/{plural}/{{ref}}", tags=tag, name=f"delete {kind}", status_code=204)
+    def delete(
+        ref: str, cascade: bool = False, tenant: str | None = None, revision: int | None = None
+    ) -> Response:
+        nb.delete(kind, ref, cascade=cascade, revision=revision, tenant=tenant)
+        ctl.kick()
+        return Response(status_code=204)
