@@ -108,7 +108,7 @@ def create_app(ctl: Controller) -> FastAPI:
         try:
             found = await ctl.drift(chassis, repair)
         except LookupError as e:
-            raise ModelError("missing", ("chassis",), str(e)) from None
+            raise ModelError("missing", (), str(e)) from None
         return {
             "chassis": chassis,
             "repaired": repair,

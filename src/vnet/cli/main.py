@@ -18,6 +18,7 @@ from ..packet import decode, extract
 from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
+from .controller import controller_app, register
 from .demo import run_demo
 from .switch import ofctl_app, switch_app
 
@@ -30,8 +31,10 @@ app.add_typer(packet_app, name="packet")
 app.add_typer(flows_app, name="flows")
 app.add_typer(switch_app, name="switch")
 app.add_typer(ofctl_app, name="ofctl")
+app.add_typer(controller_app, name="controller")
+register(app)
 
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

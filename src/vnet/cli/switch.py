@@ -42,8 +42,8 @@ switch_app = typer.Typer(no_args_is_help=True, help="Run the vnet switch and man
 ofctl_app = typer.Typer(
     no_args_is_help=True, help="OpenFlow 1.3 client for a switch (ovs-ofctl syntax)."
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def fail(message: str, code: int = 2) -> Any:

@@ -112,7 +112,7 @@ class Northbound:
         scope = self._tenant_id(st, tenant)
         o = st.find(kind, ref, scope)
         if o is None:
-            raise ModelError("missing", (kind,), f"no {kind} {ref!r}")
+            raise ModelError("missing", (), f"no {kind} {ref!r}")
         return o  # type: ignore[no-any-return]
 
     def list(

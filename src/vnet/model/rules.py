@@ -381,14 +381,14 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
     """The changes that delete an object; ModelError while something depends on it."""
     obj = state.get(kind, oid)
     if obj is None:
-        raise ModelError("missing", (kind,), f"no {kind} {oid!r}")
+        raise ModelError("missing", (), f"no {kind} {oid!r}")
     out: list[Change] = []
 
     def refuse(what: str, names: list[str]) -> None:
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
         raise ModelError(
             "conflict",
-            (kind,),
+            (),
             f"{kind} {obj.name!r} still has {what}: {shown} (delete them first, or cascade)",
         )
 

@@ -1,0 +1,354 @@
+"""`vnet controller run`, and the model commands: apply, get, describe, delete, drift.
+
+`controller run` is the daemon: the store (SQLite), the OpenFlow listener
+switches dial, the reconciler, and the REST API on one asyncio loop.  The
+other commands are clients of that API (the SDK; `--api` or $VNET_API):
+tables for people, `-o json|yaml` for machines.  Bad input exits with
+status 2 and the API's message, which names the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ..api import create_app
+from ..client import DEFAULT_API, PLURAL, ApiError, Client
+from ..controller.service import Controller
+from ..store import SqliteStore, default_path
+
+__all__ = ["controller_app", "register"]
+
+controller_app = typer.Typer(no_args_is_help=True, help="Run the vnet SDN controller.")
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False)
+
+ApiOpt = Annotated[
+    str | None, typer.Option("--api", envvar="VNET_API", help=f"API URL [default: {DEFAULT_API}]")
+]
+Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")]
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant name or id (scope).")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _api_fail(e: ApiError) -> NoReturn:
+    fail(str(e), 1 if e.status == 0 else 2)
+
+
+@controller_app.command("run")
+def controller_run(
+    db: Annotated[
+        Path | None, typer.Option("--db", help="SQLite file [default: user data dir]")
+    ] = None,
+    api: Annotated[
+        str, typer.Option("--api", help="HOST:PORT for the REST API")
+    ] = "127.0.0.1:8080",
+    of_listen: Annotated[
+        list[str] | None, typer.Option("--of-listen", help="ptcp:PORT[:IP] or punix:PATH")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
+) -> None:
+    """Run the controller until SIGTERM or Ctrl-C."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(name)s: %(message)s"
+    )
+    host, _, port = api.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--api {api!r}: expected HOST:PORT")
+    path = db or default_path()
+    try:
+        store = SqliteStore(path)
+    except Exception as e:
+        fail(f"--db {path}: {e}")
+    try:
+        ctl = Controller(store, of_listen if of_listen is not None else ["ptcp:6653"])
+    except ValueError as e:
+        fail(f"--of-listen: {e}")
+
+    async def main() -> None:
+        await ctl.start()
+        config = uvicorn.Config(
+            create_app(ctl), host=host, port=int(port), log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        err.print(
+            f"vnet controller: store {path}, API http://{host}:{port}, "
+            f"OpenFlow {', '.join(of_listen or ['ptcp:6653'])}",
+            highlight=False,
+        )
+        try:
+            await server.serve()
+        finally:
+            await ctl.stop()
+            store.close()
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        fail(str(e), 1)
+
+
+# -- model commands ----------------------------------------------------------------------------
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "tenant": [("NAME", "name"), ("ID", "id"), ("LABELS", "labels")],
+    "network": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("VNI", "segment_id"),
+        ("MTU", "mtu"),
+        ("ADMIN", "admin_up"),
+    ],
+    "subnet": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("NETWORK", "network"),
+        ("CIDR", "cidr"),
+        ("GATEWAY", "gateway"),
+    ],
+    "port": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("NETWORK", "network"),
+        ("MAC", "mac"),
+        ("IPS", "fixed_ips"),
+        ("CHASSIS", "chassis"),
+        ("STATUS", "status"),
+    ],
+    "chassis": [
+        ("NAME", "name"),
+        ("SWITCH", "switch"),
+        ("DATAPATH", "datapath_id"),
+        ("ENDPOINT", "endpoint"),
+        ("UNDERLAY", "underlay"),
+    ],
+}
+
+
+def _kind(kind: str) -> str:
+    k = kind.lower()
+    for singular, plural in PLURAL.items():
+        if k in (singular, plural):
+            return singular
+    fail(f"unknown kind {kind!r} (one of {', '.join(PLURAL)})")
+
+
+def _names(c: Client) -> dict[str, str]:
+    """id -> name for the objects other objects refer to."""
+    names: dict[str, str] = {}
+    for kind in ("tenant", "network", "chassis", "subnet"):
+        for o in c.list(kind):
+            names[o["id"]] = o["name"]
+    return names
+
+
+def _cell(field: str, value: Any, names: dict[str, str]) -> str:
+    if value is None:
+        return "-"
+    if field == "fixed_ips":
+        return ", ".join(f["ip"] for f in value if f.get("ip"))
+    if field == "labels":
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    if field in ("tenant", "network", "chassis"):
+        return names.get(str(value), str(value))
+    if isinstance(value, bool):
+        return "up" if value else "down"
+    return str(value)
+
+
+def _emit(objs: Any, output: str) -> bool:
+    if output == "json":
+        print(json.dumps(objs, indent=2, sort_keys=True))
+    elif output == "yaml":
+        print(yaml.safe_dump(objs, sort_keys=True), end="")
+    elif output != "table":
+        fail(f"-o {output!r}: expected table, json or yaml")
+    else:
+        return False
+    return True
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("apply")
+    def apply(
+        file: Annotated[Path, typer.Option("-f", "--file", help="Model file (YAML).")],
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Print the diff; change nothing.")
+        ] = False,
+        api: ApiOpt = None,
+        output: Output = "table",
+    ) -> None:
+        """Make the model equal to FILE: creates, updates and deletes."""
+        try:
+            doc = yaml.safe_load(file.read_text())
+        except OSError as e:
+            fail(f"{file}: {e.strerror}")
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+            fail(f"{where}: {getattr(e, 'problem', None) or e}")
+        if doc is None:
+            doc = {}
+        if not isinstance(doc, dict):
+            fail(f"{file}: a model file is a mapping of kinds to lists")
+        try:
+            with Client(api) as c:
+                res = c.apply(doc, dry_run=dry_run)
+        except ApiError as e:
+            _api_fail(ApiError(e.status, e.loc, f"{file}: {e}"))
+        if _emit(res, output):
+            return
+        t = Table("ACTION", "KIND", "NAME", "CHANGES", box=None)
+        for ch in res["changes"]:
+            fields = ", ".join(
+                f"{k}: {json.dumps(v['old'])} -> {json.dumps(v['new'])}"
+                for k, v in ch["fields"].items()
+                if k != "id"
+            )
+            colour = {"create": "green", "delete": "red", "update": "yellow"}[ch["action"]]
+            t.add_row(
+                f"[{colour}]{ch['action']}[/]",
+                ch["kind"],
+                ch["name"],
+                fields if ch["action"] == "update" else "",
+            )
+        if res["changes"]:
+            out.print(t)
+        verb = "would change" if dry_run else "changed"
+        out.print(f"{len(res['changes'])} object(s) {verb}")
+        for chassis, fm in (res.get("flow_mods") or {}).items():
+            if not fm["connected"]:
+                out.print(f"chassis {chassis}: not connected (flows are computed when it connects)")
+                continue
+            out.print(f"chassis {chassis}: {len(fm['flow_mods'])} flow-mod(s)")
+            for line in fm["flow_mods"]:
+                out.print(f"  {line}", highlight=False, soft_wrap=True)
+
+    @app.command("get")
+    def get(
+        kind: Annotated[str, typer.Argument(help="tenant, network, subnet, port or chassis")],
+        name: Annotated[str | None, typer.Argument()] = None,
+        tenant: TenantOpt = None,
+        label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value")] = None,
+        api: ApiOpt = None,
+        output: Output = "table",
+    ) -> None:
+        """List objects of a kind, or show one."""
+        k = _kind(kind)
+        labels = {}
+        for item in label or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                fail(f"--label {item!r}: expected key=value")
+            labels[key] = value
+        try:
+            with Client(api) as c:
+                objs = [c.get(k, name, tenant)] if name else c.list(k, tenant, labels)
+                if _emit(objs[0] if name else objs, output):
+                    return
+                names = _names(c)
+        except ApiError as e:
+            _api_fail(e)
+        t = Table(*(h for h, _ in COLUMNS[k]), box=None)
+        for o in objs:
+            t.add_row(*(_cell(f, o.get(f), names) for _, f in COLUMNS[k]))
+        out.print(t)
+
+    @app.command("describe")
+    def describe(
+        kind: Annotated[str, typer.Argument()],
+        name: Annotated[str, typer.Argument()],
+        tenant: TenantOpt = None,
+        api: ApiOpt = None,
+    ) -> None:
+        """Everything about one object, with names for the ids it refers to."""
+        k = _kind(kind)
+        try:
+            with Client(api) as c:
+                o = c.get(k, name, tenant)
+                names = _names(c)
+                related = []
+                if k == "network":
+                    related = [p["name"] for p in c.list("port") if p["network"] == o["id"]]
+        except ApiError as e:
+            _api_fail(e)
+        for key in ("tenant", "network", "chassis"):
+            if o.get(key):
+                o[key] = f"{names.get(o[key], o[key])} ({o[key]})"
+        if related:
+            o["ports"] = related
+        print(yaml.safe_dump(o, sort_keys=False), end="")
+
+    @app.command("delete")
+    def delete(
+        kind: Annotated[str, typer.Argument()],
+        name: Annotated[str, typer.Argument()],
+        cascade: Annotated[
+            bool, typer.Option("--cascade", help="Also what depends on it.")
+        ] = False,
+        tenant: TenantOpt = None,
+        api: ApiOpt = None,
+    ) -> None:
+        """Delete one object (refused while something depends on it, unless --cascade)."""
+        k = _kind(kind)
+        try:
+            with Client(api) as c:
+                c.delete(k, name, cascade=cascade, tenant=tenant)
+        except ApiError as e:
+            _api_fail(e)
+        out.print(f"{k} {name} deleted")
+
+    @app.command("drift")
+    def drift(
+        chassis: Annotated[str | None, typer.Argument(help="Chassis [default: all]")] = None,
+        repair: Annotated[
+            bool, typer.Option("--repair", help="Make the switch equal to the model.")
+        ] = False,
+        api: ApiOpt = None,
+        output: Output = "table",
+    ) -> None:
+        """Flows on a switch that the model does not explain, and model flows a switch lacks."""
+        reports, failed = [], []
+        try:
+            with Client(api) as c:
+                targets = [chassis] if chassis else [ch["name"] for ch in c.list("chassis")]
+                for name in targets:
+                    try:
+                        reports.append(c.drift(name, repair=repair))
+                    except ApiError as e:
+                        if e.status == 0 or chassis:
+                            raise
+                        failed.append(f"chassis {name}: {e.message}")
+        except ApiError as e:
+            _api_fail(e)
+        for line in failed:
+            err.print(line)
+        if _emit(reports, output):
+            raise typer.Exit(1 if failed else 0)
+        for r in reports:
+            n = len(r["drift"])
+            state = "repaired" if repair and n else "drift" if n else "no drift"
+            out.print(f"chassis {r['chassis']}: {state}" + (f" ({n} flow(s))" if n else ""))
+            t = Table("", "FLOW", "ORIGIN", box=None)
+            for d in r["drift"]:
+                t.add_row(d["kind"], d["flow"], d["origin"])
+            if n:
+                out.print(t, soft_wrap=True)
+        if failed:
+            raise typer.Exit(1)
