@@ -20,6 +20,7 @@ from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
 from .controller import controller_app, register
 from .demo import run_demo
+from .lab import lab_app
 from .switch import ofctl_app, switch_app
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.add_typer(flows_app, name="flows")
 app.add_typer(switch_app, name="switch")
 app.add_typer(ofctl_app, name="ofctl")
 app.add_typer(controller_app, name="controller")
+app.add_typer(lab_app, name="lab")
 register(app)
 
 err = Console(stderr=True, emoji=False)

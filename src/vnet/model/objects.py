@@ -48,6 +48,11 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def iface_name(port_id: str) -> str:
+    """A port's interface on its chassis: `vp` and its id, within Linux's 15 characters."""
+    return "vp" + port_id.replace("-", "")[:11]
+
+
 def normalize_mac(text: str) -> str:
     t = text.strip().lower()
     if not MAC_RE.match(t):
@@ -255,7 +260,7 @@ class Port(Resource):
     @property
     def iface(self) -> str:
         """The interface name the workload's end of this port has on its chassis."""
-        return "vp" + self.id.replace("-", "")[:11]
+        return iface_name(self.id)
 
 
 class Chassis(Resource):

@@ -1,0 +1,1 @@
+"""Labs: topology files made real (namespaces, switches, a controller) or simulated."""
