@@ -345,10 +345,8 @@ def register(app: typer.Typer) -> None:
             n = len(r["drift"])
             state = "repaired" if repair and n else "drift" if n else "no drift"
             out.print(f"chassis {r['chassis']}: {state}" + (f" ({n} flow(s))" if n else ""))
-            t = Table("", "FLOW", "ORIGIN", box=None)
-            for d in r["drift"]:
-                t.add_row(d["kind"], d["flow"], d["origin"])
-            if n:
-                out.print(t, soft_wrap=True)
+            for d in r["drift"]:  # whole lines: a flow is too long for a table column
+                out.print(f"  {d['kind']:8s} {d['flow']}", soft_wrap=True)
+                out.print(f"  {'':8s} from: {d['origin']}", soft_wrap=True)
         if failed:
             raise typer.Exit(1)

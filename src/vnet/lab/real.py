@@ -132,7 +132,7 @@ class RealLab:
             env={**os.environ, "VNET_RUNDIR": str(self.dir), **(env or {})},
         )  # fmt: skip
         log.close()
-        self._record("procs", {"role": role, "pid": p.pid})
+        self._record("procs", {"role": role, "pid": p.pid, "cmd": list(cmd)})
         return p.pid
 
     def _wait_api(self, timeout: float) -> None:
@@ -207,28 +207,28 @@ class RealLab:
         """Stop a process of the lab by PID and start it again with the same command."""
         for entry in self.state.get("procs", []):
             if entry["role"] == role:
-                cmd = _cmdline(entry["pid"])
-                if cmd is None or str(self.dir) not in " ".join(cmd):
+                if not _ours(entry):
                     raise LabError(f"{role} (pid {entry['pid']}) is not running")
-                self._stop(entry["pid"])
+                self._stop(entry)
                 self.state["procs"].remove(entry)
                 self._save()
-                self._spawn(role, *cmd)
+                self._spawn(role, *entry["cmd"])
                 return
         raise LabError(f"no process {role!r} in the lab")
 
     # -- down -------------------------------------------------------------------------------
-    def _stop(self, pid: int) -> None:
-        cmd = _cmdline(pid)
-        if cmd is None or "vnet" not in " ".join(cmd):
+    def _stop(self, entry: dict[str, Any]) -> None:
+        """SIGTERM, then SIGKILL, to a PID we started -- if it still runs our command."""
+        pid = int(entry["pid"])
+        if not _ours(entry):
             return  # gone, or the PID now belongs to something else
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         for _ in range(100):
-            if _cmdline(pid) is None:
-                return
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+            if not _ours(entry):
+                return
             time.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -237,7 +237,7 @@ class RealLab:
         """Remove everything the lab made; returns what was removed."""
         done: list[str] = []
         for entry in reversed(self.state.get("procs", [])):
-            self._stop(entry["pid"])
+            self._stop(entry)
             done.append(f"{entry['role']} (pid {entry['pid']})")
         for link in self.state.get("links", []):
             if _run("ip", "link", "del", link, check=False).returncode == 0:
@@ -254,6 +254,10 @@ class RealLab:
 
 def port_iface(port: dict[str, Any]) -> str:
     return iface_name(str(port["id"]))
+
+
+def _ours(entry: dict[str, Any]) -> bool:
+    return _cmdline(int(entry["pid"])) == entry.get("cmd")
 
 
 def _cmdline(pid: int) -> list[str] | None:
