@@ -65,7 +65,14 @@ def test_trace_errors_name_the_token(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "missing.flows" in r.output
 
 
-def test_demo_runs() -> None:
-    r = runner.invoke(app, ["demo"])
+def test_pipeline_demo_runs() -> None:
+    r = runner.invoke(app, ["demo", "--pipeline"])
     assert r.exit_code == 0, r.output
     assert "Datapath actions:" in r.output and "output:4" in r.output
+
+
+def test_simulated_demo_pings_and_isolates() -> None:
+    r = runner.invoke(app, ["demo", "--sim"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("3/3 replies") == 2 and "0/3 replies" in r.output
+    assert "UNEXPECTED" not in r.output and "ls_in_l2_lkup" in r.output

@@ -117,6 +117,15 @@ def create_app(ctl: Controller) -> FastAPI:
             ],
         }
 
+    @app.get("/v1/trace/{port}", tags=["switches"])
+    def trace(
+        port: str,
+        packet: str = Query("", description="flow syntax, e.g. icmp,nw_dst=10.0.0.11"),
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        t = ctl.trace(port, packet, tenant)
+        return {"text": t.format(), "trace": t.as_dict()}
+
     @app.get("/v1/status", tags=["switches"])
     def status() -> dict[str, Any]:
         return ctl.stats()

@@ -314,6 +314,23 @@ def register(app: typer.Typer) -> None:
             _api_fail(e)
         out.print(f"{k} {name} deleted")
 
+    @app.command("trace")
+    def trace(
+        port: Annotated[str, typer.Argument(help="The port the packet comes from.")],
+        packet: Annotated[str, typer.Argument(help="e.g. icmp,nw_dst=10.0.0.11")] = "",
+        tenant: TenantOpt = None,
+        api: ApiOpt = None,
+        output: Output = "table",
+    ) -> None:
+        """Trace a packet from a port through its chassis' flows, with each flow's origin."""
+        try:
+            with Client(api) as c:
+                r = c.trace(port, packet, tenant)
+        except ApiError as e:
+            _api_fail(e)
+        if not _emit(r["trace"], output):
+            out.print(r["text"], soft_wrap=True)
+
     @app.command("drift")
     def drift(
         chassis: Annotated[str | None, typer.Argument(help="Chassis [default: all]")] = None,

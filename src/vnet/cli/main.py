@@ -21,6 +21,7 @@ from ..pipeline.ofctl import parse_flow_file
 from .controller import controller_app, register
 from .demo import run_demo
 from .lab import lab_app
+from .lab_demo import run_lab_demo
 from .switch import ofctl_app, switch_app
 
 app = typer.Typer(
@@ -130,9 +131,20 @@ def flows_trace(
 
 
 @app.command("demo")
-def demo() -> None:
-    """Decode a sample frame and trace it through a sample flow table."""
-    run_demo(Console())
+def demo(
+    sim: Annotated[bool, typer.Option("--sim", help="Simulate in-process, even as root.")] = False,
+    pipeline: Annotated[
+        bool,
+        typer.Option("--pipeline", help="Only the flow-table demo: decode, trace, no network."),
+    ] = False,
+) -> None:
+    """Two tenants on one address plan: bring them up, ping, trace, tear down."""
+    console = Console(emoji=False)
+    if pipeline:
+        run_demo(console)
+        return
+    if not run_lab_demo(console, sim=sim):
+        raise typer.Exit(1)
 
 
 def main() -> None:

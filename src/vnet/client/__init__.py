@@ -130,5 +130,9 @@ class Client:
         params = {"repair": "true"} if repair else {}
         return self._call("GET", f"/v1/drift/{chassis}", params=params)  # type: ignore[no-any-return]
 
+    def trace(self, port: str, packet: str = "", tenant: str | None = None) -> dict[str, Any]:
+        params = self._params(packet=packet, tenant=tenant)
+        return self._call("GET", f"/v1/trace/{port}", params=params)  # type: ignore[no-any-return]
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")  # type: ignore[no-any-return]

@@ -30,11 +30,14 @@ from typing import Any, Protocol
 
 from ..compiler import Compiler, LFlow, localize
 from ..model.objects import Chassis, Port
-from ..model.rules import State
+from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect
 from ..ofp.target import parse_target
+from ..pipeline.engine import Pipeline
+from ..pipeline.fields import FieldError
 from ..pipeline.flow import Flow, FlowMod
-from ..pipeline.ofctl import format_flow
+from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
+from ..pipeline.trace import Tracer
 from ..store import Store
 from .northbound import Diff, Northbound
 from .reconcile import Drift, diff, drift
@@ -360,6 +363,56 @@ class Controller:
                 "flow_mods": [f"{m.command.value} {format_flow(m.flow)}" for m in mods],
             }
         return out
+
+    def trace(self, port_ref: str, packet: str, tenant: str | None = None) -> Tracer:
+        """A packet from a port's workload through the flows its chassis has, with provenance.
+
+        `packet` is in flow syntax (`icmp,nw_dst=10.0.0.11`); the port fills in
+        `in_port` and `dl_src`, and a destination address the model knows fills
+        in `dl_dst` -- as the workload would after ARP.
+        """
+        state = self.nb.state()
+        port = self.nb.get("port", port_ref, tenant)
+        assert isinstance(port, Port)
+        if port.chassis is None:
+            raise ModelError("invalid", ("port",), f"port {port.name!r} is bound to no chassis")
+        ch = state.get("chassis", port.chassis)
+        sess = next((s for s in self.sessions.values() if s.chassis == ch.id), None)
+        if sess is not None:
+            ofports = dict(sess.ofports)
+        else:  # not connected: trace the model anyway, with numbers in binding order
+            bound = [p for p in state.all("port") if p.chassis == ch.id]
+            ofports = {p.iface: i for i, p in enumerate(bound, 1)}
+        text = packet.strip().strip(",")
+        fields = {t.split("=", 1)[0].strip() for t in text.split(",") if t}
+        extra = [f"in_port={ofports[port.iface]}", f"dl_src={port.mac}"]
+        dst = next(
+            (
+                t.split("=", 1)[1]
+                for t in text.split(",")
+                if t.split("=")[0].strip() in ("nw_dst", "ipv6_dst")
+            ),
+            None,
+        )
+        if "dl_dst" not in fields and "eth_dst" not in fields:
+            owner = next((p for p in state.ports_of(port.network) if dst and dst in p.ips), None)
+            if owner is not None:
+                extra.append(f"dl_dst={owner.mac}")
+        if (
+            "nw_src" not in fields
+            and port.ips
+            and any(f in fields for f in ("ip", "icmp", "tcp", "udp"))
+        ):
+            extra.append(f"nw_src={next(a for a in port.ips if ':' not in a)}")
+        try:
+            key = parse_packet(",".join([*extra, text] if text else extra))
+        except (FlowSyntaxError, FieldError) as e:
+            raise ModelError("invalid", ("packet",), str(e)) from None
+        pipeline = Pipeline()
+        pipeline.add_flows(localize(self.logical_flows(state), state, ch, ofports))
+        tracer = Tracer(ch.name)
+        pipeline.translate(key, None, tracer)
+        return tracer
 
     def port_status(self, port: Port) -> str:
         """`up` once the port's flows are installed on its chassis, else `down`."""
