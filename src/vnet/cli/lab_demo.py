@@ -55,7 +55,7 @@ def run_lab_demo(console: Console, sim: bool = False) -> bool:
 def _verdict(console: Console, what: str, got: int, want: bool) -> bool:
     ok = (got > 0) == want
     mark = "[green]ok[/]" if ok else "[red]UNEXPECTED[/]"
-    console.print(f"  {what}: {got}/3 replies  {mark}")
+    console.print(f"  {what}: {got}/3 replies  {mark}", soft_wrap=True)
     return ok
 
 
