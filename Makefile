@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-switch deps clean
+.PHONY: demo test lint unit bench bench-switch bench-controller deps clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-deps.sh venv
@@ -34,6 +34,9 @@ test: $(STAMP) deps lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/flowkey_bench.py
 	$(BIN)/python benchmarks/lookup_bench.py
+
+bench-controller: $(STAMP)
+	$(BIN)/python benchmarks/controller_bench.py
 
 bench-switch: $(STAMP) deps
 	$(BIN)/python benchmarks/switch_bench.py

@@ -326,7 +326,8 @@ class Agent:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or "unix"
         conn = Connection(self, reader, writer, active=False, name=f"passive {peer}")
-        await self._serve(conn)
+        with contextlib.suppress(asyncio.CancelledError):  # stop(): not an error to report
+            await self._serve(conn)
 
     async def _active(self, target: tuple[str, str, int]) -> None:
         kind, host, port = target
