@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 import time
 import zlib
 from typing import Any
 
-import uvicorn
-
-from vnet.api import create_app
 from vnet.client import Client
 from vnet.compiler import Compiler, localize
 from vnet.controller.service import Controller, LocalSouthbound
@@ -39,6 +35,7 @@ from vnet.ofp.channel import connect
 from vnet.pipeline.flow import FlowMod, FlowModCommand
 from vnet.pipeline.ofctl import format_flow
 from vnet.store import Op, SqliteStore
+from vnet.testing.served import Served
 
 
 def model(n_ports: int) -> State:
@@ -86,45 +83,6 @@ def bench_compile(sizes: list[int]) -> None:
         )
 
 
-class Served:
-    """A controller with its API on loopback, in a background event loop."""
-
-    def __init__(self, ctl: Controller) -> None:
-        self.ctl = ctl
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-
-            async def main() -> None:
-                await ctl.start()
-                cfg = uvicorn.Config(
-                    create_app(ctl), host="127.0.0.1", port=0, log_level="error", lifespan="off"
-                )
-                self.server = uvicorn.Server(cfg)
-                task = asyncio.create_task(self.server.serve())
-                while not self.server.started:
-                    await asyncio.sleep(0.01)
-                self.port = self.server.servers[0].sockets[0].getsockname()[1]
-                ready.set()
-                await task
-
-            self.loop.run_until_complete(main())
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(20)
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def bench_latency(n: int) -> None:
     print(f"\n== API -> first flow on the switch, {n} ports ==")
     ctl = Controller(SqliteStore())
@@ -135,7 +93,7 @@ def bench_latency(n: int) -> None:
     sw = Switch("hv1", fail_mode="secure")
     anchor = ctl.nb.get("port", "anchor")
     sw.add_port(PortConfig(anchor.iface, kind="memory"), MemoryDevice(anchor.iface))  # type: ignore[attr-defined]
-    srv = Served(ctl)
+    srv = Served(ctl).__enter__()
     srv.call(ctl.attach(LocalSouthbound(sw)))
 
     async def has_cookie(hi: int) -> bool:
@@ -150,7 +108,7 @@ def bench_latency(n: int) -> None:
             while not srv.call(has_cookie(hi)):
                 time.sleep(0.0005)
             lat.append(time.perf_counter() - t0)
-    srv.stop()
+    srv.__exit__()
     lat.sort()
     p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, round(len(lat) * 0.99) - 1)]
     print(f"  p50 {p50 * 1e3:.1f} ms   p99 {p99 * 1e3:.1f} ms   (max {lat[-1] * 1e3:.1f} ms)")

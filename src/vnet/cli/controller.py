@@ -19,30 +19,23 @@ from typing import Annotated, Any, NoReturn
 import typer
 import uvicorn
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from ..api import create_app
 from ..client import DEFAULT_API, PLURAL, ApiError, Client
 from ..controller.service import Controller
 from ..store import SqliteStore, default_path
+from .common import err, fail, load_yaml, out
 
 __all__ = ["controller_app", "register"]
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run the vnet SDN controller.")
-out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False)
 
 ApiOpt = Annotated[
     str | None, typer.Option("--api", envvar="VNET_API", help=f"API URL [default: {DEFAULT_API}]")
 ]
 Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant name or id (scope).")]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _api_fail(e: ApiError) -> NoReturn:
@@ -195,18 +188,7 @@ def register(app: typer.Typer) -> None:
         output: Output = "table",
     ) -> None:
         """Make the model equal to FILE: creates, updates and deletes."""
-        try:
-            doc = yaml.safe_load(file.read_text())
-        except OSError as e:
-            fail(f"{file}: {e.strerror}")
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-            fail(f"{where}: {getattr(e, 'problem', None) or e}")
-        if doc is None:
-            doc = {}
-        if not isinstance(doc, dict):
-            fail(f"{file}: a model file is a mapping of kinds to lists")
+        doc = load_yaml(file)
         try:
             with Client(api) as c:
                 res = c.apply(doc, dry_run=dry_run)

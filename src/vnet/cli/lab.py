@@ -5,42 +5,20 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-import yaml
-from rich.console import Console
 
 from ..client import ApiError
 from ..lab.real import LabError, RealLab
+from .common import fail, load_yaml, out
 
 __all__ = ["lab_app"]
 
 lab_app = typer.Typer(no_args_is_help=True, help="Build a topology of namespaces on this machine.")
-out = Console(emoji=False, highlight=False)
-err = Console(stderr=True, emoji=False)
 DirOpt = Annotated[
     Path | None, typer.Option("--dir", help="Lab state directory [default: RUNDIR/lab]")
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def load(file: Path) -> dict[str, object]:
-    try:
-        doc = yaml.safe_load(file.read_text())
-    except OSError as e:
-        fail(f"{file}: {e.strerror}")
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
-        fail(f"{where}: {getattr(e, 'problem', None) or e}")
-    if not isinstance(doc, dict):
-        fail(f"{file}: a topology file is a mapping of kinds to lists")
-    return doc
 
 
 @lab_app.command("up")
@@ -49,7 +27,7 @@ def up(
     directory: DirOpt = None,
 ) -> None:
     """Start the controller, the switches and one namespace per port; wait until all are up."""
-    doc = load(file)
+    doc = load_yaml(file, "topology file")
     lab = RealLab(directory)
     try:
         lab.up(doc)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,7 @@ from ..packet import decode, extract
 from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
+from .common import fail
 from .controller import controller_app, register
 from .demo import run_demo
 from .lab import lab_app
@@ -36,13 +37,6 @@ app.add_typer(ofctl_app, name="ofctl")
 app.add_typer(controller_app, name="controller")
 app.add_typer(lab_app, name="lab")
 register(app)
-
-err = Console(stderr=True, emoji=False)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _hex_frame(text: str) -> bytes:

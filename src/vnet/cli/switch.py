@@ -21,7 +21,6 @@ from typing import Annotated, Any
 import typer
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
-from rich.console import Console
 from rich.table import Table
 
 from ..datapath.control import ControlServer, request, rundir
@@ -35,6 +34,7 @@ from ..pipeline.fields import FieldError
 from ..pipeline.flow import Rule
 from ..pipeline.match import Match
 from ..pipeline.ofctl import FlowSyntaxError, format_dump, format_group, parse_flow, parse_match
+from .common import err, fail, out
 
 __all__ = ["ofctl_app", "switch_app"]
 
@@ -42,13 +42,6 @@ switch_app = typer.Typer(no_args_is_help=True, help="Run the vnet switch and man
 ofctl_app = typer.Typer(
     no_args_is_help=True, help="OpenFlow 1.3 client for a switch (ovs-ofctl syntax)."
 )
-out = Console(emoji=False)
-err = Console(stderr=True, emoji=False)
-
-
-def fail(message: str, code: int = 2) -> Any:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _paths(name: str) -> tuple[str, str]:
