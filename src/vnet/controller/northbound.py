@@ -171,13 +171,7 @@ class Northbound:
         """Change the fields in `data`; with `revision`, only if nobody changed it since."""
         kind = kind_of(kind)
         st = self.state()
-        old = self.get(kind, ref, tenant)
-        if revision is not None and revision != old.revision:
-            raise ModelError(
-                "conflict",
-                ("revision",),
-                f"{kind} {old.name!r} is at revision {old.revision}, not {revision}",
-            )
+        old = self._read(kind, ref, tenant, revision)
         for k in ("id", "revision"):
             if k in data and data[k] != getattr(old, k):
                 raise ModelError("invalid", (k,), "cannot change")
@@ -198,6 +192,13 @@ class Northbound:
     ) -> builtins.list[Change]:
         kind = kind_of(kind)
         st = self.state()
+        old = self._read(kind, ref, tenant, revision)
+        changes = plan_delete(st, kind, old.id, cascade)
+        self._commit(changes)
+        return changes
+
+    def _read(self, kind: str, ref: str, tenant: str | None, revision: int | None) -> Resource:
+        """The object to change; a conflict if it moved past the revision the caller read."""
         old = self.get(kind, ref, tenant)
         if revision is not None and revision != old.revision:
             raise ModelError(
@@ -205,9 +206,7 @@ class Northbound:
                 ("revision",),
                 f"{kind} {old.name!r} is at revision {old.revision}, not {revision}",
             )
-        changes = plan_delete(st, kind, old.id, cascade)
-        self._commit(changes)
-        return changes
+        return old
 
     def _commit(self, changes: Iterable[Change]) -> int:
         st = self.state()
