@@ -225,22 +225,26 @@ def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resourc
     return obj
 
 
-def _admit_subnet(state: State, obj: Resource, old: Resource | None) -> Resource:
-    assert isinstance(obj, Subnet)
+def _network_of(state: State, obj: Subnet | Port, old: Resource | None) -> Network:
+    """The network a subnet or port belongs to: it exists, and its tenant is the object's."""
     net = state.get("network", obj.network)
     if net is None:
         raise ModelError("invalid", ("network",), f"no network {obj.network!r}")
     if obj.tenant and obj.tenant != net.tenant:
-        raise ModelError("invalid", ("tenant",), "a subnet belongs to its network's tenant")
+        raise ModelError("invalid", ("tenant",), f"a {obj.kind} belongs to its network's tenant")
+    if old is not None and getattr(old, "network", None) != obj.network:
+        raise ModelError("invalid", ("network",), f"a {obj.kind} cannot move to another network")
+    return net  # type: ignore[no-any-return]
+
+
+def _admit_subnet(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Subnet)
+    net = _network_of(state, obj, old)
     obj = obj.changed(tenant=net.tenant)
     assert isinstance(obj, Subnet)
     _unique_name(state, obj, net.tenant)
-    if old is not None:
-        assert isinstance(old, Subnet)
-        if old.network != obj.network:
-            raise ModelError("invalid", ("network",), "a subnet cannot move to another network")
-        if old.cidr != obj.cidr:
-            raise ModelError("invalid", ("cidr",), "the CIDR of a subnet cannot change")
+    if isinstance(old, Subnet) and old.cidr != obj.cidr:
+        raise ModelError("invalid", ("cidr",), "the CIDR of a subnet cannot change")
     mine = obj.network_obj
     for s in state.subnets_of(net.id):
         if s.id != obj.id and s.ip_version == obj.ip_version and mine.overlaps(s.network_obj):
@@ -261,13 +265,7 @@ def _mac_for(port_id: str, salt: int) -> str:
 
 def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
     assert isinstance(obj, Port)
-    net = state.get("network", obj.network)
-    if net is None:
-        raise ModelError("invalid", ("network",), f"no network {obj.network!r}")
-    if obj.tenant and obj.tenant != net.tenant:
-        raise ModelError("invalid", ("tenant",), "a port belongs to its network's tenant")
-    if old is not None and old.network != obj.network:  # type: ignore[attr-defined]
-        raise ModelError("invalid", ("network",), "a port cannot move to another network")
+    net = _network_of(state, obj, old)
     if obj.chassis is not None and state.get("chassis", obj.chassis) is None:
         raise ModelError("invalid", ("chassis",), f"no chassis {obj.chassis!r}")
     _unique_name(state, obj, net.tenant)
