@@ -24,6 +24,7 @@ from rich.table import Table
 from ..api import create_app
 from ..client import DEFAULT_API, PLURAL, ApiError, Client
 from ..controller.service import Controller
+from ..ofp.target import parse_target
 from ..store import SqliteStore, default_path
 from .common import err, fail, load_yaml, out
 
@@ -53,6 +54,14 @@ def controller_run(
     of_listen: Annotated[
         list[str] | None, typer.Option("--of-listen", help="ptcp:PORT[:IP] or punix:PATH")
     ] = None,
+    of_advertise: Annotated[
+        str | None,
+        typer.Option(
+            "--of-advertise",
+            help="tcp:HOST:PORT or unix:PATH that Open vSwitch chassis are told to dial "
+            "[default: from --of-listen]",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run the controller until SIGTERM or Ctrl-C."""
@@ -68,9 +77,15 @@ def controller_run(
     except Exception as e:
         fail(f"--db {path}: {e}")
     try:
-        ctl = Controller(store, of_listen if of_listen is not None else ["ptcp:6653"])
+        ctl = Controller(store, of_listen if of_listen is not None else ["ptcp:6653"], of_advertise)
     except ValueError as e:
         fail(f"--of-listen: {e}")
+    if of_advertise is not None:
+        try:
+            if parse_target(of_advertise)[0] not in ("tcp", "unix"):
+                raise ValueError(f"{of_advertise!r}: expected tcp:HOST:PORT or unix:PATH")
+        except ValueError as e:
+            fail(f"--of-advertise: {e}")
 
     async def main() -> None:
         await ctl.start()

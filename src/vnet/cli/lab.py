@@ -25,12 +25,18 @@ DirOpt = Annotated[
 def up(
     file: Annotated[Path, typer.Argument(help="Topology (model) file, YAML.")],
     directory: DirOpt = None,
+    switch: Annotated[
+        str | None,
+        typer.Option("--switch", help="vnet or ovs for every chassis [default: as the file says]"),
+    ] = None,
 ) -> None:
     """Start the controller, the switches and one namespace per port; wait until all are up."""
+    if switch not in (None, "vnet", "ovs"):
+        fail(f"--switch {switch!r}: expected vnet or ovs")
     doc = load_yaml(file, "topology file")
     lab = RealLab(directory)
     try:
-        lab.up(doc)
+        lab.up(doc, switch=switch)
     except ApiError as e:
         fail(f"{file}: {e}")
     except LabError as e:

@@ -15,6 +15,14 @@ against a switch that already has the flows sends nothing at all, which is
 why a controller restart interrupts no traffic.  `drift` reads the switch
 again and reports what differs from the model, with provenance; `repair`
 sends the difference.
+
+An Open vSwitch chassis that names its OVSDB (`ovsdb`) also gets a keeper
+task: through `ovsdb.OvsdbBridge` it keeps the chassis' bridge configured
+(datapath id, OpenFlow 1.3, fail mode secure, and this controller as its
+controller unless the chassis names an `endpoint` the controller dials --
+the lab points that at the bridge's own `.mgmt` socket) and the model's ports bound there plugged into it.  Open
+vSwitch then dials in over OpenFlow like a vnet switch, and from there on
+the session is the same.
 """
 
 from __future__ import annotations
@@ -40,12 +48,14 @@ from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
 from ..pipeline.trace import Tracer
 from ..store import Store
 from .northbound import Diff, Northbound
+from .ovsdb import OvsdbBridge, OvsdbError
 from .reconcile import Drift, diff, drift
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
 
 log = logging.getLogger("vnet.controller")
 POLL = 1.0
+OVSDB_RETRY = 2.0
 
 
 class Southbound(Protocol):
@@ -105,8 +115,11 @@ class Session:
 
 
 class Controller:
-    def __init__(self, store: Store, of_listen: Sequence[str] = ()) -> None:
+    def __init__(
+        self, store: Store, of_listen: Sequence[str] = (), of_advertise: str | None = None
+    ) -> None:
         self.store = store
+        self.of_advertise = of_advertise
         self.nb = Northbound(store)
         self.compiler = Compiler()
         self.listen = [parse_target(t) for t in of_listen]
@@ -119,6 +132,8 @@ class Controller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen_revision = -1
         self._dialing: dict[str, asyncio.Task[None]] = {}
+        self._keepers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self.ovsdb_status: dict[str, str] = {}  # chassis id -> last outcome
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,18 +155,20 @@ class Controller:
         return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *self._dialing.values()]:
+        keepers = [t for t, _ in self._keepers.values()]
+        for t in [*self._tasks, *self._dialing.values(), *keepers]:
             t.cancel()
         for srv in self.servers:
             srv.close()
         for s in list(self.sessions.values()):
             if isinstance(s.southbound, SwitchChannel):
                 s.southbound.close()
-        for t in [*self._tasks, *self._dialing.values()]:
+        for t in [*self._tasks, *self._dialing.values(), *keepers]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
         self._dialing.clear()
+        self._keepers.clear()
 
     def kick(self) -> None:
         """The model or a switch changed: reconcile soon (safe from any thread)."""
@@ -286,6 +303,62 @@ class Controller:
         for ch in state.all("chassis"):
             if ch.endpoint and ch.id not in self._dialing:
                 self._dialing[ch.id] = asyncio.create_task(self._dial(ch))
+            if ch.switch == "ovs" and ch.ovsdb:
+                if ch.id not in self._keepers:
+                    ev = asyncio.Event()
+                    self._keepers[ch.id] = (asyncio.create_task(self._keep_ovsdb(ch.id, ev)), ev)
+                self._keepers[ch.id][1].set()
+
+    def advertised(self, chassis: Chassis) -> str:
+        """The OpenFlow address an Open vSwitch chassis is told to dial."""
+        if self.of_advertise:
+            return self.of_advertise
+        local = (chassis.ovsdb or "").startswith("unix:")
+        for kind, host, _ in self.listen:
+            if kind == "punix" and local:
+                return f"unix:{host}"  # a path works across network namespaces
+        for (kind, host, _), srv in zip(self.listen, self.servers, strict=False):
+            if kind == "ptcp" and srv.sockets:
+                port = srv.sockets[0].getsockname()[1]
+                return f"tcp:{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+        raise LookupError("the controller listens nowhere: start it with --of-listen")
+
+    async def _keep_ovsdb(self, chassis_id: str, wake: asyncio.Event) -> None:
+        """Keep one Open vSwitch chassis' bridge and ports as the model says."""
+        bridge: OvsdbBridge | None = None
+        try:
+            while True:
+                wake.clear()
+                state = self.nb.state()
+                ch = state.get("chassis", chassis_id)
+                if ch is None or ch.switch != "ovs" or not ch.ovsdb:
+                    self._keepers.pop(chassis_id, None)
+                    return
+                if bridge is None or (bridge.remote, bridge.bridge) != (ch.ovsdb, ch.bridge):
+                    if bridge is not None:
+                        await asyncio.to_thread(bridge.close)
+                    bridge = OvsdbBridge(ch.ovsdb, ch.bridge)
+                ports = {p.iface: p.id for p in state.all("port") if p.chassis == ch.id}
+                try:
+                    changes = await asyncio.to_thread(
+                        bridge.ensure,
+                        datapath_id=ch.datapath_id,
+                        # a chassis the controller dials needs no controller of its own
+                        controllers=[] if ch.endpoint else [self.advertised(ch)],
+                        datapath_type=ch.datapath_type,
+                        ports=ports,
+                    )
+                    self.ovsdb_status[chassis_id] = "ok"
+                    for c in changes:
+                        log.info("chassis %s: %s", ch.name, c)
+                except (OvsdbError, LookupError) as e:
+                    self.ovsdb_status[chassis_id] = str(e)
+                    log.warning("chassis %s: OVSDB: %s", ch.name, e)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), OVSDB_RETRY)
+        finally:
+            if bridge is not None:
+                await asyncio.to_thread(bridge.close)
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
         """Until every session has the current model (tests, the lab)."""

@@ -8,6 +8,18 @@ other end, `eth0` in the namespace, carries the port's MAC, addresses and
 MTU.  It then applies the file and waits until every port is up (its flows
 are installed).
 
+A chassis with `switch: ovs` gets an Open vSwitch of its own, from Debian's
+openvswitch-switch: an ovsdb-server with a fresh database and an
+ovs-vswitchd (userspace `netdev` datapath) in a private directory, the
+daemon in a network namespace of its own (a netdev datapath owns a tap
+named `ovs-netdev`, which must not meet another Open vSwitch's).  The
+chassis' switch ends of the veth pairs move into that namespace.  The lab
+only points the chassis at that database (`ovsdb: unix:...`); the
+controller itself creates the bridge and plugs the ports over OVSDB, and
+dials the bridge's OpenFlow management socket (`endpoint: unix:.../br-int.mgmt`;
+a path reaches across network namespaces where 127.0.0.1 does not, and
+Open vSwitch dials unix sockets only inside its own run directory).
+
 Everything made is recorded in `state.json` as soon as it exists, so `down`
 removes it all -- also after a crash half way.  Processes are stopped by the
 PID recorded, and only if that PID still runs a command naming this lab's
@@ -22,6 +34,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,7 +97,8 @@ class RealLab:
         return Client(self.api)
 
     # -- up -------------------------------------------------------------------------------
-    def up(self, doc: dict[str, Any], timeout: float = 60.0) -> None:
+    def up(self, doc: dict[str, Any], timeout: float = 60.0, switch: str | None = None) -> None:
+        """Realise a topology; `switch` (vnet or ovs) overrides every chassis' switch kind."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root for namespaces (or use --sim)")
         if self.state_file.exists():
@@ -93,13 +107,16 @@ class RealLab:
         tag = secrets.token_hex(2)
         api_port, of_port = _free_port(), _free_port()
         self.state = {"tag": tag, "api": f"http://127.0.0.1:{api_port}", "of": of_port,
-                      "dir": str(self.dir), "ports": {}, "procs": [], "netns": [], "links": []}  # fmt: skip
+                      "dir": str(self.dir), "ports": {}, "procs": [], "netns": [], "links": [],
+                      "dirs": [], "chassis_netns": {}}  # fmt: skip
         self._save()
         try:
+            doc = self._with_ovs(doc, switch)
             self._spawn(
                 "controller", sys.executable, "-m", "vnet", "controller", "run",
                 "--db", str(self.dir / "vnet.db"), "--api", f"127.0.0.1:{api_port}",
                 "--of-listen", f"ptcp:{of_port}:127.0.0.1",
+                "--of-listen", f"punix:{self.dir / 'of.sock'}",
             )  # fmt: skip
             self._wait_api(20)
             with self.client() as c:
@@ -108,32 +125,91 @@ class RealLab:
                 chassis = {ch["id"]: ch for ch in c.list("chassis")}
                 nets = {n["id"]: n for n in c.list("network")}
                 subnets = {s["id"]: s for s in c.list("subnet")}
-            for ch in chassis.values():
-                if ch.get("switch", "vnet") != "vnet":
-                    raise LabError(
-                        f"chassis {ch['name']}: switch {ch['switch']!r} is not supported by the lab yet"
-                    )
             for p in ports:
                 if p.get("chassis") is None:
                     raise LabError(f"port {p['name']}: bound to no chassis")
-                self._workload(p, nets[p["network"]], subnets)
+                where = self.state["chassis_netns"].get(chassis[p["chassis"]]["name"])
+                self._workload(p, nets[p["network"]], subnets, where)
             for ch in chassis.values():
-                mine = [p for p in ports if p.get("chassis") == ch["id"]]
-                self._switch(ch, mine)
+                if ch["switch"] == "vnet":
+                    mine = [p for p in ports if p.get("chassis") == ch["id"]]
+                    self._switch(ch, mine)
             self._wait_up(timeout)
         except BaseException:
             self.down()
             raise
 
-    def _spawn(self, role: str, *cmd: str, env: dict[str, str] | None = None) -> int:
-        log = open(self.dir / f"{role}.log", "wb")  # noqa: SIM115
+    def _spawn(
+        self,
+        role: str,
+        *cmd: str,
+        env: dict[str, str] | None = None,
+        netns: str | None = None,
+    ) -> int:
+        """Start a process of the lab (in `netns` if given) and record its PID and command."""
+        log = open(self.dir / f"{role}.log", "ab")  # noqa: SIM115
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         p = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "VNET_RUNDIR": str(self.dir), **(env or {})},
         )  # fmt: skip
         log.close()
-        self._record("procs", {"role": role, "pid": p.pid, "cmd": list(cmd)})
+        entry = {"role": role, "pid": p.pid, "cmd": list(cmd), "prefix": prefix, "env": env or {}}
+        self._record("procs", entry)
         return p.pid
+
+    # -- Open vSwitch chassis ---------------------------------------------------------------
+    def _with_ovs(self, doc: dict[str, Any], switch: str | None) -> dict[str, Any]:
+        """Start an Open vSwitch per `switch: ovs` chassis; the file, pointed at them."""
+        if switch not in (None, "vnet", "ovs"):
+            raise LabError(f"--switch {switch!r}: expected vnet or ovs")
+        doc = dict(doc)
+        out = []
+        for ch in doc.get("chassis") or []:
+            if not isinstance(ch, dict):
+                out.append(ch)  # the controller names what is wrong with it
+                continue
+            ch = dict(ch)
+            if switch is not None:
+                ch["switch"] = switch
+            if ch.get("switch") == "ovs":
+                d = self._ovs(str(ch.get("name")))
+                ch["ovsdb"] = f"unix:{d / 'db.sock'}"
+                ch["endpoint"] = f"unix:{d / str(ch.get('bridge', 'br-int'))}.mgmt"
+            out.append(ch)
+        if out:
+            doc["chassis"] = out
+        return doc
+
+    def _ovs(self, chassis: str) -> Path:
+        """ovsdb-server and ovs-vswitchd for one chassis; returns their directory."""
+        if shutil.which("ovs-vswitchd") is None:
+            raise LabError("chassis switch ovs needs Open vSwitch (apt install openvswitch-switch)")
+        d = self.dir / f"ovs-{chassis}"
+        if d.exists():
+            shutil.rmtree(d)
+        d.mkdir()
+        self._record("dirs", str(d))
+        ns = f"vnet-{self.state['tag']}-ovs-{chassis}"
+        _run("ip", "netns", "add", ns)
+        self._record("netns", ns)
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
+        self.state["chassis_netns"][chassis] = ns
+        self._save()
+        env = {k: str(d) for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR")}
+        _run("ovsdb-tool", "create", str(d / "conf.db"), _ovs_schema())
+        sock = f"unix:{d / 'db.sock'}"
+        self._spawn(f"ovsdb-{chassis}", "ovsdb-server", str(d / "conf.db"),
+                    f"--remote=p{sock}", f"--unixctl={d / 'ovsdb.ctl'}", env=env)  # fmt: skip
+        end = time.monotonic() + 20
+        while not (d / "db.sock").exists():
+            if time.monotonic() > end:
+                raise LabError(f"ovsdb-server did not start; see {self.dir}/ovsdb-{chassis}.log")
+            time.sleep(0.05)
+        _run("ovs-vsctl", f"--db={sock}", "--timeout=20", "--no-wait", "init")
+        self._spawn(f"switch-{chassis}", "ovs-vswitchd", sock,
+                    f"--unixctl={d / 'vswitchd.ctl'}", env=env, netns=ns)  # fmt: skip
+        return d
 
     def _wait_api(self, timeout: float) -> None:
         end = time.monotonic() + timeout
@@ -146,7 +222,13 @@ class RealLab:
                 time.sleep(0.1)
         raise LabError(f"the controller did not answer; see {self.dir / 'controller.log'}")
 
-    def _workload(self, port: dict[str, Any], net: dict[str, Any], subnets: dict[str, Any]) -> None:
+    def _workload(
+        self,
+        port: dict[str, Any],
+        net: dict[str, Any],
+        subnets: dict[str, Any],
+        switch_netns: str | None = None,
+    ) -> None:
         ns = f"vnet-{self.state['tag']}-{port['name']}"
         host, peer = port_iface(port), f"vw{self.state['tag']}{len(self.state['links'])}"
         _run("ip", "netns", "add", ns)
@@ -158,7 +240,11 @@ class RealLab:
         _run(*n, "link", "set", "lo", "up")
         _run(*n, "link", "set", peer, "name", "eth0")
         _run(*n, "link", "set", "eth0", "address", port["mac"], "mtu", str(net["mtu"]))
-        _run("ip", "link", "set", host, "mtu", str(net["mtu"]), "up")
+        h: tuple[str, ...] = ("ip",)
+        if switch_netns is not None:  # the switch end joins its Open vSwitch's namespace
+            _run("ip", "link", "set", host, "netns", switch_netns)
+            h = ("ip", "-n", switch_netns)
+        _run(*h, "link", "set", host, "mtu", str(net["mtu"]), "up")
         for fip in port["fixed_ips"]:
             prefix = ipaddress.ip_network(subnets[fip["subnet"]]["cidr"]).prefixlen
             extra = ("nodad",) if ":" in fip["ip"] else ()
@@ -212,7 +298,8 @@ class RealLab:
                 self._stop(entry)
                 self.state["procs"].remove(entry)
                 self._save()
-                self._spawn(role, *entry["cmd"])
+                ns = entry["prefix"][3] if entry.get("prefix") else None
+                self._spawn(role, *entry["cmd"], env=entry.get("env"), netns=ns)
                 return
         raise LabError(f"no process {role!r} in the lab")
 
@@ -245,7 +332,9 @@ class RealLab:
         for ns in self.state.get("netns", []):
             if _run("ip", "netns", "del", ns, check=False).returncode == 0:
                 done.append(f"netns {ns}")
-        for f in ("state.json", "vnet.db", "vnet.db-wal", "vnet.db-shm"):
+        for d in self.state.get("dirs", []):
+            shutil.rmtree(d, ignore_errors=True)
+        for f in ("state.json", "vnet.db", "vnet.db-wal", "vnet.db-shm", "of.sock"):
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / f).unlink()
         self.state = {}
@@ -257,7 +346,19 @@ def port_iface(port: dict[str, Any]) -> str:
 
 
 def _ours(entry: dict[str, Any]) -> bool:
-    return _cmdline(int(entry["pid"])) == entry.get("cmd")
+    """The PID still runs the command we started (before or after `ip netns exec` execs it)."""
+    line = _cmdline(int(entry["pid"]))
+    return line is not None and line in (
+        entry.get("cmd"),
+        [*entry.get("prefix", []), *entry["cmd"]],
+    )
+
+
+def _ovs_schema() -> str:
+    for d in ("/usr/share/openvswitch", "/usr/local/share/openvswitch"):
+        if os.path.exists(f"{d}/vswitch.ovsschema"):
+            return f"{d}/vswitch.ovsschema"
+    raise LabError("vswitch.ovsschema not found: is openvswitch-switch installed?")
 
 
 def _cmdline(pid: int) -> list[str] | None:

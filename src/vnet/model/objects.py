@@ -272,10 +272,14 @@ class Chassis(Resource):
     endpoint: str | None = None  # an OpenFlow target the controller dials; else the switch dials in
     switch: Literal["vnet", "ovs"] = "vnet"
     datapath_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
+    # Open vSwitch only: the host's OVSDB, where the controller keeps its bridge and ports
+    ovsdb: str | None = None
+    bridge: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$")] = "br-int"
+    datapath_type: Literal["system", "netdev"] = "netdev"
 
     _addr = field_validator("underlay")(lambda cls, v: None if v is None else _address(v))
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "ovsdb")
     @classmethod
     def _endpoint(cls, v: str | None) -> str | None:
         if v is not None and not re.match(r"^(tcp:[^:]+:\d+|unix:/.+)$", v):

@@ -79,6 +79,9 @@ class SwitchChannel:
         self._task = asyncio.create_task(self._reader_loop())
         (features,) = await asyncio.wait_for(self.request(parser.OFPFeaturesRequest(DP)), timeout)
         self.dpid = int(features.datapath_id)
+        # a nonzero miss_send_len: Open vSwitch sends asynchronous messages (PORT_STATUS)
+        # on a service connection (its bridge.mgmt socket) only after one
+        self._send(parser.OFPSetConfig(DP, 0, ofp.OFPCML_NO_BUFFER))
         return self.dpid
 
     def _send_error_hello_failed(self) -> None:

@@ -98,6 +98,8 @@ OFPP_IN_PORT16 = 0xFFF8
 
 
 def _field(name: str) -> Field:
+    if name not in _FROM_OSKEN and name.endswith("_nxm"):
+        name = name[:-4]  # os-ken's names for NXM fields a switch reports (eth_src_nxm)
     try:
         return lookup(_FROM_OSKEN.get(name, name))
     except FieldError:
