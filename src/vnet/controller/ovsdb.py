@@ -45,9 +45,24 @@ def _api(remote: str, timeout: float) -> Any:
         idl = connection.OvsdbIdl.from_server(remote, "Open_vSwitch")
     except Exception as e:  # the ovs library raises bare Exceptions
         raise OvsdbError(f"{remote}: {e}") from e
+
+    class NoWait(impl_idl.OvsVsctlTransaction):  # type: ignore[misc]
+        # like `ovs-vsctl --no-wait`: committed is done; whether ovs-vswitchd made the
+        # bridge shows as its OpenFlow connection, and waiting here would stall the keeper
+        def do_post_commit(self, txn: Any) -> None:
+            pass
+
+    def create_transaction(self: Any, check_error: bool = False, log_errors: bool = True,
+                           **_kw: Any) -> Any:  # fmt: skip
+        return NoWait(self, self.ovsdb_connection, check_error=check_error, log_errors=log_errors)
+
     conn = connection.Connection(idl=idl, timeout=timeout)
     # ovsdbapp keeps one connection per API class: one class per database
-    cls = type("VnetOvsdb", (impl_idl.OvsdbIdl,), {"_ovsdb_connection": None})
+    cls = type(
+        "VnetOvsdb",
+        (impl_idl.OvsdbIdl,),
+        {"_ovsdb_connection": None, "create_transaction": create_transaction},
+    )
     return cls(conn)
 
 
@@ -131,7 +146,7 @@ class OvsdbBridge:
             raise
         except Exception as e:  # ovsdbapp raises its own and RuntimeErrors
             self.close()  # reconnect from scratch next time
-            raise OvsdbError(f"{self.remote}: {e}") from e
+            raise OvsdbError(f"{self.remote}: {type(e).__name__}: {str(e)[:300]}") from e
         return changes
 
     def _vnet_ports(self, row: Any) -> dict[str, str]:

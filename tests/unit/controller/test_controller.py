@@ -110,3 +110,24 @@ def test_over_openflow_the_controller_dials_the_switch() -> None:
         await agent.stop()
 
     asyncio.run(main())
+
+
+def test_open_vswitch_chassis_is_told_the_address_it_can_reach(tmp_path: Any) -> None:
+    async def main() -> None:
+        sock = tmp_path / "of.sock"
+        ctl = Controller(SqliteStore(), ["ptcp:0:127.0.0.1", f"punix:{sock}"])
+        await ctl.start()
+        try:
+            port = ctl.bound_ports()[0]
+            local = ctl.nb.create("chassis", {"name": "a", "switch": "ovs", "ovsdb": "unix:/x"})
+            remote = ctl.nb.create(
+                "chassis", {"name": "b", "switch": "ovs", "ovsdb": "tcp:127.0.0.1:6640"}
+            )
+            assert ctl.advertised(local) == f"unix:{sock}"  # type: ignore[arg-type]
+            assert ctl.advertised(remote) == f"tcp:127.0.0.1:{port}"  # type: ignore[arg-type]
+            ctl.of_advertise = "tcp:192.0.2.1:6653"
+            assert ctl.advertised(remote) == "tcp:192.0.2.1:6653"  # type: ignore[arg-type]
+        finally:
+            await ctl.stop()
+
+    asyncio.run(main())

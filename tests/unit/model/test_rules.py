@@ -187,3 +187,26 @@ def test_apply_refuses_a_bad_file_whole() -> None:
     e = refused(nb, nb.apply, doc)
     assert e.loc == ("ports", 0, "fixed_ips", 0, "ip")
     assert nb.store.revision() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"switch": "bridge"}, ("switch",), "'vnet' or 'ovs'"),
+        ({"switch": "ovs", "ovsdb": "db.sock"}, ("ovsdb",), "unix:/PATH"),
+        ({"switch": "ovs", "bridge": "a-bridge-name-too-long"}, ("bridge",), "pattern"),
+        ({"switch": "ovs", "datapath_type": "dpdk"}, ("datapath_type",), "'system' or 'netdev'"),
+        ({"endpoint": "ptcp:6653"}, ("endpoint",), "tcp:HOST:PORT"),
+    ],
+)
+def test_bad_chassis_is_refused(
+    nb: Northbound, body: dict[str, Any], loc: tuple[Any, ...], words: str
+) -> None:
+    e = refused(nb, nb.create, "chassis", {"name": "hv2", **body})
+    assert (e.status, e.loc) == ("invalid", loc) and words in e.message, e
+
+
+def test_ovs_chassis_defaults(nb: Northbound) -> None:
+    ch = nb.create("chassis", {"name": "hv2", "switch": "ovs", "ovsdb": "tcp:192.0.2.1:6640"})
+    assert (ch.bridge, ch.datapath_type) == ("br-int", "netdev")  # type: ignore[attr-defined]
+    assert ch.datapath_id is not None  # type: ignore[attr-defined]
