@@ -1,7 +1,7 @@
 """`vnet demo`: the two-tenant example brought up, pinged, traced and torn down.
 
-As root it is real: a controller, a vnet switch and one network namespace
-per port (`vnet lab`).  Without root (or with `--sim`) the same topology
+As root it is real: a controller, a vnet switch (or Open vSwitch with
+`--switch ovs`) and one network namespace per port (`vnet lab`).  Without root (or with `--sim`) the same topology
 runs simulated in this process: the same controller, compiler and switch
 pipeline, with memory ports and tiny hosts that answer ARP and ping.
 """
@@ -35,21 +35,23 @@ def _real_possible() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") is not None
 
 
-def run_lab_demo(console: Console, sim: bool = False) -> bool:
+def run_lab_demo(console: Console, sim: bool = False, switch: str = "vnet") -> bool:
     """True if every ping went where it should."""
     if not EXAMPLE.exists():
         console.print(f"[red]the example {EXAMPLE} is missing (run from the source tree)[/]")
         return False
     doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     real = not sim and _real_possible()
+    if switch == "ovs" and not real:
+        console.print("[red]--switch ovs needs root (Open vSwitch and namespaces); not --sim[/]")
+        return False
+    kind = "Open vSwitch" if switch == "ovs" else "a vnet switch"
     how = (
-        "network namespaces, a vnet switch and the controller"
-        if real
-        else "simulated in-process (--sim)"
+        f"network namespaces, {kind} and the controller" if real else "simulated in-process (--sim)"
     )
     console.print(Rule(f"vnet demo: {EXAMPLE.name} -- {how}"))
     console.print("Two tenants, blue and red, each with a network on 10.0.0.0/24, on one chassis.")
-    return _real(console, doc) if real else _sim(console, doc)
+    return _real(console, doc, switch) if real else _sim(console, doc)
 
 
 def _verdict(console: Console, what: str, got: int, want: bool) -> bool:
@@ -59,13 +61,13 @@ def _verdict(console: Console, what: str, got: int, want: bool) -> bool:
     return ok
 
 
-def _real(console: Console, doc: dict[str, Any]) -> bool:
+def _real(console: Console, doc: dict[str, Any], switch: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="vnet-demo-") as d:
         lab = RealLab(Path(d))
         ok = True
         try:
             console.print("lab up ...")
-            lab.up(doc)
+            lab.up(doc, switch=switch)
             with Client(lab.api) as c:
                 for p in c.list("port"):
                     ips = ", ".join(f["ip"] for f in p["fixed_ips"])

@@ -131,13 +131,19 @@ def demo(
         bool,
         typer.Option("--pipeline", help="Only the flow-table demo: decode, trace, no network."),
     ] = False,
+    switch: Annotated[
+        str, typer.Option("--switch", help="vnet, or ovs for Open vSwitch (as root)")
+    ] = "vnet",
 ) -> None:
     """Two tenants on one address plan: bring them up, ping, trace, tear down."""
     console = Console(emoji=False)
+    if switch not in ("vnet", "ovs"):
+        console.print(f"[red]error:[/] --switch {switch!r}: expected vnet or ovs")
+        raise typer.Exit(2)
     if pipeline:
         run_demo(console)
         return
-    if not run_lab_demo(console, sim=sim):
+    if not run_lab_demo(console, sim=sim, switch=switch):
         raise typer.Exit(1)
 
 
