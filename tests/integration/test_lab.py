@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from vnet.client import Client
-from vnet.lab.real import RealLab
+from vnet.lab.real import Lab
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,13 +28,13 @@ VNET = [sys.executable, "-m", "vnet"]
 
 
 @pytest.fixture(params=["vnet", "ovs"])
-def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RealLab]:
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     r = subprocess.run(
         [*VNET, "lab", "up", str(ROOT / "examples/two-tenants.yaml"), "--dir", str(tmp_path),
          "--switch", request.param],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    lab = RealLab(tmp_path)
+    lab = Lab(tmp_path)
     try:
         assert r.returncode == 0, r.stderr + r.stdout
         yield lab
@@ -44,24 +44,24 @@ def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RealLab]:
 
 
 def ping(
-    lab: RealLab, port: str, addr: str, count: int = 3, interval: str = "0.2"
+    lab: Lab, port: str, addr: str, count: int = 3, interval: str = "0.2"
 ) -> subprocess.CompletedProcess[str]:
     return lab.exec(port, ["ping", "-c", str(count), "-i", interval, "-W", "1", addr], timeout=60)
 
 
-def echoes_in(lab: RealLab, port: str) -> int:
+def echoes_in(lab: Lab, port: str) -> int:
     """ICMP echo requests the workload's stack has received."""
     lines = [ln.split() for ln in lab.exec(port, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
     head, values = [ln for ln in lines if ln[0] == "Icmp:"][:2]
     return int(values[head.index("InEchos")])
 
 
-def vnet(lab: RealLab, *args: str) -> subprocess.CompletedProcess[str]:
+def vnet(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VNET_API": lab.api, "VNET_RUNDIR": str(lab.dir)}
     return subprocess.run([*VNET, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
-def test_two_tenants_same_subnet_isolated(lab: RealLab) -> None:
+def test_two_tenants_same_subnet_isolated(lab: Lab) -> None:
     assert ping(lab, "blue-web", "10.0.0.11").returncode == 0
     assert ping(lab, "red-web", "10.0.0.11").returncode == 0
     # blue-web addresses red-db by its MAC: the frame never leaves blue's network
@@ -81,7 +81,7 @@ def test_two_tenants_same_subnet_isolated(lab: RealLab) -> None:
         assert c.get("port", "blue-db", tenant="blue")["mac"] in neigh
 
 
-def ofctl(lab: RealLab, *args: str) -> subprocess.CompletedProcess[str]:
+def ofctl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     """`vnet ofctl` for a vnet switch, `ovs-ofctl` for Open vSwitch: the switch's own tool."""
     if lab.state["chassis_netns"]:  # Open vSwitch
         sock = f"unix:{lab.dir}/ovs-hv1/br-int.mgmt"
@@ -90,7 +90,7 @@ def ofctl(lab: RealLab, *args: str) -> subprocess.CompletedProcess[str]:
     return vnet(lab, "ofctl", args[0], "hv1", *args[1:])
 
 
-def test_drift_shows_a_hand_made_flow_and_repair_removes_it(lab: RealLab) -> None:
+def test_drift_shows_a_hand_made_flow_and_repair_removes_it(lab: Lab) -> None:
     assert "no drift" in vnet(lab, "drift", "hv1").stdout
     r = ofctl(lab, "add-flow", "table=3,priority=500,ip,nw_dst=10.0.0.99,actions=drop")
     assert r.returncode == 0, r.stderr
@@ -105,7 +105,7 @@ def test_drift_shows_a_hand_made_flow_and_repair_removes_it(lab: RealLab) -> Non
     assert "10.0.0.99" not in dump.stdout
 
 
-def test_controller_restart_sends_nothing_and_loses_no_ping(lab: RealLab) -> None:
+def test_controller_restart_sends_nothing_and_loses_no_ping(lab: Lab) -> None:
     ns = lab.netns("blue-web")
     pinger = subprocess.Popen(
         ["ip", "netns", "exec", ns, "ping", "-i", "0.01", "-c", "400", "-W", "1", "10.0.0.11"],
@@ -134,7 +134,7 @@ def test_controller_restart_sends_nothing_and_loses_no_ping(lab: RealLab) -> Non
     assert " 0% packet loss" in out, out[-300:]
 
 
-def test_killed_switch_is_resynced(lab: RealLab) -> None:
+def test_killed_switch_is_resynced(lab: Lab) -> None:
     lab.restart("switch-hv1")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

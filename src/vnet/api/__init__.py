@@ -1,5 +1,5 @@
 """REST API (FastAPI) over the controller."""
 
-from .app import create_app
+from .app import create_app, serve
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve"]

@@ -15,9 +15,12 @@ OpenAPI schema is the model's own.  (No `from __future__ import
 annotations` here: FastAPI reads the handlers' annotations at definition.)
 """
 
+import asyncio
+import signal
 from enum import Enum
 from typing import Any
 
+import uvicorn
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -29,7 +32,7 @@ from ..model.objects import KINDS, Port, Resource
 from ..model.rules import ModelError
 from ..pipeline.ofctl import format_flow
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "serve"]
 
 STATUS = {"invalid": 422, "conflict": 409, "missing": 404}
 
@@ -184,3 +187,15 @@ def _routes(app: FastAPI, ctl: Controller, kind: str, cls: type[Resource], rende
         nb.delete(kind, ref, cascade=cascade, revision=revision, tenant=tenant)
         ctl.kick()
         return Response(status_code=204)
+
+
+async def serve(ctl: Controller, host: str, port: int) -> None:
+    """Serve the API on HOST:PORT until SIGTERM or SIGINT (the controller and the sim lab)."""
+    config = uvicorn.Config(
+        create_app(ctl), host=host, port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    await server.serve()

@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-import uvicorn
 import yaml
 from rich.table import Table
 
-from ..api import create_app
+from ..api import serve
 from ..client import DEFAULT_API, PLURAL, ApiError, Client
 from ..controller.service import Controller
 from ..ofp.target import parse_target
@@ -89,20 +87,13 @@ def controller_run(
 
     async def main() -> None:
         await ctl.start()
-        config = uvicorn.Config(
-            create_app(ctl), host=host, port=int(port), log_level="warning", lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         err.print(
             f"vnet controller: store {path}, API http://{host}:{port}, "
             f"OpenFlow {', '.join(of_listen or ['ptcp:6653'])}",
             highlight=False,
         )
         try:
-            await server.serve()
+            await serve(ctl, host, int(port))
         finally:
             await ctl.stop()
             store.close()

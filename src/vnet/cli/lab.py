@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from ..client import ApiError
-from ..lab.real import LabError, RealLab
+from ..lab.real import Lab, LabError
 from .common import fail, load_yaml, out
 
 __all__ = ["lab_app"]
@@ -29,21 +29,27 @@ def up(
         str | None,
         typer.Option("--switch", help="vnet or ovs for every chassis [default: as the file says]"),
     ] = None,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Simulated in one process, no root: ping and trace.")
+    ] = False,
 ) -> None:
     """Start the controller, the switches and one namespace per port; wait until all are up."""
     if switch not in (None, "vnet", "ovs"):
         fail(f"--switch {switch!r}: expected vnet or ovs")
     doc = load_yaml(file, "topology file")
-    lab = RealLab(directory)
+    lab = Lab(directory)
     try:
-        lab.up(doc, switch=switch)
+        lab.up(doc, switch=switch, sim=sim)
     except ApiError as e:
         fail(f"{file}: {e}")
     except LabError as e:
         fail(str(e), 1)
     ports = sorted(lab.state["ports"])
-    out.print(f"lab up: {len(ports)} port(s) ({', '.join(ports)}); API {lab.api}")
-    out.print(f"  VNET_API={lab.api} vnet get ports   |   vnet lab exec {ports[0]} -- ip addr")
+    how = "simulated" if sim else "up"
+    out.print(f"lab {how}: {len(ports)} port(s) ({', '.join(ports)}); API {lab.api}")
+    if ports:
+        cmd = "ping -c 3 ADDR" if sim else "ip addr"
+        out.print(f"  VNET_API={lab.api} vnet get ports   |   vnet lab exec {ports[0]} -- {cmd}")
 
 
 @lab_app.command(
@@ -54,14 +60,68 @@ def exec_(
     cmd: Annotated[list[str], typer.Argument(help="The command (after --).")],
     directory: DirOpt = None,
 ) -> None:
-    """Run a command inside a port's workload namespace."""
-    lab = RealLab(directory)
+    """Run a command inside a port's workload namespace (a simulated lab runs only ping)."""
+    lab = Lab(directory)
+    if lab.sim:
+        _sim_ping(lab, port, cmd)
     try:
         ns = lab.netns(port)
     except LabError as e:
         fail(str(e))
     sys.stdout.flush()
     os.execvp("ip", ["ip", "netns", "exec", ns, *cmd])
+
+
+def _sim_ping(lab: Lab, port: str, cmd: list[str]) -> NoReturn:
+    """`ping [-6] [-c N] [-i S] [-W S] [-q] ADDR` against a simulated workload."""
+    if not cmd or cmd[0] not in ("ping", "ping6"):
+        fail(f"{' '.join(cmd) or 'no command'}: a simulated lab runs only ping (and ping6)")
+    count, addr, args, i = 3, None, cmd[1:], 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-c", "-i", "-W", "-w", "-s"):
+            if i + 1 >= len(args):
+                fail(f"ping {a}: needs a value")
+            if a == "-c":
+                if not args[i + 1].isdigit():
+                    fail(f"ping -c {args[i + 1]!r}: expected a count")
+                count = int(args[i + 1])
+            i += 2
+            continue
+        if a in ("-4", "-6", "-q", "-n"):
+            i += 1
+            continue
+        if a.startswith("-"):
+            fail(f"ping {a}: not simulated (-c, -i, -W, -q, -4, -6 are)")
+        addr = a
+        i += 1
+    if addr is None:
+        fail("ping: no destination address")
+    try:
+        r = lab.ping(port, addr, count)
+    except LabError as e:
+        fail(str(e), 1)
+    loss = 100 * (r["sent"] - r["received"]) // r["sent"]
+    out.print(f"PING {addr} from {port} (simulated)", highlight=False)
+    out.print(f"{r['sent']} packets transmitted, {r['received']} received, "
+              f"{loss}% packet loss", highlight=False)  # fmt: skip
+    raise typer.Exit(0 if r["received"] else 1)
+
+
+@lab_app.command("serve-sim", hidden=True)
+def serve_sim(
+    directory: Annotated[Path, typer.Option("--dir")],
+    api: Annotated[str, typer.Option("--api")],
+) -> None:
+    """The process of a simulated lab (started by `lab up --sim`)."""
+    import asyncio
+    import json
+
+    from ..lab.sim import serve
+
+    host, _, port = api.rpartition(":")
+    doc = json.loads((directory / "topology.json").read_text())
+    asyncio.run(serve(doc, str(directory / "sim.sock"), host, int(port)))
 
 
 @lab_app.command("restart")
@@ -71,7 +131,7 @@ def restart(
 ) -> None:
     """Stop one of the lab's processes and start it again."""
     try:
-        RealLab(directory).restart(role)
+        Lab(directory).restart(role)
     except LabError as e:
         fail(str(e))
     out.print(f"{role} restarted")
@@ -80,7 +140,7 @@ def restart(
 @lab_app.command("down")
 def down(directory: DirOpt = None) -> None:
     """Remove everything the lab made (also after a crash)."""
-    lab = RealLab(directory)
+    lab = Lab(directory)
     if not lab.state:
         out.print(f"no lab in {lab.dir}")
         return

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from ..client import Client
-from ..lab.real import RealLab
+from ..lab.real import Lab
 from ..lab.sim import SimLab
 
 __all__ = ["EXAMPLE", "run_lab_demo"]
@@ -63,7 +63,7 @@ def _verdict(console: Console, what: str, got: int, want: bool) -> bool:
 
 def _real(console: Console, doc: dict[str, Any], switch: str) -> bool:
     with tempfile.TemporaryDirectory(prefix="vnet-demo-") as d:
-        lab = RealLab(Path(d))
+        lab = Lab(Path(d))
         ok = True
         try:
             console.print("lab up ...")

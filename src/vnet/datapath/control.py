@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import socket
@@ -25,7 +26,7 @@ from .port import PortConfigError, parse_port_spec
 from .runner import Runner
 from .switch import SwitchError
 
-__all__ = ["ControlServer", "request", "rundir"]
+__all__ = ["ControlServer", "JsonLineServer", "request", "rundir"]
 
 
 def rundir() -> str:
@@ -38,18 +39,15 @@ def rundir() -> str:
     return os.path.join(base, "vnet")
 
 
-class ControlServer:
-    def __init__(self, runner: Runner, path: str) -> None:
-        self.runner = runner
+class JsonLineServer:
+    """A Unix socket answering `{"cmd", "args"}` lines from `commands`; `errors` are answers."""
+
+    errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self, path: str, commands: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
         self.path = path
         self.server: asyncio.AbstractServer | None = None
-        self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "show": self.show,
-            "add-port": self.add_port,
-            "del-port": self.del_port,
-            "trace": self.trace,
-            "fdb": self.fdb,
-        }
+        self.commands = commands
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -65,14 +63,14 @@ class ControlServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                writer.write(json.dumps(self.handle(line)).encode() + b"\n")
+                writer.write(json.dumps(await self.handle(line)).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
             writer.close()
 
-    def handle(self, line: bytes) -> dict[str, Any]:
+    async def handle(self, line: bytes) -> dict[str, Any]:
         try:
             req = json.loads(line)
             cmd = req["cmd"]
@@ -86,9 +84,29 @@ class ControlServer:
                 "error": f"cmd: unknown command {cmd!r} ({', '.join(self.commands)})",
             }
         try:
-            return {"ok": True, "result": fn(args)}
-        except (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError) as e:
+            result = fn(args)
+            if inspect.isawaitable(result):
+                result = await result
+            return {"ok": True, "result": result}
+        except self.errors as e:
             return {"ok": False, "error": str(e)}
+
+
+class ControlServer(JsonLineServer):
+    errors = (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError)
+
+    def __init__(self, runner: Runner, path: str) -> None:
+        self.runner = runner
+        super().__init__(
+            path,
+            {
+                "show": self.show,
+                "add-port": self.add_port,
+                "del-port": self.del_port,
+                "trace": self.trace,
+                "fdb": self.fdb,
+            },
+        )
 
     # -- commands -----------------------------------------------------------------------------
     def show(self, args: dict[str, Any]) -> Any:
@@ -134,7 +152,7 @@ class ControlServer:
 
 
 def request(path: str, cmd: str, **args: Any) -> Any:
-    """One request to a running switch's control socket (blocking; for the CLI)."""
+    """One request to a control socket (blocking; for the CLI); refusals raise SwitchError."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         s.sendall(json.dumps({"cmd": cmd, "args": args}).encode() + b"\n")
