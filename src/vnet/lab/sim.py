@@ -191,21 +191,24 @@ class SimLab:
                 new.append(self.switches[ch.name])
         names = {c.id: c.name for c in state.all("chassis")}
         bound = {p.name: p for p in state.all("port") if p.chassis in names}
-        for name in [n for n, h in self.hosts.items() if n not in bound]:
-            h = self.hosts.pop(name)
-            if h.switch.port_by_name(h.port.iface) is not None:
-                h.switch.del_port(h.port.iface)
+        for name in [n for n in self.hosts if n not in bound]:
+            self._unplug(self.hosts.pop(name))
         for p in bound.values():
-            h = self.hosts.get(p.name)
-            if h is not None and h.port == p:
+            old = self.hosts.get(p.name)
+            if old is not None and old.port == p:
                 continue
-            if h is not None and h.switch.port_by_name(h.port.iface) is not None:
-                h.switch.del_port(h.port.iface)
+            if old is not None:
+                self._unplug(old)
             sw = self.switches[names[p.chassis]]
             dev = MemoryDevice(p.iface, hw_addr=mac_int(p.mac))
             sw.add_port(PortConfig(p.iface, kind="memory", port_security=False), dev)
             self.hosts[p.name] = SimHost(p, sw, dev)
         return new
+
+    @staticmethod
+    def _unplug(h: SimHost) -> None:
+        if h.switch.port_by_name(h.port.iface) is not None:
+            h.switch.del_port(h.port.iface)
 
     async def attach(self) -> None:
         for sw in self.switches.values():
