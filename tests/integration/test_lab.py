@@ -143,3 +143,34 @@ def test_killed_switch_is_resynced(lab: Lab) -> None:
         time.sleep(0.2)
     assert ping(lab, "red-web", "10.0.0.11").returncode == 0
     assert "no drift" in vnet(lab, "drift", "hv1").stdout
+
+
+@pytest.mark.parametrize("switch", ["vnet", "ovs"])
+def test_dual_stack_both_families_reach(tmp_path: Path, switch: str) -> None:
+    r = subprocess.run(
+        [*VNET, "lab", "up", str(ROOT / "examples/dual-stack.yaml"), "--dir", str(tmp_path),
+         "--switch", switch],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lab = Lab(tmp_path)
+    try:
+        assert r.returncode == 0, r.stderr + r.stdout
+        with Client(lab.api) as c:
+            b = c.get("port", "b")
+        v4 = next(f["ip"] for f in b["fixed_ips"] if ":" not in f["ip"])
+        v6 = next(f["ip"] for f in b["fixed_ips"] if ":" in f["ip"])
+        assert ping(lab, "a", v4).returncode == 0
+        r6 = ping(lab, "a", v6)
+        assert r6.returncode == 0, r6.stdout + r6.stderr
+        # a's neighbour entry for b came from b's own advertisement
+        neigh = lab.exec("a", ["ip", "-6", "neigh", "show", v6]).stdout
+        assert b["mac"] in neigh, neigh
+        # a spoofed IPv6 source is dropped by port security: no reply comes back
+        lab.exec("a", ["ip", "addr", "add", "fd00:10::99/64", "dev", "eth0", "nodad"])
+        spoofed = lab.exec(
+            "a", ["ping", "-c", "2", "-i", "0.2", "-W", "1", "-I", "fd00:10::99", v6], timeout=30
+        )
+        assert spoofed.returncode != 0, spoofed.stdout
+    finally:
+        subprocess.run([*VNET, "lab", "down", "--dir", str(tmp_path)], timeout=60)
+    assert not (tmp_path / "state.json").exists()
