@@ -18,7 +18,7 @@ from ..model.objects import Chassis, Port
 from ..model.rules import State
 from ..pipeline.actions import Output
 from ..pipeline.flow import Flow
-from .logical import LFlow, _Emit, _load
+from .logical import LFlow, _Emit, _load, _order
 from .stages import REG_INPORT
 
 __all__ = ["local_ports", "localize"]
@@ -40,7 +40,7 @@ def localize(
 ) -> list[Flow]:
     local = local_ports(state, chassis, ofports)
     nets = {p.network for p, _ in local}
-    out = [lf.flow for lf in lflows if lf.network is None or lf.network in nets]
+    out = [lf for lf in lflows if lf.network is None or lf.network in nets]
     phys: list[LFlow] = []
     for port, ofport in local:
         net = state.get("network", port.network)
@@ -53,6 +53,6 @@ def localize(
         e("phy_out", 100, f"binding on {chassis.name}", {"metadata": vni, "reg7": key},
           apply=[Output(ofport)])  # fmt: skip
         phys += e.out
-    out += [lf.flow for lf in phys]
-    out.sort(key=lambda f: (f.table, -f.priority, repr(f.match), repr(f.instructions)))
-    return out
+    out += phys
+    out.sort(key=_order)
+    return [lf.flow for lf in out]

@@ -51,6 +51,14 @@ class LFlow:
     network: str | None  # the network's id; None: every chassis gets it
     owner: tuple[str, str]  # (kind, id) of the model object
     rule: str
+    # the output order (table, priority down, match, instructions), computed once: an
+    # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
+    order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        f = self.flow
+        key = (f.table, -f.priority, repr(f.match), repr(f.instructions))
+        object.__setattr__(self, "order", key)
 
 
 def cookie_for(owner_id: str, rule: str) -> int:
@@ -316,5 +324,4 @@ class Compiler:
 
 
 def _order(lf: LFlow) -> tuple[int, int, str, str]:
-    f = lf.flow
-    return (f.table, -f.priority, repr(f.match), repr(f.instructions))
+    return lf.order
