@@ -115,15 +115,8 @@ class Lab:
             return self._up_sim(doc)
         if os.geteuid() != 0:
             raise LabError("the lab needs root for namespaces (or use --sim)")
-        if self.state_file.exists():
-            raise LabError(f"a lab is already up in {self.dir} (vnet lab down first)")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tag = secrets.token_hex(2)
-        api_port, of_port = _free_port(), _free_port()
-        self.state = {"tag": tag, "api": f"http://127.0.0.1:{api_port}", "of": of_port,
-                      "dir": str(self.dir), "ports": {}, "procs": [], "netns": [], "links": [],
-                      "dirs": [], "chassis_netns": {}}  # fmt: skip
-        self._save()
+        of_port = _free_port()
+        api_port = self._begin(of=of_port)
         try:
             doc = self._with_ovs(doc, switch)
             self._spawn(
@@ -153,15 +146,20 @@ class Lab:
             self.down()
             raise
 
-    def _up_sim(self, doc: dict[str, Any]) -> None:
+    def _begin(self, **extra: Any) -> int:
+        """Refuse a second lab here, record a fresh state; returns the API's port."""
         if self.state_file.exists():
             raise LabError(f"a lab is already up in {self.dir} (vnet lab down first)")
         self.dir.mkdir(parents=True, exist_ok=True)
         api_port = _free_port()
         self.state = {"tag": secrets.token_hex(2), "api": f"http://127.0.0.1:{api_port}",
-                      "dir": str(self.dir), "sim": True, "ports": {}, "procs": [], "netns": [],
-                      "links": [], "dirs": [], "chassis_netns": {}}  # fmt: skip
+                      "dir": str(self.dir), "ports": {}, "procs": [], "netns": [], "links": [],
+                      "dirs": [], "chassis_netns": {}, **extra}  # fmt: skip
         self._save()
+        return api_port
+
+    def _up_sim(self, doc: dict[str, Any]) -> None:
+        api_port = self._begin(sim=True)
         try:
             (self.dir / "topology.json").write_text(json.dumps(doc))
             self._spawn("sim", sys.executable, "-m", "vnet", "lab", "serve-sim",
