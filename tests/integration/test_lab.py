@@ -162,9 +162,16 @@ def test_dual_stack_both_families_reach(tmp_path: Path, switch: str) -> None:
         assert ping(lab, "a", v4).returncode == 0
         r6 = ping(lab, "a", v6)
         assert r6.returncode == 0, r6.stdout + r6.stderr
-        # a's neighbour entry for b came from b's own advertisement
         neigh = lab.exec("a", ["ip", "-6", "neigh", "show", v6]).stdout
         assert b["mac"] in neigh, neigh
+        # the switch answers the solicitation from the model: b, without its address
+        # (so b itself would stay silent), is still resolved to b's MAC
+        lab.exec("b", ["ip", "addr", "del", f"{v6}/64", "dev", "eth0"])
+        lab.exec("a", ["ip", "-6", "neigh", "flush", "dev", "eth0"])
+        assert v6 not in lab.exec("a", ["ip", "-6", "neigh", "show", v6]).stdout
+        assert ping(lab, "a", v6, count=1).returncode != 0  # b no longer has it
+        neigh = lab.exec("a", ["ip", "-6", "neigh", "show", v6]).stdout
+        assert b["mac"] in neigh and "FAILED" not in neigh, neigh
         # a spoofed IPv6 source is dropped by port security: no reply comes back
         lab.exec("a", ["ip", "addr", "add", "fd00:10::99/64", "dev", "eth0", "nodad"])
         spoofed = lab.exec(

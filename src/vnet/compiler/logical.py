@@ -9,8 +9,11 @@ cookie is derived from the same (high 32 bits: the object's id, low 32: the
 rule), so a flow dump or a trace answers "which object put this here".
 
 L2 without flood-and-learn: the model knows every port's MAC, so unicast is
-forwarded proactively; ARP for a known address is answered by the switch;
-an IPv6 neighbour solicitation goes only to the owner of its target; only
+forwarded proactively; ARP and IPv6 neighbour solicitations for a known
+address are answered by the switch (the NS is turned into an NA in place,
+with Open vSwitch's ND extension fields); a solicitation the switch leaves
+alone (duplicate address detection, none of the sender's link-layer address)
+goes only to the owner of its target; only
 broadcast, multicast and unknown unicast reach more than one port, and only
 ports of the same network.  A frame never leaves its network: every flow
 after `phy_in` matches the network's VNI.
@@ -32,6 +35,7 @@ from typing import Any
 
 from ..model.objects import Network, Port
 from ..model.rules import State
+from ..packet.icmpv6 import NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, OPT_TLL
 from ..pipeline.actions import OFPP_IN_PORT, Action, Output, RegMove, Resubmit, SetField
 from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow, Instructions
@@ -83,7 +87,9 @@ def _ip(text: str) -> tuple[int, int]:
 
 
 _SLOT = {n: lookup(n).index for n in ("eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha",
-                                        "arp_spa", "arp_tpa", REG_INPORT, REG_OUTPORT)}  # fmt: skip
+                                        "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst", "nd_tll",
+                                        "icmpv6_type", "nd_reserved", "nd_options_type",
+                                        REG_INPORT, REG_OUTPORT)}  # fmt: skip
 
 
 def _load(reg: str, value: int) -> SetField:
@@ -194,6 +200,19 @@ def port_flows(net: Network, port: Port) -> list[LFlow]:
         req = {"metadata": vni, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _ip(a)}
         e("ls_in_arp_rsp", 60, "own address: pass", {**req, REG_INPORT: key}, goto="ls_in_l2_lkup")
         e("ls_in_arp_rsp", 50, "arp reply from the model", req, apply=_arp_reply(mac, a))
+    # -- ND responder: a solicitation for a known address is answered by the switch;
+    # the owner's own, duplicate address detection (from ::) and one without a source
+    # link-layer address (a unicast reachability probe) go on to the owner
+    for a in port.ips:
+        if ipaddress.ip_address(a).version != 6:
+            continue
+        ns = {"metadata": vni, "eth_type": ETH_IP6, "ip_proto": 58, "icmpv6_type": 135, "nd_target": _ip(a)}  # fmt: skip
+        e("ls_in_arp_rsp", 60, "own address: pass", {**ns, REG_INPORT: key}, goto="ls_in_l2_lkup")
+        e("ls_in_arp_rsp", 55, "duplicate address detection: pass", {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto="ls_in_l2_lkup")  # fmt: skip
+        e("ls_in_arp_rsp", 55, "no source link-layer address: pass", {**ns, "nd_sll": 0}, goto="ls_in_l2_lkup")  # fmt: skip
+        e("ls_in_arp_rsp", 50, "neighbour advertisement from the model", ns, apply=_na_reply(mac, a), goto="ls_in_nd_na")  # fmt: skip
+        na = {**ns, "icmpv6_type": 136}
+        e("ls_in_nd_na", 50, "the owner's link-layer address", na, apply=[SetField(_SLOT["nd_tll"], _mac(mac)), Output(OFPP_IN_PORT)])  # fmt: skip
     # -- L2 lookup
     to_me = [_load(REG_OUTPORT, key)]
     e("ls_in_l2_lkup", 50, "unicast to the port", {"metadata": vni, "eth_dst": _mac(mac)}, apply=to_me, goto="ls_out_port_sec")  # fmt: skip
@@ -241,6 +260,27 @@ def _arp_reply(mac: str, ip: str) -> list[Action]:
         RegMove(s["arp_spa"], 0, s["arp_tpa"], 0, 32),
         SetField(s["arp_spa"], int(ipaddress.IPv4Address(ip))),
         Output(OFPP_IN_PORT),
+    ]
+
+
+def _na_reply(mac: str, ip: str) -> list[Action]:
+    """The solicitation turned around in place into a solicited, overriding advertisement.
+
+    The source link-layer option becomes the target link-layer option (its type
+    byte rewritten), so the frame keeps its length; checksums follow each write.
+    The option's address is written by `ls_in_nd_na`, where the packet already is
+    an advertisement: OpenFlow lets only a flow that matches an NA write `nd_tll`,
+    and Open vSwitch commits the option type before the address.
+    """
+    s = _SLOT
+    return [
+        RegMove(s["eth_src"], 0, s["eth_dst"], 0, 48),
+        SetField(s["eth_src"], _mac(mac)),
+        RegMove(s["ipv6_src"], 0, s["ipv6_dst"], 0, 128),
+        SetField(s["ipv6_src"], int(ipaddress.IPv6Address(ip))),
+        SetField(s["icmpv6_type"], 136),
+        SetField(s["nd_reserved"], NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE),
+        SetField(s["nd_options_type"], OPT_TLL),
     ]
 
 

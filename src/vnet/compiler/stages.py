@@ -52,9 +52,15 @@ PIPELINE: tuple[Stage, ...] = (
     ),
     Stage(
         "ls_in_arp_rsp",
-        (*_L2, "arp_op", "arp_tpa"),
-        ("ls_in_l2_lkup",),
-        "answer ARP for addresses the model knows, without flooding",
+        (*_L2, "arp_op", "arp_tpa", "ip_proto", "icmpv6_type", "ipv6_src", "nd_target", "nd_sll"),
+        ("ls_in_nd_na", "ls_in_l2_lkup"),
+        "answer ARP and IPv6 neighbour solicitations for addresses the model knows",
+    ),
+    Stage(
+        "ls_in_nd_na",
+        ("metadata", "eth_type", "ip_proto", "icmpv6_type", "nd_target"),
+        (),
+        "finish the advertisement the responder made: the target's link-layer address",
     ),
     Stage(
         "ls_in_l2_lkup",

@@ -700,7 +700,7 @@ def _flow_stats(r: Rule, now: float) -> bytes:
         r.packet_count,
         r.byte_count,
         match_to_ofp(fl.match),
-        instructions_to_ofp(fl.instructions),
+        instructions_to_ofp(fl.instructions, fl.match),
     )
 
 

@@ -15,6 +15,7 @@ BAD_INSTRUCTION/UNSUP_INST).  Nothing is dropped silently.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -94,10 +95,20 @@ _TO_OSKEN = {
     "icmp_code": "icmpv4_code",
 }
 _OSKEN_NAMES = {f.name for f in ofp.oxm_types}
+# OXMs os-ken has no table for travel under its generic name `field_<oxm type>`
+# with the value as base64 bytes: Open vSwitch's ND extensions, class 0x1000
+_ERICOXM = 0x1000
+_RAW = {
+    f"field_{(_ERICOXM << 7) | 1}": ("nd_reserved", 4),
+    f"field_{(_ERICOXM << 7) | 2}": ("nd_options_type", 1),
+}
+_RAW_BY_FIELD = {name: (raw, width) for raw, (name, width) in _RAW.items()}
 OFPP_IN_PORT16 = 0xFFF8
 
 
 def _field(name: str) -> Field:
+    if name in _RAW:
+        return lookup(_RAW[name][0])
     if name not in _FROM_OSKEN and name.endswith("_nxm"):
         name = name[:-4]  # os-ken's names for NXM fields a switch reports (eth_src_nxm)
     try:
@@ -111,7 +122,14 @@ def _field(name: str) -> Field:
 def _to_int(f: Field, v: Any) -> int:
     if isinstance(v, int):
         return v
-    if isinstance(v, str):
+    if isinstance(v, str) and f.name in _RAW_BY_FIELD:
+        try:
+            raw = base64.b64decode(v, validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) == _RAW_BY_FIELD[f.name][1]:
+            return int.from_bytes(raw, "big")
+    elif isinstance(v, str):
         if f.kind == "mac":
             return mac_int(v)
         if f.kind == "ipv4":
@@ -122,6 +140,8 @@ def _to_int(f: Field, v: Any) -> int:
 
 
 def _from_int(f: Field, v: int) -> Any:
+    if f.name in _RAW_BY_FIELD:
+        return base64.b64encode(v.to_bytes(_RAW_BY_FIELD[f.name][1], "big")).decode()
     if f.kind == "mac":
         return mac_str(v)
     if f.kind == "ipv4":
@@ -159,6 +179,8 @@ def _osken_name(f: Field, items: dict[int, int]) -> str:
         return f"{prefix}_{name[3:]}"
     if name in ("icmp_type", "icmp_code") and items.get(fk.ETH_TYPE) == 0x86DD:
         return "icmpv6_" + name[5:]
+    if name in _RAW_BY_FIELD:
+        return _RAW_BY_FIELD[name][0]
     name = _TO_OSKEN.get(name, name)
     if name not in _OSKEN_NAMES:
         raise OFError(ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, f"{f.name} has no OXM encoding")
@@ -175,7 +197,11 @@ def match_to_ofp(m: Match) -> parser.OFPMatch:
             kw[name] = _from_int(f, value)
         else:
             kw[name] = (_from_int(f, value), _from_int(f, mask))
-    return parser.OFPMatch(**kw)
+    m = parser.OFPMatch(**kw)
+    # os-ken orders OXMs by type number, which puts class 0x1000 before the
+    # eth_type/ip_proto it depends on; a switch checks prerequisites in order
+    m._fields2.sort(key=lambda kv: kv[0] in _RAW)  # type: ignore[attr-defined]
+    return m
 
 
 def _nbits(ofs_nbits: int) -> tuple[int, int]:
@@ -275,14 +301,14 @@ def instructions_from_ofp(insts: Sequence[Any]) -> Instructions:
     return Instructions(apply, meter, clear, write, metadata, goto)
 
 
-def _action_to_ofp(a: Action) -> Any:
+def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
     if isinstance(a, Output):
         return parser.OFPActionOutput(a.port, a.max_len)
     if isinstance(a, Group):
         return parser.OFPActionGroup(a.group_id)
     if isinstance(a, SetField):
         f = BY_INDEX[a.slot]
-        name = _osken_name(f, {})
+        name = _osken_name(f, ctx)
         if a.mask is not None:
             return parser.NXActionRegLoad2(
                 dst=name, value=_from_int(f, a.value), mask=_from_int(f, a.mask)
@@ -298,12 +324,12 @@ def _action_to_ofp(a: Action) -> Any:
     if isinstance(a, RegLoad):
         f = BY_INDEX[a.slot]
         return parser.NXActionRegLoad(
-            ofs_nbits=(a.ofs << 6) | (a.nbits - 1), dst=_osken_name(f, {}), value=a.value
+            ofs_nbits=(a.ofs << 6) | (a.nbits - 1), dst=_osken_name(f, ctx), value=a.value
         )
     if isinstance(a, RegMove):
         return parser.NXActionRegMove(
-            src_field=_osken_name(BY_INDEX[a.src], {}),
-            dst_field=_osken_name(BY_INDEX[a.dst], {}),
+            src_field=_osken_name(BY_INDEX[a.src], ctx),
+            dst_field=_osken_name(BY_INDEX[a.dst], ctx),
             n_bits=a.nbits,
             src_ofs=a.src_ofs,
             dst_ofs=a.dst_ofs,
@@ -331,20 +357,28 @@ def _action_to_ofp(a: Action) -> Any:
     raise _bad_action(type(a).__name__)
 
 
-def actions_to_ofp(actions: Iterable[Action]) -> list[Any]:
-    return [_action_to_ofp(a) for a in actions]
+def actions_to_ofp(actions: Iterable[Action], match: Match | None = None) -> list[Any]:
+    """os-ken actions; `match` (the flow's) tells which protocol a shared slot speaks
+    (set_field on the ICMP type slot is icmpv6_type under an IPv6 match, udp_dst
+    under a UDP one), as the switch checks the action against the match."""
+    ctx = {} if match is None else {i: v for i, v, _ in match.items}
+    return [_action_to_ofp(a, ctx) for a in actions]
 
 
-def instructions_to_ofp(ins: Instructions) -> list[Any]:
+def instructions_to_ofp(ins: Instructions, match: Match | None = None) -> list[Any]:
     out: list[Any] = []
     if ins.meter is not None:
         out.append(parser.OFPInstructionMeter(ins.meter, ofp.OFPIT_METER))
     if ins.apply:
-        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions_to_ofp(ins.apply)))
+        out.append(
+            parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions_to_ofp(ins.apply, match))
+        )
     if ins.clear:
         out.append(parser.OFPInstructionActions(ofp.OFPIT_CLEAR_ACTIONS, []))
     if ins.write:
-        out.append(parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, actions_to_ofp(ins.write)))
+        out.append(
+            parser.OFPInstructionActions(ofp.OFPIT_WRITE_ACTIONS, actions_to_ofp(ins.write, match))
+        )
     if ins.metadata is not None:
         out.append(parser.OFPInstructionWriteMetadata(*ins.metadata))
     if ins.goto is not None:
@@ -405,7 +439,7 @@ def flow_mod_to_ofp(flow: Flow, command: int = ofp.OFPFC_ADD) -> Any:
         priority=flow.priority,
         flags=flow.flags,
         match=match_to_ofp(flow.match),
-        instructions=instructions_to_ofp(flow.instructions),
+        instructions=instructions_to_ofp(flow.instructions, flow.match),
     )
 
 

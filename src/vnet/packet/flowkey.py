@@ -19,7 +19,7 @@ VLAN tags; `vlan_vid` carries the OFPVID_PRESENT bit (0x1000) when the frame is
 tagged, 0 when it is not; `ip_frag` is OVS's nw_frag (1 = fragment, 2 = later
 fragment); ICMP type/code live in their own slots for v4 and v6.
 
-Trade-off: a 62-slot tuple is built even for a frame that uses a dozen fields.
+Trade-off: a 66-slot tuple is built even for a frame that uses a dozen fields.
 Building it from constant zero sections concatenated to the parsed ones is
 cheaper than per-field assignment, and keeps one code path for all lookups.
 """
@@ -79,7 +79,7 @@ FIELDS: tuple[str, ...] = (
     "l4_ofs",
     "l7_ofs",
     "parse_error",
-    # 27..34 ARP and neighbour discovery
+    # 27..36 ARP and neighbour discovery
     "arp_op",
     "arp_spa",
     "arp_tpa",
@@ -88,7 +88,9 @@ FIELDS: tuple[str, ...] = (
     "nd_target",
     "nd_sll",
     "nd_tll",
-    # 35..44 pipeline and tunnel metadata
+    "nd_reserved",
+    "nd_options_type",
+    # 37..46 pipeline and tunnel metadata
     "metadata",
     "tun_id",
     "tun_src",
@@ -99,7 +101,7 @@ FIELDS: tuple[str, ...] = (
     "tun_metadata1",
     "tun_metadata2",
     "tun_metadata3",
-    # 45..63 connection tracking and registers
+    # 47..65 connection tracking and registers
     "ct_state",
     "ct_zone",
     "ct_mark",
@@ -115,10 +117,11 @@ IP_PROTO, IP_DSCP, IP_ECN, IP_TTL, IP_FRAG = range(13, 18)
 TP_SRC, TP_DST, TCP_FLAGS, ICMP_TYPE, ICMP_CODE = range(18, 23)
 L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR = range(23, 27)
 ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA, ARP_THA, ND_TARGET, ND_SLL, ND_TLL = range(27, 35)
-METADATA, TUN_ID, TUN_SRC, TUN_DST, TUN_IPV6_SRC, TUN_IPV6_DST = range(35, 41)
-TUN_METADATA0 = 41
-CT_STATE, CT_ZONE, CT_MARK = range(45, 48)
-REG0 = 48
+ND_RESERVED, ND_OPTIONS_TYPE = 35, 36
+METADATA, TUN_ID, TUN_SRC, TUN_DST, TUN_IPV6_SRC, TUN_IPV6_DST = range(37, 43)
+TUN_METADATA0 = 43
+CT_STATE, CT_ZONE, CT_MARK = range(47, 50)
+REG0 = 50
 CT_REGS = slice(CT_STATE, KEY_LEN)  # the 19 slots carried across recirculation
 NOT_MATCHABLE = frozenset((L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR))
 MATCHABLE = tuple(i for i in range(KEY_LEN) if i not in NOT_MATCHABLE)
@@ -154,7 +157,7 @@ class TunnelInfo(NamedTuple):
 _Z_L2 = (0,) * 7
 _Z_L3 = (0,) * 10
 _Z_L4 = (0,) * 5
-_Z_ND = (0,) * 8
+_Z_ND = (0,) * 10
 _Z_META = (0,) * 29  # metadata, tunnel (9), ct and registers (19)
 _Z_ND_META = _Z_ND + _Z_META
 
@@ -262,7 +265,7 @@ def extract(
         ht, pt, hl, pl, op, sha_h, sha_l, spa, tha_h, tha_l, tpa = _ARP(frame, off)
         if ht != 1 or pt != 0x0800 or hl != 6 or pl != 4:
             return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, R.BAD_ARP), _Z_ND, meta)
-        arp = (op, spa, tpa, (sha_h << 32) | sha_l, (tha_h << 32) | tha_l, 0, 0, 0)
+        arp = (op, spa, tpa, (sha_h << 32) | sha_l, (tha_h << 32) | tha_l, 0, 0, 0, 0, 0)
         return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, 0), arp, meta)
     return _key(in_port, l2, _Z_L3, _Z_L4, (off, 0, 0, 0), _Z_ND, meta)
 
@@ -333,7 +336,7 @@ def _l4(
                 nd = parse_nd(frame, l4 + 4, t, end)
             except DecodeError as e:
                 return _key(in_port, l2, l3, l4f, (off, l4, 0, e.reason), _Z_ND, meta)
-            ndf = (0, 0, 0, 0, 0, nd.target, nd.sll, nd.tll)
+            ndf = (0, 0, 0, 0, 0, nd.target, nd.sll, nd.tll, nd.reserved, nd.option_type)
             return _key(in_port, l2, l3, l4f, (off, l4, l4 + 4, 0), ndf, meta)
         return _key(in_port, l2, l3, l4f, (off, l4, l4 + 4, 0), _Z_ND, meta)
     if proto == 132 and end - l4 >= 12:

@@ -80,6 +80,8 @@ class NeighborDiscovery(NamedTuple):
     tll: int  # target link-layer address option, 0 when absent
     hop_limit: int = 0  # RA only
     router_lifetime: int = 0  # RA only
+    reserved: int = 0  # NS/NA: the whole first word of the body (NA flags included)
+    option_type: int = 0  # the type of the first link-layer address option, 0 if none
 
 
 def parse(buf: bytes | bytearray | memoryview, off: int) -> tuple[Icmpv6, int]:
@@ -96,15 +98,16 @@ def parse_nd(
     need = _BODY_LEN[type_]
     if end - off < need:
         raise DecodeError(Reason.TRUNCATED_ICMPV6, f"nd type {type_}", off)
-    target = flags = hop_limit = lifetime = 0
+    target = flags = hop_limit = lifetime = reserved = 0
     if type_ in (ND_NS, ND_NA):
-        flags = int.from_bytes(buf[off : off + 4], "big") & 0xE0000000
+        reserved = int.from_bytes(buf[off : off + 4], "big")
+        flags = reserved & 0xE0000000
         target = int.from_bytes(buf[off + 4 : off + 20], "big")
     elif type_ == ND_RA:
         hop_limit = buf[off]
         flags = buf[off + 1]
         lifetime = int.from_bytes(buf[off + 2 : off + 4], "big")
-    sll = tll = 0
+    sll = tll = first = 0
     o = off + need
     while end - o >= 2:
         otype, olen = buf[o], buf[o + 1] * 8
@@ -112,10 +115,12 @@ def parse_nd(
             raise DecodeError(Reason.BAD_ND_OPTION, f"option {otype} length {olen}", o)
         if otype == OPT_SLL and olen >= 8:
             sll = int.from_bytes(buf[o + 2 : o + 8], "big")
+            first = first or otype
         elif otype == OPT_TLL and olen >= 8:
             tll = int.from_bytes(buf[o + 2 : o + 8], "big")
+            first = first or otype
         o += olen
-    return NeighborDiscovery(type_, target, flags, sll, tll, hop_limit, lifetime)
+    return NeighborDiscovery(type_, target, flags, sll, tll, hop_limit, lifetime, reserved, first)
 
 
 def build(src: int, dst: int, type_: int, code: int, body: bytes = b"") -> bytes:

@@ -467,6 +467,24 @@ FIELDS: tuple[Field, ...] = (
         prereqs=(_IP6, _pr("ip_proto", 58), _pr("icmp_type", 136)),
         nxm="NXM_NX_ND_TLL",
     ),
+    # Open vSwitch's ND extensions (ERICOXM class 0x1000, since OVS 2.11): with them a
+    # switch turns a neighbour solicitation into an advertisement by itself
+    _f(
+        "nd_reserved",
+        32,
+        "int",
+        maskable=False,
+        prereqs=(_IP6, _pr("ip_proto", 58), _pr("icmp_type", 135, 136)),
+        nxm="ERICOXM_OF_ICMPV6_ND_RESERVED",
+    ),
+    _f(
+        "nd_options_type",
+        8,
+        "int",
+        maskable=False,
+        prereqs=(_IP6, _pr("ip_proto", 58), _pr("icmp_type", 135, 136)),
+        nxm="ERICOXM_OF_ICMPV6_ND_OPTIONS_TYPE",
+    ),
     _f("ct_state", 8, "ct_state", writable=False, nxm="NXM_NX_CT_STATE"),
     _f("ct_zone", 16, "int", maskable=False, writable=False, nxm="NXM_NX_CT_ZONE"),
     _f("ct_mark", 32, "hex", nxm="NXM_NX_CT_MARK"),

@@ -191,6 +191,11 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
                     _patch(buf, o + 2, value.to_bytes(6, "big"), [(l4 + 2, False)])
                     break
                 o += buf[o + 1] * 8
+        elif slot == fk.ND_RESERVED and l4:
+            _patch(buf, l4 + 4, value.to_bytes(4, "big"), [(l4 + 2, False)])
+        elif slot == fk.ND_OPTIONS_TYPE and l4 and l4 + 32 <= len(buf) and buf[l4 + 25]:
+            # the first option's type, as Open vSwitch writes it (nothing if no option)
+            _patch(buf, l4 + 24, bytes((value, buf[l4 + 25])), [(l4 + 2, False)])
     elif et == 0x0806 and slot in _ARP:
         o, w = _ARP[slot]
         buf[l3 + o : l3 + o + w] = value.to_bytes(w, "big")

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from socket import inet_pton
 from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
 from scapy.layers.l2 import ARP, Ether
+from scapy.utils6 import in6_getnsmac
 
 from vnet.compiler import Compiler, StageError, check, localize, table
 from vnet.controller.northbound import Northbound
@@ -119,6 +130,59 @@ def test_arp_is_answered_by_the_switch() -> None:
     assert r[ARP].op == 2 and r[ARP].hwsrc == pb.mac and r[ARP].psrc == pb.ips[0]
     assert r[ARP].hwdst == pa.mac and r[ARP].pdst == pa.ips[0] and r.dst == pa.mac
     assert all(not lab.got(n) for n in ("red2", "blue1", "blue2"))  # not flooded
+
+
+DUAL_STACK: dict[str, Any] = {
+    "tenants": [{"name": "t"}],
+    "chassis": [{"name": "hv1"}],
+    "networks": [{"name": "net", "tenant": "t"}],
+    "subnets": [{"name": "s6", "tenant": "t", "network": "net", "cidr": "fd00:10::/64"}],
+    "ports": [
+        {"name": n, "tenant": "t", "network": "net", "chassis": "hv1"} for n in ("a", "b", "c")
+    ],
+}
+
+
+def solicit(lab: Lab, a: str, b: str, src: str | None = None, sll: bool = True) -> bytes:
+    pa, pb = lab.port(a), lab.port(b)
+    target = ipaddress.IPv6Address(pb.ips[0])
+    snm = str(ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | (int(target) & 0xFFFFFF)))  # fmt: skip
+    pkt = (
+        Ether(src=pa.mac, dst=in6_getnsmac(inet_pton(socket.AF_INET6, snm)))
+        / IPv6(src=src if src is not None else pa.ips[0], dst=snm, hlim=255)
+        / ICMPv6ND_NS(tgt=str(target))
+    )
+    if sll:
+        pkt = pkt / ICMPv6NDOptSrcLLAddr(lladdr=pa.mac)
+    return bytes(pkt)
+
+
+def test_neighbour_solicitation_is_answered_by_the_switch() -> None:
+    lab = Lab(DUAL_STACK)
+    pa, pb = lab.port("a"), lab.port("b")
+    lab.send("a", solicit(lab, "a", "b"))
+    (reply,) = lab.got("a")
+    assert all(not lab.got(n) for n in ("b", "c"))  # not flooded, not even to the owner
+    r = Ether(reply)
+    assert r.src == pb.mac and r.dst == pa.mac
+    assert r[IPv6].src == pb.ips[0] and r[IPv6].dst == pa.ips[0] and r[IPv6].hlim == 255
+    na = r[ICMPv6ND_NA]
+    assert na.tgt == pb.ips[0] and (na.R, na.S, na.O) == (0, 1, 1)
+    assert r[ICMPv6NDOptDstLLAddr].lladdr == pb.mac
+    # scapy recomputes the ICMPv6 checksum from scratch: the switch's must equal it
+    csum = na.cksum
+    del na.cksum
+    assert Ether(bytes(r))[ICMPv6ND_NA].cksum == csum
+
+
+def test_solicitations_the_switch_leaves_to_the_owner() -> None:
+    lab = Lab(DUAL_STACK)
+    # duplicate address detection (from ::) and one without the sender's link-layer
+    # address reach the owner only, unanswered by the switch
+    lab.send("a", solicit(lab, "a", "b", src="::"))
+    lab.send("a", solicit(lab, "a", "b", sll=False))
+    assert len(lab.got("b")) == 2
+    assert all(not lab.got(n) for n in ("a", "c"))
 
 
 def test_port_security_drops_forged_mac_and_spoofed_arp() -> None:
