@@ -91,6 +91,31 @@ def test_arp_and_ipv6_rewrite() -> None:
     assert Ether(bytes(q))[ICMPv6ND_NS].cksum == sent
 
 
+def test_nd_extension_fields_match_and_rewrite() -> None:
+    ns = (
+        Ether()
+        / IPv6(src="fe80::1", dst="ff02::1:ff00:2")
+        / ICMPv6ND_NS(tgt="fe80::2", res=7)
+        / ICMPv6NDOptSrcLLAddr(lladdr="02:00:00:00:00:01")
+    )
+    flow = (
+        "icmp6,icmp_type=135,nd_reserved=7,nd_options_type=1,"
+        "actions=set_field:0x60000000->nd_reserved,set_field:2->nd_options_type,output:2"
+    )
+    (out,) = run(flow, ns)
+    raw = bytes(out[ICMPv6ND_NS])
+    assert raw[4:8] == bytes.fromhex("60000000") and raw[24] == 2  # reserved word, option type
+    q = Ether(bytes(out))
+    sent = q[ICMPv6ND_NS].cksum
+    del q[ICMPv6ND_NS].cksum
+    assert Ether(bytes(q))[ICMPv6ND_NS].cksum == sent
+    assert not run(flow.replace("nd_reserved=7", "nd_reserved=8"), ns)  # the match is exact
+    # no option: nothing to write, the frame keeps its length
+    bare = Ether() / IPv6(src="fe80::1", dst="fe80::2") / ICMPv6ND_NS(tgt="fe80::2")
+    (out,) = run("icmp6,icmp_type=135,nd_options_type=0,actions=set_field:2->nd_options_type,output:2", bare)  # fmt: skip
+    assert bytes(out) == bytes(bare)
+
+
 def test_meter_can_stop_a_packet() -> None:
     p = Pipeline()
     p.add_flows([parse_flow("actions=meter:1,output:2").flow])
