@@ -23,7 +23,7 @@ import zlib
 from typing import Any
 
 from vnet.client import Client
-from vnet.compiler import Compiler, localize
+from vnet.compiler import Compiler, Memo, localize
 from vnet.controller.service import Controller, LocalSouthbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
@@ -66,8 +66,9 @@ def bench_compile(sizes: list[int]) -> None:
         ch = st.get("chassis", "c")
         ofports = {p.iface: i for i, p in enumerate(st.all("port"), 1)}
         comp = Compiler()
+        memo: Memo = {}
         t0 = time.perf_counter()
-        flows = localize(comp.compile(st), st, ch, ofports)
+        flows = localize(comp.compile(st), st, ch, ofports, memo)
         t_compile = time.perf_counter() - t0
         t0 = time.perf_counter()
         _ = [format_flow(f) for f in flows]
@@ -76,7 +77,7 @@ def bench_compile(sizes: list[int]) -> None:
         st2 = st.apply([])
         st2.objects["port"][p.id] = p.changed(description="changed", admin_up=False)
         t0 = time.perf_counter()
-        localize(comp.compile(st2), st2, ch, ofports)
+        localize(comp.compile(st2), st2, ch, ofports, memo)
         t_inc = time.perf_counter() - t0
         print(
             f"{n:>7} {len(flows):>8} {t_compile:>10.3f} {t_text:>10.3f} {t_compile / t_text:>5.1f}x {t_inc:>9.3f}"

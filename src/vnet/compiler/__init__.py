@@ -1,6 +1,6 @@
 """Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
 
-from .localize import local_ports, localize
+from .localize import Memo, local_ports, localize
 from .logical import Compiler, LFlow, cookie_for
 from .stages import PIPELINE, Stage, StageError, check, table
 
@@ -8,6 +8,7 @@ __all__ = [
     "PIPELINE",
     "Compiler",
     "LFlow",
+    "Memo",
     "Stage",
     "StageError",
     "check",

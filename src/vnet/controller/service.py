@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..compiler import Compiler, LFlow, localize
+from ..compiler import Compiler, LFlow, Memo, localize
 from ..model.objects import Chassis, Port
 from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect
@@ -122,6 +122,7 @@ class Controller:
         self.of_advertise = of_advertise
         self.nb = Northbound(store)
         self.compiler = Compiler()
+        self._bindings: Memo = {}  # localize's memo, shared by every chassis
         self.listen = [parse_target(t) for t in of_listen]
         self.sessions: dict[int, Session] = {}
         self.servers: list[asyncio.Server] = []
@@ -249,7 +250,7 @@ class Controller:
         sess.chassis = ch.id if ch else None
         if ch is None:
             return None  # a switch no chassis claims: left alone
-        return localize(self.logical_flows(state), state, ch, sess.ofports)
+        return localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings)
 
     async def sync(self, sess: Session) -> int:
         """Make one switch equal to the model; returns the flow-mods it took."""
@@ -482,7 +483,7 @@ class Controller:
         except (FlowSyntaxError, FieldError) as e:
             raise ModelError("invalid", ("packet",), str(e)) from None
         pipeline = Pipeline()
-        pipeline.add_flows(localize(self.logical_flows(state), state, ch, ofports))
+        pipeline.add_flows(localize(self.logical_flows(state), state, ch, ofports, self._bindings))
         tracer = Tracer(ch.name)
         pipeline.translate(key, None, tracer)
         return tracer

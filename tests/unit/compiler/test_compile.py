@@ -19,7 +19,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils6 import in6_getnsmac
 
-from vnet.compiler import Compiler, StageError, check, localize, table
+from vnet.compiler import Compiler, Memo, StageError, check, localize, table
 from vnet.controller.northbound import Northbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
@@ -213,6 +213,26 @@ def test_same_model_same_bytes_and_incremental() -> None:
     a.nb.update("port", a.port("blue1").id, {"admin_up": False})
     a.flows()
     assert a.compiler.recompiled == 2  # the port, and its network's flood flows
+
+
+def test_localize_with_its_memo_equals_localize_afresh() -> None:
+    lab = Lab(TWO_TENANTS)
+    st = lab.nb.state()
+    ch = st.all("chassis")[0]
+    ofports = {p.name: no for no, p in lab.sw.ports.items()}
+    memo: Memo = {}
+    lflows = lab.compiler.compile(st)
+    first = localize(lflows, st, ch, ofports, memo)
+    assert first == localize(lflows, st, ch, ofports) and len(memo) == 4
+    # a port moves to another OpenFlow port, another is deleted: the memo follows
+    ofports[lab.port("blue1").iface] = 99
+    lab.nb.delete("port", lab.port("red2").id)
+    st = lab.nb.state()
+    lflows = lab.compiler.compile(st)
+    again = localize(lflows, st, ch, ofports, memo)
+    assert again == localize(lflows, st, ch, ofports) and len(memo) == 3
+    assert any("in_port=99" in format_flow(f) for f in again)
+    assert [format_flow(f) for f in again] != [format_flow(f) for f in first]
 
 
 def test_every_flow_names_its_origin_and_stage() -> None:
