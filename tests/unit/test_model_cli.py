@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from vnet.cli.main import app
@@ -69,6 +71,36 @@ def test_bad_file_changes_nothing(api: tuple[Served, Path], edit: str, words: st
     before = s.ctl.nb.state().revision
     code, out = vnet(s, "apply", "-f", str(f))
     assert code == 2 and words in " ".join(out.split()), out
+    assert s.ctl.nb.state().revision == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "words"),
+    [
+        ("ports", {"name": "web2", "mac": "WEB_MAC"}, "ports.1.mac"),
+        ("ports", {"name": "web2", "fixed_ips": [{"ip": "10.0.0.10"}]}, "ports.1.fixed_ips.0.ip"),
+        ("subnets", {"name": "s2", "cidr": "10.0.0.128/25"}, "subnets.1.cidr"),
+        ("networks", {"name": "net2", "segment_id": "NET_VNI"}, "networks.1.segment_id"),
+    ],
+)
+def test_conflicts_through_the_cli_change_nothing(
+    api: tuple[Served, Path], kind: str, extra: dict[str, Any], words: str
+) -> None:
+    s, d = api
+    doc = yaml.safe_load(MODEL)
+    web = s.ctl.nb.list("port")[0]
+    net = s.ctl.nb.list("network")[0]
+    fill = {"WEB_MAC": web.mac, "NET_VNI": net.segment_id}
+    item = {"tenant": "blue", "network": "net"}
+    item.update({k: fill[v] if isinstance(v, str) and v in fill else v for k, v in extra.items()})
+    if kind == "networks":
+        del item["network"]
+    doc[kind].append(item)
+    f = d / "conflict.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    before = s.ctl.nb.state().revision
+    code, out = vnet(s, "apply", "-f", str(f))
+    assert code == 2 and words in out, out
     assert s.ctl.nb.state().revision == before
 
 

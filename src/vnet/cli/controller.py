@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
             with Client(api) as c:
                 res = c.apply(doc, dry_run=dry_run)
         except ApiError as e:
-            _api_fail(ApiError(e.status, e.loc, f"{file}: {e}"))
+            _api_fail(ApiError(e.status, [], f"{file}: {e}"))
         if _emit(res, output):
             return
         t = Table("ACTION", "KIND", "NAME", "CHANGES", box=None)

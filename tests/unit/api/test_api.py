@@ -87,6 +87,9 @@ def test_conflicts_and_missing(api: Client) -> None:
     e = refused(api, 409, api.update, "port", "vm1", {"description": "b"}, revision=p["revision"])
     assert e.loc == ["revision"]
     refused(api, 409, api.create, "port", name="vm2", tenant="blue", network="net", mac=p["mac"])
+    e = refused(api, 409, api.create, "port", name="vm2", tenant="blue", network="net",
+                fixed_ips=[{"ip": p["fixed_ips"][0]["ip"]}])  # fmt: skip
+    assert e.loc == ["fixed_ips", 0, "ip"] and p["fixed_ips"][0]["ip"] in e.message
     refused(api, 409, api.delete, "network", "net")
     refused(api, 404, api.get, "port", "ghost")
     refused(api, 404, api.delete, "port", "ghost")
