@@ -44,6 +44,10 @@ class Reason(IntEnum):
     TOO_MANY_VLANS = 25
     TOO_MANY_IPV6_EXT = 26
     BAD_CHECKSUM = 27
+    BAD_VXLAN = 28
+    BAD_GENEVE = 29
+    GENEVE_UNKNOWN_CRITICAL = 30
+    BAD_GRE = 31
 
     @property
     def label(self) -> str:
