@@ -12,6 +12,11 @@ the workloads' default offloads on.
 A device without the header (an in-memory port, a controller's packet-in)
 needs a finished frame: `finish` completes a pending checksum; a GSO frame
 cannot be delivered there and is reported so the caller counts the drop.
+A tunnel port is the exception: `segment` cuts a TCP GSO frame into the
+MSS-sized segments the workload's stack left to "hardware" (software GSO, as
+Linux's `skb_segment` does: sequence numbers advanced, IPv4 ids counted up,
+FIN/PSH on the last segment only, CWR on the first, every checksum whole),
+so a TCP stream crosses the overlay in frames the underlay can carry.
 When the frame's length changed in front of the checksummed part (a VLAN tag
 pushed or popped), `shift` moves `csum_start` and `hdr_len` along.
 """
@@ -22,12 +27,14 @@ import struct
 
 from ..packet.checksum import internet_checksum
 
-__all__ = ["HDR_LEN", "NO_HDR", "finish", "is_gso", "shift"]
+__all__ = ["HDR_LEN", "NO_HDR", "finish", "is_gso", "segment", "shift"]
 
 HDR_LEN = 10
 NO_HDR = bytes(HDR_LEN)
 F_NEEDS_CSUM = 1
 GSO_NONE = 0
+GSO_TCPV4, GSO_TCPV6, GSO_ECN = 1, 4, 0x80
+_TPIDS = (0x8100, 0x88A8, 0x9100)
 _HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
 
 
@@ -62,3 +69,59 @@ def finish(hdr: bytes, frame: bytes) -> bytes | None:
     c = internet_checksum(bytes(buf[start:]))
     buf[at : at + 2] = c.to_bytes(2, "big")
     return bytes(buf)
+
+
+def segment(hdr: bytes, frame: bytes) -> list[bytes] | None:
+    """A finished frame, or a TCP GSO frame cut into finished segments; None if it
+    cannot be (UDP GSO, or headers that do not parse)."""
+    if len(hdr) != HDR_LEN or hdr == NO_HDR or hdr[1] == GSO_NONE:
+        fin = finish(hdr, frame)
+        return None if fin is None else [fin]
+    _, gso, _, mss, l4, _ = _HDR.unpack(hdr)
+    kind = gso & ~GSO_ECN
+    if kind not in (GSO_TCPV4, GSO_TCPV6) or mss == 0:
+        return None
+    l3 = 14
+    et = int.from_bytes(frame[12:14], "big")
+    while et in _TPIDS and len(frame) >= l3 + 4:
+        et = int.from_bytes(frame[l3 + 2 : l3 + 4], "big")
+        l3 += 4
+    v4 = kind == GSO_TCPV4
+    if et != (0x0800 if v4 else 0x86DD) or l4 + 20 > len(frame) or l4 < l3 + (20 if v4 else 40):
+        return None
+    end = l4 + (frame[l4 + 12] >> 4) * 4
+    if end > len(frame) or end < l4 + 20:
+        return None
+    head, data = frame[:end], memoryview(frame)[end:]
+    src_dst = frame[l3 + 12 : l3 + 20] if v4 else frame[l3 + 8 : l3 + 40]
+    seq0 = int.from_bytes(frame[l4 + 4 : l4 + 8], "big")
+    ident0 = int.from_bytes(frame[l3 + 4 : l3 + 6], "big") if v4 else 0
+    flags0 = frame[l4 + 13]
+    n = max(1, -(-len(data) // mss))
+    out = []
+    for i in range(n):
+        chunk = data[i * mss : (i + 1) * mss]
+        seg = bytearray(head)
+        seg += chunk
+        tcp_len = len(seg) - l4
+        if v4:
+            struct.pack_into("!HH", seg, l3 + 2, len(seg) - l3, (ident0 + i) & 0xFFFF)
+            seg[l3 + 10 : l3 + 12] = b"\x00\x00"
+            struct.pack_into("!H", seg, l3 + 10, internet_checksum(seg[l3:l4]))
+        else:
+            struct.pack_into("!H", seg, l3 + 4, len(seg) - l3 - 40)
+        struct.pack_into("!I", seg, l4 + 4, (seq0 + i * mss) & 0xFFFFFFFF)
+        fl = flags0
+        if i < n - 1:
+            fl &= ~0x09  # FIN, PSH: the last segment's
+        if i > 0:
+            fl &= ~0x80  # CWR: the first segment's
+        seg[l4 + 13] = fl
+        seg[l4 + 16 : l4 + 18] = b"\x00\x00"
+        if v4:
+            ph = src_dst + struct.pack("!BBH", 0, 6, tcp_len)
+        else:
+            ph = src_dst + struct.pack("!IxxxB", tcp_len, 6)
+        struct.pack_into("!H", seg, l4 + 16, internet_checksum(ph, seg[l4:]))
+        out.append(bytes(seg))
+    return out
