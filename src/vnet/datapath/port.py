@@ -25,6 +25,7 @@ from typing import Protocol
 from ..packet.addr import ip4_int, ip4_str, ip6_int, ip6_str, mac_int, mac_str
 
 __all__ = [
+    "TUNNEL_KINDS",
     "Device",
     "Frame",
     "Port",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 Frame = tuple[bytes, bytes]  # (vnet header or b"", Ethernet frame)
+TUNNEL_KINDS = ("vxlan", "geneve", "nvgre")
+KINDS = ("netdev", "tap", "internal", "memory", *TUNNEL_KINDS)
 
 
 class VlanMode:
@@ -54,7 +57,7 @@ class PortConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class PortConfig:
     name: str
-    kind: str = "netdev"  # netdev | tap | internal | memory
+    kind: str = "netdev"  # netdev | tap | internal | memory | vxlan | geneve | nvgre
     ofport: int | None = None  # requested OpenFlow port number
     vlan_mode: str = VlanMode.ACCESS
     tag: int = 0  # access VLAN; 0 = untagged network
@@ -69,6 +72,13 @@ class PortConfig:
     allowed_ips: frozenset[tuple[int, int]] = frozenset()  # (version, address); empty = any
     mac_limit: int = 0  # learned MACs on this port; 0 = no limit
     no_flood: bool = False
+    # tunnel ports: the local underlay address (VTEP), and whether UDP carries a checksum
+    local_ip: int | None = None
+    udp_csum: bool = True
+
+    @property
+    def tunnel(self) -> bool:
+        return self.kind in TUNNEL_KINDS
 
     def with_(self, **changes: object) -> PortConfig:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -96,6 +106,9 @@ class PortConfig:
             )
         d["mac_limit"] = self.mac_limit
         d["no_flood"] = self.no_flood
+        if self.tunnel:
+            d["local_ip"] = ip4_str(self.local_ip or 0)
+            d["udp_csum"] = self.udp_csum
         return d
 
 
@@ -127,7 +140,8 @@ def _ip(option: str, text: str) -> tuple[int, int]:
 
 def parse_port_spec(spec: str, kind: str = "netdev") -> PortConfig:
     """`NAME[,option=value...]`, e.g. `veth-a,tag=10`, `veth-b,trunks=10+20,native=10`,
-    `vm1,mac=02:00:00:00:00:01,ip=10.0.0.1+fd00::1`, `uplink,port_security=false`.
+    `vm1,mac=02:00:00:00:00:01,ip=10.0.0.1+fd00::1`, `uplink,port_security=false`,
+    `vxlan0,kind=vxlan,local_ip=192.168.0.1[,csum=false]` (a flow-based tunnel port).
 
     Lists use `+` (the comma separates options)."""
     name, _, rest = spec.partition(",")
@@ -174,12 +188,29 @@ def parse_port_spec(spec: str, kind: str = "netdev") -> PortConfig:
             except ValueError:
                 raise PortConfigError(opt, f"not a number: {val!r}") from None
         elif opt == "kind":
-            if val not in ("netdev", "tap", "internal", "memory"):
-                raise PortConfigError(opt, f"unknown kind {val!r} (netdev, tap, memory)")
+            if val not in KINDS:
+                raise PortConfigError(opt, f"unknown kind {val!r} ({', '.join(KINDS)})")
             changes["kind"] = val
+        elif opt == "local_ip":
+            try:
+                changes["local_ip"] = ip4_int(val)
+            except ValueError:
+                raise PortConfigError(opt, f"not an IPv4 address: {val!r}") from None
+        elif opt in ("csum", "udp_csum"):
+            changes["udp_csum"] = _bool(opt, val)
         else:
             raise PortConfigError(opt, "unknown port option")
-    return cfg.with_(**changes) if changes else cfg
+    cfg = cfg.with_(**changes) if changes else cfg
+    if cfg.tunnel:
+        if cfg.local_ip is None:
+            raise PortConfigError(
+                "local_ip", f"a {cfg.kind} port needs local_ip=ADDRESS (its VTEP)"
+            )
+        # a VTEP carries many workloads' MACs: port security belongs on their own ports
+        cfg = cfg.with_(port_security=changes.get("port_security", False))
+    elif "local_ip" in changes or "udp_csum" in changes:
+        raise PortConfigError("local_ip", "only tunnel ports (vxlan, geneve, nvgre) take it")
+    return cfg
 
 
 @dataclass(slots=True)
@@ -230,6 +261,7 @@ class Port:
     learned: int = 0  # MACs the learning table holds for this port
     drops: dict[str, int] = field(default_factory=dict)
     created: float = 0.0
+    tunnel: bool = False  # a VTEP: frames leave encapsulated (config.kind)
 
     @property
     def name(self) -> str:

@@ -2,7 +2,8 @@
 
 This is the shell around `Switch`: it opens the device for each port
 (AF_PACKET for a netdev, a persistent TAP for a VM, the switch's own TAP for
-the internal port, a queue for an in-memory port), registers each file
+the internal port, a queue for an in-memory port, the underlay sockets of a
+tunnel port), registers each file
 descriptor with the asyncio event loop (epoll underneath), and on readiness
 drains up to `BATCH` frames into `Switch.receive_batch` with one clock read.
 
@@ -32,6 +33,7 @@ from .port import Device, Port, PortConfig
 from .ports.af_packet import AfPacketDevice, DeviceGone, set_up
 from .ports.memory import MemoryDevice
 from .ports.tap import TapDevice, create_vm_tap, remove_tap
+from .ports.tunnel import TunnelDevice
 from .switch import Switch, SwitchError
 
 __all__ = ["BATCH", "Runner", "open_device"]
@@ -46,6 +48,8 @@ IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 def open_device(cfg: PortConfig, switch_name: str) -> Device:
     if cfg.kind == "memory":
         return MemoryDevice(cfg.name)
+    if cfg.tunnel:
+        return TunnelDevice(cfg.name, cfg.kind, cfg.local_ip or 0)
     if cfg.kind == "internal":
         return TapDevice(cfg.name)
     if cfg.kind == "tap":
@@ -107,6 +111,17 @@ class Runner:
             self.loop.remove_reader(fd)
 
     def _readable(self, port: Port) -> None:
+        dev = port.device
+        if isinstance(dev, TunnelDevice):
+            try:
+                packets = dev.recv_raw(BATCH)
+            except OSError as e:
+                port.stats.rx_errors += 1
+                log.warning("%s: receive error: %s", port.name, e)
+                return
+            if packets:
+                self.switch.receive_tunnel_batch(port, packets, self.clock())
+            return
         try:
             frames = port.device.recv_batch(BATCH)
         except DeviceGone:

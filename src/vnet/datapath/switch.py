@@ -30,12 +30,17 @@ Time is passed in.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..ids import datapath_id
+from ..packet import encap
 from ..packet import flowkey as fk
+from ..packet.errors import DecodeError
+from ..packet.ethernet import header_len
+from ..packet.geneve import GeneveOption
 from ..pipeline import odp
 from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output
 from ..pipeline.context import XContext
@@ -55,6 +60,11 @@ from .portsec import egress_allowed, ingress_check
 __all__ = ["FailMode", "PacketIn", "Switch", "SwitchError"]
 
 OFPP_MAX = 0xFFFFFF00
+# the inner flow's fields behind a tunnel's entropy (UDP source port, NVGRE FlowID)
+_FLOW = operator.itemgetter(
+    fk.ETH_SRC, fk.ETH_DST, fk.IPV4_SRC, fk.IPV4_DST, fk.IPV6_SRC, fk.IPV6_DST,
+    fk.IP_PROTO, fk.TP_SRC, fk.TP_DST,
+)  # fmt: skip
 MIN_FRAME = 14
 
 
@@ -124,6 +134,8 @@ class Switch:
         self.rx_packets = 0
         self._standalone_flow = False
         self._metered = False
+        self._ident = 0  # outer IPv4 identification of tunnel packets
+        self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
 
     # -- configuration ---------------------------------------------------------------
@@ -173,7 +185,7 @@ class Switch:
                 raise SwitchError(f"ofport {no} is in use or out of range")
         else:
             no = next(i for i in range(1, OFPP_MAX) if i not in self.ports)
-        port = Port(no, config, device, created=self.now)
+        port = Port(no, config, device, created=self.now, tunnel=config.tunnel)
         port.locked_mac = config.mac
         port.link_up = device.link_up()
         self.ports[no] = port
@@ -252,7 +264,31 @@ class Switch:
         for hdr, frame in frames:
             rx(port, hdr, frame)
 
-    def receive(self, port: Port, hdr: bytes, frame: bytes) -> None:
+    def receive_tunnel_batch(
+        self, port: Port, packets: Iterable[tuple[int, bytes]], now: float
+    ) -> None:
+        """Underlay packets read by a tunnel port: (outer source, UDP payload or IPv4 packet)."""
+        self.now = now
+        kind = port.config.kind
+        local = port.config.local_ip or 0
+        for src, data in packets:
+            try:
+                d = (
+                    encap.decap_gre(data)
+                    if kind == "nvgre"
+                    else encap.decap_udp(kind, src, local, data)
+                )
+            except DecodeError as e:
+                port.stats.rx_packets += 1
+                port.stats.rx_errors += 1
+                self.drop(f"tunnel_{e.reason.label}")
+                continue
+            info = fk.TunnelInfo(d.key, d.src, d.dst, options=d.options)
+            self.receive(port, b"", d.inner, info)
+
+    def receive(
+        self, port: Port, hdr: bytes, frame: bytes, tunnel: fk.TunnelInfo | None = None
+    ) -> None:
         st = port.stats
         st.rx_packets += 1
         st.rx_bytes += len(frame)
@@ -265,7 +301,7 @@ class Switch:
             st.rx_errors += 1
             self.drop("malformed")
             return
-        key = fk.extract(frame, port.port_no)
+        key = fk.extract(frame, port.port_no, tunnel)
         if port.config.port_security:
             bad = ingress_check(port, key)
             if bad is not None:
@@ -298,7 +334,7 @@ class Switch:
                 return
             dst = key[fk.ETH_DST]
             for p in plain:
-                self._transmit(p, hdr, frame, dst)  # each refusal is counted there
+                self._transmit(p, hdr, frame, dst, key)  # each refusal is counted there
             return
         self._metered = False
         outs = odp.apply(frame, key, d.odp, self._meter)
@@ -311,7 +347,8 @@ class Switch:
             kind = op[0]
             if kind == "output":
                 h = offload.shift(hdr, len(data) - base) if len(data) != base else hdr
-                self._transmit(op[1], h, data, int.from_bytes(data[0:6], "big"))
+                tun = op[2] if len(op) > 2 else None
+                self._transmit(op[1], h, data, int.from_bytes(data[0:6], "big"), key, tun)
             elif kind == "controller":
                 self._packet_in(op, key, hdr, data)
             elif kind == "normal":
@@ -327,7 +364,15 @@ class Switch:
         self._metered = True
         return False
 
-    def _transmit(self, port_no: int, hdr: bytes, frame: bytes, dst: int) -> None:
+    def _transmit(
+        self,
+        port_no: int,
+        hdr: bytes,
+        frame: bytes,
+        dst: int,
+        key: Sequence[int],
+        tun: Sequence[int] | None = None,
+    ) -> None:
         port = self.ports.get(port_no)
         if port is None:
             self.drop("no_such_port")
@@ -335,6 +380,9 @@ class Switch:
         if not port.live:
             port.stats.tx_dropped += 1
             self.drop("port_down")
+            return
+        if port.tunnel:
+            self._encap(port, hdr, frame, key, tun)
             return
         if port.config.port_security and not egress_allowed(port, dst):
             port.stats.tx_dropped += 1
@@ -358,6 +406,61 @@ class Switch:
         st = port.stats
         st.tx_packets += 1
         st.tx_bytes += len(frame)
+
+    def _encap(
+        self, port: Port, hdr: bytes, frame: bytes, key: Sequence[int], tun: Sequence[int] | None
+    ) -> None:
+        """Out of a tunnel port: segmented if GSO, encapsulated, or answered as too big."""
+        t = tun if tun is not None else key[fk.TUN_ID : fk.TUN_ID + 9]
+        dev = port.device
+        if not t[2]:
+            port.stats.tx_dropped += 1
+            self.drop("tunnel_no_destination")
+            return
+        segs = offload.segment(hdr, frame)
+        if segs is None:
+            port.stats.tx_dropped += 1
+            self.drop("gso_unsupported")
+            return
+        cfg = port.config
+        opts = (GeneveOption(0x0102, 0x80, t[5].to_bytes(4, "big")),) if t[5] else ()
+        entropy = hash(_FLOW(key))  # ints hash the same in every process
+        outer = encap.Outer(
+            cfg.local_ip or t[1], t[2], t[0] & 0xFFFFFF, entropy, opts, udp_csum=cfg.udp_csum
+        )
+        # the largest inner frame the underlay carries (the overhead counts an inner
+        # Ethernet header of 14 bytes; a VLAN tag inside is the frame's own length)
+        room = getattr(dev, "path_mtu", lambda _d: 1500)(t[2]) - (
+            encap.overhead(cfg.kind, 8 if opts else 0) - 14
+        )
+        st = port.stats
+        for seg in segs:
+            if len(seg) > room:
+                st.tx_dropped += 1
+                self.drop("tunnel_too_big")
+                self._too_big(key, seg, room - header_len(seg)[0])
+                continue
+            self._ident = (self._ident + 1) & 0xFFFF
+            packet = encap.encap(cfg.kind, seg, outer, self._ident)
+            if not dev.send_ip(t[2], packet):  # type: ignore[attr-defined]
+                st.tx_dropped += 1
+                self.drop("tx_queue_full")
+                continue
+            st.tx_packets += 1
+            st.tx_bytes += len(seg)
+
+    def _too_big(self, key: Sequence[int], frame: bytes, mtu: int) -> None:
+        """Tell the sender the overlay's MTU (path MTU discovery through the tunnel).
+
+        IPv4 with DF gets ICMP "fragmentation needed" with the next-hop MTU, IPv6
+        "packet too big"; IPv4 without DF is only counted (the tunnel does not
+        fragment).  The answer leaves by the port the frame came in on, from the
+        destination it was meant for."""
+        reply = encap.too_big(frame, mtu)
+        if reply is None:
+            return
+        self.too_big_sent += 1
+        self._transmit(key[fk.IN_PORT], b"", reply, key[fk.ETH_SRC], key)
 
     def _packet_in(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, data: bytes) -> None:
         if self.on_packet_in is None or self.controllers_connected == 0:

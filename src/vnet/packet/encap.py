@@ -30,7 +30,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from . import geneve, gre, vxlan
+from . import ethernet, geneve, gre, icmp, icmpv6, ipv4, ipv6, vxlan
 from .checksum import internet_checksum, pseudo_header_v4
 from .errors import DecodeError, Reason
 from .geneve import GeneveOption
@@ -43,6 +43,7 @@ __all__ = [
     "decap_udp",
     "encap",
     "overhead",
+    "too_big",
     "udp_port",
 ]
 
@@ -142,6 +143,35 @@ def decap_udp(kind: str, src: int, dst: int, payload: bytes) -> Decapped:
         if opt.type & 0x80 and (opt.cls, opt.type) not in geneve.TLV_MAP_DEFAULT:
             raise DecodeError(Reason.GENEVE_UNKNOWN_CRITICAL, f"option {opt.cls:#x}/{opt.type:#x}")
     return Decapped(src, dst, g.vni, g.options, payload[off:])
+
+
+def too_big(frame: bytes, mtu: int) -> bytes | None:
+    """The ICMP error that tells the sender of `frame` its path MTU is `mtu`.
+
+    IPv4 with DF: "fragmentation needed" (type 3 code 4, RFC 1191) with the
+    next-hop MTU; IPv6: "packet too big" (RFC 8201).  It comes from the address
+    the frame was sent to, back to its sender's MAC, with as much of the
+    original packet as an ICMP error may carry.  None when no answer is due:
+    IPv4 without DF (the network may fragment it), an ICMP error itself, or
+    anything else.
+    """
+    l2, et = ethernet.header_len(frame)
+    eth = frame[6:12] + frame[0:6] + frame[12:l2]
+    ip = frame[l2:]
+    if et == 0x0800 and len(ip) >= 20:
+        ihl = (ip[0] & 0xF) * 4
+        if not ip[6] & 0x40 or (ip[9] == 1 and len(ip) > ihl and ip[ihl] not in (0, 8, 13, 15, 17)):
+            return None
+        body = icmp.build(3, 4, struct.pack("!HH", 0, mtu), ip[: min(len(ip), 548)])
+        src, dst = int.from_bytes(ip[16:20], "big"), int.from_bytes(ip[12:16], "big")
+        return eth + ipv4.build(src, dst, 1, body, ttl=64)
+    if et == 0x86DD and len(ip) >= 40:
+        if ip[6] == 58 and len(ip) > 40 and ip[40] < 128:
+            return None
+        src, dst = int.from_bytes(ip[24:40], "big"), int.from_bytes(ip[8:24], "big")
+        body = icmpv6.build(src, dst, 2, 0, struct.pack("!I", max(mtu, 1280)) + ip[:1232])
+        return eth + ipv6.build(src, dst, 58, body, hop_limit=64)
+    return None
 
 
 def decap_gre(packet: bytes) -> Decapped:

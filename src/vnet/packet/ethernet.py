@@ -91,6 +91,15 @@ def parse_tag(buf: bytes | bytearray | memoryview, off: int, tpid: int) -> tuple
     return VlanTag(tpid, tci >> 13, (tci >> 12) & 1, tci & 0xFFF), nxt, off + 4
 
 
+def header_len(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(length of the Ethernet header with its VLAN tags, the EtherType after them)."""
+    off, et = 14, int.from_bytes(frame[12:14], "big")
+    while et in (0x8100, 0x88A8, 0x9100) and len(frame) >= off + 4:
+        et = int.from_bytes(frame[off + 2 : off + 4], "big")
+        off += 4
+    return off, et
+
+
 def build(
     dst: int,
     src: int,

@@ -41,6 +41,7 @@ __all__ = [
     "KEY_LEN",
     "MATCHABLE",
     "PACKET_FIELDS",
+    "TUNNEL_FIELDS",
     "TunnelInfo",
     "describe",
     "extract",
@@ -127,6 +128,8 @@ NOT_MATCHABLE = frozenset((L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR))
 MATCHABLE = tuple(i for i in range(KEY_LEN) if i not in NOT_MATCHABLE)
 # slots that live in the frame's bytes (a write to them must touch the packet)
 PACKET_FIELDS = frozenset(range(ETH_DST, L3_OFS)) | frozenset(range(ARP_OP, METADATA))
+# slots a tunnel port builds the outer headers from (a write to them travels with the frame)
+TUNNEL_FIELDS = frozenset(range(TUN_ID, TUN_METADATA0 + 4))
 
 VID_PRESENT = 0x1000
 FRAG_ANY = 1

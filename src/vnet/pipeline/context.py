@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..packet.flowkey import PACKET_FIELDS
+from ..packet.flowkey import PACKET_FIELDS, TUNNEL_FIELDS
 
 if TYPE_CHECKING:
     from .trace import Tracer
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "Hooks", "NullHooks", "XContext"]
 
 Op = tuple[Any, ...]
+_EMITTED = PACKET_FIELDS | TUNNEL_FIELDS  # writes the datapath must see
 
 
 class Hooks(Protocol):
@@ -116,7 +117,7 @@ class XContext:
         if self.fields[slot] == value:
             return
         self.fields[slot] = value
-        if slot in PACKET_FIELDS:
+        if slot in _EMITTED:
             self.odp.append(("set", slot, value))
 
     def note(self, text: str) -> None:

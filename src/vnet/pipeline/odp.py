@@ -26,6 +26,7 @@ __all__ = ["apply", "format_odp", "format_ops"]
 
 Op = tuple[Any, ...]
 _TERMINAL = frozenset(("output", "controller", "normal", "ct"))
+_N_TUN = len(fk.TUNNEL_FIELDS)
 
 # slot -> (layer, offset in layer, width in bytes) for IPv4 frames
 _L2 = {fk.ETH_DST: (0, 6), fk.ETH_SRC: (6, 6)}
@@ -47,7 +48,7 @@ def apply(
     meter: Callable[[int, int], bool] | None = None,
 ) -> list[tuple[Op, bytes]]:
     out: list[tuple[Op, bytes]] = []
-    _run(bytearray(frame), key, ops, 0, out, meter)
+    _run(bytearray(frame), key, ops, 0, out, meter, None)
     return out
 
 
@@ -58,13 +59,25 @@ def _run(
     shift: int,
     out: list[tuple[Op, bytes]],
     meter: Callable[[int, int], bool] | None,
+    tun: list[int] | None,
 ) -> int:
-    """Apply ops to buf; returns the final shift, -1 if a meter dropped the packet."""
+    """Apply ops to buf; returns the final shift, -1 if a meter dropped the packet.
+
+    Tunnel metadata written on the way (`tun`, the key's 9 tunnel slots) rides
+    on each output after it: ("output", port, (tun_id, tun_src, ...))."""
     for op in ops:
         kind = op[0]
         if kind == "set":
-            _set(buf, key, shift, op[1], op[2])
+            slot = op[1]
+            if slot in fk.TUNNEL_FIELDS:
+                if tun is None:
+                    tun = list(key[fk.TUN_ID : fk.TUN_ID + _N_TUN])
+                tun[slot - fk.TUN_ID] = op[2]
+            else:
+                _set(buf, key, shift, slot, op[2])
         elif kind in _TERMINAL:
+            if tun is not None and kind == "output":
+                op = ("output", op[1], tuple(tun))
             out.append((op, bytes(buf)))
         elif kind == "push_vlan":
             buf[12:12] = struct.pack("!HH", op[1], op[2])
@@ -75,7 +88,7 @@ def _run(
                 shift -= 4
         elif kind == "clone":
             # a meter that drops inside a clone drops that copy only
-            _run(bytearray(buf), key, op[1], shift, out, meter)
+            _run(bytearray(buf), key, op[1], shift, out, meter, None if tun is None else list(tun))
         elif kind == "meter" and meter is not None and not meter(op[1], len(buf)):
             return -1
     return shift
