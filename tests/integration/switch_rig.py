@@ -16,18 +16,19 @@ VNET = [sys.executable, "-m", "vnet"]
 
 
 class SwitchRig:
-    def __init__(self, lab: Lab, rundir: Path) -> None:
+    def __init__(self, lab: Lab, rundir: Path, name: str = "sw") -> None:
         self.lab = lab
         self.rundir = rundir
-        self.name = lab.name("sw")
+        self.name = lab.name(name)
         self.env = {"VNET_RUNDIR": str(rundir)}
 
-    def start(self, ports: Sequence[str], *extra: str) -> None:
+    def start(self, ports: Sequence[str], *extra: str, ns: str | None = None) -> None:
+        """Run the switch (inside network namespace `ns` if given) and wait for it."""
         args = [*VNET, "switch", "run", "--name", self.name, "--no-internal", "-v"]
         for p in ports:
             args += ["--port", p]
         self.proc = self.lab.spawn(
-            *args, *extra, log=self.rundir / f"{self.name}.log", env=self.env
+            *args, *extra, ns=ns, log=self.rundir / f"{self.name}.log", env=self.env
         )
         ctl = self.rundir / f"{self.name}.ctl"
         try:

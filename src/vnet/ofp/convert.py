@@ -96,11 +96,14 @@ _TO_OSKEN = {
 }
 _OSKEN_NAMES = {f.name for f in ofp.oxm_types}
 # OXMs os-ken has no table for travel under its generic name `field_<oxm type>`
-# with the value as base64 bytes: Open vSwitch's ND extensions, class 0x1000
-_ERICOXM = 0x1000
+# with the value as base64 bytes: Open vSwitch's ND extensions (class 0x1000)
+# and the Geneve option fields NXM_NX_TUN_METADATA0..3 (class 1, fields 40..43;
+# 4 bytes each, the option length vnet maps them to)
+_ERICOXM, _NXM1 = 0x1000, 0x0001
 _RAW = {
     f"field_{(_ERICOXM << 7) | 1}": ("nd_reserved", 4),
     f"field_{(_ERICOXM << 7) | 2}": ("nd_options_type", 1),
+    **{f"field_{(_NXM1 << 7) | (40 + i)}": (f"tun_metadata{i}", 4) for i in range(4)},
 }
 _RAW_BY_FIELD = {name: (raw, width) for raw, (name, width) in _RAW.items()}
 OFPP_IN_PORT16 = 0xFFF8

@@ -122,5 +122,5 @@ def options_to_metadata(
     for opt in options:
         idx = tm.get((opt.cls, opt.type))
         if idx is not None and 0 <= idx < 4:
-            md[idx] = int.from_bytes(opt.data, "big")
+            md[idx] = int.from_bytes(opt.data[:4], "big")  # tun_metadata fields are 32 bits
     return md[0], md[1], md[2], md[3]

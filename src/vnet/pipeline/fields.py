@@ -264,7 +264,8 @@ FIELDS: tuple[Field, ...] = (
     _f("tun_dst", 32, "ipv4", nxm="NXM_NX_TUN_IPV4_DST"),
     _f("tun_ipv6_src", 128, "ipv6", nxm="NXM_NX_TUN_IPV6_SRC"),
     _f("tun_ipv6_dst", 128, "ipv6", nxm="NXM_NX_TUN_IPV6_DST"),
-    *(_f(f"tun_metadata{i}", 64, "hex", nxm=f"NXM_NX_TUN_METADATA{i}") for i in range(4)),
+    # the Geneve options vnet maps (geneve.TLV_MAP_DEFAULT): 4 bytes of data each
+    *(_f(f"tun_metadata{i}", 32, "hex", nxm=f"NXM_NX_TUN_METADATA{i}") for i in range(4)),
     _f("eth_dst", 48, "mac", "dl_dst", aliases=("dl_dst",), nxm="NXM_OF_ETH_DST"),
     _f("eth_src", 48, "mac", "dl_src", aliases=("dl_src",), nxm="NXM_OF_ETH_SRC"),
     _f(

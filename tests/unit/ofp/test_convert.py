@@ -41,3 +41,12 @@ def test_set_field_names_follow_the_match() -> None:
     assert "80003a0188" in v6.hex()  # OXM icmpv6_type (29) = 136
     assert "8000260100" in v4.hex()  # OXM icmpv4_type (19) = 0
     assert "800020020035" in udp.hex()  # OXM udp_dst (16) = 53
+
+
+def test_tun_metadata_travels_as_nxm_tun_metadata() -> None:
+    # NXM_NX_TUN_METADATA0: class 0x0001, field 40, 4 bytes (the option vnet maps)
+    text = "tun_metadata0=0x10002,actions=set_field:0x7->tun_metadata1"
+    wire = _wire(text)
+    assert "0001500400010002" in wire.hex() and "0001520400000007" in wire.hex()
+    back = parser.OFPFlowMod.parser(DP, 4, 14, len(wire), 0, wire)
+    assert flow_from_ofp(back) == parse_flow(text).flow
