@@ -25,6 +25,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -112,18 +113,12 @@ class Runner:
 
     def _readable(self, port: Port) -> None:
         dev = port.device
-        if isinstance(dev, TunnelDevice):
-            try:
-                packets = dev.recv_raw(BATCH)
-            except OSError as e:
-                port.stats.rx_errors += 1
-                log.warning("%s: receive error: %s", port.name, e)
-                return
-            if packets:
-                self.switch.receive_tunnel_batch(port, packets, self.clock())
-            return
+        tunnel = isinstance(dev, TunnelDevice)  # underlay packets, decapsulated by the switch
         try:
-            frames = port.device.recv_batch(BATCH)
+            got: list[Any] = cast(
+                list[Any],
+                dev.recv_raw(BATCH) if isinstance(dev, TunnelDevice) else dev.recv_batch(BATCH),
+            )
         except DeviceGone:
             self._device_gone(port)
             return
@@ -131,8 +126,12 @@ class Runner:
             port.stats.rx_errors += 1
             log.warning("%s: receive error: %s", port.name, e)
             return
-        if frames:
-            self.switch.receive_batch(port, frames, self.clock())
+        if not got:
+            return
+        if tunnel:
+            self.switch.receive_tunnel_batch(port, got, self.clock())
+        else:
+            self.switch.receive_batch(port, got, self.clock())
 
     def _device_gone(self, port: Port) -> None:
         self._unwatch(port)
