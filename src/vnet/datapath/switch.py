@@ -411,7 +411,7 @@ class Switch:
         self, port: Port, hdr: bytes, frame: bytes, key: Sequence[int], tun: Sequence[int] | None
     ) -> None:
         """Out of a tunnel port: segmented if GSO, encapsulated, or answered as too big."""
-        t = tun if tun is not None else key[fk.TUN_ID : fk.TUN_ID + 9]
+        t = tun if tun is not None else key[fk.TUN_SLOTS]
         dev = port.device
         if not t[2]:
             port.stats.tx_dropped += 1

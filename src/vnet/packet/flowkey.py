@@ -42,6 +42,7 @@ __all__ = [
     "MATCHABLE",
     "PACKET_FIELDS",
     "TUNNEL_FIELDS",
+    "TUN_SLOTS",
     "TunnelInfo",
     "describe",
     "extract",
@@ -129,7 +130,8 @@ MATCHABLE = tuple(i for i in range(KEY_LEN) if i not in NOT_MATCHABLE)
 # slots that live in the frame's bytes (a write to them must touch the packet)
 PACKET_FIELDS = frozenset(range(ETH_DST, L3_OFS)) | frozenset(range(ARP_OP, METADATA))
 # slots a tunnel port builds the outer headers from (a write to them travels with the frame)
-TUNNEL_FIELDS = frozenset(range(TUN_ID, TUN_METADATA0 + 4))
+TUN_SLOTS = slice(TUN_ID, TUN_METADATA0 + 4)  # tun_id, src, dst, ipv6 src/dst, metadata0..3
+TUNNEL_FIELDS = frozenset(range(TUN_SLOTS.start, TUN_SLOTS.stop))
 
 VID_PRESENT = 0x1000
 FRAG_ANY = 1

@@ -26,7 +26,6 @@ __all__ = ["apply", "format_odp", "format_ops"]
 
 Op = tuple[Any, ...]
 _TERMINAL = frozenset(("output", "controller", "normal", "ct"))
-_N_TUN = len(fk.TUNNEL_FIELDS)
 
 # slot -> (layer, offset in layer, width in bytes) for IPv4 frames
 _L2 = {fk.ETH_DST: (0, 6), fk.ETH_SRC: (6, 6)}
@@ -71,7 +70,7 @@ def _run(
             slot = op[1]
             if slot in fk.TUNNEL_FIELDS:
                 if tun is None:
-                    tun = list(key[fk.TUN_ID : fk.TUN_ID + _N_TUN])
+                    tun = list(key[fk.TUN_SLOTS])
                 tun[slot - fk.TUN_ID] = op[2]
             else:
                 _set(buf, key, shift, slot, op[2])
