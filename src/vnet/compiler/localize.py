@@ -6,8 +6,24 @@ host), plus the two physical stages -- `phy_in` maps each local OpenFlow
 port to its network and logical port, `phy_out` maps a logical output port
 back to its OpenFlow port.  OpenFlow port numbers come from the switch
 (`ofports`: interface name -> number, read from its port description), so
-the model never needs to know them.  Ports bound elsewhere get no `phy_out`
-flow here yet: frames for them are dropped until tunnels join chassis.
+the model never needs to know them.
+
+Many chassis are joined by flow-based tunnels, as in OVN: every switch has
+one tunnel port per encapsulation (`tunnel_iface`), and a frame for a port
+bound to another chassis leaves through the port of *that* chassis'
+encapsulation with `tun_id` = the network's VNI, `tun_dst` = its underlay
+address and, for Geneve, the logical ingress and egress ports in
+`tun_metadata0` (OVN's option layout: 15 bits in, 16 bits out).  The mesh
+is implicit: a chassis tunnels only to chassis that host ports of a network
+it hosts, and knows every remote port's MAC from the model (no
+flood-and-learn across the overlay).  A flood is split here: each local
+port gets its copy, and each other chassis with ports among the flood's
+targets one copy (head-end replication) under a flood key (bit 15 set), which
+the receiver floods to its own ports only -- a frame out of a tunnel is
+flagged (`reg5`) and never goes back into one.  On receive, a Geneve frame's
+option restores the logical ports (unicast goes straight to egress port
+security); VXLAN and NVGRE carry only the VNI, so the destination MAC is
+looked up again.
 
 Incremental like the compiler: the logical flows arrive sorted, so only the
 two physical stages are sorted again with the bindings, and each binding's
@@ -16,16 +32,38 @@ flows are memoised (`memo`), so one changed port costs one binding, not all.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from ..model.objects import Chassis, Network, Port
+from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
 from ..model.rules import State
-from ..pipeline.actions import Output
+from ..pipeline.actions import Action, Output, RegMove, Resubmit
 from ..pipeline.flow import Flow
-from .logical import LFlow, _Emit, _load, _order
-from .stages import REG_INPORT, table
+from .logical import _SLOT, LFlow, _Emit, _load, _order, deliver
+from .stages import FLAG_FROM_TUNNEL, REG_FLAGS, REG_INPORT, REG_OUTPORT, table
 
-__all__ = ["Memo", "local_ports", "localize"]
+__all__ = ["FLOOD_KEY", "Memo", "local_ports", "localize", "peers"]
+
+FLOOD_KEY = 0x8000  # reg7 / the Geneve option's egress port: "flood to your own ports"
+_FLAG = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+_NOT_FROM_TUNNEL = (0, FLAG_FROM_TUNNEL)
+_IN_BITS, _OUT_BITS = 15, 16
+
+
+def tunnel_ports(ofports: Mapping[str, int]) -> dict[str, int]:
+    """This switch's tunnel ports: encapsulation -> OpenFlow port."""
+    return {k: ofports[tunnel_iface(k)] for k in ENCAPS if tunnel_iface(k) in ofports}
+
+
+def peers(state: State, chassis: Chassis, kinds: Sequence[str] = ENCAPS) -> dict[str, Chassis]:
+    """The other chassis a tunnel of one of `kinds` reaches (an IPv4 underlay address)."""
+    out = {}
+    for c in state.all("chassis"):
+        ok = c.id != chassis.id and c.underlay and c.encap in kinds
+        if ok and ipaddress.ip_address(c.underlay).version == 4:
+            out[c.id] = c
+    return out
 
 
 def local_ports(
@@ -39,7 +77,7 @@ def local_ports(
     return out
 
 
-Memo = dict[tuple[str, str], tuple[tuple[int, int, int], list[LFlow]]]
+Memo = dict[tuple[str, str], tuple[tuple[object, ...], list[LFlow]]]
 
 
 def localize(
@@ -57,10 +95,23 @@ def localize(
     """
     local = local_ports(state, chassis, ofports)
     nets = {p.network for p, _ in local}
+    tunnels = tunnel_ports(ofports)
+    far = peers(state, chassis, tuple(tunnels))
+    # (network, port key) -> the other chassis the port is bound to
+    remote: dict[tuple[str, int], Chassis] = {}
+    remote_ports: list[Port] = []
+    for p in state.all("port"):
+        if p.network in nets and p.chassis in far:
+            remote[(p.network, p.tunnel_key or 0)] = far[p.chassis]
+            remote_ports.append(p)
+    here: dict[str, set[int]] = {}
+    for p, _ in local:
+        here.setdefault(p.network, set()).add(p.tunnel_key or 0)
     first, last = table("phy_in"), table("phy_out")
     head: list[LFlow] = []
     tail: list[LFlow] = []
     mid: list[Flow] = []
+    floods: dict[tuple[str, frozenset[str]], int] = {}  # (network, chassis ids) -> flood key
     for lf in lflows:  # sorted by table: only the two physical stages need merging
         if lf.network is not None and lf.network not in nets:
             continue
@@ -69,12 +120,14 @@ def localize(
             head.append(lf)
         elif t == last:
             tail.append(lf)
+        elif lf.flood:
+            mid.append(_split(lf, here, remote, floods))
         else:
             mid.append(lf.flow)
     seen = set()
     for port, ofport in local:
         net = state.get("network", port.network)
-        sig = (net.segment_id or 0, port.tunnel_key or 0, ofport)
+        sig: tuple[object, ...] = (net.segment_id or 0, port.tunnel_key or 0, ofport)
         k = (chassis.id, port.id)
         seen.add(k)
         hit = memo.get(k) if memo is not None else None
@@ -86,12 +139,112 @@ def localize(
                 memo[k] = (sig, flows)
         head.append(flows[0])
         tail.append(flows[1])
+    for port in remote_ports:
+        net = state.get("network", port.network)
+        peer = far[port.chassis or ""]
+        sig = (net.segment_id or 0, port.tunnel_key or 0, peer.underlay, tunnels[peer.encap])
+        k = (chassis.id, port.id)
+        seen.add(k)
+        hit = memo.get(k) if memo is not None else None
+        if hit is not None and hit[0] == sig:
+            flows = hit[1]
+        else:
+            flows = _remote(net, port, peer, tunnels)
+            if memo is not None:
+                memo[k] = (sig, flows)
+        tail += flows
+    for (net_id, targets), fkey in floods.items():
+        net = state.get("network", net_id)
+        tail += _flood_out(net, fkey, [far[c] for c in sorted(targets)], tunnels)
+    for net_id in sorted(nets):
+        head += _receive(state.get("network", net_id), tunnels)
     if memo is not None:
         for k in [k for k in memo if k[0] == chassis.id and k not in seen]:
             del memo[k]
     head.sort(key=_order)
     tail.sort(key=_order)
     return [lf.flow for lf in head] + mid + [lf.flow for lf in tail]
+
+
+def _split(
+    lf: LFlow,
+    here: Mapping[str, set[int]],
+    remote: Mapping[tuple[str, int], Chassis],
+    floods: dict[tuple[str, frozenset[str]], int],
+) -> Flow:
+    """A flood's actions on this chassis: its own ports, then one copy per other chassis."""
+    net = lf.network or ""
+    mine = here.get(net, set())
+    targets = frozenset(remote[(net, k)].id for k in lf.flood if (net, k) in remote)
+    acts: list[Action] = deliver(k for k in lf.flood if k in mine)
+    if targets:
+        fkey = floods.setdefault(
+            (net, targets), FLOOD_KEY | len([n for n, _ in floods if n == net])
+        )
+        acts += [_load(REG_OUTPORT, fkey), Resubmit(None, table("phy_out"))]
+    ins = replace(lf.flow.instructions, apply=tuple(acts))
+    return replace(lf.flow, instructions=ins)
+
+
+def _tunnel_to(
+    vni: int, out_key: int, chassis: Sequence[Chassis], tunnels: Mapping[str, int]
+) -> list[Action]:
+    """Set the tunnel's key (and Geneve option), then one output per chassis."""
+    s = _SLOT
+    acts: list[Action] = [_load("tun_id", vni)]
+    if any(c.encap == "geneve" for c in chassis):
+        acts += [
+            _load("tun_metadata0", out_key),
+            RegMove(s[REG_INPORT], 0, s["tun_metadata0"], _OUT_BITS, _IN_BITS),
+        ]
+    for c in chassis:
+        acts += [_load("tun_dst", int(ipaddress.IPv4Address(c.underlay))),
+                 Output(tunnels[c.encap])]  # fmt: skip
+    return acts
+
+
+def _remote(net: Network, port: Port, peer: Chassis, tunnels: Mapping[str, int]) -> list[LFlow]:
+    """phy_out for a port bound to another chassis: into the tunnel to it."""
+    vni, key = net.segment_id or 0, port.tunnel_key or 0
+    e = _Emit("port", port, net.id)
+    match = {"metadata": vni, REG_OUTPORT: key, REG_FLAGS: _NOT_FROM_TUNNEL}
+    e("phy_out", 100, f"bound to {peer.name}: {peer.encap} to {peer.underlay}", match,
+      apply=_tunnel_to(vni, key, [peer], tunnels))  # fmt: skip
+    return e.out
+
+
+def _flood_out(
+    net: Network, fkey: int, chassis: Sequence[Chassis], tunnels: Mapping[str, int]
+) -> list[LFlow]:
+    """phy_out for a flood key: one copy to each chassis (head-end replication)."""
+    vni = net.segment_id or 0
+    e = _Emit("network", net, net.id)
+    names = ", ".join(c.name for c in chassis)
+    match = {"metadata": vni, REG_OUTPORT: fkey, REG_FLAGS: _NOT_FROM_TUNNEL}
+    e("phy_out", 100, f"flood to {names}", match, apply=_tunnel_to(vni, FLOOD_KEY, chassis, tunnels))  # fmt: skip
+    return e.out
+
+
+def _receive(net: Network, tunnels: Mapping[str, int]) -> list[LFlow]:
+    """phy_in for frames of `net` out of each tunnel port."""
+    vni = net.segment_id or 0
+    s = _SLOT
+    e = _Emit("network", net, net.id)
+    for kind, ofport in sorted(tunnels.items()):
+        m = {"in_port": ofport, "tun_id": vni}
+        flag = _load(REG_FLAGS, FLAG_FROM_TUNNEL)
+        if kind != "geneve":
+            e("phy_in", 100, f"{kind} VNI {vni}: look the destination up", m,
+              apply=[flag], metadata=vni, goto="ls_in_l2_lkup")  # fmt: skip
+            continue
+        src = RegMove(s["tun_metadata0"], _OUT_BITS, s[REG_INPORT], 0, _IN_BITS)
+        dst = RegMove(s["tun_metadata0"], 0, s[REG_OUTPORT], 0, _OUT_BITS)
+        e("phy_in", 110, f"geneve VNI {vni}: flood to this chassis' ports",
+          {**m, "tun_metadata0": (FLOOD_KEY, FLOOD_KEY)}, apply=[flag, src], metadata=vni,
+          goto="ls_in_l2_lkup")  # fmt: skip
+        e("phy_in", 100, f"geneve VNI {vni}: the option's logical ports", m,
+          apply=[flag, src, dst], metadata=vni, goto="ls_out_port_sec")  # fmt: skip
+    return e.out
 
 
 def _binding(chassis: Chassis, net: Network, port: Port, ofport: int) -> list[LFlow]:

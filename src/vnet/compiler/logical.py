@@ -41,7 +41,7 @@ from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow, Instructions
 from ..pipeline.match import Match
 from . import stages
-from .stages import REG_INPORT, REG_OUTPORT, check, table
+from .stages import FLAG_FROM_TUNNEL, REG_FLAGS, REG_INPORT, REG_OUTPORT, check, table
 
 __all__ = ["Compiler", "LFlow", "cookie_for", "eui64_link_local"]
 
@@ -55,6 +55,9 @@ class LFlow:
     network: str | None  # the network's id; None: every chassis gets it
     owner: tuple[str, str]  # (kind, id) of the model object
     rule: str
+    # a flood: the logical ports it delivers to (localize splits them into this chassis'
+    # own and one tunnelled copy per other chassis)
+    flood: tuple[int, ...] = ()
     # the output order (table, priority down, match, instructions), computed once: an
     # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
     order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
@@ -89,7 +92,8 @@ def _ip(text: str) -> tuple[int, int]:
 _SLOT = {n: lookup(n).index for n in ("eth_src", "eth_dst", "arp_op", "arp_sha", "arp_tha",
                                         "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst", "nd_tll",
                                         "icmpv6_type", "nd_reserved", "nd_options_type",
-                                        REG_INPORT, REG_OUTPORT)}  # fmt: skip
+                                        "tun_id", "tun_dst", "tun_metadata0",
+                                        REG_INPORT, REG_OUTPORT, REG_FLAGS)}  # fmt: skip
 
 
 def _load(reg: str, value: int) -> SetField:
@@ -112,6 +116,7 @@ class _Emit:
         apply: Sequence[Action] = (),
         goto: str | None = None,
         metadata: int | None = None,
+        flood: tuple[int, ...] = (),
     ) -> None:
         ins = Instructions(
             apply=tuple(apply),
@@ -128,7 +133,7 @@ class _Emit:
             origin=origin,
         )
         check(f)
-        self.out.append(LFlow(f, self.network, (self.kind, self.obj.id), rule))
+        self.out.append(LFlow(f, self.network, (self.kind, self.obj.id), rule, flood))
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,8 @@ def default_flows() -> list[LFlow]:
             e(st.name, 0, "default: continue", {}, goto="ls_in_l2_lkup")
         else:
             e(st.name, 0, "default: drop", {})
+    flag = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+    e("phy_out", 50, "out of a tunnel: never back into one", {REG_FLAGS: flag})
     return e.out
 
 
@@ -291,16 +298,13 @@ def network_flows(net: Network, ports: Sequence[Port]) -> list[LFlow]:
         return e.out
     vni = net.segment_id or 0
     live = sorted((p for p in ports if p.admin_up), key=lambda p: p.tunnel_key or 0)
-    out_t = table("ls_out_port_sec")
 
-    def deliver(keys: Iterable[int]) -> list[Action]:
-        acts: list[Action] = []
-        for k in keys:
-            acts += [_load(REG_OUTPORT, k), Resubmit(None, out_t)]
-        return acts
+    def flood(rule: str, prio: int, match: dict[str, Any], keys: Iterable[int]) -> None:
+        ks = tuple(keys)
+        e("ls_in_l2_lkup", prio, rule, match, apply=deliver(ks), flood=ks)
 
     if live:
-        e("ls_in_l2_lkup", 70, "broadcast and multicast to the network's ports", {"metadata": vni, "eth_dst": MCAST}, apply=deliver(p.tunnel_key or 0 for p in live))  # fmt: skip
+        flood("broadcast and multicast to the network's ports", 70, {"metadata": vni, "eth_dst": MCAST}, (p.tunnel_key or 0 for p in live))  # fmt: skip
     # a neighbour solicitation goes to the owner of its target only
     owners: dict[int, list[int]] = {}
     for p in live:
@@ -310,11 +314,20 @@ def network_flows(net: Network, ports: Sequence[Port]) -> list[LFlow]:
                 sn = int(ipaddress.IPv6Address("ff02::1:ff00:0")) | (int(ip) & 0xFFFFFF)
                 owners.setdefault(sn, []).append(p.tunnel_key or 0)
     for sn, keys in sorted(owners.items()):
-        e("ls_in_l2_lkup", 75, "neighbour solicitation to the target's owner", {"metadata": vni, "eth_dst": MCAST, "eth_type": ETH_IP6, "ipv6_dst": (sn, (1 << 128) - 1), "ip_proto": 58, "icmpv6_type": 135}, apply=deliver(sorted(keys)))  # fmt: skip
+        flood("neighbour solicitation to the target's owner", 75, {"metadata": vni, "eth_dst": MCAST, "eth_type": ETH_IP6, "ipv6_dst": (sn, (1 << 128) - 1), "ip_proto": 58, "icmpv6_type": 135}, sorted(keys))  # fmt: skip
     open_ports = [p.tunnel_key or 0 for p in live if not p.port_security]
     if open_ports:
-        e("ls_in_l2_lkup", 10, "unknown unicast to ports without port security", {"metadata": vni}, apply=deliver(open_ports))  # fmt: skip
+        flood("unknown unicast to ports without port security", 10, {"metadata": vni}, open_ports)  # fmt: skip
     return e.out
+
+
+def deliver(keys: Iterable[int]) -> list[Action]:
+    """Each logical port in turn through egress port security and out."""
+    out_t = table("ls_out_port_sec")
+    acts: list[Action] = []
+    for k in keys:
+        acts += [_load(REG_OUTPORT, k), Resubmit(None, out_t)]
+    return acts
 
 
 @dataclass

@@ -8,9 +8,11 @@ bug caught where it is made, not on the wire.
 
 Registers carry the logical context between stages, as OVN's do:
 `metadata` the network (its VNI), `reg6` the logical input port and `reg7`
-the logical output port (port tunnel keys, unique within a network).  The
-`phy_*` stages are the only chassis-specific ones (`localize` fills them):
-they map OpenFlow port numbers to logical ports and back.
+the logical output port (port tunnel keys, unique within a network; keys
+with bit 15 set name a set of chassis to flood to), `reg5` flags (bit 0: the
+frame came out of a tunnel, so it never goes back into one).  The `phy_*`
+stages are the only chassis-specific ones (`localize` fills them): they map
+OpenFlow ports and tunnels to logical ports and back.
 """
 
 from __future__ import annotations
@@ -21,10 +23,22 @@ from ..pipeline.actions import Resubmit
 from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow
 
-__all__ = ["PIPELINE", "REG_INPORT", "REG_OUTPORT", "Stage", "StageError", "check", "table"]
+__all__ = [
+    "FLAG_FROM_TUNNEL",
+    "PIPELINE",
+    "REG_FLAGS",
+    "REG_INPORT",
+    "REG_OUTPORT",
+    "Stage",
+    "StageError",
+    "check",
+    "table",
+]
 
 REG_INPORT = "reg6"
 REG_OUTPORT = "reg7"
+REG_FLAGS = "reg5"
+FLAG_FROM_TUNNEL = 1
 
 _L2 = ("metadata", REG_INPORT, "eth_src", "eth_dst", "eth_type")
 
@@ -40,9 +54,10 @@ class Stage:
 PIPELINE: tuple[Stage, ...] = (
     Stage(
         "phy_in",
-        ("in_port",),
-        ("ls_in_port_sec",),
-        "OpenFlow port -> network (metadata) and logical input port (reg6)",
+        ("in_port", "tun_id", "tun_metadata0"),
+        ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_port_sec"),
+        "OpenFlow port -> network (metadata) and logical input port (reg6); "
+        "a tunnel's VNI -> network, its Geneve option -> logical ports",
     ),
     Stage(
         "ls_in_port_sec",
@@ -65,8 +80,9 @@ PIPELINE: tuple[Stage, ...] = (
     Stage(
         "ls_in_l2_lkup",
         (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst"),
-        ("ls_out_port_sec",),
-        "destination MAC -> logical output port (reg7); broadcast to the network's ports",
+        ("ls_out_port_sec", "phy_out"),
+        "destination MAC -> logical output port (reg7); broadcast to the network's ports "
+        "(here, and one copy to each other chassis with ports in the network)",
     ),
     Stage(
         "ls_out_port_sec",
@@ -76,9 +92,9 @@ PIPELINE: tuple[Stage, ...] = (
     ),
     Stage(
         "phy_out",
-        ("metadata", REG_OUTPORT),
+        ("metadata", REG_OUTPORT, REG_FLAGS),
         (),
-        "logical output port -> OpenFlow port on this chassis",
+        "logical output port -> OpenFlow port here, or a tunnel to the port's chassis",
     ),
 )
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..model.objects import KINDS, ORDER, Resource
+from ..model.objects import ENCAPS, KINDS, ORDER, Resource
 from ..model.rules import Change, ModelError, State, admit, plan_delete, resolve
 from ..store import Op, StaleRevision, Store
 
@@ -32,7 +32,7 @@ __all__ = ["ALLOCATED", "Diff", "Northbound", "model_error", "parse"]
 
 # fields the system fills in when a request leaves them out
 ALLOCATED = {
-    "network": ("segment_id",),
+    "network": ("segment_id", "mtu"),
     "subnet": ("gateway", "allocation_pools"),
     "port": ("mac", "fixed_ips", "tunnel_key"),
     "chassis": ("datapath_id",),
@@ -230,8 +230,11 @@ class Northbound:
         work = State.of([], st.revision)  # the file's objects so far: the final model
         wanted: dict[str, set[str]] = {k: set() for k in KINDS}
         creates_updates: builtins.list[Diff] = []
+        encap = doc.get("encap")  # the deployment's encapsulation: chassis that name none
+        if encap is not None and encap not in ENCAPS:
+            raise ModelError("invalid", ("encap",), f"{encap!r}: one of {', '.join(ENCAPS)}")
         for key in doc:
-            if PLURALS.get(key, key) not in KINDS:
+            if PLURALS.get(key, key) not in KINDS and key != "encap":
                 raise ModelError("invalid", (key,), f"unknown kind (one of {', '.join(PLURALS)})")
         for kind in ORDER:
             plural = KINDS[kind].plural
@@ -244,6 +247,8 @@ class Northbound:
                     raise ModelError("invalid", loc, f"a {kind} must be a mapping of fields")
                 try:
                     data = resolve(work, kind, dict(raw))
+                    if kind == "chassis" and encap is not None:
+                        data.setdefault("encap", encap)
                     old = self._match(st, kind, data)
                     if old is not None:
                         data["id"] = old.id

@@ -8,6 +8,13 @@ frames are real frames and the switch runs them through the same pipeline
 as on real interfaces -- only the wires are lists.  Enough for ping and
 trace; not for iperf3.
 
+Chassis with an underlay address get the tunnel ports the controller's
+flows use (`vtep-<encap>`, one per encapsulation in the topology), whose
+sockets are lists too: `pump` hands each outer packet to the chassis whose
+underlay address it is sent to, as its socket would read it, and counts
+what each chassis received (`underlay_rx`), so a test can tell which
+chassis a broadcast reached.
+
 `vnet lab up --sim` runs it as a process of its own (`serve`): the
 controller's REST API as with a real lab (so `vnet get`, `trace`, `drift`
 and `apply` work), and a control socket where `vnet lab exec PORT -- ping`
@@ -27,9 +34,9 @@ from ..api import serve as serve_api
 from ..controller.service import Controller, LocalSouthbound
 from ..datapath.control import JsonLineServer
 from ..datapath.port import PortConfig
-from ..datapath.ports.memory import MemoryDevice
+from ..datapath.ports.memory import MemoryDevice, MemoryTunnel, split_outer
 from ..datapath.switch import Switch
-from ..model.objects import Port
+from ..model.objects import Port, tunnel_iface
 from ..packet import arp, ethernet, icmp, icmpv6, ipv4, ipv6
 from ..packet.addr import ip4_int, ip6_int, mac_int
 from ..store import SqliteStore
@@ -176,6 +183,8 @@ class SimLab:
         self.ctl.nb.apply(doc)
         self.switches: dict[str, Switch] = {}
         self.hosts: dict[str, SimHost] = {}
+        self.underlay: dict[int, Switch] = {}  # underlay address -> its chassis' switch
+        self.underlay_rx: dict[str, int] = {}  # chassis name -> outer packets received
         self._ident = 0x5EED
         self._plug()
         if attach:
@@ -189,6 +198,18 @@ class SimLab:
             if ch.name not in self.switches:
                 self.switches[ch.name] = Switch(ch.name, fail_mode="secure")
                 new.append(self.switches[ch.name])
+        kinds = sorted({c.encap for c in state.all("chassis") if c.underlay})
+        self.underlay = {}
+        for ch in state.all("chassis"):
+            if ch.underlay is None or ":" in ch.underlay:
+                continue
+            sw = self.switches[ch.name]
+            self.underlay[ip4_int(ch.underlay)] = sw
+            for kind in kinds:
+                name = tunnel_iface(kind)
+                if sw.port_by_name(name) is None:
+                    cfg = PortConfig(name, kind=kind, local_ip=ip4_int(ch.underlay), port_security=False)  # fmt: skip
+                    sw.add_port(cfg, MemoryTunnel(name, ch.underlay_mtu))
         names = {c.id: c.name for c in state.all("chassis")}
         bound = {p.name: p for p in state.all("port") if p.chassis in names}
         for name in [n for n in self.hosts if n not in bound]:
@@ -226,13 +247,32 @@ class SimLab:
     def pump(self, rounds: int = 20) -> None:
         """Deliver what the switches sent until nothing moves."""
         for _ in range(rounds):
-            moved = False
+            moved = self._carry()
             for h in self.hosts.values():
                 for frame in h.device.frames():
                     moved = True
                     h.receive(frame)
             if not moved:
                 return
+
+    def _carry(self) -> bool:
+        """The underlay: each outer packet to the tunnel port of the chassis it is sent to."""
+        moved = False
+        for sw in self.switches.values():
+            for port in list(sw.ports.values()):
+                if not isinstance(port.device, MemoryTunnel):
+                    continue
+                for dst, packet in port.device.take():
+                    moved = True
+                    peer, outer = self.underlay.get(dst), split_outer(packet)
+                    if peer is None or outer is None:
+                        continue  # nobody there: lost on the wire
+                    kind, src, payload = outer
+                    into = peer.port_by_name(tunnel_iface(kind))
+                    if into is not None:
+                        self.underlay_rx[peer.name] = self.underlay_rx.get(peer.name, 0) + 1
+                        peer.receive_tunnel_batch(into, [(src, payload)], 0.0)
+        return moved
 
     def ping(self, port: str, addr: str, count: int = 3) -> int:
         """Echo requests from `port`'s workload to `addr` (IPv4 or IPv6); the number answered."""

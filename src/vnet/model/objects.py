@@ -22,7 +22,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from ..packet.encap import overhead
+
 __all__ = [
+    "ENCAPS",
+    "GENEVE_OPTION",
     "KINDS",
     "AddressPair",
     "Chassis",
@@ -34,6 +38,7 @@ __all__ = [
     "Subnet",
     "Tenant",
     "normalize_mac",
+    "tunnel_iface",
 ]
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -51,6 +56,16 @@ def new_id() -> str:
 def iface_name(port_id: str) -> str:
     """A port's interface on its chassis: `vp` and its id, within Linux's 15 characters."""
     return "vp" + port_id.replace("-", "")[:11]
+
+
+ENCAPS = ("vxlan", "geneve", "nvgre")
+# bytes vnet's Geneve option adds (OVN's: class 0x0102 type 0x80, the logical ports)
+GENEVE_OPTION = 8
+
+
+def tunnel_iface(kind: str) -> str:
+    """The flow-based tunnel port of one encapsulation on every chassis' switch."""
+    return f"vtep-{kind}"
 
 
 def normalize_mac(text: str) -> str:
@@ -113,7 +128,8 @@ class Network(Resource):
     plural: ClassVar[str] = "networks"
     tenant: str
     segment_id: Annotated[int, Field(ge=1, le=MAX_VNI)] | None = None
-    mtu: Annotated[int, Field(ge=576, le=9000)] = 1500
+    # None: what every chassis' underlay carries after its encapsulation (filled in on admission)
+    mtu: Annotated[int, Field(ge=576, le=9000)] | None = None
     admin_up: bool = True
 
 
@@ -268,7 +284,9 @@ class Chassis(Resource):
 
     kind: ClassVar[str] = "chassis"
     plural: ClassVar[str] = "chassis"
-    underlay: str | None = None
+    underlay: str | None = None  # the tunnel endpoint (VTEP) address
+    underlay_mtu: Annotated[int, Field(ge=1280, le=65535)] = 1500
+    encap: Literal["vxlan", "geneve", "nvgre"] = "geneve"  # what this chassis receives
     endpoint: str | None = None  # an OpenFlow target the controller dials; else the switch dials in
     switch: Literal["vnet", "ovs"] = "vnet"
     datapath_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")] | None = None
@@ -278,6 +296,13 @@ class Chassis(Resource):
     datapath_type: Literal["system", "netdev"] = "netdev"
 
     _addr = field_validator("underlay")(lambda cls, v: None if v is None else _address(v))
+
+    @property
+    def overlay_mtu(self) -> int:
+        """The largest inner IP packet a tunnel to this chassis carries."""
+        ipv6 = self.underlay is not None and ":" in self.underlay
+        opts = GENEVE_OPTION if self.encap == "geneve" else 0
+        return self.underlay_mtu - overhead(self.encap, opts, ipv6)
 
     @field_validator("endpoint", "ovsdb")
     @classmethod

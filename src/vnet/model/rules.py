@@ -201,7 +201,27 @@ def _admit_chassis(state: State, obj: Resource, old: Resource | None) -> Resourc
             raise ModelError(
                 "conflict", ("datapath_id",), f"{obj.datapath_id} is chassis {o.name!r}'s"
             )
+        if o.id != obj.id and obj.underlay is not None and o.underlay == obj.underlay:
+            raise ModelError("conflict", ("underlay",), f"{obj.underlay} is chassis {o.name!r}'s")
+    if obj.switch == "ovs" and obj.encap == "nvgre":
+        raise ModelError("invalid", ("encap",), "Open vSwitch has no NVGRE port: vxlan or geneve")
+    room = obj.overlay_mtu
+    for n in state.all("network"):
+        if n.mtu is not None and n.mtu > room:
+            raise ModelError(
+                "invalid", ("underlay_mtu",),
+                f"{obj.encap} over an underlay MTU of {obj.underlay_mtu} carries {room} bytes; "
+                f"network {n.name!r} has MTU {n.mtu}",
+            )  # fmt: skip
     return obj
+
+
+def overlay_mtu(state: State) -> tuple[int, Chassis | None]:
+    """The largest network MTU every chassis' tunnels carry, and the chassis that sets it."""
+    narrowest = min(state.all("chassis"), key=lambda c: c.overlay_mtu, default=None)
+    if narrowest is None:  # no chassis yet: the defaults' (Geneve over 1500)
+        return Chassis(name="default").overlay_mtu, None
+    return narrowest.overlay_mtu, narrowest
 
 
 def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resource:
@@ -211,6 +231,13 @@ def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resourc
     if old is not None and old.tenant != obj.tenant:  # type: ignore[attr-defined]
         raise ModelError("invalid", ("tenant",), "a network cannot move to another tenant")
     _unique_name(state, obj, obj.tenant)
+    room, ch = overlay_mtu(state)
+    if obj.mtu is None:
+        obj = obj.changed(mtu=room)
+    elif obj.mtu > room:
+        why = f"chassis {ch.name!r} ({ch.encap} over an underlay MTU of {ch.underlay_mtu})" if ch else "the default underlay (geneve over MTU 1500)"  # fmt: skip
+        raise ModelError("invalid", ("mtu",), f"MTU {obj.mtu} is more than {why} carries: at most {room}")  # fmt: skip
+    assert isinstance(obj, Network)
     used = {n.segment_id: n for n in state.all("network") if n.id != obj.id}
     if obj.segment_id is None:
         vni = next((v for v in range(1, MAX_VNI + 1) if v not in used), None)

@@ -17,7 +17,7 @@ from scapy.layers.vxlan import VXLAN
 
 from vnet.datapath import Switch, parse_port_spec
 from vnet.datapath.port import PortConfigError
-from vnet.datapath.ports.memory import MemoryDevice
+from vnet.datapath.ports.memory import MemoryDevice, MemoryTunnel
 from vnet.packet.addr import ip4_int
 from vnet.pipeline import parse_flow
 from vnet.pipeline.flow import FlowMod, FlowModCommand
@@ -25,47 +25,12 @@ from vnet.pipeline.flow import FlowMod, FlowModCommand
 VTEP_A, VTEP_B = "192.168.50.1", "192.168.50.2"
 
 
-class MemoryUnderlay:
-    """A tunnel device whose sockets are a list: what `send_ip` got, by destination."""
-
-    vnet_hdr = False
-    hw_addr = 0
-    mtu = 1500
-
-    def __init__(self, name: str, path_mtu: int = 1500) -> None:
-        self.name = name
-        self.sent: list[tuple[int, bytes]] = []
-        self.mtu_to = path_mtu
-
-    def fileno(self) -> None:
-        return None
-
-    def recv_batch(self, limit: int) -> list[tuple[bytes, bytes]]:
-        return []
-
-    def send(self, hdr: bytes, frame: bytes) -> bool:
-        return False
-
-    def send_ip(self, dst: int, packet: bytes) -> bool:
-        self.sent.append((dst, packet))
-        return True
-
-    def path_mtu(self, dst: int) -> int:
-        return self.mtu_to
-
-    def link_up(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass
-
-
 class Host:
     def __init__(self, name: str, vtep: str, kind: str, path_mtu: int = 1500) -> None:
         self.sw = Switch(name, fail_mode="secure")
         self.vm = MemoryDevice("vm")
         self.sw.add_port(parse_port_spec("vm,port_security=false", kind="memory"), self.vm)
-        self.under = MemoryUnderlay("tun", path_mtu)
+        self.under = MemoryTunnel("tun", path_mtu)
         self.tun = self.sw.add_port(parse_port_spec(f"tun,kind={kind},local_ip={vtep}"), self.under)  # type: ignore[arg-type]
         self.kind = kind
 
