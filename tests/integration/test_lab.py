@@ -83,7 +83,7 @@ def test_two_tenants_same_subnet_isolated(lab: Lab) -> None:
 
 def ofctl(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     """`vnet ofctl` for a vnet switch, `ovs-ofctl` for Open vSwitch: the switch's own tool."""
-    if lab.state["chassis_netns"]:  # Open vSwitch
+    if (lab.dir / "ovs-hv1").exists():  # Open vSwitch
         sock = f"unix:{lab.dir}/ovs-hv1/br-int.mgmt"
         return subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", args[0], sock, *args[1:]],
                               capture_output=True, text=True, timeout=30)  # fmt: skip

@@ -7,7 +7,10 @@ says -- datapath type, the chassis' datapath id, OpenFlow 1.3 only, fail
 mode secure, the controller's own OpenFlow address -- and plugs the model's
 ports bound to the chassis (by interface name, marked with
 `external_ids:vnet-port=<port id>`), unplugging ports it plugged that the
-model no longer binds there.  Ports vnet did not plug are left alone.
+model no longer binds there.  Ports vnet did not plug are left alone.  The
+flow-based tunnel ports (`vtep-vxlan`, `vtep-geneve`: `remote_ip=flow`,
+`key=flow`, `local_ip` the chassis' underlay address) are plugged the same
+way, marked `vnet-port=tunnel:<kind>`.
 
 Everything is read from ovsdbapp's local replica first and written only if
 it differs: re-writing a controller row would make ovs-vswitchd drop and
@@ -24,6 +27,8 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ..model.objects import tunnel_iface
 
 __all__ = ["OWNER_KEY", "OvsdbBridge", "OvsdbError"]
 
@@ -95,8 +100,16 @@ class OvsdbBridge:
         controllers: Sequence[str],
         datapath_type: str,
         ports: Mapping[str, str],
+        tunnels: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Make the bridge and its vnet ports match; returns what was changed."""
+        """Make the bridge and its vnet ports match; returns what was changed.
+
+        `ports`: interface name -> port id; `tunnels`: encapsulation -> local address.
+        """
+        want: dict[str, tuple[str, dict[str, Any]]] = {n: (p, {}) for n, p in ports.items()}
+        for kind, local in (tunnels or {}).items():
+            opts = {"remote_ip": "flow", "key": "flow", "local_ip": local}
+            want[tunnel_iface(kind)] = (f"tunnel:{kind}", {"type": kind, "options": opts})
         api, br = self.api, self.bridge
         changes: list[str] = []
         try:
@@ -105,7 +118,7 @@ class OvsdbBridge:
                 if row is None:
                     txn.add(api.add_br(br, datapath_type=datapath_type))
                     changes.append(f"bridge {br} created")
-                want: dict[str, Any] = {
+                wanted: dict[str, Any] = {
                     "datapath_type": datapath_type,
                     "fail_mode": ["secure"],
                     "protocols": ["OpenFlow13"],
@@ -117,7 +130,9 @@ class OvsdbBridge:
                         "fail_mode": list(row.fail_mode),
                         "protocols": list(row.protocols),
                     }
-                sets: list[tuple[str, Any]] = [(k, v) for k, v in want.items() if have.get(k) != v]
+                sets: list[tuple[str, Any]] = [
+                    (k, v) for k, v in wanted.items() if have.get(k) != v
+                ]
                 other = dict(row.other_config) if row is not None else {}
                 if other.get("datapath-id") != datapath_id:
                     sets.append(("other_config", {**other, "datapath-id": datapath_id}))
@@ -129,17 +144,17 @@ class OvsdbBridge:
                     txn.add(api.set_controller(br, list(controllers)))
                     changes.append(f"bridge {br} controller {', '.join(controllers)}")
                 mine = self._vnet_ports(row)
-                for name, port_id in sorted(ports.items()):
-                    if mine.get(name) == port_id:
+                for name, (owner, attrs) in sorted(want.items()):
+                    spec = (owner, attrs.get("type", ""), attrs.get("options", {}))
+                    if mine.get(name) == spec:
                         continue
                     if name in mine:
-                        txn.add(
-                            api.db_set("Interface", name, ("external_ids", {OWNER_KEY: port_id}))
-                        )
+                        cols = [("external_ids", {OWNER_KEY: owner}), *attrs.items()]
+                        txn.add(api.db_set("Interface", name, *cols))
                     else:
-                        txn.add(api.add_port(br, name, external_ids={OWNER_KEY: port_id}))
+                        txn.add(api.add_port(br, name, external_ids={OWNER_KEY: owner}, **attrs))
                     changes.append(f"port {name} plugged")
-                for name in sorted(set(mine) - set(ports)):
+                for name in sorted(set(mine) - set(want)):
                     txn.add(api.del_port(name, bridge=br))
                     changes.append(f"port {name} unplugged")
         except OvsdbError:
@@ -149,16 +164,16 @@ class OvsdbBridge:
             raise OvsdbError(f"{self.remote}: {type(e).__name__}: {str(e)[:300]}") from e
         return changes
 
-    def _vnet_ports(self, row: Any) -> dict[str, str]:
-        """Interfaces on the bridge that vnet plugged: name -> port id."""
+    def _vnet_ports(self, row: Any) -> dict[str, tuple[str, str, dict[str, str]]]:
+        """Interfaces on the bridge that vnet plugged: name -> (owner, type, options)."""
         if row is None:
             return {}
-        out: dict[str, str] = {}
+        out: dict[str, tuple[str, str, dict[str, str]]] = {}
         for port in row.ports:
             for iface in port.interfaces:
                 owner = dict(iface.external_ids).get(OWNER_KEY)
                 if owner is not None:
-                    out[iface.name] = owner
+                    out[iface.name] = (owner, iface.type, dict(iface.options))
         return out
 
     def interfaces(self) -> dict[str, dict[str, Any]]:

@@ -55,6 +55,8 @@ __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
 
 log = logging.getLogger("vnet.controller")
 POLL = 1.0
+# vnet's Geneve option (OVN's: class 0x0102, type 0x80, 4 bytes) as tun_metadata0
+GENEVE_TLV = (0x0102, 0x80, 4, 0)
 OVSDB_RETRY = 2.0
 
 
@@ -108,6 +110,7 @@ class Session:
     synced_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     full: bool = True  # next sync reads the switch back
+    tlv_mapped: bool = False  # Open vSwitch knows vnet's Geneve option as tun_metadata0
 
     @property
     def dpid(self) -> int:
@@ -262,6 +265,13 @@ class Controller:
             want = self.desired(state, sess)
             if want is None:
                 return 0
+            if not sess.tlv_mapped and isinstance(sb, SwitchChannel):
+                ch = state.get("chassis", sess.chassis or "")
+                if ch is not None and ch.switch == "ovs":
+                    ok = await sb.map_tlv(*GENEVE_TLV)
+                    log.info("switch %016x: Geneve option -> tun_metadata0: %s",
+                             sess.dpid, "mapped" if ok else "already mapped")  # fmt: skip
+                sess.tlv_mapped = True
             if sess.full or sess.installed is None:
                 have = [f for f, _, _ in await sb.flows()]
             else:
@@ -340,6 +350,10 @@ class Controller:
                         await asyncio.to_thread(bridge.close)
                     bridge = OvsdbBridge(ch.ovsdb, ch.bridge)
                 ports = {p.iface: p.id for p in state.all("port") if p.chassis == ch.id}
+                # a tunnel port per encapsulation of the chassis it may send to (it sends in
+                # the receiver's); Open vSwitch has none for NVGRE
+                kinds = {c.encap for c in state.all("chassis") if c.underlay} - {"nvgre"}
+                tunnels = {k: ch.underlay for k in sorted(kinds)} if ch.underlay else {}
                 try:
                     changes = await asyncio.to_thread(
                         bridge.ensure,
@@ -348,6 +362,7 @@ class Controller:
                         controllers=[] if ch.endpoint else [self.advertised(ch)],
                         datapath_type=ch.datapath_type,
                         ports=ports,
+                        tunnels=tunnels,
                     )
                     self.ovsdb_status[chassis_id] = "ok"
                     for c in changes:

@@ -46,9 +46,13 @@ from typing import Any
 from ..client import ApiError, Client
 from ..datapath.control import request, rundir
 from ..datapath.switch import SwitchError
-from ..model.objects import iface_name
+from ..model.objects import iface_name, tunnel_iface
+from .topology import TopologyError, with_underlay
 
 __all__ = ["Lab", "LabError", "default_dir"]
+
+UNDERLAY_BRIDGE = "br-underlay"
+UNDERLAY_IFACE = "underlay0"
 
 
 class LabError(RuntimeError):
@@ -118,7 +122,11 @@ class Lab:
         of_port = _free_port()
         api_port = self._begin(of=of_port)
         try:
+            doc = self._with_underlay(doc)
             doc = self._with_ovs(doc, switch)
+            for ch in doc.get("chassis") or []:
+                if isinstance(ch, dict):
+                    self._hypervisor(ch)
             self._spawn(
                 "controller", sys.executable, "-m", "vnet", "controller", "run",
                 "--db", str(self.dir / "vnet.db"), "--api", f"127.0.0.1:{api_port}",
@@ -137,10 +145,11 @@ class Lab:
                     raise LabError(f"port {p['name']}: bound to no chassis")
                 where = self.state["chassis_netns"].get(chassis[p["chassis"]]["name"])
                 self._workload(p, nets[p["network"]], subnets, where)
+            kinds = sorted({ch["encap"] for ch in chassis.values()})
             for ch in chassis.values():
                 if ch["switch"] == "vnet":
                     mine = [p for p in ports if p.get("chassis") == ch["id"]]
-                    self._switch(ch, mine)
+                    self._switch(ch, mine, kinds)
             self._wait_up(timeout)
         except BaseException:
             self.down()
@@ -244,12 +253,7 @@ class Lab:
             shutil.rmtree(d)
         d.mkdir()
         self._record("dirs", str(d))
-        ns = f"vnet-{self.state['tag']}-ovs-{chassis}"
-        _run("ip", "netns", "add", ns)
-        self._record("netns", ns)
-        _run("ip", "-n", ns, "link", "set", "lo", "up")
-        self.state["chassis_netns"][chassis] = ns
-        self._save()
+        ns = self._chassis_netns(chassis)
         env = {k: str(d) for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR")}
         _run("ovsdb-tool", "create", str(d / "conf.db"), _ovs_schema())
         sock = f"unix:{d / 'db.sock'}"
@@ -264,6 +268,68 @@ class Lab:
         self._spawn(f"switch-{chassis}", "ovs-vswitchd", sock,
                     f"--unixctl={d / 'vswitchd.ctl'}", env=env, netns=ns)  # fmt: skip
         return d
+
+    # -- hypervisors and the underlay --------------------------------------------------------
+    def _chassis_netns(self, chassis: str) -> str:
+        """The network namespace a chassis' switch runs in (its hypervisor)."""
+        ns = self.state["chassis_netns"].get(chassis)
+        if ns is None:
+            ns = f"vnet-{self.state['tag']}-hv-{chassis}"
+            _run("ip", "netns", "add", ns)
+            self._record("netns", ns)
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+            self.state["chassis_netns"][chassis] = ns
+            self._save()
+        return str(ns)
+
+    def _with_underlay(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The underlay's namespace and bridge; the file with every chassis' address."""
+        try:
+            doc, net = with_underlay(doc)
+        except TopologyError as e:
+            raise LabError(str(e)) from None
+        ns = f"vnet-{self.state['tag']}-underlay"
+        _run("ip", "netns", "add", ns)
+        self._record("netns", ns)
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
+        _run("ip", "-n", ns, "link", "add", UNDERLAY_BRIDGE, "type", "bridge")
+        _run("ip", "-n", ns, "link", "set", UNDERLAY_BRIDGE, "up")
+        self.state.update(underlay_netns=ns, underlay=str(net))
+        self._save()
+        return doc
+
+    def _hypervisor(self, ch: dict[str, Any]) -> None:
+        """A chassis' namespace, cabled to the underlay bridge with its VTEP address.
+
+        An Open vSwitch chassis' address goes on a bridge of its own (`br-phy`)
+        holding the underlay port: its userspace datapath sends tunnel packets
+        through a bridge it owns, as Open vSwitch's userspace tunnelling asks.
+        """
+        name = str(ch["name"])
+        ns = self._chassis_netns(name)
+        prefix = ipaddress.ip_network(self.state["underlay"]).prefixlen
+        i = len(self.state.setdefault("underlay_links", []))
+        a, b = f"vu{self.state['tag']}{i}", f"vu{self.state['tag']}{i}h"
+        _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        self._record("links", a)
+        self._record("underlay_links", a)
+        _run("ip", "link", "set", a, "netns", self.state["underlay_netns"])
+        u = ("ip", "-n", self.state["underlay_netns"])
+        _run(*u, "link", "set", a, "master", UNDERLAY_BRIDGE, "up")
+        _run("ip", "link", "set", b, "netns", ns)
+        h = ("ip", "-n", ns)
+        _run(*h, "link", "set", b, "name", UNDERLAY_IFACE)
+        _run(*h, "link", "set", UNDERLAY_IFACE, "up")
+        addr = f"{ch['underlay']}/{prefix}"
+        if ch.get("switch") != "ovs":
+            _run(*h, "addr", "add", addr, "dev", UNDERLAY_IFACE)
+            return
+        d = self.dir / f"ovs-{name}"
+        _run("ovs-vsctl", f"--db=unix:{d / 'db.sock'}", "--timeout=20", "--", "--may-exist",
+             "add-br", "br-phy", "--", "set", "bridge", "br-phy", "datapath_type=netdev",
+             "--", "--may-exist", "add-port", "br-phy", UNDERLAY_IFACE)  # fmt: skip
+        _run(*h, "addr", "add", addr, "dev", "br-phy")
+        _run(*h, "link", "set", "br-phy", "up")
 
     def _wait_api(self, timeout: float, role: str = "controller") -> None:
         end = time.monotonic() + timeout
@@ -307,12 +373,17 @@ class Lab:
         self.state["ports"][port["name"]] = {"netns": ns, "iface": host, "id": port["id"]}
         self._save()
 
-    def _switch(self, ch: dict[str, Any], ports: list[dict[str, Any]]) -> None:
+    def _switch(self, ch: dict[str, Any], ports: list[dict[str, Any]], kinds: list[str]) -> None:
+        """A vnet switch in the chassis' namespace: its workloads' ports and a tunnel port
+        per encapsulation the lab's chassis use (a chassis sends in the receiver's)."""
         cmd = [sys.executable, "-m", "vnet", "switch", "run", "--name", ch["name"], "--no-internal",
-               "--fail-mode", "secure", "--controller", f"tcp:127.0.0.1:{self.state['of']}"]  # fmt: skip
+               "--fail-mode", "secure", "--controller", f"unix:{self.dir / 'of.sock'}"]  # fmt: skip
         for p in ports:
             cmd += ["--port", f"{port_iface(p)},port_security=false"]
-        self._spawn(f"switch-{ch['name']}", *cmd)
+        for kind in kinds:
+            cmd += ["--port", f"{tunnel_iface(kind)},kind={kind},local_ip={ch['underlay']}"]
+        ns = self.state["chassis_netns"][ch["name"]]
+        self._spawn(f"switch-{ch['name']}", *cmd, netns=ns)
 
     def _wait_up(self, timeout: float) -> None:
         end = time.monotonic() + timeout

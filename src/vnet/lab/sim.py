@@ -40,6 +40,7 @@ from ..model.objects import Port, tunnel_iface
 from ..packet import arp, ethernet, icmp, icmpv6, ipv4, ipv6
 from ..packet.addr import ip4_int, ip6_int, mac_int
 from ..store import SqliteStore
+from .topology import with_underlay
 
 __all__ = ["SimControl", "SimHost", "SimLab", "serve"]
 
@@ -180,7 +181,7 @@ class SimHost:
 class SimLab:
     def __init__(self, doc: dict[str, Any], attach: bool = True) -> None:
         self.ctl = Controller(SqliteStore())
-        self.ctl.nb.apply(doc)
+        self.ctl.nb.apply(with_underlay(doc)[0])
         self.switches: dict[str, Switch] = {}
         self.hosts: dict[str, SimHost] = {}
         self.underlay: dict[int, Switch] = {}  # underlay address -> its chassis' switch

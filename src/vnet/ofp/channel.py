@@ -42,6 +42,11 @@ _COMMANDS = {
 }
 
 
+NX_VENDOR_ID = 0x00002320
+NXT_TLV_TABLE_MOD = 24  # Open vSwitch: map Geneve option TLVs to tun_metadata fields
+NXTTMC_ADD = 0
+
+
 class ChannelError(ConnectionError):
     pass
 
@@ -211,6 +216,19 @@ class SwitchChannel:
             (m, *self._errors.pop(x)) for m, x in zip(mods, xids, strict=True) if x in self._errors
         ]
         return refused
+
+    async def map_tlv(self, option_class: int, option_type: int, length: int, index: int) -> bool:
+        """Map a Geneve option to `tun_metadata<index>` (Open vSwitch's NXT_TLV_TABLE_MOD).
+
+        True if the switch took it; a switch that already has a mapping refuses
+        another (ALREADY_MAPPED), which the caller may take as done.
+        """
+        body = struct.pack("!H6x", NXTTMC_ADD) + struct.pack(
+            "!HBBH2x", option_class, option_type, length, index
+        )
+        xid = self._send(parser.OFPExperimenter(DP, NX_VENDOR_ID, NXT_TLV_TABLE_MOD, body))
+        await self.request(parser.OFPBarrierRequest(DP))
+        return self._errors.pop(xid, None) is None
 
 
 async def connect(target: tuple[str, str, int]) -> SwitchChannel:

@@ -16,6 +16,7 @@ BAD_INSTRUCTION/UNSUP_INST).  Nothing is dropped silently.
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -107,6 +108,31 @@ _RAW = {
 }
 _RAW_BY_FIELD = {name: (raw, width) for raw, (name, width) in _RAW.items()}
 OFPP_IN_PORT16 = 0xFFF8
+
+
+def _nxm_header(name: str) -> bytes:
+    """A field's 32-bit OXM/NXM header as move and load carry it.
+
+    os-ken writes a zero length for fields it has no table for (which Open
+    vSwitch and os-ken's own parser refuse); the generic ones get theirs here.
+    """
+    if name in _RAW:
+        return struct.pack("!I", (int(name[6:]) << 9) | _RAW[name][1])
+    buf = bytearray()
+    ofp.oxm_serialize_header(ofp.oxm_from_user_header(name), buf, 0)
+    return bytes(buf)
+
+
+class _RegMove(parser.NXActionRegMove):  # type: ignore[misc]
+    def serialize_body(self) -> bytearray:
+        data = bytearray(struct.pack(self._fmt_str, self.n_bits, self.src_ofs, self.dst_ofs))
+        return data + _nxm_header(self.src_field) + _nxm_header(self.dst_field)
+
+
+class _RegLoad(parser.NXActionRegLoad):  # type: ignore[misc]
+    def serialize_body(self) -> bytearray:
+        (dst,) = struct.unpack("!I", _nxm_header(self.dst))
+        return bytearray(struct.pack(self._fmt_str, self.ofs_nbits, dst, self.value))
 
 
 def _field(name: str) -> Field:
@@ -326,11 +352,11 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
         return parser.OFPActionDecNwTtl()
     if isinstance(a, RegLoad):
         f = BY_INDEX[a.slot]
-        return parser.NXActionRegLoad(
+        return _RegLoad(
             ofs_nbits=(a.ofs << 6) | (a.nbits - 1), dst=_osken_name(f, ctx), value=a.value
         )
     if isinstance(a, RegMove):
-        return parser.NXActionRegMove(
+        return _RegMove(
             src_field=_osken_name(BY_INDEX[a.src], ctx),
             dst_field=_osken_name(BY_INDEX[a.dst], ctx),
             n_bits=a.nbits,

@@ -141,6 +141,6 @@ def decode_request(mtype: int, raw: bytes) -> Any:
             return ns(type=t)
     except DecodeError:
         raise
-    except (struct.error, KeyError, IndexError, ValueError, TypeError) as e:
+    except (struct.error, KeyError, IndexError, ValueError, TypeError, AssertionError) as e:
         raise DecodeError(f"undecodable message: {e}") from None
     return None

@@ -16,7 +16,7 @@ from vnet.datapath.ports.memory import MemoryDevice
 from vnet.ofp.agent import Agent
 from vnet.ofp.client import OFClient, OFClientError
 from vnet.ofp.convert import DP, flow_mod_to_ofp
-from vnet.pipeline.ofctl import parse_flow
+from vnet.pipeline.ofctl import format_flow, parse_flow
 
 
 @pytest.fixture
@@ -170,3 +170,39 @@ def test_roles(switch: tuple[Switch, str]) -> None:
         with pytest.raises(OFClientError) as e:
             b.transact(parser.OFPRoleRequest(DP, ofp.OFPCR_ROLE_MASTER, 0))  # stale generation
         assert e.value.type == ofp.OFPET_ROLE_REQUEST_FAILED
+
+
+def test_move_and_load_of_geneve_metadata_and_a_zero_length_field_header(
+    switch: tuple[Switch, str],
+) -> None:
+    sw, target = switch
+    text = (
+        "table=6,reg7=0x2,actions=set_field:0x2->tun_metadata0,"
+        "move:NXM_NX_REG6[0..14]->NXM_NX_TUN_METADATA0[16..30],"
+        "load:0x1->NXM_NX_TUN_METADATA0[0..3],output:1"
+    )
+    with OFClient(target) as c:
+        c.transact(flow_mod(text))
+        (st,) = c.multipart(parser.OFPFlowStatsRequest(DP))
+        # a field os-ken has no table for, written with a zero length (as os-ken itself
+        # serializes one): refused with an error, and the connection stays up
+        bad = parser.NXActionRegMove(
+            src_field="reg6", dst_field="field_168", n_bits=4, src_ofs=0, dst_ofs=0
+        )
+        with pytest.raises(OFClientError) as e:
+            c.transact(
+                parser.OFPFlowMod(
+                    DP,
+                    table_id=2,
+                    match=parser.OFPMatch(),
+                    instructions=[parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [bad])],
+                )
+            )
+        assert e.value.type == ofp.OFPET_BAD_REQUEST
+        (feat,) = c.transact(parser.OFPFeaturesRequest(DP))
+        assert feat.datapath_id == sw.dpid
+    (rule,) = sw.pipeline.rules()
+    text = format_flow(rule.flow)
+    assert "move:NXM_NX_REG6[0..14]->NXM_NX_TUN_METADATA0[16..30]" in text
+    assert "load:0x1->NXM_NX_TUN_METADATA0[0..3]" in text
+    assert len(st.instructions[0].actions) == 4
