@@ -308,11 +308,12 @@ class Lab:
         name = str(ch["name"])
         ns = self._chassis_netns(name)
         prefix = ipaddress.ip_network(self.state["underlay"]).prefixlen
-        i = len(self.state.setdefault("underlay_links", []))
-        a, b = f"vu{self.state['tag']}{i}", f"vu{self.state['tag']}{i}h"
+        cables = self.state.setdefault("underlay_links", {})  # chassis -> its bridge port
+        a, b = f"vu{self.state['tag']}{len(cables)}", f"vu{self.state['tag']}{len(cables)}h"
         _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
         self._record("links", a)
-        self._record("underlay_links", a)
+        cables[name] = a
+        self._save()
         _run("ip", "link", "set", a, "netns", self.state["underlay_netns"])
         u = ("ip", "-n", self.state["underlay_netns"])
         _run(*u, "link", "set", a, "master", UNDERLAY_BRIDGE, "up")
@@ -364,6 +365,9 @@ class Lab:
         if switch_netns is not None:  # the switch end joins its Open vSwitch's namespace
             _run("ip", "link", "set", host, "netns", switch_netns)
             h = ("ip", "-n", switch_netns)
+        # the switch's end is a wire, not a host: no IPv6 link-local address, so the
+        # chassis' own stack never talks to the workload behind the switch's back
+        _run(*h, "link", "set", host, "addrgenmode", "none")
         _run(*h, "link", "set", host, "mtu", str(net["mtu"]), "up")
         for fip in port["fixed_ips"]:
             prefix = ipaddress.ip_network(subnets[fip["subnet"]]["cidr"]).prefixlen
