@@ -129,6 +129,18 @@ def create_app(ctl: Controller) -> FastAPI:
         t = ctl.trace(port, packet, tenant)
         return {"text": t.format(), "trace": t.as_dict()}
 
+    @app.post("/v1/ports/{ref}/migrate", tags=["ports"], name="migrate port")
+    async def migrate(
+        ref: str,
+        body: dict[str, Any] = Body(..., description='{"to": CHASSIS}: the chassis to bind to'),
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """Rebind a port; answers once the switches forward to its new chassis."""
+        to = body.get("to")
+        if not isinstance(to, str) or not to:
+            raise ModelError("invalid", ("to",), "the chassis to migrate to (name or id)")
+        return render(await ctl.migrate(ref, to, tenant))
+
     @app.get("/v1/status", tags=["switches"])
     def status() -> dict[str, Any]:
         return ctl.stats()

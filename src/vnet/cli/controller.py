@@ -26,7 +26,11 @@ from ..ofp.target import parse_target
 from ..store import SqliteStore, default_path
 from .common import err, fail, load_yaml, out
 
-__all__ = ["controller_app", "register"]
+__all__ = [
+    "controller_app",
+    "port_app",
+    "register",
+]
 
 controller_app = typer.Typer(no_args_is_help=True, help="Run the vnet SDN controller.")
 
@@ -181,6 +185,43 @@ def _emit(objs: Any, output: str) -> bool:
     else:
         return False
     return True
+
+
+port_app = typer.Typer(no_args_is_help=True, help="Operations on one port.")
+
+
+@port_app.command("migrate")
+def port_migrate(
+    port: Annotated[str, typer.Argument(help="The port (name or id).")],
+    to: Annotated[str, typer.Option("--to", help="The chassis to move it to.")],
+    tenant: TenantOpt = None,
+    lab_dir: Annotated[
+        Path | None,
+        typer.Option("--lab", help="A lab's directory [default: the lab, if one is up]."),
+    ] = None,
+    api: ApiOpt = None,
+) -> None:
+    """Move a workload to another chassis: binding, every chassis' flows, an announcement.
+
+    In a lab the workload's cable moves too; elsewhere the hypervisor moves the
+    workload, and this tells the network where it is now.
+    """
+    from ..lab.real import Lab, LabError
+
+    lab = Lab(lab_dir)
+    if lab_dir is not None and not lab.state:
+        fail(f"no lab is up in {lab_dir}")
+    try:
+        if lab.state and not lab.sim and port in lab.state["ports"]:
+            p = lab.migrate(port, to)
+        else:
+            with Client(api or (lab.api if lab.state else None)) as c:
+                p = c.migrate(port, to, tenant)
+    except ApiError as e:
+        _api_fail(e)
+    except LabError as e:
+        fail(str(e))
+    out.print(f"port {p['name']} is on chassis {to}")
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
 from .common import fail
-from .controller import controller_app, register
+from .controller import controller_app, port_app, register
 from .demo import run_demo
 from .lab import lab_app
 from .lab_demo import run_lab_demo
@@ -36,6 +36,7 @@ app.add_typer(switch_app, name="switch")
 app.add_typer(ofctl_app, name="ofctl")
 app.add_typer(controller_app, name="controller")
 app.add_typer(lab_app, name="lab")
+app.add_typer(port_app, name="port")
 register(app)
 
 

@@ -122,6 +122,12 @@ class Client:
         params = self._params(tenant=tenant, cascade="true" if cascade else None)
         self._call("DELETE", f"/v1/{_plural(kind)}/{ref}", params=params)
 
+    def migrate(self, port: str, to: str, tenant: str | None = None) -> dict[str, Any]:
+        """Bind `port` to chassis `to`; its flows follow and its new chassis announces it."""
+        return self._call(  # type: ignore[no-any-return]
+            "POST", f"/v1/ports/{port}/migrate", json={"to": to}, params=self._params(tenant=tenant)
+        )
+
     def apply(self, doc: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         params = {"dry_run": "true"} if dry_run else {}
         return self._call("POST", "/v1/apply", json=doc, params=params)  # type: ignore[no-any-return]

@@ -94,9 +94,13 @@ def localize(
     one port rebuilds one binding; entries of ports no longer here are dropped.
     """
     local = local_ports(state, chassis, ofports)
-    nets = {p.network for p, _ in local}
     tunnels = tunnel_ports(ofports)
     far = peers(state, chassis, tuple(tunnels))
+    # ports bound elsewhere but still plugged here (a workload in migration): their
+    # frames still enter here until the cable is gone; frames for them go to the new chassis
+    leaving = [(p, ofports[p.iface]) for p in state.all("port")
+               if p.chassis in far and p.iface in ofports]  # fmt: skip
+    nets = {p.network for p, _ in local} | {p.network for p, _ in leaving}
     # (network, port key) -> the other chassis the port is bound to
     remote: dict[tuple[str, int], Chassis] = {}
     remote_ports: list[Port] = []
@@ -139,6 +143,10 @@ def localize(
                 memo[k] = (sig, flows)
         head.append(flows[0])
         tail.append(flows[1])
+    for port, ofport in leaving:
+        net = state.get("network", port.network)
+        rule = f"plugged on {chassis.name}, bound to {far[port.chassis or ''].name}"
+        head.append(_binding(chassis, net, port, ofport, rule)[0])
     for port in remote_ports:
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
@@ -247,12 +255,14 @@ def _receive(net: Network, tunnels: Mapping[str, int]) -> list[LFlow]:
     return e.out
 
 
-def _binding(chassis: Chassis, net: Network, port: Port, ofport: int) -> list[LFlow]:
+def _binding(
+    chassis: Chassis, net: Network, port: Port, ofport: int, rule: str = ""
+) -> list[LFlow]:
     """phy_in and phy_out for one port bound here."""
     vni, key = net.segment_id or 0, port.tunnel_key or 0
     e = _Emit("port", port, net.id)
     e(
-        "phy_in", 100, f"binding on {chassis.name}", {"in_port": ofport},
+        "phy_in", 100, rule or f"binding on {chassis.name}", {"in_port": ofport},
         apply=[_load(REG_INPORT, key)], metadata=vni, goto="ls_in_port_sec",
     )  # fmt: skip
     e("phy_out", 100, f"binding on {chassis.name}", {"metadata": vni, "reg7": key},

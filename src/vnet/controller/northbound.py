@@ -160,6 +160,14 @@ class Northbound:
         rev = self._commit([Change("put", obj, expect=0)])
         return obj.changed(revision=rev)
 
+    def migrate(self, ref: str, to: str, tenant: str | None = None) -> Resource:
+        """Bind a port to another chassis (a workload that moved): its MAC, addresses and
+        policy stay; only the binding changes."""
+        ch = self.state().find("chassis", to)
+        if ch is None:
+            raise ModelError("invalid", ("to",), f"no chassis {to!r}")
+        return self.update("port", ref, {"chassis": ch.id}, tenant=tenant)
+
     def update(
         self,
         kind: str,

@@ -41,6 +41,8 @@ from ..model.objects import Chassis, Port
 from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect
 from ..ofp.target import parse_target
+from ..packet.announce import announcements
+from ..pipeline.actions import OFPP_TABLE, Output
 from ..pipeline.engine import Pipeline
 from ..pipeline.fields import FieldError
 from ..pipeline.flow import Flow, FlowMod
@@ -55,6 +57,7 @@ __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
 
 log = logging.getLogger("vnet.controller")
 POLL = 1.0
+MIGRATE_WAIT = 5.0  # how long a migration waits for the switches before it answers
 # vnet's Geneve option (OVN's: class 0x0102, type 0x80, 4 bytes) as tun_metadata0
 GENEVE_TLV = (0x0102, 0x80, 4, 0)
 OVSDB_RETRY = 2.0
@@ -63,12 +66,15 @@ OVSDB_RETRY = 2.0
 class Southbound(Protocol):
     dpid: int
     flow_mods_sent: int
+    down: set[str]  # ports whose link was down at the last `ports()`
 
     async def ports(self) -> dict[str, int]: ...
 
     async def flows(self) -> list[tuple[Flow, int, int]]: ...
 
     async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]: ...
+
+    async def packet_out(self, in_port: int, frame: bytes) -> None: ...
 
 
 class LocalSouthbound:
@@ -78,8 +84,10 @@ class LocalSouthbound:
         self.switch = switch
         self.dpid = switch.dpid
         self.flow_mods_sent = 0
+        self.down: set[str] = set()
 
     async def ports(self) -> dict[str, int]:
+        self.down = {p.name for p in self.switch.ports.values() if not p.live}
         return {p.name: no for no, p in self.switch.ports.items()}
 
     async def flows(self) -> list[tuple[Flow, int, int]]:
@@ -100,6 +108,9 @@ class LocalSouthbound:
                 refused.append((m, 0, 0))
         return refused
 
+    async def packet_out(self, in_port: int, frame: bytes) -> None:
+        self.switch.packet_out(in_port, [Output(OFPP_TABLE)], frame)
+
 
 @dataclass
 class Session:
@@ -110,6 +121,7 @@ class Session:
     synced_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     full: bool = True  # next sync reads the switch back
+    ports_stale: bool = False  # a port came or went: next sync reads the port numbers
     tlv_mapped: bool = False  # Open vSwitch knows vnet's Geneve option as tun_metadata0
 
     @property
@@ -138,6 +150,12 @@ class Controller:
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._keepers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.ovsdb_status: dict[str, str] = {}  # chassis id -> last outcome
+        # workload mobility: where each port was bound at the last model seen, and the
+        # ports that moved whose new chassis has yet to announce them (port id -> chassis)
+        self._bound: tuple[int, dict[str, str | None]] | None = None
+        self.announce: dict[str, str] = {}
+        self._left: set[str] = set()  # chassis a port just left: synced after the others
+        self.announced = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -218,7 +236,7 @@ class Controller:
     def _port_status(self, dpid: int) -> None:
         s = self.sessions.get(dpid)
         if s is not None:
-            s.full = True  # port numbers may have changed: read them again
+            s.ports_stale = True  # port numbers may have changed: read them again
             self.kick()
 
     async def _dial(self, chassis: Chassis) -> None:
@@ -255,12 +273,45 @@ class Controller:
             return None  # a switch no chassis claims: left alone
         return localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings)
 
+    def _track_moves(self, state: State) -> None:
+        """A port whose chassis changed is to be announced from its new chassis."""
+        if self._bound is not None and self._bound[0] == state.revision:
+            return
+        now = {p.id: p.chassis for p in state.all("port")}
+        if self._bound is not None:
+            before = self._bound[1]
+            for pid, ch in now.items():
+                if ch is not None and pid in before and before[pid] != ch:
+                    self.announce[pid] = ch
+                    if before[pid] is not None:
+                        self._left.add(before[pid])  # type: ignore[arg-type]
+        for pid in [p for p in self.announce if now.get(p) != self.announce[p]]:
+            del self.announce[pid]
+        self._bound = (state.revision, now)
+
+    async def _announce(self, state: State, sess: Session) -> None:
+        """Gratuitous ARP / unsolicited NA for ports that moved here, once they are bound."""
+        for pid, ch in list(self.announce.items()):
+            port = state.get("port", pid)
+            if ch != sess.chassis or port is None or port.iface not in sess.ofports:
+                continue
+            if port.iface in sess.southbound.down:
+                continue  # its cable has not arrived: announce when the link comes up
+            del self.announce[pid]
+            mac = int((port.mac or "0").replace(":", ""), 16)
+            for frame in announcements(mac, port.ips):
+                await sess.southbound.packet_out(sess.ofports[port.iface], frame)
+                self.announced += 1
+            log.info("port %s announced on chassis %s", port.name, ch)
+
     async def sync(self, sess: Session) -> int:
         """Make one switch equal to the model; returns the flow-mods it took."""
         async with sess.lock:
             sb = sess.southbound
             state = self.nb.state()
-            if sess.full or sess.installed is None:
+            self._track_moves(state)
+            if sess.full or sess.installed is None or sess.ports_stale:
+                sess.ports_stale = False
                 sess.ofports = await sb.ports()
             want = self.desired(state, sess)
             if want is None:
@@ -284,6 +335,8 @@ class Controller:
             sess.installed = want
             sess.full = bool(refused)
             sess.synced_at = time.monotonic()
+            if self.announce:
+                await self._announce(state, sess)
             if mods:
                 log.info("switch %016x: %d flow-mods", sess.dpid, len(mods))
             return len(mods)
@@ -294,11 +347,27 @@ class Controller:
             await self._dirty.wait()
             self._dirty.clear()
             self._ensure_dialers()
-            for sess in list(self.sessions.values()):
+            self._track_moves(self.nb.state())
+            for sess in self._in_order():
                 try:
                     await self.sync(sess)
                 except (ChannelError, OSError) as e:
                     log.warning("switch %016x: %s", sess.dpid, e)
+
+    def _in_order(self) -> list[Session]:
+        """Sessions to sync: where ports moved to first, where they moved from last.
+
+        A moving port's new chassis is ready (bound, holding frames until the cable
+        arrives) before anyone tunnels to it, and its old chassis keeps delivering
+        until every other chassis has turned to the new one.
+        """
+        to, left = set(self.announce.values()), self._left
+        self._left = set()
+
+        def rank(s: Session) -> int:
+            return 0 if s.chassis in to else 2 if s.chassis in left else 1
+
+        return sorted(self.sessions.values(), key=rank)
 
     async def _poller(self) -> None:
         """Writers in other processes do not call our subscribers: notice their revisions."""
@@ -375,6 +444,24 @@ class Controller:
         finally:
             if bridge is not None:
                 await asyncio.to_thread(bridge.close)
+
+    async def migrate(self, ref: str, to: str, tenant: str | None = None) -> Port:
+        """Bind a port to chassis `to` and return once the switches have the new flows.
+
+        The new chassis' ports are read again first (its switch was told to expect
+        the port), so it is bound there in the same pass; that chassis is synced
+        first and the one the port left last (`_in_order`).  When this returns,
+        frames for the port go to the new chassis -- held there until its cable
+        arrives -- and the old one still passes what the workload sends.
+        """
+        obj = self.nb.migrate(ref, to, tenant)
+        for s in self.sessions.values():
+            if s.chassis == obj.chassis:  # type: ignore[attr-defined]
+                s.ports_stale = True
+        self.kick()
+        with contextlib.suppress(TimeoutError):
+            await self.wait_synced(MIGRATE_WAIT)
+        return obj  # type: ignore[return-value]
 
     async def wait_synced(self, timeout: float = 10.0) -> None:
         """Until every session has the current model (tests, the lab)."""

@@ -75,6 +75,9 @@ class PortConfig:
     # tunnel ports: the local underlay address (VTEP), and whether UDP carries a checksum
     local_ip: int | None = None
     udp_csum: bool = True
+    # a netdev that does not exist yet is waited for (down until it appears), as a VM's
+    # tap is plugged before its VM starts or a workload's cable arrives after a migration
+    wait: bool = False
 
     @property
     def tunnel(self) -> bool:
@@ -141,7 +144,8 @@ def _ip(option: str, text: str) -> tuple[int, int]:
 def parse_port_spec(spec: str, kind: str = "netdev") -> PortConfig:
     """`NAME[,option=value...]`, e.g. `veth-a,tag=10`, `veth-b,trunks=10+20,native=10`,
     `vm1,mac=02:00:00:00:00:01,ip=10.0.0.1+fd00::1`, `uplink,port_security=false`,
-    `vxlan0,kind=vxlan,local_ip=192.168.0.1[,csum=false]` (a flow-based tunnel port).
+    `vxlan0,kind=vxlan,local_ip=192.168.0.1[,csum=false]` (a flow-based tunnel port),
+    `vm1-tap,wait=true` (a device that may not exist yet: the port waits for it).
 
     Lists use `+` (the comma separates options)."""
     name, _, rest = spec.partition(",")
@@ -180,6 +184,7 @@ def parse_port_spec(spec: str, kind: str = "netdev") -> PortConfig:
             "mac_changes",
             "promiscuous",
             "no_flood",
+            "wait",
         ):
             changes[opt] = _bool(opt, val)
         elif opt == "mac_limit":
@@ -262,6 +267,8 @@ class Port:
     drops: dict[str, int] = field(default_factory=dict)
     created: float = 0.0
     tunnel: bool = False  # a VTEP: frames leave encapsulated (config.kind)
+    # frames for a `wait` port whose device has not arrived: (time, vnet header, frame, dst)
+    held: list[tuple[float, bytes, bytes, int]] = field(default_factory=list)
 
     @property
     def name(self) -> str:

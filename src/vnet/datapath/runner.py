@@ -61,6 +61,14 @@ def open_device(cfg: PortConfig, switch_name: str) -> Device:
     return AfPacketDevice(cfg.name)
 
 
+def _absent(name: str) -> MemoryDevice:
+    """A placeholder for a port's device until it (re)appears: down, sends nothing."""
+    dev = MemoryDevice(name)
+    dev.up = False
+    dev.closed = True
+    return dev
+
+
 class Runner:
     def __init__(self, switch: Switch, clock: Callable[[], float] = time.monotonic) -> None:
         self.switch = switch
@@ -79,7 +87,12 @@ class Runner:
         try:
             dev = open_device(cfg, self.switch.name)
         except DeviceGone as e:
-            raise SwitchError(f"port {cfg.name!r}: {e.strerror}") from None
+            if not (cfg.wait and cfg.kind == "netdev"):
+                raise SwitchError(f"port {cfg.name!r}: {e.strerror}") from None
+            port = self.switch.add_port(cfg, _absent(cfg.name))
+            self.switch.set_link(port, False)
+            log.info("%s: waiting for its device", cfg.name)
+            return port
         except OSError as e:
             raise SwitchError(f"port {cfg.name!r}: {e.strerror or e}") from None
         if cfg.kind == "tap":
@@ -137,8 +150,7 @@ class Runner:
         self._unwatch(port)
         self.switch.set_link(port, False)
         port.device.close()
-        port.device = MemoryDevice(port.name)  # a placeholder until the device returns
-        port.device.up = False
+        port.device = _absent(port.name)
         log.warning("%s: device disappeared; port down", port.name)
 
     def _device_back(self, port: Port) -> None:
@@ -191,6 +203,7 @@ class Runner:
         port = self.switch.port_by_name(name)
         if port is None:
             return
+        self.switch.now = self.clock()
         if kind == RTM_DELLINK:
             if port.port_no in self._readers or port.link_up:
                 self._device_gone(port)

@@ -60,6 +60,10 @@ from .portsec import egress_allowed, ingress_check
 __all__ = ["FailMode", "PacketIn", "Switch", "SwitchError"]
 
 OFPP_MAX = 0xFFFFFF00
+# a `wait` port holds frames for its device this long, at most this many (a migrating
+# workload's cable is in flight for tens of milliseconds)
+HOLD_TIME = 1.0
+HOLD_FRAMES = 256
 # the inner flow's fields behind a tunnel's entropy (UDP source port, NVGRE FlowID)
 _FLOW = operator.itemgetter(
     fk.ETH_SRC, fk.ETH_DST, fk.IPV4_SRC, fk.IPV4_DST, fk.IPV6_SRC, fk.IPV6_DST,
@@ -215,6 +219,18 @@ class Switch:
         self.pipeline.invalidate()
         if self.on_port_status:
             self.on_port_status("modify", port)
+        if up and port.held:
+            self._release(port)
+
+    def _release(self, port: Port) -> None:
+        """A `wait` port's device arrived: send what was held for it, if still fresh."""
+        held, port.held = port.held, []
+        for t, hdr, frame, dst in held:
+            if self.now - t > HOLD_TIME:
+                port.stats.tx_dropped += 1
+                self.drop("held_too_long")
+            else:
+                self._transmit(port.port_no, hdr, frame, dst, ())
 
     def set_admin(self, port: Port, up: bool) -> None:
         if port.admin_up != up:
@@ -378,6 +394,9 @@ class Switch:
             self.drop("no_such_port")
             return
         if not port.live:
+            if port.config.wait and port.admin_up and len(port.held) < HOLD_FRAMES:
+                port.held.append((self.now, hdr, frame, dst))  # its cable is on the way
+                return
             port.stats.tx_dropped += 1
             self.drop("port_down")
             return
@@ -490,6 +509,12 @@ class Switch:
         self.now = now
         if self.macs.expire(now):
             self.pipeline.invalidate()
+        for port in self.ports.values():
+            stale = [h for h in port.held if now - h[0] > HOLD_TIME]
+            if stale:
+                port.held = [h for h in port.held if now - h[0] <= HOLD_TIME]
+                port.stats.tx_dropped += len(stale)
+                self.drop("held_too_long", len(stale))
         return self.pipeline.expire(now)
 
     def stats(self) -> dict[str, Any]:

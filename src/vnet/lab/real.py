@@ -145,6 +145,7 @@ class Lab:
                     raise LabError(f"port {p['name']}: bound to no chassis")
                 where = self.state["chassis_netns"].get(chassis[p["chassis"]]["name"])
                 self._workload(p, nets[p["network"]], subnets, where)
+                self.state["ports"][p["name"]]["chassis"] = chassis[p["chassis"]]["name"]
             kinds = sorted({ch["encap"] for ch in chassis.values()})
             for ch in chassis.values():
                 if ch["switch"] == "vnet":
@@ -419,6 +420,50 @@ class Lab:
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.netns(port), *cmd],
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+    def migrate(self, port: str, to: str) -> dict[str, Any]:
+        """Move a workload to another chassis, as a live migration does.
+
+        1. The new chassis' switch is told to expect the port (`wait=true`: down,
+           holding frames for it, until its device arrives).
+        2. The model changes (`POST /ports/{id}/migrate`), which answers once every
+           switch has the new flows: frames for the workload now go to the new
+           chassis, and the old one still passes what the workload sends.
+        3. The cable moves: the switch's end of the workload's veth goes into the
+           new hypervisor's namespace and comes up; the switch sends what it held,
+           and the controller announces the port (gratuitous ARP, unsolicited NA).
+        4. The old switch lets the port go.
+        MAC, addresses and policy stay as they were.
+        """
+        self.netns(port)  # refuses a simulated lab and unknown ports
+        entry = self.state["ports"][port]
+        old, iface = entry.get("chassis"), entry["iface"]
+        new_ns = self.state["chassis_netns"].get(to)
+        if new_ns is None:
+            names = ", ".join(sorted(self.state["chassis_netns"]))
+            raise LabError(f"no chassis {to!r} in the lab (chassis: {names})")
+        with self.client() as c:
+            if old == to:
+                return c.migrate(entry["id"], to)
+            kinds = {ch["name"]: ch["switch"] for ch in c.list("chassis")}
+            if kinds.get(to) == "vnet":
+                self._switch_ctl(to, "add-port", spec=f"{iface},port_security=false,wait=true")
+            moved = c.migrate(entry["id"], to)
+        # no IPv6 address on the switch's end, as when it was made
+        old_ns = self.state["chassis_netns"][old]
+        _run("ip", "-n", old_ns, "link", "set", iface, "netns", new_ns)
+        _run("ip", "-n", new_ns, "link", "set", iface, "addrgenmode", "none", "up")
+        if kinds.get(old) == "vnet":
+            self._switch_ctl(old, "del-port", name=iface)
+        entry["chassis"] = to
+        self._save()
+        return moved
+
+    def _switch_ctl(self, chassis: str, cmd: str, **args: Any) -> Any:
+        try:
+            return request(str(self.dir / f"{chassis}.ctl"), cmd, **args)
+        except (SwitchError, OSError) as e:
+            raise LabError(f"switch {chassis}: {cmd}: {e}") from None
 
     def restart(self, role: str) -> None:
         """Stop a process of the lab by PID and start it again with the same command."""

@@ -72,6 +72,7 @@ class SwitchChannel:
         self.on_close: Callable[[SwitchChannel], None] | None = None
         self.closed = asyncio.Event()
         self.flow_mods_sent = 0
+        self.down: set[str] = set()  # ports whose link was down at the last `ports()`
 
     # -- lifecycle -----------------------------------------------------------------------
     async def handshake(self, timeout: float = 10.0) -> int:
@@ -186,10 +187,15 @@ class SwitchChannel:
     async def ports(self) -> dict[str, int]:
         """Interface name -> OpenFlow port number."""
         out: dict[str, int] = {}
+        down = set()
         for reply in await self.request(parser.OFPPortDescStatsRequest(DP, 0)):
             for p in reply.body:
                 name = p.name.decode(errors="replace") if isinstance(p.name, bytes) else p.name
-                out[name.rstrip("\0")] = int(p.port_no)
+                name = name.rstrip("\0")
+                out[name] = int(p.port_no)
+                if p.state & ofp.OFPPS_LINK_DOWN or p.config & ofp.OFPPC_PORT_DOWN:
+                    down.add(name)
+        self.down = down
         return out
 
     async def flows(self) -> list[tuple[Flow, int, int]]:
@@ -216,6 +222,13 @@ class SwitchChannel:
             (m, *self._errors.pop(x)) for m, x in zip(mods, xids, strict=True) if x in self._errors
         ]
         return refused
+
+    async def packet_out(self, in_port: int, frame: bytes) -> None:
+        """Send `frame` through the switch's pipeline as if it came in on `in_port`."""
+        out = parser.OFPActionOutput(ofp.OFPP_TABLE, 0)
+        msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, [out], frame)
+        self._send(msg)
+        await self.writer.drain()
 
     async def map_tlv(self, option_class: int, option_type: int, length: int, index: int) -> bool:
         """Map a Geneve option to `tun_metadata<index>` (Open vSwitch's NXT_TLV_TABLE_MOD).
