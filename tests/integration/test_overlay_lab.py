@@ -164,6 +164,44 @@ def test_broadcast_reaches_only_chassis_of_its_network(three: Lab, tmp_path: Pat
     assert all(i == cables["hv2"] for i, _ in copies), rows
 
 
+def test_migration_loses_at_most_two_echoes_ten_times(three: Lab, tmp_path: Path) -> None:
+    """blue-2 moves hv2 -> hv3 -> hv2 ... while blue-1 (hv1) pings it every 10 ms."""
+    lab = three
+    lost = []
+    garps = tmp_path / "garp.pcap"
+    with capture(garps, lab.netns("blue-1"), "eth0"):
+        for to in ["hv3", "hv2"] * 5:
+            pinger = subprocess.Popen(
+                ["ip", "netns", "exec", lab.netns("blue-1"),
+                 "ping", "-i", "0.01", "-c", "300", "-W", "1", "10.0.0.12"],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                time.sleep(0.3)
+                r = subprocess.run(
+                    [*VNET, "port", "migrate", "blue-2", "--to", to, "--lab", str(lab.dir)],
+                    capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert r.returncode == 0, r.stderr
+                out, _ = pinger.communicate(timeout=30)
+            finally:
+                if pinger.poll() is None:
+                    pinger.kill()
+                    pinger.wait(5)
+            stats = next(ln for ln in out.splitlines() if "transmitted" in ln).split()
+            sent, got = int(stats[0]), int(stats[3])
+            assert sent == 300, out
+            lost.append(sent - got)
+            with lab.client() as c:
+                p = c.get("port", "blue-2", "blue")
+                assert c.get("chassis", p["chassis"])["name"] == to
+    assert max(lost) <= 2, lost
+    # each arrival was announced to the network: a gratuitous ARP from 10.0.0.12 at blue-1
+    rows = fields(garps, "arp.src.proto_ipv4", where="arp.src.proto_ipv4 == 10.0.0.12 && "
+                  "arp.dst.proto_ipv4 == 10.0.0.12")  # fmt: skip
+    assert len(rows) >= 10, rows
+
+
 @pytest.mark.parametrize("encap", ["vxlan", "geneve"])
 def test_vnet_and_open_vswitch_chassis_interoperate(tmp_path: Path, encap: str) -> None:
     assert shutil.which("ovs-vswitchd"), "Open vSwitch missing: `make test` installs it"

@@ -8,6 +8,7 @@ same topology is tests/integration/test_overlay_lab.py.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ import pytest
 import yaml
 from scapy.layers.l2 import ARP, Ether
 
+from vnet.compiler import localize
 from vnet.lab.sim import SimLab
 from vnet.model.rules import ModelError
+from vnet.pipeline.ofctl import format_flow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,3 +121,52 @@ def test_deployment_encapsulation_and_mtu_from_the_underlay() -> None:
     with pytest.raises(ModelError) as e:
         SimLab(doc, attach=False)
     assert e.value.loc == ("encap",)
+
+
+def test_migration_rebinds_keeps_identity_and_announces() -> None:
+    lab = SimLab(topology(("geneve",) * 3))
+    assert lab.ping("blue-1", "10.0.0.12", 1) == 1
+    before = lab.ctl.nb.get("port", "blue-2", "blue")
+    frames = recording(lab)
+    asyncio.run(migrate(lab, "blue-2", "hv3"))
+    after = lab.ctl.nb.get("port", "blue-2", "blue")
+    assert after.chassis == lab.ctl.nb.get("chassis", "hv3").id
+    assert (after.mac, after.ips, after.tunnel_key) == (before.mac, before.ips, before.tunnel_key)
+    assert lab.hosts["blue-2"].switch is lab.switches["hv3"]
+    # the new chassis announced it: every peer in its network got one gratuitous ARP
+    assert lab.ctl.announced == 1
+    garp = [ARP(f[14:]) for f in frames["blue-1"] if f[12:14] == b"\x08\x06"]
+    assert [(a.op, a.psrc, a.pdst, a.hwsrc) for a in garp] == [
+        (1, "10.0.0.12", "10.0.0.12", before.mac)
+    ]
+    assert not [f for f in frames["red-1"] if f[12:14] == b"\x08\x06"]  # nor another tenant
+    for a in ("blue-1", "blue-3"):
+        assert lab.ping(a, "10.0.0.12", 2) == 2
+    lab.underlay_rx.clear()
+    assert lab.ping("blue-3", "10.0.0.12", 1) == 1
+    assert lab.underlay_rx == {}  # now neighbours on hv3: nothing crosses the underlay
+    with pytest.raises(ModelError) as e:
+        lab.ctl.nb.migrate("blue-2", "hv9", "blue")
+    assert e.value.loc == ("to",)
+
+
+async def migrate(lab: SimLab, port: str, to: str) -> None:
+    lab.ctl.nb.migrate(port, to, "blue")
+    await lab.refresh()
+    lab.pump()
+
+
+def test_a_port_still_plugged_on_its_old_chassis_keeps_its_ingress_there() -> None:
+    lab = SimLab(topology(("geneve",) * 3))
+    st = lab.ctl.nb.state()
+    hv2 = st.find("chassis", "hv2")
+    port = lab.ctl.nb.get("port", "blue-2", "blue")
+    ofports = {"vtep-geneve": 1, port.iface: 7}
+    lab.ctl.nb.migrate("blue-2", "hv3", "blue")
+    st = lab.ctl.nb.state()
+    text = [format_flow(f) for f in localize(lab.ctl.compiler.compile(st), st, hv2, ofports)]
+    ingress = [t for t in text if "in_port=7" in t]
+    assert len(ingress) == 1 and "goto_table:1" in ingress[0]
+    key = f"reg7={hex(port.tunnel_key)}"
+    egress = [t for t in text if t.startswith("table=6") and key in t and "metadata=0x1," in t]
+    assert egress and all("192.168.100.3->tun_dst" in t for t in egress)

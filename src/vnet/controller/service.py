@@ -302,7 +302,8 @@ class Controller:
             for frame in announcements(mac, port.ips):
                 await sess.southbound.packet_out(sess.ofports[port.iface], frame)
                 self.announced += 1
-            log.info("port %s announced on chassis %s", port.name, ch)
+            where = state.get("chassis", ch)
+            log.info("port %s announced on chassis %s", port.name, where.name if where else ch)
 
     async def sync(self, sess: Session) -> int:
         """Make one switch equal to the model; returns the flow-mods it took."""
