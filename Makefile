@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-switch bench-controller deps clean
+.PHONY: demo test lint unit bench bench-switch bench-overlay bench-controller deps clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-deps.sh venv
@@ -40,6 +40,9 @@ bench-controller: $(STAMP)
 
 bench-switch: $(STAMP) deps
 	$(BIN)/python benchmarks/switch_bench.py
+
+bench-overlay: $(STAMP) deps
+	$(BIN)/python benchmarks/overlay_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
