@@ -1,19 +1,25 @@
 """`vnet lab` on this machine: a topology file made real with namespaces.
 
-`up` starts a controller (embedded SQLite store in the lab's directory), one
-vnet switch per chassis told to dial that controller, and one network
-namespace per port as its workload: a veth pair whose switch end is named
-after the port (`Port.iface`, so the controller finds it by name) and whose
-other end, `eth0` in the namespace, carries the port's MAC, addresses and
-MTU.  It then applies the file and waits until every port is up (its flows
-are installed).
+`up` starts a controller (embedded SQLite store in the lab's directory);
+makes every chassis a network namespace of its own (a hypervisor), cabled
+by a veth to a bridge in the lab's underlay namespace with its underlay
+(VTEP) address; runs one vnet switch per chassis inside its namespace, told
+to dial the controller's unix socket, with a tunnel port per encapsulation
+the chassis use; and gives each port a network namespace as its workload: a
+veth pair whose switch end, in the chassis' namespace, is named after the
+port (`Port.iface`, so the controller finds it by name) and whose other end,
+`eth0` in the workload's namespace, carries the port's MAC, addresses and
+MTU (the network's: what the tunnels carry).  It then applies the file and
+waits until every port is up (its flows are installed).  `migrate` moves a
+workload's cable to another chassis (see there).
 
 A chassis with `switch: ovs` gets an Open vSwitch of its own, from Debian's
 openvswitch-switch: an ovsdb-server with a fresh database and an
 ovs-vswitchd (userspace `netdev` datapath) in a private directory, the
-daemon in a network namespace of its own (a netdev datapath owns a tap
-named `ovs-netdev`, which must not meet another Open vSwitch's).  The
-chassis' switch ends of the veth pairs move into that namespace.  The lab
+daemon in the chassis' namespace (a netdev datapath owns a tap named
+`ovs-netdev`, which must not meet another Open vSwitch's), the underlay
+address on a `br-phy` bridge holding the underlay port (Open vSwitch's
+userspace tunnelling sends through a bridge it owns).  The lab
 only points the chassis at that database (`ovsdb: unix:...`); the
 controller itself creates the bridge and plugs the ports over OVSDB, and
 dials the bridge's OpenFlow management socket (`endpoint: unix:.../br-int.mgmt`;
