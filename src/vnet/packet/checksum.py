@@ -20,6 +20,7 @@ __all__ = [
     "update_word",
 ]
 
+
 def _sum16(data: bytes | bytearray | memoryview) -> int:
     """One's-complement sum of data's 16-bit big-endian words, folded to 16 bits.
 
