@@ -203,6 +203,8 @@ def _admit_chassis(state: State, obj: Resource, old: Resource | None) -> Resourc
             )
         if o.id != obj.id and obj.underlay is not None and o.underlay == obj.underlay:
             raise ModelError("conflict", ("underlay",), f"{obj.underlay} is chassis {o.name!r}'s")
+    if obj.underlay is not None and ":" in obj.underlay:
+        raise ModelError("invalid", ("underlay",), "tunnels run over IPv4 underlays only")
     if obj.switch == "ovs" and obj.encap == "nvgre":
         raise ModelError("invalid", ("encap",), "Open vSwitch has no NVGRE port: vxlan or geneve")
     room = obj.overlay_mtu

@@ -210,3 +210,30 @@ def test_ovs_chassis_defaults(nb: Northbound) -> None:
     ch = nb.create("chassis", {"name": "hv2", "switch": "ovs", "ovsdb": "tcp:192.0.2.1:6640"})
     assert (ch.bridge, ch.datapath_type) == ("br-int", "netdev")  # type: ignore[attr-defined]
     assert ch.datapath_id is not None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"underlay": "fd00::1"}, ("underlay",), "IPv4 underlays only"),
+        ({"underlay": "192.168.0.1"}, ("underlay",), "chassis 'hv1'"),
+        ({"switch": "ovs", "encap": "nvgre"}, ("encap",), "no NVGRE"),
+        ({"encap": "stt"}, ("encap",), "vxlan"),
+        ({"underlay_mtu": 1400}, ("underlay_mtu",), "carries 1342 bytes; network 'net'"),
+        ({"underlay_mtu": 1000}, ("underlay_mtu",), "greater than or equal to 1280"),
+    ],
+)
+def test_chassis_underlay_refusals(
+    nb: Northbound, body: dict[str, Any], loc: tuple[Any, ...], words: str
+) -> None:
+    nb.update("chassis", "hv1", {"underlay": "192.168.0.1"})
+    e = refused(nb, nb.create, "chassis", {"name": "hv2", **body})
+    assert e.loc == loc and words in e.message, e
+
+
+def test_network_mtu_follows_the_narrowest_chassis(nb: Northbound) -> None:
+    assert nb.get("network", "net", "blue").mtu == 1442  # Geneve over 1500, the defaults
+    nb.create("chassis", {"name": "hv2", "encap": "vxlan", "underlay_mtu": 9000})
+    assert nb.create("network", {"name": "n2", "tenant": "blue"}).mtu == 1442  # hv1 still
+    e = refused(nb, nb.create, "network", {"name": "n3", "tenant": "blue", "mtu": 1443})
+    assert e.loc == ("mtu",) and "chassis 'hv1' (geneve over an underlay MTU of 1500)" in e.message
