@@ -33,7 +33,7 @@ flows are memoised (`memo`), so one changed port costs one binding, not all.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
@@ -128,19 +128,24 @@ def localize(
             mid.append(_split(lf, here, remote, floods))
         else:
             mid.append(lf.flow)
-    seen = set()
-    for port, ofport in local:
-        net = state.get("network", port.network)
-        sig: tuple[object, ...] = (net.segment_id or 0, port.tunnel_key or 0, ofport)
+    seen: set[tuple[str, str]] = set()
+
+    def cached(port: Port, sig: tuple[object, ...], make: Callable[[], list[LFlow]]) -> list[LFlow]:
+        """One port's flows on this chassis, from `memo` while what they read is unchanged."""
         k = (chassis.id, port.id)
         seen.add(k)
         hit = memo.get(k) if memo is not None else None
         if hit is not None and hit[0] == sig:
-            flows = hit[1]
-        else:
-            flows = _binding(chassis, net, port, ofport)
-            if memo is not None:
-                memo[k] = (sig, flows)
+            return hit[1]
+        flows = make()
+        if memo is not None:
+            memo[k] = (sig, flows)
+        return flows
+
+    for port, ofport in local:
+        net = state.get("network", port.network)
+        sig: tuple[object, ...] = (net.segment_id or 0, port.tunnel_key or 0, ofport)
+        flows = cached(port, sig, lambda n=net, p=port, o=ofport: _binding(chassis, n, p, o))  # type: ignore[misc]
         head.append(flows[0])
         tail.append(flows[1])
     for port, ofport in leaving:
@@ -151,16 +156,7 @@ def localize(
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
         sig = (net.segment_id or 0, port.tunnel_key or 0, peer.underlay, tunnels[peer.encap])
-        k = (chassis.id, port.id)
-        seen.add(k)
-        hit = memo.get(k) if memo is not None else None
-        if hit is not None and hit[0] == sig:
-            flows = hit[1]
-        else:
-            flows = _remote(net, port, peer, tunnels)
-            if memo is not None:
-                memo[k] = (sig, flows)
-        tail += flows
+        tail += cached(port, sig, lambda n=net, p=port, c=peer: _remote(n, p, c, tunnels))  # type: ignore[misc]
     for (net_id, targets), fkey in floods.items():
         net = state.get("network", net_id)
         tail += _flood_out(net, fkey, [far[c] for c in sorted(targets)], tunnels)
