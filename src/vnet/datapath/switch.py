@@ -138,6 +138,7 @@ class Switch:
         self.rx_packets = 0
         self._standalone_flow = False
         self._metered = False
+        self._dirty: set[Device] = set()  # devices holding sends until `_flush`
         self._ident = 0  # outer IPv4 identification of tunnel packets
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
@@ -231,6 +232,7 @@ class Switch:
                 self.drop("held_too_long")
             else:
                 self._transmit(port.port_no, hdr, frame, dst, ())
+        self._flush()
 
     def set_admin(self, port: Port, up: bool) -> None:
         if port.admin_up != up:
@@ -276,9 +278,10 @@ class Switch:
 
     def receive_batch(self, port: Port, frames: Iterable[tuple[bytes, bytes]], now: float) -> None:
         self.now = now
-        rx = self.receive
+        rx = self._receive
         for hdr, frame in frames:
             rx(port, hdr, frame)
+        self._flush()
 
     def receive_tunnel_batch(
         self, port: Port, packets: Iterable[tuple[int, bytes]], now: float
@@ -300,9 +303,23 @@ class Switch:
                 self.drop(f"tunnel_{e.reason.label}")
                 continue
             info = fk.TunnelInfo(d.key, d.src, d.dst, options=d.options)
-            self.receive(port, b"", d.inner, info)
+            self._receive(port, b"", d.inner, info)
+        self._flush()
 
     def receive(
+        self, port: Port, hdr: bytes, frame: bytes, tunnel: fk.TunnelInfo | None = None
+    ) -> None:
+        """One frame in from `port`: forwarded, or counted as a drop."""
+        self._receive(port, hdr, frame, tunnel)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._dirty:
+            for dev in self._dirty:
+                dev.flush()
+            self._dirty.clear()
+
+    def _receive(
         self, port: Port, hdr: bytes, frame: bytes, tunnel: fk.TunnelInfo | None = None
     ) -> None:
         st = port.stats
@@ -422,6 +439,7 @@ class Switch:
             port.stats.tx_dropped += 1
             self.drop("tx_queue_full")
             return
+        self._dirty.add(dev)
         st = port.stats
         st.tx_packets += 1
         st.tx_bytes += len(frame)
@@ -496,6 +514,7 @@ class Switch:
         key = fk.extract(frame, in_port)
         d = self.pipeline.execute(key, actions, self)
         self._execute(d, key, b"", frame)
+        self._flush()
         return d
 
     def trace(self, key: Sequence[int], table: int = 0) -> Tracer:

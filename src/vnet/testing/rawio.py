@@ -22,7 +22,7 @@ def main() -> None:
     ap.add_argument("--send", action="append", default=[])
     ap.add_argument("--listen", type=float, default=0.0)
     a = ap.parse_args()
-    dev = AfPacketDevice(a.iface, vnet_hdr=False)
+    dev = AfPacketDevice(a.iface, vnet_hdr=False, rings=False)
     for h in a.send:
         dev.send(b"", bytes.fromhex(h))
     end = time.monotonic() + a.listen

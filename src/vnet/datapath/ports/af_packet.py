@@ -16,6 +16,18 @@ the frame as it was on the wire.  Our own transmissions are not looped back
 from PACKET_STATISTICS and counted by the switch.  Transmit bypasses the
 device's qdisc (PACKET_QDISC_BYPASS): the switch does its own metering, and
 the qdisc layer costs a sixth of the small-packet rate.
+
+Rings (`rings=True`, the default): a system call per frame is what a Python
+switch cannot afford on small packets, so the socket gets a TPACKET_V2
+receive ring and transmit ring shared with the kernel (mmap).  Receive reads
+every frame the kernel has filled in without a system call; transmit writes
+frames into free slots and `flush` hands them all to the kernel with one
+`send`.  Slots are 2 KB: a frame larger than that (a 64 KB GSO segment, a
+jumbo frame) is not cut -- the kernel queues a whole copy to the socket
+(PACKET_COPY_THRESH), which receive reads with `recvmsg_into` in its ring
+order, and transmit sends it on a second, receive-less socket after flushing
+the ring, so frames leave in the order the switch sent them.  A socket that
+refuses rings (an old kernel) falls back to a system call per frame.
 """
 
 from __future__ import annotations
@@ -23,8 +35,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import socket
 import struct
+import time
 
 from .. import offload
 from ..port import Frame
@@ -40,6 +54,22 @@ PACKET_STATISTICS = 6
 PACKET_VNET_HDR = 15
 PACKET_IGNORE_OUTGOING = 23
 PACKET_QDISC_BYPASS = 20
+PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING, PACKET_LOSS = 5, 7, 10, 13, 14
+TPACKET_V2 = 1
+TP_STATUS_USER, TP_STATUS_COPY = 1, 2
+TP_STATUS_SEND_REQUEST = 1
+# ring geometry: 2 KB slots (an MTU-sized frame and its headers), 1,024 to receive
+# (2 MB, a burst of 64-byte frames), 256 to send; bigger frames go around the ring
+SLOT = 2048
+RX_SLOTS, TX_SLOTS = 1024, 256
+SLOTS_PER_BLOCK = 8
+TX_DATA = 32  # TPACKET2_HDRLEN - sizeof(struct sockaddr_ll): where a frame to send starts
+TX_MAX = SLOT - TX_DATA
+LOST_AFTER = 0.001  # an empty slot before a filled one for this long was skipped
+_RXHDR = struct.Struct("=IIIH").unpack_from  # tp_status, tp_len, tp_snaplen, tp_mac
+_VLAN = struct.Struct("=HH").unpack_from  # tp_vlan_tci, tp_vlan_tpid (offset 24)
+_U32 = struct.Struct("=I")
+_TXLEN = struct.Struct("=II").pack_into  # tp_len, tp_snaplen (offset 4)
 PACKET_OUTGOING = 4
 TP_STATUS_VLAN_VALID = 1 << 4
 TP_STATUS_VLAN_TPID_VALID = 1 << 6
@@ -63,7 +93,7 @@ def sysfs(name: str, attr: str) -> str | None:
 
 
 class AfPacketDevice:
-    def __init__(self, name: str, vnet_hdr: bool = True) -> None:
+    def __init__(self, name: str, vnet_hdr: bool = True, rings: bool = True) -> None:
         self.name = name
         try:
             self.ifindex = socket.if_nametoindex(name)
@@ -72,11 +102,27 @@ class AfPacketDevice:
         addr = sysfs(name, "address") or "0:0:0:0:0:0"
         self.hw_addr = int(addr.replace(":", ""), 16)
         self.mtu = int(sysfs(name, "mtu") or 1500)
+        self.vnet_hdr = False
+        self.kernel_drops = 0
+        # frames the ring lost: cut with no whole copy (socket buffer full), or a slot skipped
+        self.truncated = 0
+        self.sock = self._open(name, vnet_hdr, ETH_P_ALL)
+        self._buf = bytearray(MAX_FRAME)
+        self._mv = memoryview(self._buf)
+        self._ring: mmap.mmap | None = None
+        self._big: socket.socket | None = None
+        self._pending = 0
+        if rings:
+            try:
+                self._map_rings()
+            except OSError:
+                self._ring = None  # a system call per frame, as without rings
+
+    def _open(self, name: str, vnet_hdr: bool, proto: int) -> socket.socket:
         # protocol 0: the socket hears nothing until bind() names the device;
         # opened with ETH_P_ALL it would queue every interface's frames meanwhile
         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         try:
-            self.vnet_hdr = False
             if vnet_hdr:
                 s.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
                 self.vnet_hdr = True
@@ -90,59 +136,181 @@ class AfPacketDevice:
                     s.setsockopt(socket.SOL_SOCKET, force, SOCKBUF)  # *BUFFORCE as root
                 except OSError:
                     s.setsockopt(socket.SOL_SOCKET, opt, SOCKBUF)
-            s.bind((name, ETH_P_ALL))
-            mreq = struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
-            s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+            s.bind((name, proto))
+            if proto:
+                mreq = struct.pack("iHH8s", self.ifindex, PACKET_MR_PROMISC, 0, b"")
+                s.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             s.setblocking(False)
         except OSError:
             s.close()
             raise
-        self.sock = s
-        self._buf = bytearray(MAX_FRAME)
-        self._mv = memoryview(self._buf)
-        self.kernel_drops = 0
+        return s
+
+    def _map_rings(self) -> None:
+        s = self.sock
+        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        s.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
+        s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)  # a frame the kernel refuses frees its slot
+        for opt, n in ((PACKET_RX_RING, RX_SLOTS), (PACKET_TX_RING, TX_SLOTS)):
+            req = struct.pack("IIII", SLOT * SLOTS_PER_BLOCK, n // SLOTS_PER_BLOCK, SLOT, n)
+            s.setsockopt(SOL_PACKET, opt, req)
+        self._ring = mmap.mmap(s.fileno(), (RX_SLOTS + TX_SLOTS) * SLOT)
+        self._rmv = memoryview(self._ring)
+        self._rx = 0  # next receive slot
+        self._gap: tuple[int, float] | None = None  # (empty slot, since) before a filled one
+        self._tx = 0  # next transmit slot
+        # a receive-less twin (bound to protocol 0) sends what a slot cannot hold
+        self._big = self._open(self.name, self.vnet_hdr, 0)
 
     def fileno(self) -> int | None:
         return self.sock.fileno()
 
     def recv_batch(self, limit: int) -> list[Frame]:
+        if self._ring is not None:
+            return self._recv_ring(limit)
         out: list[Frame] = []
-        mv = self._mv
-        recv = self.sock.recvmsg_into
-        h = offload.HDR_LEN if self.vnet_hdr else 0
-        aux_size = socket.CMSG_SPACE(_AUX.size)
         for _ in range(limit):
-            try:
-                n, anc, _flags, addr = recv([mv], aux_size)
-            except BlockingIOError:
+            f = self._recv_one()
+            if f is None:
                 break
-            except OSError as e:
-                if e.errno == errno.ENETDOWN:
-                    break  # the link went down; link state comes from rtnetlink
-                if e.errno in _GONE:
-                    raise DeviceGone(e.errno, f"{self.name}: {e.strerror}") from None
-                raise
-            if addr[2] == PACKET_OUTGOING:
-                continue
-            hdr = bytes(mv[:h])
-            frame = bytes(mv[h:n])
-            for level, kind, data in anc:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
-                    status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
-                    if status & TP_STATUS_VLAN_VALID:
-                        if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
-                            tpid = 0x8100
-                        frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
-                        hdr = offload.shift(hdr, 4)
-            out.append((hdr, frame))
+            if f[1]:
+                out.append(f)
         return out
 
+    def _recv_ring(self, limit: int) -> list[Frame]:
+        out: list[Frame] = []
+        mv = self._rmv
+        i = self._rx
+        h = offload.HDR_LEN if self.vnet_hdr else 0
+        for _ in range(limit):
+            off = i * SLOT
+            status, length, snap, mac = _RXHDR(mv, off)
+            if not status & TP_STATUS_USER:
+                if self._lost_slot(i):
+                    i = i + 1 if i + 1 < RX_SLOTS else 0
+                    continue
+                break
+            if status & TP_STATUS_COPY:
+                f = self._recv_one()  # the whole frame, queued to the socket
+            elif snap < length:
+                self.truncated += 1
+                f = None
+            else:
+                m = off + mac
+                hdr = bytes(mv[m - h : m])
+                frame = bytes(mv[m : m + snap])
+                if status & TP_STATUS_VLAN_VALID:
+                    tci, tpid = _VLAN(mv, off + 24)
+                    if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
+                        tpid = 0x8100
+                    frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+                    hdr = offload.shift(hdr, 4)
+                f = (hdr, frame)
+            _U32.pack_into(mv, off, 0)  # the slot back to the kernel
+            i = i + 1 if i + 1 < RX_SLOTS else 0
+            if f is not None and f[1]:
+                out.append(f)
+        self._rx = i
+        return out
+
+    def _lost_slot(self, i: int) -> bool:
+        """Whether the kernel moved past slot `i` without filling it.
+
+        Under overload the kernel now and then leaves a slot empty and fills
+        the ones after it; a reader waiting on that slot would wait forever.
+        A slot that is still empty while the next one is filled, for longer
+        than any copy takes, is given up (and counted as a kernel drop).
+        """
+        nxt = (i + 1 if i + 1 < RX_SLOTS else 0) * SLOT
+        if not _U32.unpack_from(self._rmv, nxt)[0] & TP_STATUS_USER:
+            self._gap = None
+            return False
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != i:
+            self._gap = (i, now)
+            return False
+        if now - self._gap[1] < LOST_AFTER:
+            return False
+        self._gap = None
+        self.truncated += 1
+        return True
+
+    def _recv_one(self) -> Frame | None:
+        """One frame from the socket's queue; None when it is empty, b"" frame if ours."""
+        mv = self._mv
+        h = offload.HDR_LEN if self.vnet_hdr else 0
+        try:
+            n, anc, _flags, addr = self.sock.recvmsg_into([mv], socket.CMSG_SPACE(_AUX.size))
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno == errno.ENETDOWN:
+                return None  # the link went down; link state comes from rtnetlink
+            if e.errno in _GONE:
+                raise DeviceGone(e.errno, f"{self.name}: {e.strerror}") from None
+            raise
+        if addr[2] == PACKET_OUTGOING:
+            return (b"", b"")
+        hdr = bytes(mv[:h])
+        frame = bytes(mv[h:n])
+        for level, kind, data in anc:
+            if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
+                status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
+                if status & TP_STATUS_VLAN_VALID:
+                    if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
+                        tpid = 0x8100
+                    frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+                    hdr = offload.shift(hdr, 4)
+        return (hdr, frame)
+
     def send(self, hdr: bytes, frame: bytes) -> bool:
+        if not self.vnet_hdr:
+            hdr = b""
+        elif not hdr:
+            hdr = offload.NO_HDR
+        n = len(hdr) + len(frame)
+        if self._ring is None or n > TX_MAX or len(frame) > self.mtu + 18:
+            # too big for a slot, or for the device without segmentation: the kernel
+            # refuses an oversized frame on the plain socket with an error we count
+            if self._pending:
+                self.flush()
+            return self._send_plain(self._big or self.sock, hdr, frame)
+        mv = self._rmv
+        off = (RX_SLOTS + self._tx) * SLOT
+        if _U32.unpack_from(mv, off)[0]:
+            self.flush()  # every slot handed over: let the kernel drain them
+            if _U32.unpack_from(mv, off)[0]:
+                return False
+        d = off + TX_DATA
+        if hdr:
+            mv[d : d + len(hdr)] = hdr
+            d += len(hdr)
+        mv[d : d + len(frame)] = frame
+        _TXLEN(mv, off + 4, n, n)
+        _U32.pack_into(mv, off, TP_STATUS_SEND_REQUEST)
+        self._tx = self._tx + 1 if self._tx + 1 < TX_SLOTS else 0
+        self._pending += 1
+        return True
+
+    def flush(self) -> None:
+        """Hand every frame written to the transmit ring to the kernel: one system call."""
+        if not self._pending:
+            return
+        self._pending = 0
+        try:
+            self.sock.send(b"", socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            if e.errno not in (errno.ENOBUFS, errno.EMSGSIZE, errno.EINVAL) + _GONE:
+                raise
+
+    def _send_plain(self, sock: socket.socket, hdr: bytes, frame: bytes) -> bool:
         try:
             if len(frame) > 4096:
-                self.sock.sendmsg((hdr, frame) if self.vnet_hdr else (frame,))
+                sock.sendmsg((hdr, frame) if hdr else (frame,))
             else:
-                self.sock.send(hdr + frame if self.vnet_hdr else frame)
+                sock.send(hdr + frame if hdr else frame)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
@@ -155,6 +323,8 @@ class AfPacketDevice:
         """(packets, drops) the kernel counted since the last call."""
         raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
         packets, drops = struct.unpack("II", raw)
+        drops += self.truncated  # the ring's frames with no whole copy: the buffer was full
+        self.truncated = 0
         self.kernel_drops += drops
         return packets, drops
 
@@ -164,6 +334,12 @@ class AfPacketDevice:
         return flags is not None and bool(int(flags, 16) & 1) and carrier == "1"
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._rmv.release()
+            self._ring.close()
+            self._ring = None
+        if self._big is not None:
+            self._big.close()
         self.sock.close()
 
 

@@ -56,6 +56,9 @@ class MemoryDevice:
         self.sent.clear()
         return out
 
+    def flush(self) -> None:
+        pass  # every send is complete when it returns
+
     def link_up(self) -> bool:
         return self.up and not self.closed
 
@@ -95,6 +98,9 @@ class MemoryTunnel:
         """Packets sent so far (and forget them)."""
         out, self.sent = self.sent, []
         return out
+
+    def flush(self) -> None:
+        pass  # every send is complete when it returns
 
     def link_up(self) -> bool:
         return True

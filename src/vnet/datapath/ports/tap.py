@@ -121,6 +121,9 @@ class TapDevice:
             raise
         return True
 
+    def flush(self) -> None:
+        pass  # every send is complete when it returns
+
     def link_up(self) -> bool:
         flags = sysfs(self.name, "flags")
         return flags is not None and bool(int(flags, 16) & 1)
