@@ -151,6 +151,7 @@ class Runner:
         self.switch.set_link(port, False)
         port.device.close()
         port.device = _absent(port.name)
+        self.switch.pipeline.invalidate()
         log.warning("%s: device disappeared; port down", port.name)
 
     def _device_back(self, port: Port) -> None:
@@ -159,6 +160,7 @@ class Runner:
         except OSError:
             return
         port.device = dev
+        self.switch.pipeline.invalidate()  # cached sends hold the old device
         self._watch(port)
         self.switch.set_link(port, dev.link_up())
         log.info("%s: device is back", port.name)

@@ -14,6 +14,19 @@
    receive only what port security lets it (no promiscuous mode), and its
    device must take the frame -- every refusal is a drop with a reason.
 
+In front of all that sits a per-port cache keyed by the frame's signature
+(`flowkey.signature`: the header bytes the flow key is made of, for plain
+IPv4 TCP/UDP/ICMP), as Open vSwitch's datapath flow table sits in front of
+its slow path.  An entry holds what the full path decided for the first frame
+of the signature when that decision was to output the frame unchanged (or to
+drop it): the ports, already checked live and allowed to receive it, and
+their devices.  `receive_batch` sends every later frame of that signature
+straight to those devices, and charges counters (ports, rules, tables,
+groups, MAC ages, drops) once per entry per batch -- the same totals the full
+path would have charged.  Any change that could alter a decision (flows,
+groups, ports, MAC table, a port's locked MAC, controllers) bumps the
+pipeline's version and empties the cache.
+
 Nothing is lost silently: a frame the switch did not deliver anywhere is in
 `drops` under its reason (`no_match`, `port_security`..., `meter`,
 `tx_queue_full`, `port_down`, `malformed`, `no_controller`).
@@ -70,6 +83,25 @@ _FLOW = operator.itemgetter(
     fk.IP_PROTO, fk.TP_SRC, fk.TP_DST,
 )  # fmt: skip
 MIN_FRAME = 14
+
+
+class _Fast:
+    """A cached forwarding decision for one signature on one ingress port."""
+
+    __slots__ = ("d", "drop", "nbytes", "npkts", "outs", "refused")
+
+    def __init__(
+        self, d: Decision, outs: tuple[tuple[Port, Callable[[bytes, bytes], bool]], ...]
+    ) -> None:
+        self.d = d
+        self.outs = outs  # (port, its device's send)
+        self.refused: tuple[Port, ...] = ()  # ports port security keeps the frame from
+        self.drop = (d.drop_reason or "no_output") if not d.plain else None
+        self.npkts = 0  # this batch's frames and bytes, charged when it ends
+        self.nbytes = 0
+
+
+FAST_ENTRIES = 8192  # per ingress port
 
 
 def _refuse_unsupported(actions: Iterable[Action]) -> None:
@@ -139,6 +171,10 @@ class Switch:
         self._standalone_flow = False
         self._metered = False
         self._dirty: set[Device] = set()  # devices holding sends until `_flush`
+        self._fast: dict[int, dict[bytes, _Fast]] = {}  # ingress port -> signature -> entry
+        self._fast_version = -1
+        self.fast = True  # the signature cache in front of the full path (off: every frame parsed)
+        self.fast_hits = 0
         self._ident = 0  # outer IPv4 identification of tunnel packets
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
@@ -277,11 +313,106 @@ class Switch:
         self.drops[reason] = self.drops.get(reason, 0) + n
 
     def receive_batch(self, port: Port, frames: Iterable[tuple[bytes, bytes]], now: float) -> None:
+        """Frames in from `port`: cached signatures sent at once, the rest the full way."""
         self.now = now
+        if not port.live or not self.fast:
+            for hdr, frame in frames:
+                self._receive(port, hdr, frame)
+            self._flush()
+            return
+        cache = self._fast_cache(port.port_no)
+        touched: list[_Fast] = []
+        sig_of = fk.signature
         rx = self._receive
         for hdr, frame in frames:
-            rx(port, hdr, frame)
+            sig = sig_of(frame)
+            e = cache.get(sig) if sig is not None else None
+            if e is None:
+                rx(port, hdr, frame, None, sig)
+                if self._fast_version != self.pipeline.version:
+                    cache = self._fast_cache(port.port_no)  # what was cached may be stale now
+                continue
+            if not e.npkts:
+                touched.append(e)
+            e.npkts += 1
+            e.nbytes += len(frame)
+            for out, send in e.outs:
+                if not send(hdr, frame):
+                    self._send_refused(out, frame)
+        if touched:
+            self._charge(port, touched)
         self._flush()
+
+    def _fast_cache(self, port_no: int) -> dict[bytes, _Fast]:
+        if self._fast_version != self.pipeline.version:
+            self._fast.clear()
+            self._fast_version = self.pipeline.version
+        cache = self._fast.get(port_no)
+        if cache is None:
+            cache = self._fast[port_no] = {}
+        return cache
+
+    def _remember(self, port: Port, sig: bytes, d: Decision, dst: int) -> None:
+        """Cache a decision that outputs the frame unchanged (or drops it) for `sig`."""
+        if d.plain is None or not d.cacheable or self.fail_open:
+            return
+        outs: list[tuple[Port, Callable[[bytes, bytes], bool]]] = []
+        refused: list[Port] = []
+        vnet = port.device.vnet_hdr
+        for p in d.plain:
+            out = self.ports.get(p)
+            if out is None or not out.live or out.tunnel or out.device.vnet_hdr != vnet:
+                return  # the full path has more to do for this one
+            if out.config.port_security and not egress_allowed(out, dst):
+                refused.append(out)
+            else:
+                outs.append((out, out.device.send))
+        cache = self._fast_cache(port.port_no)
+        if len(cache) >= FAST_ENTRIES:
+            cache.pop(next(iter(cache)))
+        e = _Fast(d, tuple(outs))
+        e.refused = tuple(refused)
+        cache[sig] = e
+
+    def _send_refused(self, out: Port, frame: bytes) -> None:
+        """A device did not take a cached frame: a drop (the batch's charge is undone)."""
+        st = out.stats
+        st.tx_dropped += 1
+        st.tx_packets -= 1
+        st.tx_bytes -= len(frame)
+        self.drop("tx_queue_full")
+
+    def _charge(self, port: Port, touched: list[_Fast]) -> None:
+        """The counters a batch of cached frames would have moved one by one."""
+        now = self.now
+        pipeline = self.pipeline
+        macs = self.macs
+        st = port.stats
+        for e in touched:
+            n, nbytes = e.npkts, e.nbytes
+            e.npkts = e.nbytes = 0
+            st.rx_packets += n
+            st.rx_bytes += nbytes
+            self.rx_packets += n
+            self.fast_hits += n
+            pipeline.cache_hits += n
+            d = e.d
+            for op in d.side:  # MAC learning: the entry's age refreshed
+                if macs.learn(op[1], op[2], op[3], now):
+                    pipeline.invalidate()
+            if d.rules or d.groups:
+                pipeline.account(d, nbytes, now, n)
+            for out, _ in e.outs:
+                ost = out.stats
+                ost.tx_packets += n
+                ost.tx_bytes += nbytes
+                self._dirty.add(out.device)
+            for out in e.refused:
+                out.stats.tx_dropped += n
+                out.drop("not_promiscuous", n)
+                self.drop("not_promiscuous", n)
+            if e.drop is not None:
+                self.drop(e.drop, n)
 
     def receive_tunnel_batch(
         self, port: Port, packets: Iterable[tuple[int, bytes]], now: float
@@ -320,7 +451,12 @@ class Switch:
             self._dirty.clear()
 
     def _receive(
-        self, port: Port, hdr: bytes, frame: bytes, tunnel: fk.TunnelInfo | None = None
+        self,
+        port: Port,
+        hdr: bytes,
+        frame: bytes,
+        tunnel: fk.TunnelInfo | None = None,
+        sig: bytes | None = None,
     ) -> None:
         st = port.stats
         st.rx_packets += 1
@@ -335,8 +471,12 @@ class Switch:
             self.drop("malformed")
             return
         key = fk.extract(frame, port.port_no, tunnel)
+        version = self.pipeline.version
         if port.config.port_security:
+            locked = port.locked_mac
             bad = ingress_check(port, key)
+            if port.locked_mac != locked:
+                self.pipeline.invalidate()  # what this port may send and receive changed
             if bad is not None:
                 st.rx_dropped += 1
                 port.drop(bad)
@@ -347,6 +487,8 @@ class Switch:
         else:
             d = self.pipeline.decide(key, self)
         self._execute(d, key, hdr, frame)
+        if sig is not None and self.pipeline.version == version:  # nothing learned meanwhile
+            self._remember(port, sig, d, key[fk.ETH_DST])
 
     def _fail_open_decision(self, key: tuple[int, ...]) -> Decision:
         return self.pipeline.execute(key, (Output(0xFFFFFFFA),), self)
@@ -548,7 +690,12 @@ class Switch:
             },
             "rx_packets": self.rx_packets,
             "drops": dict(sorted(self.drops.items())),
-            "cache": {"hits": self.pipeline.cache_hits, "misses": self.pipeline.cache_misses},
+            "cache": {
+                "hits": self.pipeline.cache_hits,
+                "misses": self.pipeline.cache_misses,
+                "fast_hits": self.fast_hits,  # of `hits`: sent without a flow key
+                "fast_entries": sum(len(c) for c in self._fast.values()),
+            },
             "macs": len(self.macs),
             "flows": sum(len(t.by_id) for t in self.pipeline.tables),
         }

@@ -19,6 +19,14 @@ VLAN tags; `vlan_vid` carries the OFPVID_PRESENT bit (0x1000) when the frame is
 tagged, 0 when it is not; `ip_frag` is OVS's nw_frag (1 = fragment, 2 = later
 fragment); ICMP type/code live in their own slots for v4 and v6.
 
+`signature` is the datapath's shortcut for the bulk of traffic (IPv4 TCP,
+UDP and ICMP without options, untagged or with one 802.1Q tag): the bytes of
+the frame that `extract` would read, cut out without parsing, after the
+length checks that decide whether `extract` parses the transport layer.  Two
+frames with the same signature have the same flow key (on the same port, not
+from a tunnel), so the switch can cache per signature what it did with the
+first one (`vnet.datapath.switch`); building it costs a fifth of `extract`.
+
 Trade-off: a 66-slot tuple is built even for a frame that uses a dozen fields.
 Building it from constant zero sections concatenated to the parsed ones is
 cheaper than per-field assignment, and keeps one code path for all lookups.
@@ -47,6 +55,7 @@ __all__ = [
     "describe",
     "extract",
     "make_key",
+    "signature",
 ]
 
 FIELDS: tuple[str, ...] = (
@@ -373,6 +382,43 @@ def _extract_ipv6(
     fr = 0 if frag is None else FRAG_ANY | (FRAG_LATER if frag.offset else 0)
     l3 = (0, 0, s, d, label, proto, tc >> 2, tc & 3, hlim, fr)
     return _l4(frame, in_port, l2, l3, meta, off, l4, end, proto, fr)
+
+
+_IP4_HEAD = b"\x08\x00\x45"  # EtherType IPv4, version 4, header length 20
+_TAG_HEAD = b"\x81\x00"
+
+
+def signature(frame: bytes) -> bytes | None:
+    """The bytes that determine `extract(frame, port)` for a plain IPv4 TCP/UDP/ICMP frame.
+
+    None for any other frame (and for one whose lengths would make `extract`
+    stop before the transport header): those take the full parse.  Left out
+    are the bytes no key field depends on -- IP total length, identification
+    and checksum, the transport checksum, lengths and the payload -- once the
+    lengths are known to be consistent.
+    """
+    n = len(frame)
+    if n < 42:
+        return None
+    o = 14
+    if frame[12:15] != _IP4_HEAD:
+        if frame[12:14] != _TAG_HEAD or frame[16:19] != _IP4_HEAD or n < 46:
+            return None
+        o = 18
+    tlen = (frame[o + 2] << 8) | frame[o + 3]
+    if tlen > n - o or tlen < 28:
+        return None
+    proto = frame[o + 9]
+    # layer 2 (and the tag), TOS, flags + fragment offset, TTL, protocol, addresses, ports
+    base = frame[:o] + frame[o + 1 : o + 2] + frame[o + 6 : o + 10] + frame[o + 12 : o + 24]
+    if proto == 17 or proto == 1:
+        return base
+    if proto == 6:
+        doff = frame[o + 32] >> 4 if n > o + 32 else 0
+        if doff < 5 or doff * 4 > tlen - 20:
+            return None
+        return base + frame[o + 32 : o + 34]  # data offset and flags
+    return None
 
 
 def make_key(**fields: int) -> tuple[int, ...]:

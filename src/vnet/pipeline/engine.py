@@ -318,22 +318,22 @@ class Pipeline:
             self._cache[key] = d
         return d
 
-    def account(self, d: Decision, nbytes: int, now: float) -> None:
-        """Charge one packet of `nbytes` to the rules, tables and groups of a decision."""
+    def account(self, d: Decision, nbytes: int, now: float, packets: int = 1) -> None:
+        """Charge `packets` packets, `nbytes` in all, to the rules, tables and groups of `d`."""
         for r in d.rules:
-            r.packet_count += 1
+            r.packet_count += packets
             r.byte_count += nbytes
             r.used = now
         tables = self.tables
         for tid, matched in d.tables:
             t = tables[tid]
-            t.lookups += 1
+            t.lookups += packets
             if matched:
-                t.matches += 1
+                t.matches += packets
         for gid in d.groups:
             g = self.groups.get(gid)
             if g is not None:
-                g.packet_count += 1
+                g.packet_count += packets
                 g.byte_count += nbytes
 
     def translate(
