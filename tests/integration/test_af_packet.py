@@ -60,10 +60,10 @@ def listen(lab: Lab, ns: str, iface: str, seconds: float) -> subprocess.Popen[by
     p = subprocess.Popen(
         ["ip", "netns", "exec", ns, sys.executable, "-m", "vnet.testing.rawio", iface,
          "--listen", str(seconds)],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     lab.defer(lambda: p.kill() if p.poll() is None else None)
-    time.sleep(0.5)  # the listener's socket is bound
+    assert p.stderr is not None and p.stderr.readline().strip() == b"listening"
     return p
 
 

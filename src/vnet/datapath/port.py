@@ -19,6 +19,7 @@ offload-capable device to another untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -34,6 +35,7 @@ __all__ = [
     "PortStats",
     "VlanMode",
     "parse_port_spec",
+    "send_all",
 ]
 
 Frame = tuple[bytes, bytes]  # (vnet header or b"", Ethernet frame)
@@ -256,6 +258,21 @@ class Device(Protocol):
     def link_up(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def send_all(dev: Device, frames: Sequence[Frame]) -> int:
+    """Send `frames` in order until the device refuses one; how many it took.
+
+    A device with a batch path (`send_many`, a transmit ring) gets the list
+    whole; any other is sent one frame at a time.
+    """
+    many = getattr(dev, "send_many", None)
+    if many is not None:
+        return int(many(frames))
+    for n, (hdr, frame) in enumerate(frames):
+        if not dev.send(hdr, frame):
+            return n
+    return len(frames)
 
 
 @dataclass(eq=False)

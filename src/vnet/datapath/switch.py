@@ -19,11 +19,15 @@ In front of all that sits a per-port cache keyed by the frame's signature
 IPv4 TCP/UDP/ICMP), as Open vSwitch's datapath flow table sits in front of
 its slow path.  An entry holds what the full path decided for the first frame
 of the signature when that decision was to output the frame unchanged (or to
-drop it): the ports, already checked live and allowed to receive it, and
-their devices.  `receive_batch` sends every later frame of that signature
-straight to those devices, and charges counters (ports, rules, tables,
-groups, MAC ages, drops) once per entry per batch -- the same totals the full
-path would have charged.  Any change that could alter a decision (flows,
+drop it): the ports, already checked live and allowed to receive it.
+`receive_batch` queues every later frame of that signature on its entry and,
+at the end of the batch (or before a frame that needs the full path), hands
+each entry's frames to its ports' devices in one call (`send_all`: a transmit
+ring takes them in one go) and charges counters (ports, rules, tables,
+groups, MAC ages, drops) once per entry -- the same totals the full path
+would have charged.  Frames of one flow keep their order; frames of
+different flows in one batch may leave grouped by flow, as in Open vSwitch's
+userspace datapath.  Any change that could alter a decision (flows,
 groups, ports, MAC table, a port's locked MAC, controllers) bumps the
 pipeline's version and empties the cache.
 
@@ -67,7 +71,7 @@ from . import offload
 from .mac_table import DEFAULT_AGING, MacTable
 from .meters import MeterConfig, MeterTable
 from .normal import normal
-from .port import Device, Port, PortConfig
+from .port import Device, Frame, Port, PortConfig, send_all
 from .portsec import egress_allowed, ingress_check
 
 __all__ = ["FailMode", "PacketIn", "Switch", "SwitchError"]
@@ -88,17 +92,14 @@ MIN_FRAME = 14
 class _Fast:
     """A cached forwarding decision for one signature on one ingress port."""
 
-    __slots__ = ("d", "drop", "nbytes", "npkts", "outs", "refused")
+    __slots__ = ("d", "drop", "outs", "queue", "refused")
 
-    def __init__(
-        self, d: Decision, outs: tuple[tuple[Port, Callable[[bytes, bytes], bool]], ...]
-    ) -> None:
+    def __init__(self, d: Decision, outs: tuple[Port, ...], refused: tuple[Port, ...]) -> None:
         self.d = d
-        self.outs = outs  # (port, its device's send)
-        self.refused: tuple[Port, ...] = ()  # ports port security keeps the frame from
+        self.outs = outs
+        self.refused = refused  # ports port security keeps the frame from
         self.drop = (d.drop_reason or "no_output") if not d.plain else None
-        self.npkts = 0  # this batch's frames and bytes, charged when it ends
-        self.nbytes = 0
+        self.queue: list[Frame] = []  # this batch's frames, sent and charged together
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -323,24 +324,23 @@ class Switch:
         cache = self._fast_cache(port.port_no)
         touched: list[_Fast] = []
         sig_of = fk.signature
-        rx = self._receive
-        for hdr, frame in frames:
-            sig = sig_of(frame)
+        for f in frames:
+            sig = sig_of(f[1])
             e = cache.get(sig) if sig is not None else None
             if e is None:
-                rx(port, hdr, frame, None, sig)
+                if touched:  # what came before goes first
+                    self._send_queued(port, touched)
+                    touched = []
+                self._receive(port, f[0], f[1], None, sig)
                 if self._fast_version != self.pipeline.version:
                     cache = self._fast_cache(port.port_no)  # what was cached may be stale now
                 continue
-            if not e.npkts:
+            q = e.queue
+            if not q:
                 touched.append(e)
-            e.npkts += 1
-            e.nbytes += len(frame)
-            for out, send in e.outs:
-                if not send(hdr, frame):
-                    self._send_refused(out, frame)
+            q.append(f)
         if touched:
-            self._charge(port, touched)
+            self._send_queued(port, touched)
         self._flush()
 
     def _fast_cache(self, port_no: int) -> dict[bytes, _Fast]:
@@ -356,7 +356,7 @@ class Switch:
         """Cache a decision that outputs the frame unchanged (or drops it) for `sig`."""
         if d.plain is None or not d.cacheable or self.fail_open:
             return
-        outs: list[tuple[Port, Callable[[bytes, bytes], bool]]] = []
+        outs: list[Port] = []
         refused: list[Port] = []
         vnet = port.device.vnet_hdr
         for p in d.plain:
@@ -366,31 +366,35 @@ class Switch:
             if out.config.port_security and not egress_allowed(out, dst):
                 refused.append(out)
             else:
-                outs.append((out, out.device.send))
+                outs.append(out)
         cache = self._fast_cache(port.port_no)
         if len(cache) >= FAST_ENTRIES:
             cache.pop(next(iter(cache)))
-        e = _Fast(d, tuple(outs))
-        e.refused = tuple(refused)
-        cache[sig] = e
+        cache[sig] = _Fast(d, tuple(outs), tuple(refused))
 
-    def _send_refused(self, out: Port, frame: bytes) -> None:
-        """A device did not take a cached frame: a drop (the batch's charge is undone)."""
-        st = out.stats
-        st.tx_dropped += 1
-        st.tx_packets -= 1
-        st.tx_bytes -= len(frame)
-        self.drop("tx_queue_full")
-
-    def _charge(self, port: Port, touched: list[_Fast]) -> None:
-        """The counters a batch of cached frames would have moved one by one."""
+    def _send_queued(self, port: Port, touched: list[_Fast]) -> None:
+        """Send each entry's frames to its ports, and move the counters the full path
+        would have moved one frame at a time."""
         now = self.now
         pipeline = self.pipeline
         macs = self.macs
         st = port.stats
         for e in touched:
-            n, nbytes = e.npkts, e.nbytes
-            e.npkts = e.nbytes = 0
+            q = e.queue
+            e.queue = []
+            n = len(q)
+            nbytes = sum([len(f[1]) for f in q])
+            for out in e.outs:
+                ost = out.stats
+                taken = send_all(out.device, q)
+                self._dirty.add(out.device)
+                ost.tx_packets += taken
+                if taken == n:
+                    ost.tx_bytes += nbytes
+                else:  # the device's queue is full: the rest are drops
+                    ost.tx_bytes += sum([len(f[1]) for f in q[:taken]])
+                    ost.tx_dropped += n - taken
+                    self.drop("tx_queue_full", n - taken)
             st.rx_packets += n
             st.rx_bytes += nbytes
             self.rx_packets += n
@@ -402,11 +406,6 @@ class Switch:
                     pipeline.invalidate()
             if d.rules or d.groups:
                 pipeline.account(d, nbytes, now, n)
-            for out, _ in e.outs:
-                ost = out.stats
-                ost.tx_packets += n
-                ost.tx_bytes += nbytes
-                self._dirty.add(out.device)
             for out in e.refused:
                 out.stats.tx_dropped += n
                 out.drop("not_promiscuous", n)

@@ -4,13 +4,15 @@
 
 Run inside a namespace (`ip netns exec`); frames received during the listen
 window are printed one hex line each, VLAN tags restored from the kernel's
-metadata (the switch's AF_PACKET device does the reading).
+metadata (the switch's AF_PACKET device does the reading).  "listening" on
+standard error says the socket is open.
 """
 
 from __future__ import annotations
 
 import argparse
 import select
+import sys
 import time
 
 from ..datapath.ports.af_packet import AfPacketDevice
@@ -23,6 +25,7 @@ def main() -> None:
     ap.add_argument("--listen", type=float, default=0.0)
     a = ap.parse_args()
     dev = AfPacketDevice(a.iface, vnet_hdr=False, rings=False)
+    print("listening", file=sys.stderr, flush=True)  # the socket hears from here on
     for h in a.send:
         dev.send(b"", bytes.fromhex(h))
     end = time.monotonic() + a.listen

@@ -39,6 +39,7 @@ import mmap
 import socket
 import struct
 import time
+from collections.abc import Sequence
 
 from .. import offload
 from ..port import Frame
@@ -56,7 +57,10 @@ PACKET_IGNORE_OUTGOING = 23
 PACKET_QDISC_BYPASS = 20
 PACKET_RX_RING, PACKET_COPY_THRESH, PACKET_VERSION, PACKET_TX_RING, PACKET_LOSS = 5, 7, 10, 13, 14
 TPACKET_V2 = 1
+PACKET_OUTGOING = 4
 TP_STATUS_USER, TP_STATUS_COPY = 1, 2
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
 TP_STATUS_SEND_REQUEST = 1
 # ring geometry: 2 KB slots (an MTU-sized frame and its headers), 1,024 to receive
 # (2 MB, a burst of 64-byte frames), 256 to send; bigger frames go around the ring
@@ -69,10 +73,10 @@ LOST_AFTER = 0.001  # an empty slot before a filled one for this long was skippe
 _RXHDR = struct.Struct("=IIIH").unpack_from  # tp_status, tp_len, tp_snaplen, tp_mac
 _VLAN = struct.Struct("=HH").unpack_from  # tp_vlan_tci, tp_vlan_tpid (offset 24)
 _U32 = struct.Struct("=I")
-_TXLEN = struct.Struct("=II").pack_into  # tp_len, tp_snaplen (offset 4)
-PACKET_OUTGOING = 4
-TP_STATUS_VLAN_VALID = 1 << 4
-TP_STATUS_VLAN_TPID_VALID = 1 << 6
+_TXSLOT = struct.Struct("=III").pack_into  # tp_status, tp_len, tp_snaplen
+_PLAIN = TP_STATUS_USER | TP_STATUS_COPY | TP_STATUS_VLAN_VALID  # USER alone: a whole frame
+_RX_OFFSETS = [i * SLOT for i in range(RX_SLOTS)]
+_TX_OFFSETS = [(RX_SLOTS + i) * SLOT for i in range(TX_SLOTS)]
 _AUX = struct.Struct("=IIIHHHH")
 MAX_FRAME = 65536 + 4 + offload.HDR_LEN
 SOCKBUF = 8 << 20
@@ -112,11 +116,15 @@ class AfPacketDevice:
         self._ring: mmap.mmap | None = None
         self._big: socket.socket | None = None
         self._pending = 0
+        self._slot_max = -1  # the largest frame that goes through the transmit ring
         if rings:
             try:
                 self._map_rings()
             except OSError:
                 self._ring = None  # a system call per frame, as without rings
+            else:
+                h = offload.HDR_LEN if self.vnet_hdr else 0
+                self._slot_max = min(TX_MAX - h, self.mtu + 18)
 
     def _open(self, name: str, vnet_hdr: bool, proto: int) -> socket.socket:
         # protocol 0: the socket hears nothing until bind() names the device;
@@ -179,39 +187,50 @@ class AfPacketDevice:
 
     def _recv_ring(self, limit: int) -> list[Frame]:
         out: list[Frame] = []
+        append = out.append
         mv = self._rmv
+        ring = self._ring
+        assert ring is not None
         i = self._rx
         h = offload.HDR_LEN if self.vnet_hdr else 0
+        release = _U32.pack_into
         for _ in range(limit):
-            off = i * SLOT
+            off = _RX_OFFSETS[i]
             status, length, snap, mac = _RXHDR(mv, off)
-            if not status & TP_STATUS_USER:
-                if self._lost_slot(i):
-                    i = i + 1 if i + 1 < RX_SLOTS else 0
-                    continue
-                break
-            if status & TP_STATUS_COPY:
-                f = self._recv_one()  # the whole frame, queued to the socket
-            elif snap < length:
-                self.truncated += 1
-                f = None
+            if status & _PLAIN != TP_STATUS_USER or snap < length:
+                if not status & TP_STATUS_USER:
+                    if not self._lost_slot(i):
+                        break
+                else:
+                    f = self._recv_odd(off, status, length, snap, mac)
+                    if f is not None and f[1]:
+                        append(f)
+                    release(mv, off, 0)
             else:
                 m = off + mac
-                hdr = bytes(mv[m - h : m])
-                frame = bytes(mv[m : m + snap])
-                if status & TP_STATUS_VLAN_VALID:
-                    tci, tpid = _VLAN(mv, off + 24)
-                    if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
-                        tpid = 0x8100
-                    frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
-                    hdr = offload.shift(hdr, 4)
-                f = (hdr, frame)
-            _U32.pack_into(mv, off, 0)  # the slot back to the kernel
+                append((ring[m - h : m], ring[m : m + snap]))  # mmap slices: bytes, one step
+                release(mv, off, 0)  # the slot back to the kernel
             i = i + 1 if i + 1 < RX_SLOTS else 0
-            if f is not None and f[1]:
-                out.append(f)
         self._rx = i
         return out
+
+    def _recv_odd(self, off: int, status: int, length: int, snap: int, mac: int) -> Frame | None:
+        """A slot that is not a whole untagged frame: a copy queued aside, a cut, a tag."""
+        if status & TP_STATUS_COPY:
+            return self._recv_one()  # the whole frame, queued to the socket
+        if snap < length:
+            self.truncated += 1
+            return None
+        mv = self._rmv
+        h = offload.HDR_LEN if self.vnet_hdr else 0
+        m = off + mac
+        hdr = bytes(mv[m - h : m])
+        frame = bytes(mv[m : m + snap])
+        tci, tpid = _VLAN(mv, off + 24)  # TP_STATUS_VLAN_VALID: the kernel took the tag off
+        if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
+            tpid = 0x8100
+        frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
+        return (offload.shift(hdr, 4), frame)
 
     def _lost_slot(self, i: int) -> bool:
         """Whether the kernel moved past slot `i` without filling it.
@@ -264,33 +283,58 @@ class AfPacketDevice:
         return (hdr, frame)
 
     def send(self, hdr: bytes, frame: bytes) -> bool:
-        if not self.vnet_hdr:
-            hdr = b""
-        elif not hdr:
-            hdr = offload.NO_HDR
-        n = len(hdr) + len(frame)
-        if self._ring is None or n > TX_MAX or len(frame) > self.mtu + 18:
-            # too big for a slot, or for the device without segmentation: the kernel
-            # refuses an oversized frame on the plain socket with an error we count
-            if self._pending:
-                self.flush()
-            return self._send_plain(self._big or self.sock, hdr, frame)
+        return self.send_many(((hdr, frame),)) == 1
+
+    def send_many(self, frames: Sequence[Frame]) -> int:
+        """Write frames into the transmit ring (`flush` sends them); how many it took.
+
+        Stops at the first frame refused (every slot still the kernel's after a
+        flush): the rest of the list would be refused too.
+        """
+        if self._slot_max < 0:
+            for n, (hdr, frame) in enumerate(frames):
+                if not self._send_big(hdr, frame):
+                    return n
+            return len(frames)
+        ring = self._ring
+        assert ring is not None
         mv = self._rmv
-        off = (RX_SLOTS + self._tx) * SLOT
-        if _U32.unpack_from(mv, off)[0]:
-            self.flush()  # every slot handed over: let the kernel drain them
-            if _U32.unpack_from(mv, off)[0]:
-                return False
-        d = off + TX_DATA
-        if hdr:
-            mv[d : d + len(hdr)] = hdr
-            d += len(hdr)
-        mv[d : d + len(frame)] = frame
-        _TXLEN(mv, off + 4, n, n)
-        _U32.pack_into(mv, off, TP_STATUS_SEND_REQUEST)
-        self._tx = self._tx + 1 if self._tx + 1 < TX_SLOTS else 0
-        self._pending += 1
-        return True
+        i = self._tx
+        vnet = self.vnet_hdr
+        smax = self._slot_max
+        no_hdr = offload.NO_HDR
+        taken = 0
+        for hdr, frame in frames:
+            if len(frame) > smax:
+                self._tx = i
+                if not self._send_big(hdr, frame):
+                    break
+                taken += 1
+                continue
+            off = _TX_OFFSETS[i]
+            if mv[off] & 7:  # still the kernel's (to send, being sent, refused)
+                self._tx = i
+                self.flush()  # every slot handed over: let the kernel drain them
+                if mv[off] & 7:
+                    break
+            data = (hdr or no_hdr) + frame if vnet else frame
+            n = len(data)
+            ring[off + TX_DATA : off + TX_DATA + n] = data
+            # the kernel reads a slot only during our `send`: the order of these writes is free
+            _TXSLOT(mv, off, TP_STATUS_SEND_REQUEST, n, n)
+            i = i + 1 if i + 1 < TX_SLOTS else 0
+            self._pending += 1
+            taken += 1
+        self._tx = i
+        return taken
+
+    def _send_big(self, hdr: bytes, frame: bytes) -> bool:
+        """Around the ring: too big for a slot, or for the device without segmentation
+        (the kernel refuses an oversized frame on the plain socket, which we count)."""
+        if self._pending:
+            self.flush()
+        hdr = (hdr or offload.NO_HDR) if self.vnet_hdr else b""
+        return self._send_plain(self._big or self.sock, hdr, frame)
 
     def flush(self) -> None:
         """Hand every frame written to the transmit ring to the kernel: one system call."""
