@@ -172,7 +172,7 @@ class Switch:
         self._standalone_flow = False
         self._metered = False
         self._dirty: set[Device] = set()  # devices holding sends until `_flush`
-        self._fast: dict[int, dict[bytes, _Fast]] = {}  # ingress port -> signature -> entry
+        self._fast: dict[int, dict[fk.Signature, _Fast]] = {}  # ingress port -> signature -> entry
         self._fast_version = -1
         self.fast = True  # the signature cache in front of the full path (off: every frame parsed)
         self.fast_hits = 0
@@ -343,7 +343,7 @@ class Switch:
             self._send_queued(port, touched)
         self._flush()
 
-    def _fast_cache(self, port_no: int) -> dict[bytes, _Fast]:
+    def _fast_cache(self, port_no: int) -> dict[fk.Signature, _Fast]:
         if self._fast_version != self.pipeline.version:
             self._fast.clear()
             self._fast_version = self.pipeline.version
@@ -352,7 +352,7 @@ class Switch:
             cache = self._fast[port_no] = {}
         return cache
 
-    def _remember(self, port: Port, sig: bytes, d: Decision, dst: int) -> None:
+    def _remember(self, port: Port, sig: fk.Signature, d: Decision, dst: int) -> None:
         """Cache a decision that outputs the frame unchanged (or drops it) for `sig`."""
         if d.plain is None or not d.cacheable or self.fail_open:
             return
@@ -455,7 +455,7 @@ class Switch:
         hdr: bytes,
         frame: bytes,
         tunnel: fk.TunnelInfo | None = None,
-        sig: bytes | None = None,
+        sig: fk.Signature | None = None,
     ) -> None:
         st = port.stats
         st.rx_packets += 1

@@ -51,6 +51,7 @@ __all__ = [
     "PACKET_FIELDS",
     "TUNNEL_FIELDS",
     "TUN_SLOTS",
+    "Signature",
     "TunnelInfo",
     "describe",
     "extract",
@@ -386,38 +387,45 @@ def _extract_ipv6(
 
 _IP4_HEAD = b"\x08\x00\x45"  # EtherType IPv4, version 4, header length 20
 _TAG_HEAD = b"\x81\x00"
+# layer 2 (and the tag), TOS, [total length, identification skipped], flags + fragment
+# offset, TTL, protocol, [checksum skipped], addresses and transport ports or ICMP type
+_SIG = struct.Struct("!14sx1s4x4s2x12s").unpack_from
+_SIG_TAGGED = struct.Struct("!18sx1s4x4s2x12s").unpack_from
+Signature = tuple[bytes, ...]
 
 
-def signature(frame: bytes) -> bytes | None:
-    """The bytes that determine `extract(frame, port)` for a plain IPv4 TCP/UDP/ICMP frame.
+def signature(frame: bytes) -> Signature | None:
+    """What determines `extract(frame, port)` for a plain IPv4 TCP/UDP/ICMP frame.
 
     None for any other frame (and for one whose lengths would make `extract`
     stop before the transport header): those take the full parse.  Left out
     are the bytes no key field depends on -- IP total length, identification
     and checksum, the transport checksum, lengths and the payload -- once the
-    lengths are known to be consistent.
+    lengths are known to be consistent.  A tuple of byte strings cut by one
+    `struct` call: cheaper to build and hash than their concatenation.
     """
     n = len(frame)
     if n < 42:
         return None
-    o = 14
-    if frame[12:15] != _IP4_HEAD:
-        if frame[12:14] != _TAG_HEAD or frame[16:19] != _IP4_HEAD or n < 46:
-            return None
+    if frame[12:15] == _IP4_HEAD:
+        o = 14
+        sig = _SIG(frame)
+    elif frame[12:14] == _TAG_HEAD and frame[16:19] == _IP4_HEAD and n >= 46:
         o = 18
+        sig = _SIG_TAGGED(frame)
+    else:
+        return None
     tlen = (frame[o + 2] << 8) | frame[o + 3]
     if tlen > n - o or tlen < 28:
         return None
     proto = frame[o + 9]
-    # layer 2 (and the tag), TOS, flags + fragment offset, TTL, protocol, addresses, ports
-    base = frame[:o] + frame[o + 1 : o + 2] + frame[o + 6 : o + 10] + frame[o + 12 : o + 24]
     if proto == 17 or proto == 1:
-        return base
+        return sig
     if proto == 6:
         doff = frame[o + 32] >> 4 if n > o + 32 else 0
         if doff < 5 or doff * 4 > tlen - 20:
             return None
-        return base + frame[o + 32 : o + 34]  # data offset and flags
+        return (*sig, frame[o + 32 : o + 34])  # data offset and flags
     return None
 
 

@@ -91,9 +91,9 @@ def build(fast: bool) -> tuple[Switch, dict[str, MemoryDevice], dict[str, Port]]
     return sw, devs, ports
 
 
-def by_flow(frames: list[bytes]) -> dict[bytes, list[bytes]]:
+def by_flow(frames: list[bytes]) -> dict[object, list[bytes]]:
     """Frames in the order they left, per flow (signature; the frame itself if none)."""
-    out: dict[bytes, list[bytes]] = {}
+    out: dict[object, list[bytes]] = {}
     for f in frames:
         out.setdefault(signature(f) or f, []).append(f)
     return out

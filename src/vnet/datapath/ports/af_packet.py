@@ -164,6 +164,7 @@ class AfPacketDevice:
             s.setsockopt(SOL_PACKET, opt, req)
         self._ring = mmap.mmap(s.fileno(), (RX_SLOTS + TX_SLOTS) * SLOT)
         self._rmv = memoryview(self._ring)
+        self._words = self._rmv.cast("I")
         self._rx = 0  # next receive slot
         self._gap: tuple[int, float] | None = None  # (empty slot, since) before a filled one
         self._tx = 0  # next transmit slot
@@ -193,7 +194,7 @@ class AfPacketDevice:
         assert ring is not None
         i = self._rx
         h = offload.HDR_LEN if self.vnet_hdr else 0
-        release = _U32.pack_into
+        status_word = self._words  # slot i's status is word i * SLOT // 4
         for _ in range(limit):
             off = _RX_OFFSETS[i]
             status, length, snap, mac = _RXHDR(mv, off)
@@ -205,11 +206,11 @@ class AfPacketDevice:
                     f = self._recv_odd(off, status, length, snap, mac)
                     if f is not None and f[1]:
                         append(f)
-                    release(mv, off, 0)
+                    status_word[off >> 2] = 0
             else:
                 m = off + mac
                 append((ring[m - h : m], ring[m : m + snap]))  # mmap slices: bytes, one step
-                release(mv, off, 0)  # the slot back to the kernel
+                status_word[off >> 2] = 0  # the slot back to the kernel
             i = i + 1 if i + 1 < RX_SLOTS else 0
         self._rx = i
         return out
@@ -304,16 +305,17 @@ class AfPacketDevice:
         smax = self._slot_max
         no_hdr = offload.NO_HDR
         taken = 0
+        written = 0  # slots filled since `_pending` was last brought up to date
         for hdr, frame in frames:
             if len(frame) > smax:
-                self._tx = i
+                self._tx, self._pending, written = i, self._pending + written, 0
                 if not self._send_big(hdr, frame):
                     break
                 taken += 1
                 continue
             off = _TX_OFFSETS[i]
             if mv[off] & 7:  # still the kernel's (to send, being sent, refused)
-                self._tx = i
+                self._tx, self._pending, written = i, self._pending + written, 0
                 self.flush()  # every slot handed over: let the kernel drain them
                 if mv[off] & 7:
                     break
@@ -323,9 +325,10 @@ class AfPacketDevice:
             # the kernel reads a slot only during our `send`: the order of these writes is free
             _TXSLOT(mv, off, TP_STATUS_SEND_REQUEST, n, n)
             i = i + 1 if i + 1 < TX_SLOTS else 0
-            self._pending += 1
+            written += 1
             taken += 1
         self._tx = i
+        self._pending += written
         return taken
 
     def _send_big(self, hdr: bytes, frame: bytes) -> bool:
@@ -379,6 +382,7 @@ class AfPacketDevice:
 
     def close(self) -> None:
         if self._ring is not None:
+            self._words.release()
             self._rmv.release()
             self._ring.close()
             self._ring = None
