@@ -7,11 +7,10 @@ to finish it, and leaves the same way on another offload-capable port.
 Workloads keep their default offloads; without the header the kernel would
 have to hand over finished, MTU-sized frames and TCP would crawl.
 
-Receive drains the socket in a loop (up to `limit` frames per readiness
-event) with `recvmsg_into` into one preallocated buffer.  VLAN tags that the
+Receive takes up to `limit` frames per readiness event.  VLAN tags that the
 kernel stripped into metadata (VLAN offload on the receiving device) come
-back in PACKET_AUXDATA and are put back into the frame, so the switch sees
-the frame as it was on the wire.  Our own transmissions are not looped back
+back in the ring slot's header (or PACKET_AUXDATA) and are put back into the
+frame, so the switch sees the frame as it was on the wire.  Our own transmissions are not looped back
 (PACKET_IGNORE_OUTGOING).  Kernel-side drops (a full socket buffer) are read
 from PACKET_STATISTICS and counted by the switch.  Transmit bypasses the
 device's qdisc (PACKET_QDISC_BYPASS): the switch does its own metering, and
@@ -26,8 +25,12 @@ frames into free slots and `flush` hands them all to the kernel with one
 jumbo frame) is not cut -- the kernel queues a whole copy to the socket
 (PACKET_COPY_THRESH), which receive reads with `recvmsg_into` in its ring
 order, and transmit sends it on a second, receive-less socket after flushing
-the ring, so frames leave in the order the switch sent them.  A socket that
-refuses rings (an old kernel) falls back to a system call per frame.
+the ring, so frames leave in the order the switch sent them.  Under overload
+the kernel now and then leaves a receive slot empty while filling the next
+ones; a slot still empty a millisecond after its successor filled is given
+up and counted as a kernel drop, so the reader never waits on it forever.
+A socket that refuses rings (an old kernel) falls back to `recvmsg_into` and
+`send`, a system call per frame.
 """
 
 from __future__ import annotations
