@@ -114,6 +114,7 @@ class AfPacketDevice:
         # frames the ring lost: cut with no whole copy (socket buffer full), or a slot skipped
         self.truncated = 0
         self.sock = self._open(name, vnet_hdr, ETH_P_ALL)
+        self._h = offload.HDR_LEN if self.vnet_hdr else 0  # the header before each frame
         self._buf = bytearray(MAX_FRAME)
         self._mv = memoryview(self._buf)
         self._ring: mmap.mmap | None = None
@@ -126,8 +127,7 @@ class AfPacketDevice:
             except OSError:
                 self._ring = None  # a system call per frame, as without rings
             else:
-                h = offload.HDR_LEN if self.vnet_hdr else 0
-                self._slot_max = min(TX_MAX - h, self.mtu + 18)
+                self._slot_max = min(TX_MAX - self._h, self.mtu + 18)
 
     def _open(self, name: str, vnet_hdr: bool, proto: int) -> socket.socket:
         # protocol 0: the socket hears nothing until bind() names the device;
@@ -196,7 +196,7 @@ class AfPacketDevice:
         ring = self._ring
         assert ring is not None
         i = self._rx
-        h = offload.HDR_LEN if self.vnet_hdr else 0
+        h = self._h
         status_word = self._words  # slot i's status is word i * SLOT // 4
         for _ in range(limit):
             off = _RX_OFFSETS[i]
@@ -226,15 +226,12 @@ class AfPacketDevice:
             self.truncated += 1
             return None
         mv = self._rmv
-        h = offload.HDR_LEN if self.vnet_hdr else 0
+        h = self._h
         m = off + mac
         hdr = bytes(mv[m - h : m])
         frame = bytes(mv[m : m + snap])
         tci, tpid = _VLAN(mv, off + 24)  # TP_STATUS_VLAN_VALID: the kernel took the tag off
-        if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
-            tpid = 0x8100
-        frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
-        return (offload.shift(hdr, 4), frame)
+        return _retag(hdr, frame, status, tci, tpid)
 
     def _lost_slot(self, i: int) -> bool:
         """Whether the kernel moved past slot `i` without filling it.
@@ -261,7 +258,7 @@ class AfPacketDevice:
     def _recv_one(self) -> Frame | None:
         """One frame from the socket's queue; None when it is empty, b"" frame if ours."""
         mv = self._mv
-        h = offload.HDR_LEN if self.vnet_hdr else 0
+        h = self._h
         try:
             n, anc, _flags, addr = self.sock.recvmsg_into([mv], socket.CMSG_SPACE(_AUX.size))
         except BlockingIOError:
@@ -280,10 +277,7 @@ class AfPacketDevice:
             if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
                 status, _, _, _, _, tci, tpid = _AUX.unpack_from(data)
                 if status & TP_STATUS_VLAN_VALID:
-                    if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
-                        tpid = 0x8100
-                    frame = frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:]
-                    hdr = offload.shift(hdr, 4)
+                    return _retag(hdr, frame, status, tci, tpid)
         return (hdr, frame)
 
     def send(self, hdr: bytes, frame: bytes) -> bool:
@@ -392,6 +386,13 @@ class AfPacketDevice:
         if self._big is not None:
             self._big.close()
         self.sock.close()
+
+
+def _retag(hdr: bytes, frame: bytes, status: int, tci: int, tpid: int) -> Frame:
+    """Put back the VLAN tag the kernel took into metadata (ring slot or PACKET_AUXDATA)."""
+    if not status & TP_STATUS_VLAN_TPID_VALID or not tpid:
+        tpid = 0x8100
+    return (offload.shift(hdr, 4), frame[:12] + struct.pack("!HH", tpid, tci) + frame[12:])
 
 
 def set_up(name: str) -> None:
