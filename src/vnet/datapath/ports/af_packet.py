@@ -21,7 +21,11 @@ switch cannot afford on small packets, so the socket gets a TPACKET_V2
 receive ring and transmit ring shared with the kernel (mmap).  Receive reads
 every frame the kernel has filled in without a system call; transmit writes
 frames into free slots and `flush` hands them all to the kernel with one
-`send`.  Slots are 2 KB: a frame larger than that (a 64 KB GSO segment, a
+`send`.  A frame written to a slot says, in its virtio-net header, that all
+of it is header (hdr_len = its length, unless it is a GSO frame): the kernel
+then copies it whole into the new packet instead of pointing into the ring
+page, which a veth peer would otherwise copy again into a freshly allocated
+page.  Slots are 2 KB: a frame larger than that (a 64 KB GSO segment, a
 jumbo frame) is not cut -- the kernel queues a whole copy to the socket
 (PACKET_COPY_THRESH), which receive reads with `recvmsg_into` in its ring
 order, and transmit sends it on a second, receive-less socket after flushing
@@ -77,6 +81,10 @@ _RXHDR = struct.Struct("=IIIH").unpack_from  # tp_status, tp_len, tp_snaplen, tp
 _VLAN = struct.Struct("=HH").unpack_from  # tp_vlan_tci, tp_vlan_tpid (offset 24)
 _U32 = struct.Struct("=I")
 _TXSLOT = struct.Struct("=III").pack_into  # tp_status, tp_len, tp_snaplen
+# the same, and the virtio-net header's flags, gso_type and hdr_len (the slot's
+# bytes between are zero on transmit: tp_mac, tp_net, time, VLAN, padding)
+_TXLINEAR = struct.Struct("=III20xBBH").pack_into
+HDR = offload.HDR_LEN
 _PLAIN = TP_STATUS_USER | TP_STATUS_COPY | TP_STATUS_VLAN_VALID  # USER alone: a whole frame
 _RX_OFFSETS = [i * SLOT for i in range(RX_SLOTS)]
 _TX_OFFSETS = [(RX_SLOTS + i) * SLOT for i in range(TX_SLOTS)]
@@ -316,11 +324,19 @@ class AfPacketDevice:
                 self.flush()  # every slot handed over: let the kernel drain them
                 if mv[off] & 7:
                     break
-            data = (hdr or no_hdr) + frame if vnet else frame
-            n = len(data)
-            ring[off + TX_DATA : off + TX_DATA + n] = data
             # the kernel reads a slot only during our `send`: the order of these writes is free
-            _TXSLOT(mv, off, TP_STATUS_SEND_REQUEST, n, n)
+            if vnet:
+                data = (hdr or no_hdr) + frame
+                n = len(data)
+                ring[off + TX_DATA : off + TX_DATA + n] = data
+                if data[1]:  # a GSO frame: its header length stands
+                    _TXSLOT(mv, off, TP_STATUS_SEND_REQUEST, n, n)
+                else:  # the whole frame in the header: one linear copy
+                    _TXLINEAR(mv, off, TP_STATUS_SEND_REQUEST, n, n, data[0], 0, n - HDR)
+            else:
+                n = len(frame)
+                ring[off + TX_DATA : off + TX_DATA + n] = frame
+                _TXSLOT(mv, off, TP_STATUS_SEND_REQUEST, n, n)
             i = i + 1 if i + 1 < TX_SLOTS else 0
             written += 1
             taken += 1
