@@ -6,7 +6,11 @@ namespace ends on their default offloads:
 
 * TCP throughput: iperf3, one stream, 5 s;
 * small packets: 64-byte UDP frames (18-byte payloads) sent as fast as one
-  sender can, counted by the receiving interface: packets per second;
+  sender can to a bound UDP socket that never reads (a discard sink: the
+  receiving kernel drops each datagram at the full socket, instead of
+  answering it with an ICMP port-unreachable -- work that would land on
+  whatever transmits into the receiving veth, i.e. on the switch under
+  test), counted by the receiving interface: packets per second;
 
 first with `normal` forwarding (MAC learning), then with 1,000 flows
 installed (998 that never match, two that forward).  It prints every figure
@@ -96,6 +100,15 @@ print(n)
 """
 
 
+SINK = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.bind(("10.88.0.2", 9))
+time.sleep(3600)
+"""
+
+
 def _rx_packets(lab: Lab, ns: str) -> int:
     dev = next(
         d for d in lab.exec(ns, "ls", "/sys/class/net").stdout.split() if d.startswith("pxb")
@@ -106,6 +119,8 @@ def _rx_packets(lab: Lab, ns: str) -> int:
 def measure(lab: Lab, a: str, b: str, seconds: float) -> dict[str, float]:
     """Small packets: 64-byte UDP frames flooded from a, counted by b's interface."""
     lab.exec(a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
+    lab.spawn(sys.executable, "-c", SINK, ns=b)
+    wait_for(lambda: ":9 " in lab.exec(b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
     before = _rx_packets(lab, b)
     sent = int(lab.exec(a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30).stdout)
     time.sleep(0.5)

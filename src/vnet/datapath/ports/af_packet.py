@@ -18,18 +18,19 @@ the qdisc layer costs a sixth of the small-packet rate.
 
 Rings (`rings=True`, the default): a system call per frame is what a Python
 switch cannot afford on small packets, so the socket gets a TPACKET_V2
-receive ring and transmit ring shared with the kernel (mmap).  Receive reads
-every frame the kernel has filled in without a system call; transmit writes
-frames into free slots and `flush` hands them all to the kernel with one
-`send`.  A frame written to a slot says, in its virtio-net header, that all
+receive ring shared with the kernel (mmap), and a receive-less twin socket a
+transmit ring.  The twin is watched by no event loop: the kernel's wake-up
+after each sent frame then finds nobody to wake.  Receive reads every frame
+the kernel has filled in without a system call; transmit writes frames into
+free slots and `flush` hands them all to the kernel with one `send`.  A frame written to a slot says, in its virtio-net header, that all
 of it is header (hdr_len = its length, unless it is a GSO frame): the kernel
 then copies it whole into the new packet instead of pointing into the ring
 page, which a veth peer would otherwise copy again into a freshly allocated
 page.  Slots are 2 KB: a frame larger than that (a 64 KB GSO segment, a
 jumbo frame) is not cut -- the kernel queues a whole copy to the socket
 (PACKET_COPY_THRESH), which receive reads with `recvmsg_into` in its ring
-order, and transmit sends it on a second, receive-less socket after flushing
-the ring, so frames leave in the order the switch sent them.  Under overload
+order, and transmit sends it on a third socket, without a ring, after
+flushing the ring, so frames leave in the order the switch sent them.  Under overload
 the kernel now and then leaves a receive slot empty while filling the next
 ones; a slot still empty a millisecond after its successor filled is given
 up and counted as a kernel drop, so the reader never waits on it forever.
@@ -87,7 +88,7 @@ _TXLINEAR = struct.Struct("=III20xBBH").pack_into
 HDR = offload.HDR_LEN
 _PLAIN = TP_STATUS_USER | TP_STATUS_COPY | TP_STATUS_VLAN_VALID  # USER alone: a whole frame
 _RX_OFFSETS = [i * SLOT for i in range(RX_SLOTS)]
-_TX_OFFSETS = [(RX_SLOTS + i) * SLOT for i in range(TX_SLOTS)]
+_TX_OFFSETS = [i * SLOT for i in range(TX_SLOTS)]
 _AUX = struct.Struct("=IIIHHHH")
 MAX_FRAME = 65536 + 4 + offload.HDR_LEN
 SOCKBUF = 8 << 20
@@ -126,6 +127,8 @@ class AfPacketDevice:
         self._buf = bytearray(MAX_FRAME)
         self._mv = memoryview(self._buf)
         self._ring: mmap.mmap | None = None
+        self._tx_sock: socket.socket | None = None
+        self._tx_ring: mmap.mmap | None = None
         self._big: socket.socket | None = None
         self._pending = 0
         self._slot_max = -1  # the largest frame that goes through the transmit ring
@@ -133,7 +136,7 @@ class AfPacketDevice:
             try:
                 self._map_rings()
             except OSError:
-                self._ring = None  # a system call per frame, as without rings
+                self._unmap()  # a system call per frame, as without rings
             else:
                 self._slot_max = min(TX_MAX - self._h, self.mtu + 18)
 
@@ -166,21 +169,42 @@ class AfPacketDevice:
         return s
 
     def _map_rings(self) -> None:
-        s = self.sock
-        s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
-        s.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
-        s.setsockopt(SOL_PACKET, PACKET_LOSS, 1)  # a frame the kernel refuses frees its slot
-        for opt, n in ((PACKET_RX_RING, RX_SLOTS), (PACKET_TX_RING, TX_SLOTS)):
+        def ring(s: socket.socket, opt: int, n: int) -> mmap.mmap:
+            s.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
             req = struct.pack("IIII", SLOT * SLOTS_PER_BLOCK, n // SLOTS_PER_BLOCK, SLOT, n)
             s.setsockopt(SOL_PACKET, opt, req)
-        self._ring = mmap.mmap(s.fileno(), (RX_SLOTS + TX_SLOTS) * SLOT)
+            return mmap.mmap(s.fileno(), n * SLOT)
+
+        self.sock.setsockopt(SOL_PACKET, PACKET_COPY_THRESH, 1)
+        self._ring = ring(self.sock, PACKET_RX_RING, RX_SLOTS)
         self._rmv = memoryview(self._ring)
         self._words = self._rmv.cast("I")
         self._rx = 0  # next receive slot
         self._gap: tuple[int, float] | None = None  # (empty slot, since) before a filled one
+        # transmit from receive-less twins (bound to protocol 0), which no event loop
+        # watches: each sent frame's completion then wakes nobody
+        self._tx_sock = self._open(self.name, self.vnet_hdr, 0)
+        self._tx_sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)  # a refused frame frees its slot
+        self._tx_ring = ring(self._tx_sock, PACKET_TX_RING, TX_SLOTS)
+        self._tmv = memoryview(self._tx_ring)
         self._tx = 0  # next transmit slot
-        # a receive-less twin (bound to protocol 0) sends what a slot cannot hold
+        # ... and one without a ring sends what a slot cannot hold
         self._big = self._open(self.name, self.vnet_hdr, 0)
+
+    def _unmap(self) -> None:
+        if self._ring is not None:
+            self._words.release()
+            self._rmv.release()
+            self._ring.close()
+            self._ring = None
+        if self._tx_ring is not None:
+            self._tmv.release()
+            self._tx_ring.close()
+            self._tx_ring = None
+        for s in (self._tx_sock, self._big):
+            if s is not None:
+                s.close()
+        self._tx_sock = self._big = None
 
     def fileno(self) -> int | None:
         return self.sock.fileno()
@@ -302,9 +326,9 @@ class AfPacketDevice:
                 if not self._send_big(hdr, frame):
                     return n
             return len(frames)
-        ring = self._ring
+        ring = self._tx_ring
         assert ring is not None
-        mv = self._rmv
+        mv = self._tmv
         i = self._tx
         vnet = self.vnet_hdr
         smax = self._slot_max
@@ -357,8 +381,9 @@ class AfPacketDevice:
         if not self._pending:
             return
         self._pending = 0
+        assert self._tx_sock is not None
         try:
-            self.sock.send(b"", socket.MSG_DONTWAIT)
+            self._tx_sock.send(b"", socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as e:
@@ -394,13 +419,7 @@ class AfPacketDevice:
         return flags is not None and bool(int(flags, 16) & 1) and carrier == "1"
 
     def close(self) -> None:
-        if self._ring is not None:
-            self._words.release()
-            self._rmv.release()
-            self._ring.close()
-            self._ring = None
-        if self._big is not None:
-            self._big.close()
+        self._unmap()
         self.sock.close()
 
 
