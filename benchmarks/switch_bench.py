@@ -1,38 +1,45 @@
 """vnet switch vs Open vSwitch (userspace, datapath_type=netdev) vs the Linux bridge.
 
-One run builds the same topology three times -- two network namespaces, each
-joined by a veth pair to the switch under test -- and measures, with the
-namespace ends on their default offloads:
+One run builds the same topology three times side by side -- two network
+namespaces, each joined by a veth pair to the switch under test -- and
+measures, with the namespace ends on their default offloads:
 
-* TCP throughput: iperf3, one stream, 5 s;
 * small packets: 64-byte UDP frames (18-byte payloads) sent as fast as one
   sender can to a bound UDP socket that never reads (a discard sink: the
   receiving kernel drops each datagram at the full socket, instead of
   answering it with an ICMP port-unreachable -- work that would land on
   whatever transmits into the receiving veth, i.e. on the switch under
-  test), counted by the receiving interface: packets per second;
+  test), counted by the receiving interface: packets per second.  The
+  switches take turns, in rotating order, for several short rounds, and each
+  figure is the median of its rounds: the machine's speed drifts by more
+  than the differences measured, and turns spread the drift evenly;
+* TCP throughput: iperf3, one stream;
 
 first with `normal` forwarding (MAC learning), then with 1,000 flows
-installed (998 that never match, two that forward).  It prints every figure
-and the ratios vnet/OVS and vnet/bridge, and for vnet reconciles what entered
-the switch with what left it and what its drop counters say.
+installed (998 that never match, two that forward).  It prints every figure,
+what share of the frames sent each switch delivered, the ratios vnet/OVS and
+vnet/bridge, and for vnet reconciles what entered the switch with what left
+it and what its drop counters say.
 
 Open vSwitch runs from Debian's openvswitch-switch in a private directory
 (its own ovsdb-server and ovs-vswitchd, started and stopped here by PID).
-Needs root.  Usage: `python benchmarks/switch_bench.py [--seconds 5]`.
+Needs root.  Usage: `python benchmarks/switch_bench.py [--seconds 3] [--rounds 5]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +49,8 @@ from vnet.ofp.convert import flow_mod_to_ofp
 from vnet.pipeline.ofctl import parse_flow
 from vnet.testing.netns import Lab, run, wait_for
 
-SECONDS = 5.0
+SECONDS = 3.0
+ROUNDS = 5
 _ports = itertools.count()
 FLOWS = [f"priority=100,ip,nw_dst=10.99.{i // 250}.{i % 250 + 1},actions=drop" for i in range(998)]
 FLOWS += ["priority=10,in_port=1,actions=output:2", "priority=10,in_port=2,actions=output:1"]
@@ -116,23 +124,40 @@ def _rx_packets(lab: Lab, ns: str) -> int:
     return int(lab.exec(ns, "cat", f"/sys/class/net/{dev}/statistics/rx_packets").stdout)
 
 
-def measure(lab: Lab, a: str, b: str, seconds: float) -> dict[str, float]:
-    """Small packets: 64-byte UDP frames flooded from a, counted by b's interface."""
-    lab.exec(a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
-    lab.spawn(sys.executable, "-c", SINK, ns=b)
-    wait_for(lambda: ":9 " in lab.exec(b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
-    before = _rx_packets(lab, b)
-    sent = int(lab.exec(a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30).stdout)
-    time.sleep(0.5)
-    got = _rx_packets(lab, b) - before
-    out = {"udp_kpps": got / seconds / 1e3, "udp_sent_kpps": sent / seconds / 1e3, "tcp_gbps": 0.0}
-    tcp = _iperf(lab, a, b, seconds)
-    if tcp is not None:
-        out["tcp_gbps"] = tcp["sum_received"]["bits_per_second"] / 1e9
-    return out
+@dataclass
+class Rig:
+    """One switch under test, its two namespaces, and what was measured through it."""
+
+    lab: Lab
+    a: str
+    b: str
+    report: Callable[[], dict[str, float]] = lambda: {}
+    sent: list[float] = field(default_factory=list)  # kpps per round
+    got: list[float] = field(default_factory=list)
+    tcp_gbps: float = 0.0
+
+    def ready(self) -> None:
+        lab, a, b = self.lab, self.a, self.b
+        lab.exec(a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
+        lab.spawn(sys.executable, "-c", SINK, ns=b)
+        wait_for(lambda: ":9 " in lab.exec(b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
+
+    def flood(self, seconds: float) -> None:
+        """One round: 64-byte UDP frames flooded from a, counted by b's interface."""
+        lab, a, b = self.lab, self.a, self.b
+        before = _rx_packets(lab, b)
+        out = lab.exec(a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30).stdout
+        time.sleep(0.3)
+        self.got.append((_rx_packets(lab, b) - before) / seconds / 1e3)
+        self.sent.append(int(out) / seconds / 1e3)
+
+    def tcp(self, seconds: float) -> None:
+        r = _iperf(self.lab, self.a, self.b, seconds)
+        self.tcp_gbps = 0.0 if r is None else r["sum_received"]["bits_per_second"] / 1e9
 
 
-def run_vnet(seconds: float, flows: bool) -> dict[str, float]:
+@contextlib.contextmanager
+def run_vnet(flows: bool) -> Iterator[Rig]:
     with Lab() as lab, tempfile.TemporaryDirectory() as d:
         a, b, pa, pb = topo(lab)
         name = lab.name("vb")
@@ -149,21 +174,23 @@ def run_vnet(seconds: float, flows: bool) -> dict[str, float]:
             with OFClient("unix:" + os.path.join(d, f"{name}.mgmt")) as c:
                 mods = [flow_mod_to_ofp(parse_flow(t).flow) for t in FLOWS]
                 c.transact(*mods)
-        r = measure(lab, a, b, seconds)
-        time.sleep(1.2)  # one tick: kernel socket drops are read once a second
-        show = request(ctl, "show")
-        rx = sum(p["stats"]["rx_packets"] for p in show["ports"])
-        tx = sum(p["stats"]["tx_packets"] for p in show["ports"])
-        kernel = show["drops"].get("rx_socket_full", 0)
-        dropped = sum(show["drops"].values()) - kernel
-        r["unaccounted"] = rx - tx - dropped
-        r["drops"] = sum(show["drops"].values())
-        print(f"    vnet drops: {show['drops'] or 'none'}; rx {rx} = tx {tx} + dropped {dropped} "
-              f"(+{kernel} dropped by the kernel before the switch read them)")  # fmt: skip
-        return r
+
+        def report() -> dict[str, float]:
+            time.sleep(1.2)  # one tick: kernel socket drops are read once a second
+            show = request(ctl, "show")
+            rx = sum(p["stats"]["rx_packets"] for p in show["ports"])
+            tx = sum(p["stats"]["tx_packets"] for p in show["ports"])
+            kernel = show["drops"].get("rx_socket_full", 0)
+            dropped = sum(show["drops"].values()) - kernel
+            print(f"    vnet drops: {show['drops'] or 'none'}; rx {rx} = tx {tx} + dropped {dropped} "
+                  f"(+{kernel} dropped by the kernel before the switch read them)")  # fmt: skip
+            return {"unaccounted": rx - tx - dropped}
+
+        yield Rig(lab, a, b, report)
 
 
-def run_ovs(seconds: float, flows: bool) -> dict[str, float]:
+@contextlib.contextmanager
+def run_ovs(flows: bool) -> Iterator[Rig]:
     # its own network namespace: a netdev datapath owns a tap named "ovs-netdev",
     # which must not meet a system Open vSwitch's
     with Lab() as lab, tempfile.TemporaryDirectory() as d:
@@ -205,56 +232,77 @@ def run_ovs(seconds: float, flows: bool) -> dict[str, float]:
             f = Path(d) / "flows"
             f.write_text("\n".join(FLOWS) + "\n")
             run("ovs-ofctl", "-O", "OpenFlow13", "add-flows", f"unix:{d}/{br}.mgmt", str(f))
-        return measure(lab, a, b, seconds)
+        yield Rig(lab, a, b)
 
 
-def run_bridge(seconds: float, flows: bool) -> dict[str, float]:
+@contextlib.contextmanager
+def run_bridge(flows: bool) -> Iterator[Rig]:
     with Lab() as lab:
         a, b, pa, pb = topo(lab)
         br = lab.name("lb")
         run("ip", "link", "add", br, "type", "bridge")
-        lab.defer(lambda: run("ip", "link", "del", br, check=False) and None)
+        lab.defer(lambda: None if run("ip", "link", "del", br, check=False) else None)
         for p in (pa, pb):
             run("ip", "link", "set", p, "master", br)
         run("ip", "link", "set", br, "up")
-        return measure(lab, a, b, seconds)
+        yield Rig(lab, a, b)
+
+
+def _rounds(rigs: dict[str, Rig], rounds: int, seconds: float) -> None:
+    names = list(rigs)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            rigs[name].flood(seconds)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=SECONDS)
+    ap.add_argument("--seconds", type=float, default=SECONDS, help="length of one round")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="small-packet rounds per switch")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("switch_bench needs root (network namespaces, Open vSwitch)")
-    runners: dict[str, Callable[[float, bool], dict[str, float]]] = {
+    runners: dict[str, Callable[[bool], contextlib.AbstractContextManager[Rig]]] = {
         "vnet": run_vnet,
         "ovs-netdev": run_ovs,
         "linux-bridge": run_bridge,
     }
     for flows in (False, True):
         label = "1,000 installed flows" if flows else "normal (MAC learning)"
-        print(f"\n== {label}, {args.seconds:g} s per test ==")
-        res: dict[str, dict[str, float]] = {}
-        for name, fn in runners.items():
-            if flows and name == "linux-bridge":
-                continue
-            res[name] = fn(args.seconds, flows)
-            r = res[name]
-            print(f"  {name:13s} TCP {r['tcp_gbps']:7.2f} Gbit/s   64-byte UDP {r['udp_kpps']:7.1f} kpps received "
-                  f"(of {r['udp_sent_kpps']:.1f} kpps sent)")  # fmt: skip
-        v = res["vnet"]
-        for peer in ("ovs-netdev", "linux-bridge"):
-            if peer in res:
-                p = res[peer]
+        print(f"\n== {label}: small packets {args.rounds} rounds x {args.seconds:g} s per switch, "
+              f"TCP {2 * args.seconds:g} s ==")  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            rigs = {
+                name: stack.enter_context(fn(flows))
+                for name, fn in runners.items()
+                if not (flows and name == "linux-bridge")
+            }
+            for rig in rigs.values():
+                rig.ready()
+            _rounds(rigs, args.rounds, args.seconds)
+            for rig in rigs.values():
+                rig.tcp(2 * args.seconds)
+            extra = rigs["vnet"].report()
+            for name, r in rigs.items():
+                got, sent = statistics.median(r.got), statistics.median(r.sent)
+                print(f"  {name:13s} TCP {r.tcp_gbps:7.2f} Gbit/s   64-byte UDP {got:7.1f} kpps received "
+                      f"(rounds {min(r.got):.0f}-{max(r.got):.0f}), {100 * sum(r.got) / sum(r.sent):.1f}% "
+                      f"of the {sent:.1f} kpps sent")  # fmt: skip
+            v = rigs["vnet"]
+            for peer in ("ovs-netdev", "linux-bridge"):
+                if peer not in rigs:
+                    continue
+                p = rigs[peer]
                 tcp = (
-                    f"{v['tcp_gbps'] / p['tcp_gbps']:.2f}x"
-                    if p["tcp_gbps"]
+                    f"{v.tcp_gbps / p.tcp_gbps:.2f}x"
+                    if p.tcp_gbps
                     else "inf (the peer's TCP stalled)"
                 )
-                print(
-                    f"  vnet/{peer}: TCP {tcp}, small packets {v['udp_kpps'] / max(p['udp_kpps'], 1e-9):.2f}x"
-                )
-        print(f"  vnet packets neither delivered nor counted as drops: {v['unaccounted']}")
+                ratio = statistics.median(v.got) / max(statistics.median(p.got), 1e-9)
+                each = [x / max(y, 1e-9) for x, y in zip(v.got, p.got, strict=True)]
+                print(f"  vnet/{peer}: TCP {tcp}, small packets {ratio:.2f}x "
+                      f"(round by round {min(each):.2f}-{max(each):.2f}x)")  # fmt: skip
+            print(f"  vnet packets neither delivered nor counted as drops: {extra['unaccounted']}")
 
 
 if __name__ == "__main__":
