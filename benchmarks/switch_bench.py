@@ -241,7 +241,11 @@ def run_bridge(flows: bool) -> Iterator[Rig]:
         a, b, pa, pb = topo(lab)
         br = lab.name("lb")
         run("ip", "link", "add", br, "type", "bridge")
-        lab.defer(lambda: None if run("ip", "link", "del", br, check=False) else None)
+
+        def remove() -> None:
+            run("ip", "link", "del", br, check=False)
+
+        lab.defer(remove)
         for p in (pa, pb):
             run("ip", "link", "set", p, "master", br)
         run("ip", "link", "set", br, "up")

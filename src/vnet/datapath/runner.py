@@ -9,10 +9,12 @@ drains up to `BATCH` frames into `Switch.receive_batch` with one clock read.
 
 A port that yields a full batch has a backlog: as Linux's NAPI does with
 interrupts, its readiness events are turned off (the descriptor leaves
-epoll) and the loop polls it, a batch per turn, until a poll finds nothing;
-then it is watched again.  While it is polled the kernel wakes nobody for
-each frame it queues -- on the sender's CPU, per frame, that wake-up costs
-as much as a tenth of what sending the frame costs.
+epoll) and the loop polls it, a batch per turn, until it has found nothing
+for `POLL_GRACE` (half a millisecond); then it is watched again.  While it
+is polled the kernel wakes nobody for each frame it queues -- on the
+sending CPU that wake-up (and the switch's going back to sleep right after)
+costs as much as a tenth of what sending the frame costs, and a switch that
+keeps up with its senders would otherwise sleep between most frames.
 
 Link state comes from the kernel's rtnetlink link group (RTM_NEWLINK /
 RTM_DELLINK, decoded with pyroute2's message classes): a port whose device
@@ -48,6 +50,7 @@ __all__ = ["BATCH", "Runner", "open_device"]
 
 log = logging.getLogger("vnet.switch")
 BATCH = 64
+POLL_GRACE = 0.0005  # seconds a polled port may stay empty before it is watched again
 RTMGRP_LINK = 1
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
@@ -84,6 +87,7 @@ class Runner:
         self.on_flows_removed: Callable[[list[tuple[Rule, str]]], None] | None = None
         self._readers: dict[int, int] = {}  # port_no -> fd
         self._polled: dict[int, object] = {}  # port_no -> token of its polling run
+        self._busy: dict[int, float] = {}  # port_no -> when a poll last found frames
         self._nl: socket.socket | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._created_taps: set[str] = set()
@@ -129,6 +133,7 @@ class Runner:
 
     def _unwatch(self, port: Port) -> None:
         fd = self._readers.pop(port.port_no, None)
+        self._busy.pop(port.port_no, None)
         if self._polled.pop(port.port_no, None) is not None:
             return  # being polled: its descriptor is out of epoll already
         if fd is not None and self.loop is not None:
@@ -141,6 +146,7 @@ class Runner:
         if fd is None or port.port_no in self._polled:
             return
         self.loop.remove_reader(fd)  # a backlog: poll instead of waiting for readiness
+        self._busy[port.port_no] = self.clock()
         token = self._polled[port.port_no] = object()
         self.loop.call_soon(self._poll, port, token)
 
@@ -151,6 +157,10 @@ class Runner:
         if self._polled.get(port.port_no) is not token:
             return  # its device went away while draining
         if n:
+            self._busy[port.port_no] = self.clock()
+            self.loop.call_soon(self._poll, port, token)
+            return
+        if self.clock() - self._busy.get(port.port_no, 0.0) < POLL_GRACE:
             self.loop.call_soon(self._poll, port, token)
             return
         del self._polled[port.port_no]

@@ -18,7 +18,7 @@ import pytest
 from vnet.datapath import Switch, parse_port_spec
 from vnet.datapath.port import Port
 from vnet.datapath.ports.memory import MemoryDevice
-from vnet.datapath.runner import BATCH, Runner
+from vnet.datapath.runner import BATCH, POLL_GRACE, Runner
 from vnet.pipeline import parse_flow
 from vnet.pipeline.flow import FlowMod, FlowModCommand
 
@@ -50,15 +50,32 @@ class ReadyDevice(MemoryDevice):
 Rig = tuple[asyncio.AbstractEventLoop, Runner, Port, ReadyDevice, MemoryDevice]
 
 
+class Clock:
+    """Time that moves on by `step` each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.t = 100.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
 @pytest.fixture
-def rig() -> Iterator[Rig]:
+def clock() -> Clock:
+    return Clock(2 * POLL_GRACE)  # every empty poll is past the grace period
+
+
+@pytest.fixture
+def rig(clock: Clock) -> Iterator[Rig]:
     loop = asyncio.new_event_loop()
     sw = Switch("p", fail_mode="secure")
     a, b = ReadyDevice("a"), MemoryDevice("b")
     pa = sw.add_port(parse_port_spec("a,port_security=false", kind="memory"), a)
     sw.add_port(parse_port_spec("b,port_security=false", kind="memory"), b)
     sw.commit([FlowMod(FlowModCommand.ADD, parse_flow("in_port=1,actions=output:2").flow)])
-    runner = Runner(sw)
+    runner = Runner(sw, clock=clock)
     runner.loop = loop
     readable = runner._readable
 
@@ -92,7 +109,7 @@ def test_a_backlog_is_polled_with_readiness_off_then_watched_again(rig: Rig) -> 
     a.inbox.extend((b"", udp(1, 2, sport=1000 + i)) for i in range(total))
     turn(loop, 10)
     assert sports(b.frames()) == list(range(1000, 1000 + total))
-    # one readiness event, then polls until one found nothing: 64, 64, 64, 10, 0
+    # one readiness event, then polls until one found nothing (time is past the grace)
     assert a.reads[:5] == [(1, BATCH), (1, BATCH), (1, BATCH), (1, 10), (1, 0)]
     # watched again: the (always readable) descriptor is reported once more
     assert len(a.reads) > 5 and a.reads[5] == (2, 0)
@@ -123,3 +140,22 @@ def test_a_port_unwatched_while_polled_is_not_polled_further(rig: Rig) -> None:
     turn(loop, 20)
     assert not a.inbox and len(b.frames()) == 8 * BATCH
     assert [n for _, n in a.reads[2:11]] == [BATCH] * 8 + [0]
+
+
+def test_an_empty_poll_within_the_grace_period_keeps_polling(rig: Rig, clock: Clock) -> None:
+    loop, _runner, _pa, a, b = rig
+    clock.step = POLL_GRACE / 4  # each clock read a quarter of the grace period later
+    a.inbox.extend((b"", udp(1, 2, sport=4000 + i)) for i in range(BATCH + 3))
+
+    def refill() -> None:  # frames arrive again after the first empty poll
+        if a.reads[-1][1] == 0 and len(a.reads) == 3:
+            a.inbox.extend((b"", udp(1, 2, sport=5000 + i)) for i in range(7))
+
+    a.on_read = refill
+    turn(loop, 20)
+    assert sports(b.frames()) == list(range(4000, 4000 + BATCH + 3)) + list(range(5000, 5007))
+    # 64, 3, then empty, and the refill taken by the next poll: no readiness event between
+    assert a.reads[:4] == [(1, BATCH), (1, 3), (1, 0), (1, 7)]
+    empty = [n for r, n in a.reads[4:] if r == 1]
+    assert len(empty) >= 2 and not any(empty)  # polled on, empty, for the grace period
+    assert a.reads[4 + len(empty)][0] == 2  # then readiness again
