@@ -79,6 +79,16 @@ def _absent(name: str) -> MemoryDevice:
     return dev
 
 
+class _Polling:
+    """One run of polling a port (its identity tells a stale callback), and when a
+    poll last found frames."""
+
+    __slots__ = ("busy",)
+
+    def __init__(self, now: float) -> None:
+        self.busy = now
+
+
 class Runner:
     def __init__(self, switch: Switch, clock: Callable[[], float] = time.monotonic) -> None:
         self.switch = switch
@@ -86,8 +96,7 @@ class Runner:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.on_flows_removed: Callable[[list[tuple[Rule, str]]], None] | None = None
         self._readers: dict[int, int] = {}  # port_no -> fd
-        self._polled: dict[int, object] = {}  # port_no -> token of its polling run
-        self._busy: dict[int, float] = {}  # port_no -> when a poll last found frames
+        self._polled: dict[int, _Polling] = {}  # port_no -> its polling run
         self._nl: socket.socket | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._created_taps: set[str] = set()
@@ -133,7 +142,6 @@ class Runner:
 
     def _unwatch(self, port: Port) -> None:
         fd = self._readers.pop(port.port_no, None)
-        self._busy.pop(port.port_no, None)
         if self._polled.pop(port.port_no, None) is not None:
             return  # being polled: its descriptor is out of epoll already
         if fd is not None and self.loop is not None:
@@ -146,22 +154,20 @@ class Runner:
         if fd is None or port.port_no in self._polled:
             return
         self.loop.remove_reader(fd)  # a backlog: poll instead of waiting for readiness
-        self._busy[port.port_no] = self.clock()
-        token = self._polled[port.port_no] = object()
-        self.loop.call_soon(self._poll, port, token)
+        run = self._polled[port.port_no] = _Polling(self.clock())
+        self.loop.call_soon(self._poll, port, run)
 
-    def _poll(self, port: Port, token: object) -> None:
-        if self._polled.get(port.port_no) is not token or self.loop is None:
+    def _poll(self, port: Port, run: _Polling) -> None:
+        if self._polled.get(port.port_no) is not run or self.loop is None:
             return  # unwatched (and maybe watched again) meanwhile
         n = self._drain(port)
-        if self._polled.get(port.port_no) is not token:
+        if self._polled.get(port.port_no) is not run:
             return  # its device went away while draining
+        now = self.clock()
         if n:
-            self._busy[port.port_no] = self.clock()
-            self.loop.call_soon(self._poll, port, token)
-            return
-        if self.clock() - self._busy.get(port.port_no, 0.0) < POLL_GRACE:
-            self.loop.call_soon(self._poll, port, token)
+            run.busy = now
+        if now - run.busy < POLL_GRACE:
+            self.loop.call_soon(self._poll, port, run)
             return
         del self._polled[port.port_no]
         fd = self._readers.get(port.port_no)

@@ -22,20 +22,21 @@ receive ring shared with the kernel (mmap), and a receive-less twin socket a
 transmit ring.  The twin is watched by no event loop: the kernel's wake-up
 after each sent frame then finds nobody to wake.  Receive reads every frame
 the kernel has filled in without a system call; transmit writes frames into
-free slots and `flush` hands them all to the kernel with one `send`.  A frame written to a slot says, in its virtio-net header, that all
-of it is header (hdr_len = its length, unless it is a GSO frame): the kernel
-then copies it whole into the new packet instead of pointing into the ring
-page, which a veth peer would otherwise copy again into a freshly allocated
-page.  Slots are 2 KB: a frame larger than that (a 64 KB GSO segment, a
-jumbo frame) is not cut -- the kernel queues a whole copy to the socket
+free slots and `flush` hands them all to the kernel with one `send`.  A frame
+written to a slot says, in its virtio-net header, that all of it is header
+(hdr_len = its length, unless it is a GSO frame): the kernel then copies it
+whole into the new packet instead of pointing into the ring page, which a
+veth peer would otherwise copy again into a freshly allocated page.  Slots
+are 2 KB: a frame larger than that (a 64 KB GSO segment, a jumbo frame) is
+not cut -- the kernel queues a whole copy to the socket
 (PACKET_COPY_THRESH), which receive reads with `recvmsg_into` in its ring
 order, and transmit sends it on a third socket, without a ring, after
-flushing the ring, so frames leave in the order the switch sent them.  Under overload
-the kernel now and then leaves a receive slot empty while filling the next
-ones; a slot still empty a millisecond after its successor filled is given
-up and counted as a kernel drop, so the reader never waits on it forever.
-A socket that refuses rings (an old kernel) falls back to `recvmsg_into` and
-`send`, a system call per frame.
+flushing the ring, so frames leave in the order the switch sent them.  Under
+overload the kernel now and then leaves a receive slot empty while filling
+the next ones; a slot still empty a millisecond after its successor filled
+is given up and counted as a kernel drop, so the reader never waits on it
+forever.  A socket that refuses rings (an old kernel) falls back to
+`recvmsg_into` and `send`, a system call per frame.
 """
 
 from __future__ import annotations
