@@ -109,7 +109,7 @@ print(n)
 
 
 SINK = """
-import socket, sys, time
+import socket, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.bind(("10.88.0.2", 9))
