@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-switch bench-overlay bench-controller deps clean
+.PHONY: demo test lint unit bench bench-switch bench-overlay bench-controller deps bench-deps clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-deps.sh venv
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 deps:
 	@bash scripts/ensure-deps.sh test
+
+bench-deps:
+	@bash scripts/ensure-deps.sh bench
 
 demo: $(STAMP)
 	$(BIN)/vnet demo
@@ -38,7 +41,7 @@ bench: $(STAMP)
 bench-controller: $(STAMP)
 	$(BIN)/python benchmarks/controller_bench.py
 
-bench-switch: $(STAMP) deps
+bench-switch: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/switch_bench.py
 
 bench-overlay: $(STAMP) deps

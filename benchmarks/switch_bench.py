@@ -4,15 +4,22 @@ One run builds the same topology three times side by side -- two network
 namespaces, each joined by a veth pair to the switch under test -- and
 measures, with the namespace ends on their default offloads:
 
-* small packets: 64-byte UDP frames (18-byte payloads) sent as fast as one
-  sender can to a bound UDP socket that never reads (a discard sink: the
-  receiving kernel drops each datagram at the full socket, instead of
-  answering it with an ICMP port-unreachable -- work that would land on
-  whatever transmits into the receiving veth, i.e. on the switch under
-  test), counted by the receiving interface: packets per second.  The
-  switches take turns, in rotating order, for several short rounds, and each
-  figure is the median of its rounds: the machine's speed drifts by more
-  than the differences measured, and turns spread the drift evenly;
+* small packets: 64-byte UDP frames (18-byte payloads) to a bound UDP socket
+  that never reads (a discard sink: the receiving kernel drops each datagram
+  at the full socket, instead of answering it with an ICMP port-unreachable
+  -- work that would land on whatever transmits into the receiving veth,
+  i.e. on the switch under test), counted by the receiving interface:
+  packets per second.  Three loads: trafgen (netsniff-ng's generator, from
+  a's end through a transmit ring) flooding as fast as it can, which is
+  faster than any of the switches forwards, so the figure is the switch's forwarding rate -- with
+  one flow, then with 1,000 (the UDP source port stepping through 1000-1999,
+  so each frame of a batch is a different flow); and one application's UDP
+  socket (a Python loop of `sendto`), which offers less than the switches can
+  forward, so its figure is mostly that sender's rate and shows what a
+  switch costs the sending CPU.  The switches take turns, in rotating order,
+  for several short rounds, and each figure is the median of its rounds: the
+  machine's speed drifts by more than the differences measured, and turns
+  spread the drift evenly;
 * TCP throughput: iperf3, one stream;
 
 first with `normal` forwarding (MAC learning), then with 1,000 flows
@@ -33,6 +40,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -56,11 +64,23 @@ FLOWS = [f"priority=100,ip,nw_dst=10.99.{i // 250}.{i % 250 + 1},actions=drop" f
 FLOWS += ["priority=10,in_port=1,actions=output:2", "priority=10,in_port=2,actions=output:1"]
 
 
-def topo(lab: Lab) -> tuple[str, str, str, str]:
+@dataclass
+class Topo:
+    """Namespaces a and b, the switch-side veth ends pa and pb, and the namespace ends ea, eb."""
+
+    a: str
+    b: str
+    pa: str
+    pb: str
+    ea: str
+    eb: str
+
+
+def topo(lab: Lab) -> Topo:
     a, b = lab.ns("ba"), lab.ns("bb")
-    pa, _ = lab.veth("xa", a, ["10.88.0.1/24"])
-    pb, _ = lab.veth("xb", b, ["10.88.0.2/24"])
-    return a, b, pa, pb
+    pa, ea = lab.veth("xa", a, ["10.88.0.1/24"])
+    pb, eb = lab.veth("xb", b, ["10.88.0.2/24"])
+    return Topo(a, b, pa, pb, ea, eb)
 
 
 def _iperf(lab: Lab, a: str, b: str, seconds: float, *args: str) -> dict[str, Any] | None:
@@ -117,11 +137,20 @@ time.sleep(3600)
 """
 
 
-def _rx_packets(lab: Lab, ns: str) -> int:
-    dev = next(
-        d for d in lab.exec(ns, "ls", "/sys/class/net").stdout.split() if d.startswith("pxb")
-    )
-    return int(lab.exec(ns, "cat", f"/sys/class/net/{dev}/statistics/rx_packets").stdout)
+# trafgen (netsniff-ng): one worker, leaving the system's socket memory and IRQ affinity alone
+TRAFGEN = ("trafgen", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats", "--cpus", "1")
+
+
+def _sysfs(lab: Lab, ns: str, dev: str, attr: str) -> str:
+    return lab.exec(ns, "cat", f"/sys/class/net/{dev}/{attr}").stdout.strip()
+
+
+# what each small-packet load is called, and trafgen's source port for it (None: a UDP socket)
+LOADS = {
+    "64-byte UDP flood (trafgen), 1 flow": "4000",
+    "64-byte UDP flood, 1,000 flows": "dinc(1000, 1999)",
+    "64-byte UDP from one UDP socket": None,
+}
 
 
 @dataclass
@@ -129,43 +158,65 @@ class Rig:
     """One switch under test, its two namespaces, and what was measured through it."""
 
     lab: Lab
-    a: str
-    b: str
+    t: Topo
     report: Callable[[], dict[str, float]] = lambda: {}
-    sent: list[float] = field(default_factory=list)  # kpps per round
-    got: list[float] = field(default_factory=list)
+    sent: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOADS})  # kpps
+    got: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOADS})
     tcp_gbps: float = 0.0
 
     def ready(self) -> None:
-        lab, a, b = self.lab, self.a, self.b
-        lab.exec(a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
-        lab.spawn(sys.executable, "-c", SINK, ns=b)
-        wait_for(lambda: ":9 " in lab.exec(b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
+        lab, t = self.lab, self.t
+        lab.exec(t.a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
+        lab.spawn(sys.executable, "-c", SINK, ns=t.b)
+        wait_for(lambda: ":9 " in lab.exec(t.b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
 
-    def flood(self, seconds: float) -> None:
-        """One round: 64-byte UDP frames flooded from a, counted by b's interface."""
-        lab, a, b = self.lab, self.a, self.b
-        before = _rx_packets(lab, b)
-        out = lab.exec(a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30).stdout
+    def flood(self, load: str, seconds: float) -> None:
+        """One round of 64-byte frames from a to b's sink: sent as counted by a's
+        interface, received as counted by b's."""
+        lab, t = self.lab, self.t
+        sent0 = int(_sysfs(lab, t.a, t.ea, "statistics/tx_packets"))
+        got0 = int(_sysfs(lab, t.b, t.eb, "statistics/rx_packets"))
+        sport = LOADS[load]
+        if sport is None:
+            lab.exec(t.a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30)
+        else:
+            self._trafgen(seconds, sport)
         time.sleep(0.3)
-        self.got.append((_rx_packets(lab, b) - before) / seconds / 1e3)
-        self.sent.append(int(out) / seconds / 1e3)
+        sent = int(_sysfs(lab, t.a, t.ea, "statistics/tx_packets")) - sent0
+        got = int(_sysfs(lab, t.b, t.eb, "statistics/rx_packets")) - got0
+        self.sent[load].append(sent / seconds / 1e3)
+        self.got[load].append(got / seconds / 1e3)
+
+    def _trafgen(self, seconds: float, sport: str) -> None:
+        """The generator floods from a's end for `seconds`; SIGINT to the process group
+        started here (trafgen forks its worker) stops it and its worker."""
+        lab, t = self.lab, self.t
+        frame = (
+            f"{{ eth(da={_sysfs(lab, t.b, t.eb, 'address')}, sa={_sysfs(lab, t.a, t.ea, 'address')}),"
+            f" ipv4(sa=10.88.0.1, da=10.88.0.2, ttl=64), udp(sp={sport}, dp=9), fill(0, 18) }}"
+        )  # 60 bytes, 64 on the wire with the FCS, valid checksums
+        p = lab.spawn(*TRAFGEN, "--dev", t.ea, frame, ns=t.a)
+        time.sleep(seconds)
+        if p.poll() is not None:
+            raise RuntimeError(f"trafgen exited early ({p.returncode})")
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(10)
 
     def tcp(self, seconds: float) -> None:
-        r = _iperf(self.lab, self.a, self.b, seconds)
+        r = _iperf(self.lab, self.t.a, self.t.b, seconds)
         self.tcp_gbps = 0.0 if r is None else r["sum_received"]["bits_per_second"] / 1e9
 
 
 @contextlib.contextmanager
 def run_vnet(flows: bool) -> Iterator[Rig]:
     with Lab() as lab, tempfile.TemporaryDirectory() as d:
-        a, b, pa, pb = topo(lab)
+        t = topo(lab)
         name = lab.name("vb")
         env = {"VNET_RUNDIR": d}
         mode = ["--fail-mode", "secure"] if flows else []
         lab.spawn(
             sys.executable, "-m", "vnet", "switch", "run", "--name", name, "--no-internal",
-            "--port", f"{pa},port_security=false", "--port", f"{pb},port_security=false", *mode,
+            "--port", f"{t.pa},port_security=false", "--port", f"{t.pb},port_security=false", *mode,
             env=env, log=Path(d) / "sw.log",
         )  # fmt: skip
         ctl = os.path.join(d, f"{name}.ctl")
@@ -186,7 +237,7 @@ def run_vnet(flows: bool) -> Iterator[Rig]:
                   f"(+{kernel} dropped by the kernel before the switch read them)")  # fmt: skip
             return {"unaccounted": rx - tx - dropped}
 
-        yield Rig(lab, a, b, report)
+        yield Rig(lab, t, report)
 
 
 @contextlib.contextmanager
@@ -194,9 +245,9 @@ def run_ovs(flows: bool) -> Iterator[Rig]:
     # its own network namespace: a netdev datapath owns a tap named "ovs-netdev",
     # which must not meet a system Open vSwitch's
     with Lab() as lab, tempfile.TemporaryDirectory() as d:
-        a, b, pa, pb = topo(lab)
+        t = topo(lab)
         ons = lab.ns("ov")
-        for p in (pa, pb):
+        for p in (t.pa, t.pb):
             run("ip", "link", "set", p, "netns", ons)
             run("ip", "-n", ons, "link", "set", p, "up")
         env = {"OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d, "OVS_SYSCONFDIR": d}
@@ -226,19 +277,19 @@ def run_ovs(flows: bool) -> Iterator[Rig]:
         run(*vsctl, "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
         if flows:
             run(*vsctl, "set-fail-mode", br, "secure")
-        run(*vsctl, "add-port", br, pa, "--", "set", "interface", pa, "ofport_request=1")
-        run(*vsctl, "add-port", br, pb, "--", "set", "interface", pb, "ofport_request=2")
+        for n, p in enumerate((t.pa, t.pb), 1):
+            run(*vsctl, "add-port", br, p, "--", "set", "interface", p, f"ofport_request={n}")
         if flows:
             f = Path(d) / "flows"
             f.write_text("\n".join(FLOWS) + "\n")
             run("ovs-ofctl", "-O", "OpenFlow13", "add-flows", f"unix:{d}/{br}.mgmt", str(f))
-        yield Rig(lab, a, b)
+        yield Rig(lab, t)
 
 
 @contextlib.contextmanager
 def run_bridge(flows: bool) -> Iterator[Rig]:
     with Lab() as lab:
-        a, b, pa, pb = topo(lab)
+        t = topo(lab)
         br = lab.name("lb")
         run("ip", "link", "add", br, "type", "bridge")
 
@@ -246,17 +297,42 @@ def run_bridge(flows: bool) -> Iterator[Rig]:
             run("ip", "link", "del", br, check=False)
 
         lab.defer(remove)
-        for p in (pa, pb):
+        for p in (t.pa, t.pb):
             run("ip", "link", "set", p, "master", br)
         run("ip", "link", "set", br, "up")
-        yield Rig(lab, a, b)
+        yield Rig(lab, t)
 
 
-def _rounds(rigs: dict[str, Rig], rounds: int, seconds: float) -> None:
+def _rounds(rigs: dict[str, Rig], load: str, rounds: int, seconds: float) -> None:
     names = list(rigs)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            rigs[name].flood(seconds)
+            rigs[name].flood(load, seconds)
+
+
+def _ratio(v: list[float], p: list[float]) -> str:
+    each = [x / max(y, 1e-9) for x, y in zip(v, p, strict=True)]
+    median = statistics.median(v) / max(statistics.median(p), 1e-9)
+    return f"{median:.2f}x (round by round {min(each):.2f}-{max(each):.2f}x)"
+
+
+def _print(rigs: dict[str, Rig]) -> None:
+    for name, r in rigs.items():
+        print(f"  {name:13s} TCP {r.tcp_gbps:7.2f} Gbit/s")
+        for load in LOADS:
+            got, sent = r.got[load], r.sent[load]
+            print(f"    {load:36s} {statistics.median(got):7.1f} kpps received "
+                  f"(rounds {min(got):.0f}-{max(got):.0f}), {100 * sum(got) / sum(sent):5.1f}% "
+                  f"of the {statistics.median(sent):.1f} kpps sent")  # fmt: skip
+    v = rigs["vnet"]
+    for peer in ("ovs-netdev", "linux-bridge"):
+        if peer not in rigs:
+            continue
+        p = rigs[peer]
+        tcp = f"{v.tcp_gbps / p.tcp_gbps:.2f}x" if p.tcp_gbps else "inf (the peer's TCP stalled)"
+        print(f"  vnet/{peer}: TCP {tcp}")
+        for load in LOADS:
+            print(f"    {load:36s} {_ratio(v.got[load], p.got[load])}")
 
 
 def main() -> None:
@@ -273,8 +349,8 @@ def main() -> None:
     }
     for flows in (False, True):
         label = "1,000 installed flows" if flows else "normal (MAC learning)"
-        print(f"\n== {label}: small packets {args.rounds} rounds x {args.seconds:g} s per switch, "
-              f"TCP {2 * args.seconds:g} s ==")  # fmt: skip
+        print(f"\n== {label}: small packets {args.rounds} rounds x {args.seconds:g} s per switch "
+              f"and load, TCP {2 * args.seconds:g} s ==")  # fmt: skip
         with contextlib.ExitStack() as stack:
             rigs = {
                 name: stack.enter_context(fn(flows))
@@ -283,29 +359,12 @@ def main() -> None:
             }
             for rig in rigs.values():
                 rig.ready()
-            _rounds(rigs, args.rounds, args.seconds)
+            for load in LOADS:
+                _rounds(rigs, load, args.rounds, args.seconds)
             for rig in rigs.values():
                 rig.tcp(2 * args.seconds)
             extra = rigs["vnet"].report()
-            for name, r in rigs.items():
-                got, sent = statistics.median(r.got), statistics.median(r.sent)
-                print(f"  {name:13s} TCP {r.tcp_gbps:7.2f} Gbit/s   64-byte UDP {got:7.1f} kpps received "
-                      f"(rounds {min(r.got):.0f}-{max(r.got):.0f}), {100 * sum(r.got) / sum(r.sent):.1f}% "
-                      f"of the {sent:.1f} kpps sent")  # fmt: skip
-            v = rigs["vnet"]
-            for peer in ("ovs-netdev", "linux-bridge"):
-                if peer not in rigs:
-                    continue
-                p = rigs[peer]
-                tcp = (
-                    f"{v.tcp_gbps / p.tcp_gbps:.2f}x"
-                    if p.tcp_gbps
-                    else "inf (the peer's TCP stalled)"
-                )
-                ratio = statistics.median(v.got) / max(statistics.median(p.got), 1e-9)
-                each = [x / max(y, 1e-9) for x, y in zip(v.got, p.got, strict=True)]
-                print(f"  vnet/{peer}: TCP {tcp}, small packets {ratio:.2f}x "
-                      f"(round by round {min(each):.2f}-{max(each):.2f}x)")  # fmt: skip
+            _print(rigs)
             print(f"  vnet packets neither delivered nor counted as drops: {extra['unaccounted']}")
 
 

@@ -5,13 +5,16 @@
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
 #                                ping and iproute2
+#   ensure-deps.sh bench         the test peers, and trafgen (netsniff-ng), the frame generator
+#                                of the switch benchmark
 set -euo pipefail
 
 need=()
-case "${1:-test}" in
+target="${1:-test}"
+case "$target" in
   python-venv) need+=(python3-venv) ;;
   venv) ;;
-  test)
+  test|bench)
     command -v ovs-ofctl >/dev/null 2>&1 || need+=(openvswitch-common)
     command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)
     command -v ovs-testcontroller >/dev/null 2>&1 || need+=(openvswitch-testcontroller)
@@ -19,8 +22,9 @@ case "${1:-test}" in
     command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    if [ "$target" = bench ]; then command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng); fi
     ;;
-  *) echo "ensure-deps: unknown target '$1'" >&2; exit 2 ;;
+  *) echo "ensure-deps: unknown target '$target'" >&2; exit 2 ;;
 esac
 
 [ ${#need[@]} -eq 0 ] && exit 0
