@@ -15,7 +15,9 @@ table is bounded too (`capacity`): when full, the oldest entry makes room.
 
 `learn` returns True when forwarding decisions could change (new entry, move,
 removal): the switch then invalidates its cached decisions.  Refreshing an
-existing entry changes nothing cached and returns False.
+existing entry changes nothing cached and returns False.  `refresh` is the
+late form of a refresh (for sightings charged after the fact): it never
+learns, moves or ages an entry back.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ class MacTable:
         self._count(port, 1)
         self.learned += 1
         return True
+
+    def refresh(self, vlan: int, mac: int, port: int, seen: float) -> None:
+        """`mac` was seen on `port` at `seen` (maybe a while ago): its age restarts then,
+        if it is still learned on that port; otherwise nothing changes -- a late
+        sighting never relearns or moves an address."""
+        e = self.entries.get((vlan, mac))
+        if e is not None and e.port == port and seen > e.seen:
+            e.seen = seen
 
     def add_static(self, vlan: int, mac: int, port: int) -> None:
         old = self.entries.get((vlan, mac))

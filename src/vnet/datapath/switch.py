@@ -22,14 +22,28 @@ of the signature when that decision was to output the frame unchanged (or to
 drop it): the ports, already checked live and allowed to receive it.
 `receive_batch` queues every later frame of that signature on its entry and,
 at the end of the batch (or before a frame that needs the full path), hands
-each entry's frames to its ports' devices in one call (`send_all`: a transmit
-ring takes them in one go) and charges counters (ports, rules, tables,
-groups, MAC ages, drops) once per entry -- the same totals the full path
-would have charged.  Frames of one flow keep their order; frames of
-different flows in one batch may leave grouped by flow, as in Open vSwitch's
-userspace datapath.  Any change that could alter a decision (flows,
-groups, ports, MAC table, a port's locked MAC, controllers) bumps the
-pipeline's version and empties the cache.
+the frames of all entries with the same ports to their devices in one call
+per port (`send_all`: a transmit ring takes them in one go), entry after
+entry, and charges the port and drop counters.  Frames of one flow keep
+their order; frames of different flows in one batch may leave grouped by
+flow, as in Open vSwitch's userspace datapath.  Any change that could alter
+a decision (flows, groups, ports, MAC table, a port's locked MAC,
+controllers) bumps the pipeline's version and empties the cache.
+
+What a cached frame owes its rules, tables and groups (packets, bytes, last
+use) and the MAC table (the source's age) waits in its entry until `settle`,
+as Open vSwitch's datapath flows keep their statistics until a revalidator
+pushes them: one charge per entry however many batches it served, instead
+of one per entry per batch -- with a thousand flows each batch is a
+thousand different entries.  `settle` runs before the full path handles a
+frame (learning and evicting see every sighting), before flow and group
+changes (a deleted flow's counters leave with it), on every `tick` (aging
+and idle timeouts), and before anything reads those counters (`stats`,
+`fdb`, and the OpenFlow agent before each message), so the totals anyone
+sees are the ones the full path would have charged frame by frame.  Charges
+commute, a rule's last use only moves forward, and a late MAC refresh only
+refreshes -- never relearns or moves an address a port change flushed -- so
+nothing else needs to settle first.
 
 Nothing is lost silently: a frame the switch did not deliver anywhere is in
 `drops` under its reason (`no_match`, `port_security`..., `meter`,
@@ -92,14 +106,17 @@ MIN_FRAME = 14
 class _Fast:
     """A cached forwarding decision for one signature on one ingress port."""
 
-    __slots__ = ("d", "drop", "outs", "queue", "refused")
+    __slots__ = ("d", "drop", "nbytes", "outs", "packets", "queue", "refused", "used")
 
     def __init__(self, d: Decision, outs: tuple[Port, ...], refused: tuple[Port, ...]) -> None:
         self.d = d
         self.outs = outs
         self.refused = refused  # ports port security keeps the frame from
         self.drop = (d.drop_reason or "no_output") if not d.plain else None
-        self.queue: list[Frame] = []  # this batch's frames, sent and charged together
+        self.queue: list[Frame] = []  # this batch's frames, sent together
+        self.packets = 0  # frames served since the last `settle`, their bytes and last time
+        self.nbytes = 0
+        self.used = 0.0
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -176,6 +193,7 @@ class Switch:
         self._fast_version = -1
         self.fast = True  # the signature cache in front of the full path (off: every frame parsed)
         self.fast_hits = 0
+        self._unsettled: list[_Fast] = []  # entries whose charges wait for `settle`
         self._ident = 0  # outer IPv4 identification of tunnel packets
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
@@ -280,6 +298,7 @@ class Switch:
 
     def commit(self, mods: Sequence[FlowMod | GroupMod]) -> list[Rule]:
         """Apply flow and group mods atomically (PipelineError: nothing changed)."""
+        self.settle()
         for mod in mods:
             if isinstance(mod, FlowMod):
                 if mod.command in (FlowModCommand.DELETE, FlowModCommand.DELETE_STRICT):
@@ -373,18 +392,41 @@ class Switch:
         cache[sig] = _Fast(d, tuple(outs), tuple(refused))
 
     def _send_queued(self, port: Port, touched: list[_Fast]) -> None:
-        """Send each entry's frames to its ports, and move the counters the full path
-        would have moved one frame at a time."""
+        """Send the entries' frames, one call per output port for all entries that
+        go the same way; charge ports and drops now, the rest at `settle`."""
         now = self.now
-        pipeline = self.pipeline
-        macs = self.macs
-        st = port.stats
+        unsettled = self._unsettled
+        ways: dict[tuple[Port, ...], list[Frame]] = {}
+        total = total_bytes = 0
         for e in touched:
             q = e.queue
             e.queue = []
             n = len(q)
-            nbytes = sum([len(f[1]) for f in q])
-            for out in e.outs:
+            nbytes = len(q[0][1]) if n == 1 else sum([len(f[1]) for f in q])
+            if not e.packets:
+                unsettled.append(e)
+            e.packets += n
+            e.nbytes += nbytes
+            e.used = now
+            total += n
+            total_bytes += nbytes
+            if e.outs:
+                way = ways.get(e.outs)
+                if way is None:
+                    ways[e.outs] = q
+                else:
+                    way.extend(q)
+            if e.refused:
+                for out in e.refused:
+                    out.stats.tx_dropped += n
+                    out.drop("not_promiscuous", n)
+                    self.drop("not_promiscuous", n)
+            if e.drop is not None:
+                self.drop(e.drop, n)
+        for outs, q in ways.items():
+            n = len(q)
+            nbytes = total_bytes if n == total else sum([len(f[1]) for f in q])
+            for out in outs:
                 ost = out.stats
                 taken = send_all(out.device, q)
                 self._dirty.add(out.device)
@@ -395,23 +437,29 @@ class Switch:
                     ost.tx_bytes += sum([len(f[1]) for f in q[:taken]])
                     ost.tx_dropped += n - taken
                     self.drop("tx_queue_full", n - taken)
-            st.rx_packets += n
-            st.rx_bytes += nbytes
-            self.rx_packets += n
-            self.fast_hits += n
-            pipeline.cache_hits += n
+        st = port.stats
+        st.rx_packets += total
+        st.rx_bytes += total_bytes
+        self.rx_packets += total
+        self.fast_hits += total
+        self.pipeline.cache_hits += total
+
+    def settle(self) -> None:
+        """Charge what cached frames owe since the last call: rules, tables and groups
+        (packets, bytes, last use), and their sources' MAC ages (refreshed only)."""
+        pending = self._unsettled
+        if not pending:
+            return
+        self._unsettled = []
+        pipeline = self.pipeline
+        refresh = self.macs.refresh
+        for e in pending:
             d = e.d
-            for op in d.side:  # MAC learning: the entry's age refreshed
-                if macs.learn(op[1], op[2], op[3], now):
-                    pipeline.invalidate()
+            for op in d.side:
+                refresh(op[1], op[2], op[3], e.used)
             if d.rules or d.groups:
-                pipeline.account(d, nbytes, now, n)
-            for out in e.refused:
-                out.stats.tx_dropped += n
-                out.drop("not_promiscuous", n)
-                self.drop("not_promiscuous", n)
-            if e.drop is not None:
-                self.drop(e.drop, n)
+                pipeline.account(d, e.nbytes, e.used, e.packets)
+            e.packets = e.nbytes = 0
 
     def receive_tunnel_batch(
         self, port: Port, packets: Iterable[tuple[int, bytes]], now: float
@@ -493,6 +541,7 @@ class Switch:
         return self.pipeline.execute(key, (Output(0xFFFFFFFA),), self)
 
     def _execute(self, d: Decision, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+        self.settle()  # what the cache served comes first
         now = self.now
         if d.side:
             macs = self.macs
@@ -666,6 +715,7 @@ class Switch:
     # -- time -------------------------------------------------------------------------
     def tick(self, now: float) -> list[tuple[Rule, str]]:
         """Age MACs and expire flows; returns the removed flows (for FLOW_REMOVED)."""
+        self.settle()
         self.now = now
         if self.macs.expire(now):
             self.pipeline.invalidate()
@@ -678,6 +728,7 @@ class Switch:
         return self.pipeline.expire(now)
 
     def stats(self) -> dict[str, Any]:
+        self.settle()
         return {
             "name": self.name,
             "dpid": f"{self.dpid:016x}",

@@ -319,11 +319,14 @@ class Pipeline:
         return d
 
     def account(self, d: Decision, nbytes: int, now: float, packets: int = 1) -> None:
-        """Charge `packets` packets, `nbytes` in all, to the rules, tables and groups of `d`."""
+        """Charge `packets` packets, `nbytes` in all, last seen at `now`, to the rules,
+        tables and groups of `d` (charges may arrive late, never making a rule's last
+        use older)."""
         for r in d.rules:
             r.packet_count += packets
             r.byte_count += nbytes
-            r.used = now
+            if now > r.used:
+                r.used = now
         tables = self.tables
         for tid, matched in d.tables:
             t = tables[tid]

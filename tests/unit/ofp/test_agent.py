@@ -206,3 +206,20 @@ def test_move_and_load_of_geneve_metadata_and_a_zero_length_field_header(
     assert "move:NXM_NX_REG6[0..14]->NXM_NX_TUN_METADATA0[16..30]" in text
     assert "load:0x1->NXM_NX_TUN_METADATA0[0..3]" in text
     assert len(st.instructions[0].actions) == 4
+
+
+def test_flow_stats_count_frames_the_cache_served(switch: tuple[Switch, str]) -> None:
+    sw, target = switch
+    frame = bytes.fromhex(
+        "020000000002020000000001080045000026000100004011f96a0a0000010a000002"
+        "03e807d0001200000000000000000000000000000000"
+    )
+    with OFClient(target) as c:
+        c.transact(flow_mod("priority=10,in_port=1,actions=output:2"))
+        # between transactions the agent's loop is idle: frames fed from here race nothing
+        sw.receive_batch(sw.ports[1], [(b"", frame)] * 6, 1.0)
+        assert sw.fast_hits == 5  # the first took the full path, the rest the cache
+        (st,) = c.multipart(parser.OFPFlowStatsRequest(DP))
+        assert (st.packet_count, st.byte_count) == (6, 6 * len(frame))
+        (tb,) = [t for t in c.multipart(parser.OFPTableStatsRequest(DP)) if t.table_id == 0]
+        assert (tb.lookup_count, tb.matched_count) == (6, 6)
