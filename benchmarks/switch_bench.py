@@ -11,12 +11,12 @@ measures, with the namespace ends on their default offloads:
   i.e. on the switch under test), counted by the receiving interface:
   packets per second.  Three loads: trafgen (netsniff-ng's generator, from
   a's end through a transmit ring) flooding as fast as it can, which is
-  faster than any of the switches forwards, so the figure is the switch's forwarding rate -- with
-  one flow, then with 1,000 (the UDP source port stepping through 1000-1999,
-  so each frame of a batch is a different flow); and one application's UDP
-  socket (a Python loop of `sendto`), which offers less than the switches can
-  forward, so its figure is mostly that sender's rate and shows what a
-  switch costs the sending CPU.  The switches take turns, in rotating order,
+  faster than any of the switches forwards, so the figure is the switch's
+  forwarding rate -- with one flow, then with 1,000 (the UDP source port
+  stepping through 1000-1999, so each frame of a batch is a different
+  flow); and one application's UDP socket (a Python loop of `sendto`),
+  which offers less than the switches can forward, so its figure is mostly
+  that sender's rate and shows what a switch costs the sending CPU.  The switches take turns, in rotating order,
   for several short rounds, and each figure is the median of its rounds: the
   machine's speed drifts by more than the differences measured, and turns
   spread the drift evenly;
@@ -163,9 +163,13 @@ class Rig:
     sent: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOADS})  # kpps
     got: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in LOADS})
     tcp_gbps: float = 0.0
+    eth: str = ""  # trafgen's Ethernet header: a's end to b's
 
     def ready(self) -> None:
         lab, t = self.lab, self.t
+        self.eth = (
+            f"eth(da={_sysfs(lab, t.b, t.eb, 'address')}, sa={_sysfs(lab, t.a, t.ea, 'address')})"
+        )
         lab.exec(t.a, "ping", "-c", "2", "-i", "0.2", "-W", "1", "10.88.0.2", check=False)
         lab.spawn(sys.executable, "-c", SINK, ns=t.b)
         wait_for(lambda: ":9 " in lab.exec(t.b, "ss", "-lun", check=False).stdout, 10, "UDP sink")
@@ -174,26 +178,30 @@ class Rig:
         """One round of 64-byte frames from a to b's sink: sent as counted by a's
         interface, received as counted by b's."""
         lab, t = self.lab, self.t
-        sent0 = int(_sysfs(lab, t.a, t.ea, "statistics/tx_packets"))
-        got0 = int(_sysfs(lab, t.b, t.eb, "statistics/rx_packets"))
+        sent0, got0 = self._counted()
         sport = LOADS[load]
         if sport is None:
             lab.exec(t.a, sys.executable, "-c", FLOOD, str(seconds), timeout=seconds + 30)
         else:
             self._trafgen(seconds, sport)
         time.sleep(0.3)
-        sent = int(_sysfs(lab, t.a, t.ea, "statistics/tx_packets")) - sent0
-        got = int(_sysfs(lab, t.b, t.eb, "statistics/rx_packets")) - got0
-        self.sent[load].append(sent / seconds / 1e3)
-        self.got[load].append(got / seconds / 1e3)
+        sent, got = self._counted()
+        self.sent[load].append((sent - sent0) / seconds / 1e3)
+        self.got[load].append((got - got0) / seconds / 1e3)
+
+    def _counted(self) -> tuple[int, int]:
+        """(frames a's interface sent, frames b's interface received) so far."""
+        lab, t = self.lab, self.t
+        sent = _sysfs(lab, t.a, t.ea, "statistics/tx_packets")
+        return int(sent), int(_sysfs(lab, t.b, t.eb, "statistics/rx_packets"))
 
     def _trafgen(self, seconds: float, sport: str) -> None:
         """The generator floods from a's end for `seconds`; SIGINT to the process group
         started here (trafgen forks its worker) stops it and its worker."""
         lab, t = self.lab, self.t
         frame = (
-            f"{{ eth(da={_sysfs(lab, t.b, t.eb, 'address')}, sa={_sysfs(lab, t.a, t.ea, 'address')}),"
-            f" ipv4(sa=10.88.0.1, da=10.88.0.2, ttl=64), udp(sp={sport}, dp=9), fill(0, 18) }}"
+            f"{{ {self.eth}, ipv4(sa=10.88.0.1, da=10.88.0.2, ttl=64),"
+            f" udp(sp={sport}, dp=9), fill(0, 18) }}"
         )  # 60 bytes, 64 on the wire with the FCS, valid checksums
         p = lab.spawn(*TRAFGEN, "--dev", t.ea, frame, ns=t.a)
         time.sleep(seconds)
