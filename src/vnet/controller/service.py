@@ -561,12 +561,12 @@ class Controller:
         else:  # not connected: trace the model anyway, with numbers in binding order
             bound = [p for p in state.all("port") if p.chassis == ch.id]
             ofports = {p.iface: i for i, p in enumerate(bound, 1)}
-        text = packet.strip().strip(",")
+        text = packet.strip()
         fields = {t.split("=", 1)[0].strip() for t in text.split(",") if t}
-        extra = [f"in_port={ofports[port.iface]}", f"dl_src={port.mac}"]
+        defaults = {"in_port": str(ofports[port.iface]), "dl_src": port.mac}
         dst = next(
             (
-                t.split("=", 1)[1]
+                t.split("=", 1)[1].strip()
                 for t in text.split(",")
                 if t.split("=")[0].strip() in ("nw_dst", "ipv6_dst")
             ),
@@ -575,15 +575,14 @@ class Controller:
         if "dl_dst" not in fields and "eth_dst" not in fields:
             owner = next((p for p in state.ports_of(port.network) if dst and dst in p.ips), None)
             if owner is not None:
-                extra.append(f"dl_dst={owner.mac}")
-        if (
-            "nw_src" not in fields
-            and port.ips
-            and any(f in fields for f in ("ip", "icmp", "tcp", "udp"))
-        ):
-            extra.append(f"nw_src={next(a for a in port.ips if ':' not in a)}")
+                defaults["dl_dst"] = owner.mac
+        # the workload's own addresses, each used only by a packet of its family
+        for name, v6 in (("nw_src", False), ("ipv6_src", True)):
+            addr = next((a for a in port.ips if (":" in a) == v6), None)
+            if addr is not None:
+                defaults[name] = addr
         try:
-            key = parse_packet(",".join([*extra, text] if text else extra))
+            key = parse_packet(text, defaults)
         except (FlowSyntaxError, FieldError) as e:
             raise ModelError("invalid", ("packet",), str(e)) from None
         pipeline = Pipeline()

@@ -14,7 +14,7 @@ DSCP as `nw_tos`, the default priority left out, `drop` for no actions.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -531,18 +531,48 @@ def format_dump(rule: Rule, now: float = 0.0) -> str:
 # -- packets (for trace) ----------------------------------------------------------------------------
 
 
-def parse_packet(text: str) -> tuple[int, ...]:
-    """A packet described as exact field values (`in_port=1,tcp,nw_dst=10.0.0.1,tp_dst=80`)."""
+ECHO_REQUEST = {1: 8, 58: 128}  # ip_proto -> the echo request's type (ICMP, ICMPv6)
+
+
+def parse_packet(text: str, defaults: Mapping[str, str] | None = None) -> tuple[int, ...]:
+    """A packet described as exact field values (`in_port=1,tcp,nw_dst=10.0.0.1,tp_dst=80`).
+
+    A field needs its protocol as in a flow's match (`tp_dst=80` without `tcp` is
+    refused, not dropped).  `defaults` (name -> value, in the same syntax) fill in
+    what the text leaves out, each only where the packet's protocol has that field
+    (`nw_src` for IPv4, `ipv6_src` for IPv6), so a caller adds context without
+    changing the text: error columns point into `text` as the person typed it.
+    ICMP without a type is an echo request (ICMPv6: 128), as a `ping` sends.
+    """
     toks = [(*_kv(t), c) for t, c in _tokens(text)]
     pairs = _match_pairs(toks)
-    key = [0] * fk.KEY_LEN
-    for f, value, mask in pairs:
+    for f, _value, mask in pairs:
         if mask != f.full_mask and not (f.kind == "vlan_vid" and mask == 0x1FFF):
             col = next((c for n, _v, c in toks if _same_field(n, f.name)), 0)
             raise FlowSyntaxError(f"{f.name}: a packet needs exact values, not masks", f.name, col)
+    try:
+        Match.build(pairs)
+    except FieldError as e:
+        col = next((c for n, _v, c in toks if _same_field(n, e.field)), 0)
+        tok = next((f"{n}={v}" for n, v, c in toks if c == col), e.field)
+        raise FlowSyntaxError(str(e), tok, col) from None
+    given = {f.index for f, _v, _m in pairs}
+    for name, value in (defaults or {}).items():
+        try:
+            extra = [p for p in _match_pairs([(name, value, 0)]) if p[0].index not in given]
+            Match.build([*pairs, *extra])
+        except (FlowSyntaxError, FieldError):
+            continue  # not a field of this packet's protocol
+        pairs += extra
+        given |= {f.index for f, _v, _m in extra}
+    key = [0] * fk.KEY_LEN
+    for f, value, _mask in pairs:
         key[f.index] = value
-    if key[fk.ETH_TYPE] in (0x0800, 0x86DD) and not key[fk.IP_TTL]:
-        key[fk.IP_TTL] = 64
+    if key[fk.ETH_TYPE] in (0x0800, 0x86DD):
+        if not key[fk.IP_TTL]:
+            key[fk.IP_TTL] = 64
+        if key[fk.IP_PROTO] in ECHO_REQUEST and fk.ICMP_TYPE not in given:
+            key[fk.ICMP_TYPE] = ECHO_REQUEST[key[fk.IP_PROTO]]
     return tuple(key)
 
 
