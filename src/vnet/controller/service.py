@@ -91,7 +91,6 @@ class LocalSouthbound:
         return {p.name: no for no, p in self.switch.ports.items()}
 
     async def flows(self) -> list[tuple[Flow, int, int]]:
-        self.switch.settle()
         return [
             (r.flow, r.packet_count, r.byte_count)
             for t in self.switch.pipeline.tables

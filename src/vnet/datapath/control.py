@@ -145,7 +145,6 @@ class ControlServer(JsonLineServer):
 
     def fdb(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch
-        sw.settle()
         return [
             {"port": p, "vlan": v, "mac": mac_str(m), "age": round(a, 1)}
             for p, v, m, a in sw.macs.dump(sw.now)

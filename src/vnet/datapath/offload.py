@@ -27,7 +27,7 @@ import struct
 
 from ..packet.checksum import internet_checksum
 
-__all__ = ["HDR_LEN", "NO_HDR", "finish", "is_gso", "segment", "shift"]
+__all__ = ["HDR_LEN", "NO_HDR", "finish", "fit", "is_gso", "segment", "shift"]
 
 HDR_LEN = 10
 NO_HDR = bytes(HDR_LEN)
@@ -51,6 +51,18 @@ def shift(hdr: bytes, delta: int) -> bytes:
     if gso:
         hdr_len = max(0, hdr_len + delta)
     return _HDR.pack(flags, gso, hdr_len, gso_size, start, off)
+
+
+def fit(hdr: bytes, frame: bytes, want: bool) -> tuple[bytes, bytes] | None:
+    """The frame as a device with (`want`) or without the header takes it: a header
+    added if missing, or the frame finished and its header dropped; None for a GSO
+    frame a device without the header cannot take."""
+    if want:
+        return (hdr or NO_HDR, frame)
+    if not hdr:
+        return (b"", frame)
+    fin = finish(hdr, frame)
+    return None if fin is None else (b"", fin)
 
 
 def finish(hdr: bytes, frame: bytes) -> bytes | None:

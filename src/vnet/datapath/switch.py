@@ -6,44 +6,48 @@
 2. flow key (`flowkey.extract`), then the pipeline's cached decision
    (`Pipeline.decide`: exact-match cache in front of the tuple-space
    classifier), with `normal` answered by this switch (MAC learning, VLANs);
-3. side operations (MAC learning) replayed, counters charged;
-4. a decision that only outputs (`Decision.plain`) sends the frame as
-   received, with its virtio-net header; anything else goes through
-   `odp.apply` (rewrites, VLAN push/pop, clones, meters) first;
-5. each copy leaves through `_transmit`: the port must exist and be live,
-   receive only what port security lets it (no promiscuous mode), and its
-   device must take the frame -- every refusal is a drop with a reason.
+3. side operations (MAC learning) replayed, rules, tables (a miss is a
+   lookup too) and groups charged;
+4. `_forward`: a decision that only outputs (`Decision.plain`) sends the
+   frame as received; anything else goes through `odp.apply` (rewrites,
+   VLAN push/pop, clones, meters) first;
+5. every copy leaves through `_output`: `_egress` decides whether the port
+   may take it (it exists, is live or held for, and port security lets it
+   receive that destination -- no promiscuous mode), `_send` fits the
+   virtio-net header to the device and queues it on the port, and `_flush`
+   hands each port's queue to its device in one call at the end of the batch
+   and counts what the device refused.  There is no other way out.
 
 In front of all that sits a per-port cache keyed by the frame's signature
 (`flowkey.signature`: the header bytes the flow key is made of, for plain
 IPv4 TCP/UDP/ICMP), as Open vSwitch's datapath flow table sits in front of
-its slow path.  An entry holds what the full path decided for the first frame
-of the signature when that decision was to output the frame unchanged (or to
-drop it): the ports, already checked live and allowed to receive it.
-`receive_batch` queues every later frame of that signature on its entry and,
-at the end of the batch (or before a frame that needs the full path), hands
-the frames of all entries with the same ports to their devices in one call
-per port (`send_all`: a transmit ring takes them in one go), entry after
-entry, and charges the port and drop counters.  Frames of one flow keep
-their order; frames of different flows in one batch may leave grouped by
-flow, as in Open vSwitch's userspace datapath.  Any change that could alter
-a decision (flows, groups, ports, MAC table, a port's locked MAC,
-controllers) bumps the pipeline's version and empties the cache.
+its slow path.  An entry holds the full path's whole decision for the first
+frame of the signature (rewrites, VLAN tags, groups, meters and packet-ins
+included) with the flow key it was made for -- the same signature means the
+same key, so the same rewrites at the same offsets -- and, for a plain
+output, `_egress`'s answer per port.  `receive_batch` queues every later
+frame of that signature on its entry and, at the end of the batch (or
+before a frame that needs the full path), `_drain` forwards each entry's
+frames through the same `_forward`/`_send` as the full path, entry after
+entry.  Frames of one flow keep their order; frames of different flows in
+one batch may leave grouped by port, as in Open vSwitch's userspace
+datapath.  Any change that could alter a decision or an egress answer
+(flows, groups, ports, liveness, MAC table, a port's locked MAC,
+controllers) bumps the pipeline's version, and one version check empties
+the pipeline's decision cache and these signature caches together.
 
 What a cached frame owes its rules, tables and groups (packets, bytes, last
 use) and the MAC table (the source's age) waits in its entry until `settle`,
 as Open vSwitch's datapath flows keep their statistics until a revalidator
 pushes them: one charge per entry however many batches it served, instead
 of one per entry per batch -- with a thousand flows each batch is a
-thousand different entries.  `settle` runs before the full path handles a
-frame (learning and evicting see every sighting), before flow and group
-changes (a deleted flow's counters leave with it), on every `tick` (aging
-and idle timeouts), and before anything reads those counters (`stats`,
-`fdb`, and the OpenFlow agent before each message), so the totals anyone
-sees are the ones the full path would have charged frame by frame.  Charges
-commute, a rule's last use only moves forward, and a late MAC refresh only
-refreshes -- never relearns or moves an address a port change flushed -- so
-nothing else needs to settle first.
+thousand different entries.  Readers cannot forget it: the pipeline and the
+MAC table are reached through the `pipeline` and `macs` properties, which
+settle first (so do `tick`, `stats` and the full path), and the per-packet
+code uses the private attributes behind them.  Charges commute, a rule's
+last use only moves forward, and a late MAC refresh only refreshes -- never
+relearns or moves an address a port change flushed -- so nothing else needs
+to settle first.
 
 Nothing is lost silently: a frame the switch did not deliver anywhere is in
 `drops` under its reason (`no_match`, `port_security`..., `meter`,
@@ -55,7 +59,7 @@ back to learning (fail-open) while configured controllers are all
 unreachable; `secure` only ever forwards on installed flows.
 
 The switch does no I/O itself beyond calling its ports' devices; the event
-loop (`loop.py`) feeds it and the OpenFlow agent (`vnet.ofp`) configures it.
+loop (`runner.py`) feeds it and the OpenFlow agent (`vnet.ofp`) configures it.
 Time is passed in.
 """
 
@@ -101,19 +105,23 @@ _FLOW = operator.itemgetter(
     fk.IP_PROTO, fk.TP_SRC, fk.TP_DST,
 )  # fmt: skip
 MIN_FRAME = 14
+HOLD = "hold"  # `_egress`: the port's device is on the way; its frames wait on it
 
 
-class _Fast:
-    """A cached forwarding decision for one signature on one ingress port."""
+class _Entry:
+    """The full path's decision for one signature on one ingress port, with the key
+    it was made for (rewrites patch at its offsets) and, for a plain output, where
+    each copy goes (`Switch._egress`, decided once)."""
 
-    __slots__ = ("d", "drop", "nbytes", "outs", "packets", "queue", "refused", "used")
+    __slots__ = ("d", "key", "nbytes", "packets", "plan", "queue", "used")
 
-    def __init__(self, d: Decision, outs: tuple[Port, ...], refused: tuple[Port, ...]) -> None:
+    def __init__(
+        self, d: Decision, key: tuple[int, ...], plan: tuple[tuple[Port | None, str | None], ...]
+    ) -> None:
         self.d = d
-        self.outs = outs
-        self.refused = refused  # ports port security keeps the frame from
-        self.drop = (d.drop_reason or "no_output") if not d.plain else None
-        self.queue: list[Frame] = []  # this batch's frames, sent together
+        self.key = key
+        self.plan = plan
+        self.queue: list[Frame] = []  # this batch's frames, forwarded together
         self.packets = 0  # frames served since the last `settle`, their bytes and last time
         self.nbytes = 0
         self.used = 0.0
@@ -175,9 +183,9 @@ class Switch:
         # stable across restarts (str hashes are salted per process): controllers know a switch by it
         self.dpid = dpid if dpid is not None else datapath_id(name)
         self.fail_mode = fail_mode
-        self.pipeline = Pipeline(n_tables)
+        self._pipeline = Pipeline(n_tables)
         self.ports: dict[int, Port] = {}
-        self.macs = MacTable(mac_aging, port_limit=self._mac_limit)
+        self._macs = MacTable(mac_aging, port_limit=self._mac_limit)
         self.meters = MeterTable()
         self.drops: dict[str, int] = {}
         self.controllers_configured = 0
@@ -188,12 +196,11 @@ class Switch:
         self.rx_packets = 0
         self._standalone_flow = False
         self._metered = False
-        self._dirty: set[Device] = set()  # devices holding sends until `_flush`
-        self._fast: dict[int, dict[fk.Signature, _Fast]] = {}  # ingress port -> signature -> entry
-        self._fast_version = -1
+        # frames `_send` queued per port, and their bytes, until `_flush`
+        self._tx: dict[Port, tuple[list[Frame], list[int]]] = {}
         self.fast = True  # the signature cache in front of the full path (off: every frame parsed)
         self.fast_hits = 0
-        self._unsettled: list[_Fast] = []  # entries whose charges wait for `settle`
+        self._unsettled: list[_Entry] = []  # entries whose charges wait for `settle`
         self._ident = 0  # outer IPv4 identification of tunnel packets
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
@@ -206,9 +213,9 @@ class Switch:
     def _sync_default_flow(self) -> None:
         want = self.fail_mode == FailMode.STANDALONE and not self.controllers_configured
         if want and not self._standalone_flow:
-            self.pipeline.add_flows([NORMAL_FLOW], self.now)
+            self._pipeline.add_flows([NORMAL_FLOW], self.now)
         elif not want and self._standalone_flow:
-            self.pipeline.commit([FlowMod(FlowModCommand.DELETE_STRICT, NORMAL_FLOW)])
+            self._pipeline.commit([FlowMod(FlowModCommand.DELETE_STRICT, NORMAL_FLOW)])
         self._standalone_flow = want
 
     def set_controllers(self, configured: int) -> None:
@@ -226,7 +233,7 @@ class Switch:
 
     def controller_connected(self, delta: int) -> None:
         self.controllers_connected = max(0, self.controllers_connected + delta)
-        self.pipeline.invalidate()
+        self._pipeline.invalidate()
 
     def port_by_name(self, name: str) -> Port | None:
         for p in self.ports.values():
@@ -249,7 +256,7 @@ class Switch:
         port.locked_mac = config.mac
         port.link_up = device.link_up()
         self.ports[no] = port
-        self.pipeline.invalidate()
+        self._pipeline.invalidate()
         if self.on_port_status:
             self.on_port_status("add", port)
         return port
@@ -259,8 +266,8 @@ class Switch:
         if port is None:
             raise SwitchError(f"no port {name!r} on {self.name}")
         del self.ports[port.port_no]
-        self.macs.flush(port.port_no)
-        self.pipeline.invalidate()
+        self._macs.flush(port.port_no)
+        self._pipeline.invalidate()
         port.device.close()
         if self.on_port_status:
             self.on_port_status("delete", port)
@@ -271,8 +278,8 @@ class Switch:
             return
         port.link_up = up
         if not up:
-            self.macs.flush(port.port_no)
-        self.pipeline.invalidate()
+            self._macs.flush(port.port_no)
+        self._pipeline.invalidate()
         if self.on_port_status:
             self.on_port_status("modify", port)
         if up and port.held:
@@ -286,19 +293,18 @@ class Switch:
                 port.stats.tx_dropped += 1
                 self.drop("held_too_long")
             else:
-                self._transmit(port.port_no, hdr, frame, dst, ())
+                self._output(port.port_no, [(hdr, frame)], dst, ())
         self._flush()
 
     def set_admin(self, port: Port, up: bool) -> None:
         if port.admin_up != up:
             port.admin_up = up
-            self.pipeline.invalidate()
+            self._pipeline.invalidate()
             if self.on_port_status:
                 self.on_port_status("modify", port)
 
     def commit(self, mods: Sequence[FlowMod | GroupMod]) -> list[Rule]:
         """Apply flow and group mods atomically (PipelineError: nothing changed)."""
-        self.settle()
         for mod in mods:
             if isinstance(mod, FlowMod):
                 if mod.command in (FlowModCommand.DELETE, FlowModCommand.DELETE_STRICT):
@@ -333,71 +339,59 @@ class Switch:
         self.drops[reason] = self.drops.get(reason, 0) + n
 
     def receive_batch(self, port: Port, frames: Iterable[tuple[bytes, bytes]], now: float) -> None:
-        """Frames in from `port`: cached signatures sent at once, the rest the full way."""
+        """Frames in from `port`: cached signatures queued on their entries, the rest the
+        full way; everything leaves through `_output`, sent at `_flush`."""
         self.now = now
         if not port.live or not self.fast:
             for hdr, frame in frames:
                 self._receive(port, hdr, frame)
             self._flush()
             return
-        cache = self._fast_cache(port.port_no)
-        touched: list[_Fast] = []
+        pipeline = self._pipeline
+        cache = pipeline.signatures(port.port_no)
+        touched: list[_Entry] = []
         sig_of = fk.signature
         for f in frames:
             sig = sig_of(f[1])
             e = cache.get(sig) if sig is not None else None
             if e is None:
                 if touched:  # what came before goes first
-                    self._send_queued(port, touched)
+                    self._drain(port, touched)
                     touched = []
                 self._receive(port, f[0], f[1], None, sig)
-                if self._fast_version != self.pipeline.version:
-                    cache = self._fast_cache(port.port_no)  # what was cached may be stale now
+                cache = pipeline.signatures(port.port_no)  # emptied if the version moved
                 continue
             q = e.queue
             if not q:
                 touched.append(e)
             q.append(f)
         if touched:
-            self._send_queued(port, touched)
+            self._drain(port, touched)
         self._flush()
 
-    def _fast_cache(self, port_no: int) -> dict[fk.Signature, _Fast]:
-        if self._fast_version != self.pipeline.version:
-            self._fast.clear()
-            self._fast_version = self.pipeline.version
-        cache = self._fast.get(port_no)
-        if cache is None:
-            cache = self._fast[port_no] = {}
-        return cache
-
-    def _remember(self, port: Port, sig: fk.Signature, d: Decision, dst: int) -> None:
-        """Cache a decision that outputs the frame unchanged (or drops it) for `sig`."""
-        if d.plain is None or not d.cacheable or self.fail_open:
+    def _remember(self, port: Port, sig: fk.Signature, d: Decision, key: tuple[int, ...]) -> None:
+        """Cache the full path's decision for `sig`: later frames of it skip the flow
+        key, the lookup and (for a plain output) the egress checks."""
+        if not d.cacheable:
             return
-        outs: list[Port] = []
-        refused: list[Port] = []
-        vnet = port.device.vnet_hdr
-        for p in d.plain:
-            out = self.ports.get(p)
-            if out is None or not out.live or out.tunnel or out.device.vnet_hdr != vnet:
-                return  # the full path has more to do for this one
-            if out.config.port_security and not egress_allowed(out, dst):
-                refused.append(out)
-            else:
-                outs.append(out)
-        cache = self._fast_cache(port.port_no)
+        plan: tuple[tuple[Port | None, str | None], ...] = ()
+        if d.plain is not None:
+            dst = key[fk.ETH_DST]
+            plan = tuple(self._egress(p, dst) for p in d.plain)
+            if any(way[1] == HOLD for way in plan):
+                return  # a held frame waits on its port, for as long as there is room
+        cache = self._pipeline.signatures(port.port_no)
         if len(cache) >= FAST_ENTRIES:
             cache.pop(next(iter(cache)))
-        cache[sig] = _Fast(d, tuple(outs), tuple(refused))
+        cache[sig] = _Entry(d, key, plan)
 
-    def _send_queued(self, port: Port, touched: list[_Fast]) -> None:
-        """Send the entries' frames, one call per output port for all entries that
-        go the same way; charge ports and drops now, the rest at `settle`."""
+    def _drain(self, port: Port, touched: list[_Entry]) -> None:
+        """Forward the entries' queued frames, entry after entry; charge the ingress
+        port now, and what they owe rules, tables, groups and MAC ages at `settle`."""
         now = self.now
         unsettled = self._unsettled
-        ways: dict[tuple[Port, ...], list[Frame]] = {}
         total = total_bytes = 0
+        send = self._send
         for e in touched:
             q = e.queue
             e.queue = []
@@ -410,56 +404,52 @@ class Switch:
             e.used = now
             total += n
             total_bytes += nbytes
-            if e.outs:
-                way = ways.get(e.outs)
-                if way is None:
-                    ways[e.outs] = q
-                else:
-                    way.extend(q)
-            if e.refused:
-                for out in e.refused:
-                    out.stats.tx_dropped += n
-                    out.drop("not_promiscuous", n)
-                    self.drop("not_promiscuous", n)
-            if e.drop is not None:
-                self.drop(e.drop, n)
-        for outs, q in ways.items():
-            n = len(q)
-            nbytes = total_bytes if n == total else sum([len(f[1]) for f in q])
-            for out in outs:
-                ost = out.stats
-                taken = send_all(out.device, q)
-                self._dirty.add(out.device)
-                ost.tx_packets += taken
-                if taken == n:
-                    ost.tx_bytes += nbytes
-                else:  # the device's queue is full: the rest are drops
-                    ost.tx_bytes += sum([len(f[1]) for f in q[:taken]])
-                    ost.tx_dropped += n - taken
-                    self.drop("tx_queue_full", n - taken)
+            d = e.d
+            if d.plain is None:
+                self._forward(d, e.key, q)
+            elif not e.plan:
+                self.drop(d.drop_reason or "no_output", n)
+            else:
+                for way in e.plan:
+                    send(way, q, nbytes, e.key)
         st = port.stats
         st.rx_packets += total
         st.rx_bytes += total_bytes
         self.rx_packets += total
         self.fast_hits += total
-        self.pipeline.cache_hits += total
+        self._pipeline.cache_hits += total
 
     def settle(self) -> None:
         """Charge what cached frames owe since the last call: rules, tables and groups
-        (packets, bytes, last use), and their sources' MAC ages (refreshed only)."""
+        (packets, bytes, last use), and their sources' MAC ages (refreshed only).
+
+        Every reader reaches the pipeline and the MAC table through the `pipeline`
+        and `macs` properties, which call this first: nobody has to remember to."""
         pending = self._unsettled
         if not pending:
             return
         self._unsettled = []
-        pipeline = self.pipeline
-        refresh = self.macs.refresh
+        pipeline = self._pipeline
+        refresh = self._macs.refresh
         for e in pending:
             d = e.d
             for op in d.side:
                 refresh(op[1], op[2], op[3], e.used)
-            if d.rules or d.groups:
+            if d.tables or d.groups:
                 pipeline.account(d, e.nbytes, e.used, e.packets)
             e.packets = e.nbytes = 0
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The flow tables and groups, with every counter settled."""
+        self.settle()
+        return self._pipeline
+
+    @property
+    def macs(self) -> MacTable:
+        """The MAC learning table, with every age settled."""
+        self.settle()
+        return self._macs
 
     def receive_tunnel_batch(
         self, port: Port, packets: Iterable[tuple[int, bytes]], now: float
@@ -491,12 +481,6 @@ class Switch:
         self._receive(port, hdr, frame, tunnel)
         self._flush()
 
-    def _flush(self) -> None:
-        if self._dirty:
-            for dev in self._dirty:
-                dev.flush()
-            self._dirty.clear()
-
     def _receive(
         self,
         port: Port,
@@ -518,12 +502,13 @@ class Switch:
             self.drop("malformed")
             return
         key = fk.extract(frame, port.port_no, tunnel)
-        version = self.pipeline.version
+        pipeline = self._pipeline
+        version = pipeline.version
         if port.config.port_security:
             locked = port.locked_mac
             bad = ingress_check(port, key)
             if port.locked_mac != locked:
-                self.pipeline.invalidate()  # what this port may send and receive changed
+                pipeline.invalidate()  # what this port may send and receive changed
             if bad is not None:
                 st.rx_dropped += 1
                 port.drop(bad)
@@ -532,53 +517,62 @@ class Switch:
         if self.fail_open:
             d = self._fail_open_decision(key)
         else:
-            d = self.pipeline.decide(key, self)
+            d = pipeline.decide(key, self)
         self._execute(d, key, hdr, frame)
-        if sig is not None and self.pipeline.version == version:  # nothing learned meanwhile
-            self._remember(port, sig, d, key[fk.ETH_DST])
+        if sig is not None and pipeline.version == version:  # nothing learned meanwhile
+            self._remember(port, sig, d, key)
 
     def _fail_open_decision(self, key: tuple[int, ...]) -> Decision:
-        return self.pipeline.execute(key, (Output(0xFFFFFFFA),), self)
+        return self._pipeline.execute(key, (Output(0xFFFFFFFA),), self)
 
-    def _execute(self, d: Decision, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+    def _execute(self, d: Decision, key: tuple[int, ...], hdr: bytes, frame: bytes) -> None:
+        """The full path's charges for one frame, then `_forward`."""
         self.settle()  # what the cache served comes first
         now = self.now
         if d.side:
-            macs = self.macs
+            macs = self._macs
             for op in d.side:
                 if macs.learn(op[1], op[2], op[3], now):
-                    self.pipeline.invalidate()
-        if d.rules or d.groups:
-            self.pipeline.account(d, len(frame), now)
+                    self._pipeline.invalidate()
+        if d.tables or d.groups:  # a table miss is a lookup too
+            self._pipeline.account(d, len(frame), now)
+        self._forward(d, key, [(hdr, frame)])
+
+    def _forward(self, d: Decision, key: tuple[int, ...], frames: list[Frame]) -> None:
+        """Frames of one flow key leave as `d` says: the one way out of the pipeline,
+        for the full path (one frame) and the signature cache (a batch's frames)."""
         plain = d.plain
         if plain is not None:
             if not plain:
-                self.drop(d.drop_reason or "no_output")
+                self.drop(d.drop_reason or "no_output", len(frames))
                 return
             dst = key[fk.ETH_DST]
             for p in plain:
-                self._transmit(p, hdr, frame, dst, key)  # each refusal is counted there
+                self._output(p, frames, dst, key)
             return
-        self._metered = False
-        outs = odp.apply(frame, key, d.odp, self._meter)
-        if not outs:
-            if not self._metered:  # a meter drop is counted where it happens
-                self.drop(d.drop_reason or "no_output")
-            return
-        base = len(frame)
-        for op, data in outs:
-            kind = op[0]
-            if kind == "output":
-                h = offload.shift(hdr, len(data) - base) if len(data) != base else hdr
-                tun = op[2] if len(op) > 2 else None
-                self._transmit(op[1], h, data, int.from_bytes(data[0:6], "big"), key, tun)
-            elif kind == "controller":
-                self._packet_in(op, key, hdr, data)
-            elif kind == "normal":
-                # `normal` reached the datapath unexpanded (packet-out to NORMAL)
-                self.drop("normal_unexpanded")
-            elif kind == "ct":
-                self.drop("ct_unsupported")
+        ops = d.odp
+        for hdr, frame in frames:
+            self._metered = False
+            outs = odp.apply(frame, key, ops, self._meter)
+            if not outs:
+                if not self._metered:  # a meter drop is counted where it happens
+                    self.drop(d.drop_reason or "no_output")
+                continue
+            base = len(frame)
+            for op, data in outs:
+                kind = op[0]
+                if kind == "output":
+                    h = offload.shift(hdr, len(data) - base)
+                    tun = op[2] if len(op) > 2 else None
+                    dst = int.from_bytes(data[0:6], "big")
+                    self._output(op[1], [(h, data)], dst, key, tun)
+                elif kind == "controller":
+                    self._packet_in(op, key, hdr, data)
+                elif kind == "normal":
+                    # `normal` reached the datapath unexpanded (packet-out to NORMAL)
+                    self.drop("normal_unexpanded")
+                elif kind == "ct":
+                    self.drop("ct_unsupported")
 
     def _meter(self, meter_id: int, nbytes: int) -> bool:
         if self.meters.admit(meter_id, nbytes, self.now):
@@ -587,52 +581,109 @@ class Switch:
         self._metered = True
         return False
 
-    def _transmit(
+    # -- egress: the one way frames leave the switch --------------------------------
+    def _egress(self, port_no: int, dst: int) -> tuple[Port | None, str | None]:
+        """Where frames for `dst` sent to `port_no` go: (the port, None), or the port
+        (if any) and why not -- a drop reason, or HOLD while its device is on the way.
+        Whatever this depends on (ports, liveness, a port's locked MAC) bumps the
+        pipeline version, so a cache entry may keep the answer."""
+        port = self.ports.get(port_no)
+        if port is None:
+            return None, "no_such_port"
+        if not port.live:
+            if port.config.wait and port.admin_up:
+                return port, HOLD
+            return port, "port_down"
+        if not port.tunnel and port.config.port_security and not egress_allowed(port, dst):
+            return port, "not_promiscuous"
+        return port, None
+
+    def _output(
         self,
         port_no: int,
-        hdr: bytes,
-        frame: bytes,
+        frames: list[Frame],
         dst: int,
         key: Sequence[int],
         tun: Sequence[int] | None = None,
     ) -> None:
-        port = self.ports.get(port_no)
-        if port is None:
-            self.drop("no_such_port")
+        self._send(self._egress(port_no, dst), frames, -1, key, tun)
+
+    def _send(
+        self,
+        way: tuple[Port | None, str | None],
+        frames: list[Frame],
+        nbytes: int,
+        key: Sequence[int],
+        tun: Sequence[int] | None = None,
+    ) -> None:
+        """Queue `frames` (`nbytes` long; -1: not counted yet) on the port `_egress`
+        chose, each with the virtio-net header its device wants; count a refusal.
+        `_flush` hands each port's queue to its device in one call."""
+        port, refusal = way
+        if refusal is not None:
+            self._refuse(port, refusal, frames)
             return
-        if not port.live:
-            if port.config.wait and port.admin_up and len(port.held) < HOLD_FRAMES:
-                port.held.append((self.now, hdr, frame, dst))  # its cable is on the way
-                return
-            port.stats.tx_dropped += 1
-            self.drop("port_down")
-            return
+        assert port is not None
         if port.tunnel:
-            self._encap(port, hdr, frame, key, tun)
+            for hdr, frame in frames:
+                self._encap(port, hdr, frame, key, tun)
             return
-        if port.config.port_security and not egress_allowed(port, dst):
-            port.stats.tx_dropped += 1
-            port.drop("not_promiscuous")
-            self.drop("not_promiscuous")
-            return
-        dev = port.device
-        if not dev.vnet_hdr and hdr:
-            fin = offload.finish(hdr, frame)
-            if fin is None:
-                port.stats.tx_dropped += 1
-                self.drop("gso_unsupported")
+        want = port.device.vnet_hdr
+        if bool(frames[0][0]) != want:  # one call's frames come from one device
+            fitted = [offload.fit(h, f, want) for h, f in frames]
+            frames = [f for f in fitted if f is not None]
+            if len(frames) < len(fitted):
+                port.stats.tx_dropped += len(fitted) - len(frames)
+                self.drop("gso_unsupported", len(fitted) - len(frames))
+                if not frames:
+                    return
+            nbytes = -1
+        if nbytes < 0:
+            nbytes = sum([len(f[1]) for f in frames])
+        tx = self._tx.get(port)
+        if tx is None:
+            self._tx[port] = (frames.copy(), [nbytes])
+        else:
+            tx[0].extend(frames)
+            tx[1][0] += nbytes
+
+    def _refuse(self, port: Port | None, reason: str, frames: list[Frame]) -> None:
+        n = len(frames)
+        if reason == HOLD:
+            assert port is not None
+            held = port.held
+            room = HOLD_FRAMES - len(held)
+            now = self.now
+            for hdr, frame in frames[:room]:
+                held.append((now, hdr, frame, int.from_bytes(frame[0:6], "big")))
+            if n <= room:
                 return
-            frame, hdr = fin, b""
-        elif dev.vnet_hdr and not hdr:
-            hdr = offload.NO_HDR
-        if not dev.send(hdr, frame):
-            port.stats.tx_dropped += 1
-            self.drop("tx_queue_full")
+            reason, n = "port_down", n - room
+        if port is not None:
+            port.stats.tx_dropped += n
+            if reason == "not_promiscuous":
+                port.drop(reason, n)
+        self.drop(reason, n)
+
+    def _flush(self) -> None:
+        """Send what `_send` queued: one call per port for the whole batch."""
+        tx = self._tx
+        if not tx:
             return
-        self._dirty.add(dev)
-        st = port.stats
-        st.tx_packets += 1
-        st.tx_bytes += len(frame)
+        self._tx = {}
+        for port, (frames, nbytes) in tx.items():
+            dev = port.device
+            n = len(frames)
+            taken = send_all(dev, frames)
+            dev.flush()
+            st = port.stats
+            st.tx_packets += taken
+            if taken == n:
+                st.tx_bytes += nbytes[0]
+            else:  # the device's queue is full: the rest are drops
+                st.tx_bytes += sum([len(f[1]) for f in frames[:taken]])
+                st.tx_dropped += n - taken
+                self.drop("tx_queue_full", n - taken)
 
     def _encap(
         self, port: Port, hdr: bytes, frame: bytes, key: Sequence[int], tun: Sequence[int] | None
@@ -687,15 +738,14 @@ class Switch:
         if reply is None:
             return
         self.too_big_sent += 1
-        self._transmit(key[fk.IN_PORT], b"", reply, key[fk.ETH_SRC], key)
+        self._output(key[fk.IN_PORT], [(b"", reply)], key[fk.ETH_SRC], key)
 
     def _packet_in(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, data: bytes) -> None:
         if self.on_packet_in is None or self.controllers_connected == 0:
             self.drop("no_controller")
             return
-        fin = offload.finish(hdr, data) if hdr else data
-        if fin is None:
-            fin = data
+        fitted = offload.fit(hdr, data, False)
+        fin = data if fitted is None else fitted[1]  # a GSO frame goes up as it is
         _, reason, max_len, table_id, cookie = op
         self.on_packet_in(PacketIn(reason, table_id, cookie, tuple(key), fin, len(fin), max_len))
 
@@ -717,15 +767,15 @@ class Switch:
         """Age MACs and expire flows; returns the removed flows (for FLOW_REMOVED)."""
         self.settle()
         self.now = now
-        if self.macs.expire(now):
-            self.pipeline.invalidate()
+        if self._macs.expire(now):
+            self._pipeline.invalidate()
         for port in self.ports.values():
             stale = [h for h in port.held if now - h[0] > HOLD_TIME]
             if stale:
                 port.held = [h for h in port.held if now - h[0] <= HOLD_TIME]
                 port.stats.tx_dropped += len(stale)
                 self.drop("held_too_long", len(stale))
-        return self.pipeline.expire(now)
+        return self._pipeline.expire(now)
 
     def stats(self) -> dict[str, Any]:
         self.settle()
@@ -744,7 +794,7 @@ class Switch:
                 "hits": self.pipeline.cache_hits,
                 "misses": self.pipeline.cache_misses,
                 "fast_hits": self.fast_hits,  # of `hits`: sent without a flow key
-                "fast_entries": sum(len(c) for c in self._fast.values()),
+                "fast_entries": self._pipeline.signature_entries(),
             },
             "macs": len(self.macs),
             "flows": sum(len(t.by_id) for t in self.pipeline.tables),

@@ -422,7 +422,6 @@ class Agent:
     def dispatch(self, conn: Connection, mtype: int, msg: Any, xid: int) -> None:
         sw = self.switch
         sw.now = time.monotonic()
-        sw.settle()  # counters and ages exact for what this message reads or changes
         if mtype == ofp.OFPT_FEATURES_REQUEST:
             conn.send(enc.pack_features(xid, sw.dpid, len(sw.pipeline.tables)))
         elif mtype == ofp.OFPT_GET_CONFIG_REQUEST:

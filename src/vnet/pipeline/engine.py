@@ -113,6 +113,9 @@ class Pipeline:
         self.groups: dict[int, GroupEntry] = {}
         self.version = 0
         self._cache: dict[tuple[int, ...], Decision] = {}
+        # the datapath's caches in front of this one (per ingress port, by frame
+        # signature): opaque here, emptied with it
+        self._signatures: dict[int, dict[Any, Any]] = {}
         self._cache_version = -1
         self.cache_hits = 0
         self.cache_misses = 0
@@ -301,11 +304,31 @@ class Pipeline:
         return gone
 
     # -- forwarding -------------------------------------------------------------------
+    def _fresh(self) -> None:
+        """Empty every cached decision if the version moved: the one check for both
+        caches, so neither can outlive a change the other saw."""
+        if self._cache_version != self.version:
+            self._cache.clear()
+            self._signatures.clear()
+            self._cache_version = self.version
+
+    def signatures(self, port: int) -> dict[Any, Any]:
+        """The datapath's cache for frames from `port`, valid for this version."""
+        if self._cache_version != self.version:
+            self._fresh()
+        cache = self._signatures.get(port)
+        if cache is None:
+            cache = self._signatures[port] = {}
+        return cache
+
+    def signature_entries(self) -> int:
+        self._fresh()
+        return sum(len(c) for c in self._signatures.values())
+
     def decide(self, key: tuple[int, ...], hooks: Hooks) -> Decision:
         """Cached translation: the datapath's entry point."""
         if self._cache_version != self.version:
-            self._cache.clear()
-            self._cache_version = self.version
+            self._fresh()
         d = self._cache.get(key)
         if d is not None:
             self.cache_hits += 1

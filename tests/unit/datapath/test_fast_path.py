@@ -25,7 +25,8 @@ from vnet.datapath.port import Port, VlanMode
 from vnet.datapath.ports.memory import MemoryDevice
 from vnet.packet.flowkey import signature
 from vnet.pipeline.flow import FlowMod, FlowModCommand
-from vnet.pipeline.ofctl import parse_flow
+from vnet.pipeline.groups import GroupMod, GroupModCommand
+from vnet.pipeline.ofctl import parse_flow, parse_group
 
 MACS = [f"02:00:00:00:00:{i:02x}" for i in range(1, 7)]
 PORTS = {
@@ -39,6 +40,12 @@ FLOWS = [
     "priority=200,udp,tp_dst=7,actions=drop",
     "priority=150,in_port=1,icmp,actions=output:3,output:2",
     "priority=150,tcp,tp_dst=80,actions=normal",
+    # rewrites, VLAN push and pop, TTL, a group: cached whole like plain outputs
+    "priority=160,in_port=2,udp,tp_dst=9,actions=mod_nw_dst:10.0.0.9,mod_tp_dst:99,output:3",
+    "priority=160,in_port=1,tcp,tp_dst=81,actions=push_vlan:0x8100,set_field:4106->vlan_vid,output:4",
+    "priority=160,in_port=4,dl_vlan=10,actions=strip_vlan,dec_ttl,mod_dl_src:02:00:00:00:00:99,output:1",
+    "priority=160,in_port=3,icmp,actions=group:1",
+    "priority=140,in_port=5,actions=set_field:3->ip_dscp,output:2,output:3",
 ]
 
 
@@ -91,6 +98,8 @@ def build(fast: bool) -> tuple[Switch, dict[str, MemoryDevice], dict[str, Port]]
     for name, cfg in PORTS.items():
         devs[name] = MemoryDevice(name, capacity=1 << 20)
         ports[name] = sw.add_port(PortConfig(name=name, kind="memory", **cfg), devs[name])  # type: ignore[arg-type]
+    group = "group_id=1,type=select,bucket=mod_dl_dst:02:00:00:00:00:01,output:1,bucket=output:2"
+    sw.commit([GroupMod(GroupModCommand.ADD, parse_group(group))])
     return sw, devs, ports
 
 
@@ -103,7 +112,7 @@ def by_flow(frames: list[bytes]) -> dict[object, list[bytes]]:
 
 
 def state(sw: Switch, devs: dict[str, MemoryDevice]) -> dict[str, object]:
-    sw.settle()  # what every reader of the counters does first
+    # no `settle` here: reading the pipeline or the MAC table settles what they owe
     return {
         "sent": {n: by_flow(d.frames()) for n, d in devs.items()},
         "ports": {
@@ -116,6 +125,7 @@ def state(sw: Switch, devs: dict[str, MemoryDevice]) -> dict[str, object]:
             (str(r.flow), r.packet_count, r.byte_count, r.used) for r in sw.pipeline.rules()
         ),
         "tables": [(t.lookups, t.matches) for t in sw.pipeline.tables[:4]],
+        "groups": [(g.packet_count, g.byte_count) for g in sw.pipeline.groups.values()],
         "macs": sorted(sw.macs.dump(sw.now)),
     }
 
