@@ -7,6 +7,14 @@ recorded (shifted by any VLAN pushes or pops before them) and update the IPv4
 header checksum and the TCP/UDP/ICMP checksums incrementally (RFC 1624), so a
 rewrite costs the same for a 64-byte and a 64-kilobyte frame.
 
+SCTP's checksum is a CRC32c over the whole packet (RFC 4960 appendix B), not a
+sum, so a port rewrite runs it twice, as Open vSwitch does: over the packet
+before and after, with the checksum field zeroed, and stores the old value
+XOR both (a CRC is linear in XOR for messages of one length), so a packet
+that arrived with a bad checksum leaves with one too.  The packet's end is
+the IP header's length, not the frame's (Ethernet padding is no part of it);
+a fragment carries only part of the packet, and its checksum is left alone.
+
 `apply` returns what leaves the pipeline: a list of (operation, frame) for
 every output, packet-in, `normal`, and conntrack request, in order.  A meter
 callback that says "drop" stops the packet where the meter stands.
@@ -17,6 +25,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from crc32c import crc32c
 
 from ..packet import flowkey as fk
 from ..packet.checksum import update_bytes
@@ -131,12 +141,39 @@ def _l4_csum(key: Sequence[int], l4: int) -> list[tuple[int, bool]]:
 _L4_SLOTS = frozenset((fk.TP_SRC, fk.TP_DST, fk.ICMP_TYPE, fk.ICMP_CODE))
 
 
-def _set_l4(buf: bytearray, key: Sequence[int], l4: int, slot: int, value: int) -> None:
+def _ip_end(buf: bytearray, key: Sequence[int], l3: int) -> int:
+    """Where the IP packet at `l3` ends, by its header's length field."""
+    if key[fk.ETH_TYPE] == 0x0800:
+        return l3 + int.from_bytes(buf[l3 + 2 : l3 + 4], "big")
+    return l3 + 40 + int.from_bytes(buf[l3 + 4 : l3 + 6], "big")
+
+
+def _set_sctp_port(
+    buf: bytearray, key: Sequence[int], l3: int, l4: int, pos: int, value: int
+) -> None:
+    end = _ip_end(buf, key, l3)
+    new = value.to_bytes(2, "big")
+    if key[fk.IP_FRAG] or end > len(buf) or end - l4 < 12:
+        buf[pos : pos + 2] = new
+        return
+    stored = int.from_bytes(buf[l4 + 8 : l4 + 12], "little")
+    buf[l4 + 8 : l4 + 12] = bytes(4)
+    before = crc32c(bytes(buf[l4:end]))
+    buf[pos : pos + 2] = new
+    after = crc32c(bytes(buf[l4:end]))
+    buf[l4 + 8 : l4 + 12] = (stored ^ before ^ after).to_bytes(4, "little")
+
+
+def _set_l4(buf: bytearray, key: Sequence[int], l3: int, l4: int, slot: int, value: int) -> None:
     """Ports and ICMP type/code: the same rewrite over IPv4 and IPv6."""
+    if key[fk.IP_FRAG] & fk.FRAG_LATER:
+        return  # a later fragment has no transport header: its first bytes are payload
     if slot in (fk.TP_SRC, fk.TP_DST):
-        _patch(
-            buf, l4 + (0 if slot == fk.TP_SRC else 2), value.to_bytes(2, "big"), _l4_csum(key, l4)
-        )
+        pos = l4 + (0 if slot == fk.TP_SRC else 2)
+        if key[fk.IP_PROTO] == 132:
+            _set_sctp_port(buf, key, l3, l4, pos, value)
+            return
+        _patch(buf, pos, value.to_bytes(2, "big"), _l4_csum(key, l4))
     else:
         t = value if slot == fk.ICMP_TYPE else buf[l4]
         c = value if slot == fk.ICMP_CODE else buf[l4 + 1]
@@ -176,7 +213,7 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
             tos = ((value << 2) | (tos & 3)) if slot == fk.IP_DSCP else ((tos & 0xFC) | value)
             _patch(buf, l3, bytes((buf[l3], tos)), ip_csum)
         elif slot in _L4_SLOTS and l4:
-            _set_l4(buf, key, l4, slot, value)
+            _set_l4(buf, key, l3, l4, slot, value)
     elif et == 0x86DD:
         if slot in _V6:
             o, w = _V6[slot]
@@ -192,7 +229,7 @@ def _set(buf: bytearray, key: Sequence[int], shift: int, slot: int, value: int) 
                 word = (word & ~0xFFFFF) | value
             buf[l3 : l3 + 4] = word.to_bytes(4, "big")
         elif slot in _L4_SLOTS and l4:
-            _set_l4(buf, key, l4, slot, value)
+            _set_l4(buf, key, l3, l4, slot, value)
         elif slot == fk.ND_TARGET and l4:
             _patch(buf, l4 + 8, value.to_bytes(16, "big"), [(l4 + 2, False)])
         elif slot in (fk.ND_SLL, fk.ND_TLL) and l4:
