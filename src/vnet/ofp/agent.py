@@ -47,6 +47,7 @@ from .convert import (
     OFError,
     actions_from_ofp,
     bucket_to_ofp,
+    check_flow,
     flow_from_ofp,
     group_from_ofp,
     instructions_to_ofp,
@@ -473,6 +474,7 @@ class Agent:
             )
         else:
             flow = flow_from_ofp(msg)
+            check_flow(flow, msg)
         mod = FlowMod(
             cmd,
             flow,

@@ -10,7 +10,13 @@ Anything vnet cannot honour raises `OFError` with the OpenFlow error type
 and code to answer with: an unknown field (BAD_MATCH/BAD_FIELD), a field
 without its prerequisite (BAD_PREREQ), an action or instruction vnet does not
 implement (BAD_ACTION/BAD_TYPE, BAD_EXPERIMENTER_TYPE,
-BAD_INSTRUCTION/UNSUP_INST).  Nothing is dropped silently.
+BAD_INSTRUCTION/UNSUP_INST), a set_field of a field vnet does not know
+(BAD_ACTION/BAD_SET_TYPE), an apply-action the match does not make meaningful
+(BAD_ACTION/MATCH_INCONSISTENT, `check_flow`).  Nothing is dropped silently:
+MPLS and PBB (their fields, push/pop/TTL actions) are refused this way.
+
+OFPAT_SET_NW_TTL is `set_field` of `ip_ttl` (the hop limit under IPv6, as
+in Open vSwitch) and goes back to a controller as OFPAT_SET_NW_TTL.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from ..pipeline.actions import (
     Ct,
     DecTtl,
     Group,
+    MatchInconsistent,
     Meter,
     Nat,
     Note,
@@ -41,6 +48,7 @@ from ..pipeline.actions import (
     RegMove,
     Resubmit,
     SetField,
+    check_consistency,
 )
 from ..pipeline.fields import BY_INDEX, Field, FieldError, lookup
 from ..pipeline.flow import Flow, Instructions
@@ -53,6 +61,7 @@ __all__ = [
     "actions_from_ofp",
     "actions_to_ofp",
     "bucket_to_ofp",
+    "check_flow",
     "flow_from_ofp",
     "flow_mod_to_ofp",
     "group_from_ofp",
@@ -248,7 +257,12 @@ def _action_from_ofp(a: Any) -> Action:
     if cls == "OFPActionGroup":
         return Group(a.group_id)
     if cls == "OFPActionSetField":
-        f = _field(a.key)
+        try:
+            f = _field(a.key)
+        except OFError:
+            raise OFError(
+                ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE, f"set_field of {a.key}"
+            ) from None
         if not f.writable:
             raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE, f"{f.name} is read-only")
         value = a.value
@@ -264,6 +278,8 @@ def _action_from_ofp(a: Any) -> Action:
         return PopVlan()
     if cls in ("OFPActionDecNwTtl", "NXActionDecTtl"):
         return DecTtl()
+    if cls == "OFPActionSetNwTtl":
+        return SetField(fk.IP_TTL, a.nw_ttl)
     if cls in ("NXActionRegLoad", "NXActionRegLoad2"):
         if cls == "NXActionRegLoad2":
             f = _field(a.dst)
@@ -335,6 +351,8 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
         return parser.OFPActionOutput(a.port, a.max_len)
     if isinstance(a, Group):
         return parser.OFPActionGroup(a.group_id)
+    if isinstance(a, SetField) and a.slot == fk.IP_TTL and a.mask is None:
+        return parser.OFPActionSetNwTtl(a.value)
     if isinstance(a, SetField):
         f = BY_INDEX[a.slot]
         name = _osken_name(f, ctx)
@@ -454,6 +472,23 @@ def flow_from_ofp(msg: Any) -> Flow:
         flags=msg.flags,
         origin="openflow",
     )
+
+
+def check_flow(flow: Flow, msg: Any = None) -> None:
+    """OFError BAD_ACTION/MATCH_INCONSISTENT for an apply-action the match does not
+    make meaningful (`actions.check_consistency`); `msg`, the FLOW_MOD the flow came
+    in, tells which of the fields sharing a slot each set_field named."""
+    named: list[Field | None] = []
+    for ins in getattr(msg, "instructions", ()):
+        if type(ins).__name__ == "OFPInstructionActions" and ins.type == ofp.OFPIT_APPLY_ACTIONS:
+            named = [
+                _field(a.key) if type(a).__name__ == "OFPActionSetField" else None
+                for a in ins.actions
+            ]
+    try:
+        check_consistency(flow.match, flow.instructions.apply, named)
+    except MatchInconsistent as e:
+        raise OFError(ofp.OFPET_BAD_ACTION, ofp.OFPBAC_MATCH_INCONSISTENT, str(e)) from None
 
 
 def flow_mod_to_ofp(flow: Flow, command: int = ofp.OFPFC_ADD) -> Any:

@@ -8,6 +8,16 @@ flows by value) with:
     format()    -- ovs-ofctl syntax, accepted back by `parse` and by ovs-ofctl;
     parse       -- `PARSERS[name](argument)`, registered next to the class.
 
+`check_consistency` is OpenFlow 1.3's OFPBAC_MATCH_INCONSISTENT as Open
+vSwitch applies it to apply-actions: a field an action writes or reads must
+have its prerequisites in the flow's match, as the actions before it leave
+the match (a set_field changes the value later prerequisites see, push_vlan
+makes a tag present, pop_vlan takes it away), and a TTL action needs an IP
+EtherType.  Fields that share a slot (`tcp_dst`, `udp_dst`, `sctp_dst` in
+`tp_dst`) pass when any of them would, unless the caller says which one the
+controller named (an OXM set_field does).  Write-actions are an action set whose
+order is not the packet's, so they are not checked, as in Open vSwitch.
+
 Reserved-port outputs (`normal`, `flood`, `all`, `in_port`, `local`,
 `controller`) are `Output` with OpenFlow's reserved port numbers, as on the
 wire; the `mod_*`/`set_tunnel`/`strip_vlan` spellings normalise to the
@@ -16,13 +26,14 @@ OpenFlow 1.3 action they mean, and print as Open vSwitch prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..packet import flowkey as fk
 from .context import XContext
-from .fields import BY_INDEX, PORT_NAMES, PORT_NUMBERS, Field, FieldError, lookup
+from .fields import BY_INDEX, FIELDS, PORT_NAMES, PORT_NUMBERS, Field, FieldError, lookup
+from .match import Match, PrereqError
 
 __all__ = [
     "PARSERS",
@@ -32,6 +43,7 @@ __all__ = [
     "Ct",
     "DecTtl",
     "Group",
+    "MatchInconsistent",
     "Meter",
     "Nat",
     "Note",
@@ -42,6 +54,7 @@ __all__ = [
     "RegMove",
     "Resubmit",
     "SetField",
+    "check_consistency",
     "parse_action",
     "set_key",
     "split_args",
@@ -68,6 +81,10 @@ class ActionError(ValueError):
     def __init__(self, action: str, message: str) -> None:
         self.action = action
         super().__init__(f"{action}: {message}")
+
+
+class MatchInconsistent(ActionError):
+    """An action the flow's match does not make meaningful (BAD_ACTION/MATCH_INCONSISTENT)."""
 
 
 class Action:
@@ -736,3 +753,63 @@ def set_key(a: Action) -> Any:
 
 # OpenFlow 1.3 §5.10: the order an action set executes in
 ACTION_SET_ORDER = {"pop_vlan": 0, "push_vlan": 1, "dec_ttl": 2, "set": 3, "group": 4, "output": 5}
+
+
+# -- consistency with the match ---------------------------------------------------------
+
+_BY_SLOT: dict[int, tuple[Field, ...]] = {}
+for _f in FIELDS:
+    _BY_SLOT[_f.index] = (*_BY_SLOT.get(_f.index, ()), _f)
+_TAG_PRESENT = (fk.VLAN_VID, 0x1000, 0x1000)
+
+
+def _need(m: Match, slot: int, a: Action, named: Field | None = None) -> None:
+    """The field `named` (else some field living in `slot`) has its prerequisites in
+    `m`, else MatchInconsistent."""
+    first: PrereqError | None = None
+    for f in (named,) if named is not None else _BY_SLOT[slot]:
+        try:
+            m.check_prereqs(f)
+        except PrereqError as e:
+            first = first or e
+            continue
+        if slot == fk.VLAN_VID and not _tagged(m):
+            raise MatchInconsistent(a.format(), "vlan_vid: requires a VLAN tag in the match")
+        return
+    assert first is not None
+    raise MatchInconsistent(a.format(), str(first))
+
+
+def _tagged(m: Match) -> bool:
+    return any(i == fk.VLAN_VID and v & mk & 0x1000 for i, v, mk in m.items)
+
+
+def _with(m: Match, *items: tuple[int, int, int], drop: Iterable[int] = ()) -> Match:
+    gone = {i for i, _, _ in items} | set(drop)
+    return Match(tuple(sorted((*(it for it in m.items if it[0] not in gone), *items))))
+
+
+def check_consistency(
+    match: Match, actions: Sequence[Action], named: Sequence[Field | None] = ()
+) -> None:
+    """Raise MatchInconsistent for the first action (of an apply-actions list) that
+    writes or reads a field its match, as the actions before leave it, does not
+    make meaningful.  `named[i]`: the field action i was given by, if known."""
+    m = match
+    for n, a in enumerate(actions):
+        if isinstance(a, SetField | RegLoad):
+            _need(m, a.slot, a, named[n] if n < len(named) else None)
+            f = BY_INDEX[a.slot]
+            full = isinstance(a, SetField) and a.mask is None
+            if full and f.kind != "vlan_vid":
+                m = _with(m, (a.slot, a.value, f.full_mask))
+        elif isinstance(a, RegMove):
+            _need(m, a.src, a)
+            _need(m, a.dst, a)
+        elif isinstance(a, DecTtl):
+            _need(m, IP_TTL, a)
+        elif isinstance(a, PushVlan):
+            m = _with(m, _TAG_PRESENT, drop=(fk.VLAN_PCP,))
+        elif isinstance(a, PopVlan):
+            # the tag underneath, if any, is not something the match says
+            m = _with(m, drop=(fk.VLAN_VID, fk.VLAN_PCP))
