@@ -8,8 +8,19 @@ talks to.  Only active controller connections count for the fail mode.
 
 Every connection starts with HELLO and version negotiation: OpenFlow 1.3 only;
 a peer that cannot speak it gets HELLO_FAILED/INCOMPATIBLE and is closed.
-An idle connection is probed with ECHO_REQUEST every `probe` seconds and
-dropped after two silent intervals.
+
+Liveness is Open vSwitch's inactivity probe: anything the peer sends is a
+sign of life -- counted when its bytes arrive (`_Reader.feed_data`), not when
+the switch gets round to reading them, so a switch busy forwarding, or
+waiting for a slow controller to take its packet-ins, does not mistake a
+live controller for a dead one.  After `probe` seconds of silence the switch
+sends ECHO_REQUEST; if nothing at all arrives within `probe` seconds of that
+request, it disconnects.  Both waits are measured from the clock when the
+task wakes, so a loop that was held up late sends its request late rather
+than giving up on a peer it never asked.  The write buffer may grow to
+`WRITE_HIGH_WATER` before reading waits for it (packet-ins beyond it are
+dropped and counted, not queued).  Connects, disconnects and the last
+disconnect's reason are kept for `vnet switch show` (`status`).
 
 Messages are decoded with os-ken and converted to vnet types at the edge
 (`convert`); replies are packed by `encode`.  A request that cannot be
@@ -27,7 +38,7 @@ import os
 import struct
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, SupportsIndex
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -114,6 +125,32 @@ def _pipeline_error(e: PipelineError) -> tuple[int, int]:
     return t, getattr(ofp, prefix + cname.upper())
 
 
+class _Reader(asyncio.StreamReader):
+    """A stream reader that notes when bytes last arrived from the peer."""
+
+    last_data = 0.0
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        self.last_data = time.monotonic()
+        super().feed_data(data)
+
+
+def _streams(loop: asyncio.AbstractEventLoop) -> tuple[_Reader, asyncio.StreamReaderProtocol]:
+    reader = _Reader(loop=loop)
+    return reader, asyncio.StreamReaderProtocol(reader, loop=loop)
+
+
+async def _open(kind: str, host: str, port: int) -> tuple[_Reader, asyncio.StreamWriter]:
+    """asyncio.open_connection / open_unix_connection, with a `_Reader`."""
+    loop = asyncio.get_running_loop()
+    reader, protocol = _streams(loop)
+    if kind == "tcp":
+        transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    else:
+        transport, _ = await loop.create_unix_connection(lambda: protocol, host)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class Connection:
     def __init__(
         self,
@@ -130,9 +167,28 @@ class Connection:
         self.name = name
         self.role = ofp.OFPCR_ROLE_EQUAL
         self.ready = False
-        self.last_rx = time.monotonic()
+        self.connected_at = self.last_rx = time.monotonic()
         self.miss_send_len = 128
         self.config_flags = 0
+        self.close_reason = "closed by the peer"
+        t = writer.transport
+        if t is not None:
+            t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+
+    def heard(self) -> float:
+        """When the peer was last heard from: a message read, or bytes arrived."""
+        return max(self.last_rx, getattr(self.reader, "last_data", 0.0))
+
+    def close(self, reason: str, abort: bool = False) -> None:
+        """Close, after what is queued has been sent -- or at once (`abort`): a peer
+        that is gone would otherwise hold a full write buffer, and the connection
+        with it, forever."""
+        self.close_reason = reason
+        t = self.writer.transport
+        if abort and t is not None:
+            t.abort()
+        else:
+            self.writer.close()
 
     # -- sending --------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -156,13 +212,15 @@ class Connection:
                 version, mtype, length, xid = _HDR.unpack(head)
                 if length < 8:
                     self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, head)
+                    self.close_reason = "bad message length: framing lost"
                     return  # framing is lost: nothing after this can be trusted
                 body = await self.reader.readexactly(length - 8)
                 self.last_rx = time.monotonic()
                 self.handle(head + body, version, mtype, xid)
                 await self.writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as e:
+            if not isinstance(e, asyncio.IncompleteReadError) and not self.writer.is_closing():
+                self.close_reason = f"connection error: {e}"
         finally:
             prober.cancel()
             self.writer.close()
@@ -172,14 +230,20 @@ class Connection:
     async def _probe(self) -> None:
         probe = self.agent.probe
         while True:
+            wait = self.heard() + probe - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            asked = time.monotonic()
+            self.send(enc.message(ofp.OFPT_ECHO_REQUEST, 0))
             await asyncio.sleep(probe)
-            idle = time.monotonic() - self.last_rx
-            if idle > 2 * probe:
-                log.warning("%s: no reply to echo for %.0f s: disconnecting", self.name, idle)
-                self.writer.close()
-                return
-            if idle >= probe:
-                self.send(enc.message(ofp.OFPT_ECHO_REQUEST, 0))
+            if self.heard() >= asked:
+                continue  # any message (or bytes of one) since the request: alive
+            idle = time.monotonic() - self.heard()
+            reason = f"nothing received for {idle:.1f} s, echo request unanswered"
+            log.warning("%s: %s: disconnecting", self.name, reason)
+            self.close(reason, abort=True)
+            return
 
     def handle(self, raw: bytes, version: int, mtype: int, xid: int) -> None:
         if mtype == ofp.OFPT_HELLO:
@@ -255,7 +319,7 @@ class Connection:
                     struct.pack("!HH", ofp.OFPET_HELLO_FAILED, ofp.OFPHFC_INCOMPATIBLE) + msg,
                 )
             )
-            self.writer.close()
+            self.close("version negotiation failed (HELLO_FAILED sent)")
             return
         if not self.ready:
             self.ready = True
@@ -286,19 +350,24 @@ class Agent:
         self.tasks: list[asyncio.Task[None]] = []
         self.started = time.monotonic()
         self.packet_ins = 0
+        # connection flaps, for `vnet switch show`
+        self.connects = 0
+        self.disconnects = 0
+        self.last_disconnect: dict[str, Any] | None = None
         switch.set_controllers(len(self.controllers))
         switch.on_packet_in = self.packet_in
         switch.on_port_status = self.port_status
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
         for kind, host, port in self.listeners:
             if kind == "ptcp":
-                srv = await asyncio.start_server(self._accept, host, port)
+                srv = await loop.create_server(self._protocol, host, port)
             else:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(host)
-                srv = await asyncio.start_unix_server(self._accept, host)
+                srv = await loop.create_unix_server(self._protocol, host)
             self.servers.append(srv)
         for target in self.controllers:
             self.tasks.append(asyncio.create_task(self._active(target)))
@@ -318,11 +387,16 @@ class Agent:
         for srv in self.servers:
             srv.close()
         for c in list(self.connections):
-            c.writer.close()
+            c.close("switch stopping")
         for kind, host, _ in self.listeners:
             if kind == "punix":
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(host)
+
+    def _protocol(self) -> asyncio.StreamReaderProtocol:
+        """asyncio.start_server's protocol factory, with a `_Reader`."""
+        reader = _Reader(loop=asyncio.get_running_loop())
+        return asyncio.StreamReaderProtocol(reader, self._accept)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or "unix"
@@ -335,10 +409,7 @@ class Agent:
         backoff = 1.0
         while True:
             try:
-                if kind == "tcp":
-                    reader, writer = await asyncio.open_connection(host, port)
-                else:
-                    reader, writer = await asyncio.open_unix_connection(host)
+                reader, writer = await _open(kind, host, port)
             except OSError:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -353,16 +424,54 @@ class Agent:
     async def _serve(self, conn: Connection) -> None:
         try:
             await conn.run()
+        except asyncio.CancelledError:
+            conn.close_reason = "switch stopping"
+            raise
         finally:
             if conn in self.connections:
                 self.connections.remove(conn)
                 if conn.active:
                     self.switch.controller_connected(-1)
+                    self.disconnects += 1
+                    self.last_disconnect = {
+                        "controller": conn.name,
+                        "reason": conn.close_reason,
+                        "at": time.time(),
+                        "after": round(time.monotonic() - conn.connected_at, 1),
+                    }
 
     def connected(self, conn: Connection) -> None:
         self.connections.append(conn)
         if conn.active:
             self.switch.controller_connected(+1)
+            self.connects += 1
+
+    def status(self) -> dict[str, Any]:
+        """Controller connections and their flaps, for `vnet switch show`."""
+        now = time.monotonic()
+        roles = {
+            ofp.OFPCR_ROLE_EQUAL: "equal",
+            ofp.OFPCR_ROLE_MASTER: "master",
+            ofp.OFPCR_ROLE_SLAVE: "slave",
+        }
+        return {
+            "openflow": {
+                "probe_interval": self.probe,
+                "connects": self.connects,
+                "disconnects": self.disconnects,
+                "last_disconnect": self.last_disconnect,
+                "connections": [
+                    {
+                        "name": c.name,
+                        "active": c.active,
+                        "role": roles.get(c.role, str(c.role)),
+                        "up_for": round(now - c.connected_at, 1),
+                        "last_heard": round(now - c.heard(), 1),
+                    }
+                    for c in self.connections
+                ],
+            }
+        }
 
     # -- events from the switch -------------------------------------------------------------
     def _receivers(self) -> list[Connection]:
