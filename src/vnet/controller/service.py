@@ -562,7 +562,9 @@ class Controller:
             ofports = {p.iface: i for i, p in enumerate(bound, 1)}
         text = packet.strip()
         fields = {t.split("=", 1)[0].strip() for t in text.split(",") if t}
-        defaults = {"in_port": str(ofports[port.iface]), "dl_src": port.mac}
+        defaults = {"in_port": str(ofports[port.iface])}
+        if port.mac:
+            defaults["dl_src"] = port.mac
         dst = next(
             (
                 t.split("=", 1)[1].strip()
@@ -573,7 +575,7 @@ class Controller:
         )
         if "dl_dst" not in fields and "eth_dst" not in fields:
             owner = next((p for p in state.ports_of(port.network) if dst and dst in p.ips), None)
-            if owner is not None:
+            if owner is not None and owner.mac:
                 defaults["dl_dst"] = owner.mac
         # the workload's own addresses, each used only by a packet of its family
         for name, v6 in (("nw_src", False), ("ipv6_src", True)):

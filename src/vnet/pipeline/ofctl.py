@@ -557,9 +557,9 @@ def parse_packet(text: str, defaults: Mapping[str, str] | None = None) -> tuple[
         tok = next((f"{n}={v}" for n, v, c in toks if c == col), e.field)
         raise FlowSyntaxError(str(e), tok, col) from None
     given = {f.index for f, _v, _m in pairs}
-    for name, value in (defaults or {}).items():
+    for name, text_value in (defaults or {}).items():
         try:
-            extra = [p for p in _match_pairs([(name, value, 0)]) if p[0].index not in given]
+            extra = [p for p in _match_pairs([(name, text_value, 0)]) if p[0].index not in given]
             Match.build([*pairs, *extra])
         except (FlowSyntaxError, FieldError):
             continue  # not a field of this packet's protocol
