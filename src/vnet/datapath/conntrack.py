@@ -1,0 +1,647 @@
+"""Connection tracking: what the `ct` action asks, answered as Linux and Open vSwitch do.
+
+A connection is stored under both directions' tuples -- (zone, IP version,
+protocol, source, destination, source port, destination port) -- so a
+packet finds its connection, and which way it travels, with one dict
+lookup.  The zone keeps tables apart: the controller gives each logical
+port (and each router doing NAT) its own, as OVN does.
+
+What `ct` reports is `ct_state`: `trk` always; `new` for a connection not
+yet answered (or not yet committed); `est` once the other side has replied;
+`rel` for an ICMP/ICMPv6 error quoting a tracked connection; `rpl` for the
+reply direction; `inv` for what cannot be tracked or breaks the rules
+(malformed transport headers, TCP flag combinations no stack sends, segments
+outside the window, a SYN+ACK that would open a connection, fragments, ICMP
+types that are neither echo nor error).  Only `commit` creates an entry; a
+new connection that is not committed leaves nothing behind.
+
+TCP is tracked with the window algorithm of Guido van Rooij's "Real
+Stateful TCP Packet Filtering in IP Filter", as OpenBSD's pf, Open vSwitch's
+userspace conntrack and (in spirit) Linux do: each end's highest sequence
+sent (`seqlo`) and the highest the other end allows (`seqhi`: acknowledged +
+window, scaled), the largest window seen; a segment must fall inside the
+other side's window, acknowledge no more than one window ahead, and a RST
+must carry (nearly) the exact next sequence number.  Connections picked up
+mid-stream (no SYN seen) are tracked loosely with an unknown window scale.
+Per-state timeouts are Linux's defaults (`TIMEOUTS`, configurable); an
+expired entry is gone on its next lookup and swept by `expire`.
+
+Limits: a total and per-zone number of entries; a commit beyond them is
+refused and the packet dropped, counted as `ct_limit`.  Fragments are not
+reassembled yet: they are `inv` and counted (`ct_fragment`).
+
+Pure apart from the clock it is given (`now` on every call): tested with a
+stepped clock.  The switch calls `process` for every packet that reaches a
+`ct` action -- cached decisions included -- so windows, FIN/RST and
+timeouts stay exact.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from ..packet import flowkey as fk
+from ..packet.addr import ip4_str, ip6_str
+
+__all__ = [
+    "DNAT",
+    "EST",
+    "INV",
+    "NEW",
+    "REL",
+    "RPL",
+    "SNAT",
+    "TIMEOUTS",
+    "TRK",
+    "Conn",
+    "CtResult",
+    "Tracker",
+    "format_conn",
+]
+
+NEW, EST, REL, RPL, INV, TRK, SNAT, DNAT = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+# Linux's defaults (net.netfilter.nf_conntrack_*_timeout), in seconds
+TIMEOUTS: dict[str, float] = {
+    "tcp_syn_sent": 120,
+    "tcp_syn_recv": 60,
+    "tcp_established": 432000,
+    "tcp_fin_wait": 120,
+    "tcp_close_wait": 60,
+    "tcp_last_ack": 30,
+    "tcp_time_wait": 120,
+    "tcp_close": 10,
+    "udp": 30,
+    "udp_stream": 120,
+    "icmp": 30,
+}
+
+# one end's TCP state, in the order the window algorithm compares them
+CLOSED, LISTEN, SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT = range(6)
+FIN_WAIT_1, CLOSING, LAST_ACK, FIN_WAIT_2, TIME_WAIT = range(6, 11)
+TCP_STATE_NAMES = (
+    "CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT",
+    "FIN_WAIT_1", "CLOSING", "LAST_ACK", "FIN_WAIT_2", "TIME_WAIT",
+)  # fmt: skip
+
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+MAX_WSCALE = 14
+WSCALE_SEEN = 0x80  # the end announced a window scale (the low bits hold it)
+WSCALE_UNKNOWN = 0x40  # picked up mid-stream: any scale up to the maximum
+MAX_ACK_WINDOW = 0xFFFF + 1500
+_M32 = 0xFFFFFFFF
+
+_TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
+
+# ICMP echo request <-> reply, and the error types that quote a packet
+_ECHO4 = {8: 0, 0: 8}
+_ECHO6 = {128: 129, 129: 128}
+_ERR4 = frozenset((3, 4, 5, 11, 12))
+_ERR6 = frozenset((1, 2, 3, 4))
+
+Tuple = tuple[int, int, int, int, int, int, int]  # zone, version, proto, src, dst, sport, dport
+
+
+def _seq_lt(a: int, b: int) -> bool:
+    return ((a - b) & _M32) >= 0x80000000
+
+
+def _seq_geq(a: int, b: int) -> bool:
+    return not _seq_lt(a, b)
+
+
+def _seq_gt(a: int, b: int) -> bool:
+    return _seq_lt(b, a)
+
+
+def _signed(v: int) -> int:
+    v &= _M32
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+@dataclass(slots=True)
+class _Peer:
+    seqlo: int = 0  # highest sequence number this end sent (+ its length)
+    seqhi: int = 0  # highest the other end allows it to send
+    max_win: int = 0  # largest window this end announced, unscaled
+    wscale: int = 0
+    state: int = CLOSED
+
+
+@dataclass(slots=True, eq=False)
+class Conn:
+    """One tracked connection: its two tuples, state, mark and label, timeout."""
+
+    orig: Tuple
+    reply: Tuple
+    created: float
+    expires: float
+    timeout: str
+    mark: int = 0
+    label: int = 0
+    replied: bool = False  # the reply direction has been seen
+    peers: tuple[_Peer, _Peer] | None = None  # TCP: original sender, replier
+    rst: bool = False
+    packets: list[int] = field(default_factory=lambda: [0, 0])  # per direction
+    nbytes: list[int] = field(default_factory=lambda: [0, 0])
+
+    @property
+    def zone(self) -> int:
+        return self.orig[0]
+
+
+class CtResult(NamedTuple):
+    """What `ct` tells the pipeline, and whether the packet is dropped (reason)."""
+
+    state: int
+    zone: int
+    mark: int = 0
+    label: int = 0
+    orig: Tuple | None = None  # the connection's original-direction tuple
+    drop: str | None = None
+
+
+class _Pkt(NamedTuple):
+    tup: Tuple
+    kind: str  # tcp | udp | icmp | error
+    inner: Tuple | None  # an ICMP error's quoted tuple, inverted (the reply it answers)
+
+
+class Tracker:
+    def __init__(
+        self,
+        limit: int = 0,
+        zone_limits: dict[int, int] | None = None,
+        timeouts: dict[str, float] | None = None,
+    ) -> None:
+        self.limit = limit  # 0: no limit
+        self.zone_limits: dict[int, int] = dict(zone_limits or {})
+        self.timeouts = {**TIMEOUTS, **(timeouts or {})}
+        unknown = set(self.timeouts) - set(TIMEOUTS)
+        if unknown:
+            raise ValueError(f"timeouts: unknown name {sorted(unknown)[0]!r}")
+        self._table: dict[Tuple, tuple[Conn, int]] = {}  # tuple -> (conn, direction)
+        self._per_zone: dict[int, int] = {}
+        self.drops: dict[str, int] = {}
+        self.committed = 0
+
+    # -- reading -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._table) // 2
+
+    def conns(self, zone: int | None = None) -> Iterator[Conn]:
+        for conn, d in self._table.values():
+            if d == 0 and (zone is None or conn.zone == zone):
+                yield conn
+
+    def stats(self, now: float) -> dict[str, Any]:
+        by_state: dict[str, int] = {}
+        for conn in self.conns():
+            name = _state_name(conn)
+            by_state[name] = by_state.get(name, 0) + 1
+        return {
+            "connections": len(self),
+            "by_zone": dict(sorted(self._per_zone.items())),
+            "by_state": dict(sorted(by_state.items())),
+            "committed": self.committed,
+            "drops": dict(sorted(self.drops.items())),
+            "limit": self.limit,
+        }
+
+    def _count(self, reason: str) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    # -- changing ----------------------------------------------------------------------
+    def flush(self, zone: int | None = None) -> int:
+        gone = [c for c in self.conns(zone)]
+        for c in gone:
+            self._remove(c)
+        return len(gone)
+
+    def expire(self, now: float) -> int:
+        gone = [c for c in self.conns() if c.expires <= now]
+        for c in gone:
+            self._remove(c)
+        return len(gone)
+
+    def _remove(self, conn: Conn) -> None:
+        self._table.pop(conn.orig, None)
+        self._table.pop(conn.reply, None)
+        z = conn.zone
+        self._per_zone[z] -= 1
+        if not self._per_zone[z]:
+            del self._per_zone[z]
+
+    # -- the ct action -----------------------------------------------------------------
+    def process(
+        self,
+        frame: bytes | bytearray,
+        key: tuple[int, ...] | list[int],
+        zone: int,
+        now: float,
+        commit: bool = False,
+        mark: tuple[int, int] | None = None,
+        label: tuple[int, int] | None = None,
+    ) -> CtResult:
+        """Track one packet in `zone`: its state, and the connection's mark and label.
+
+        `mark` and `label` (value, mask) are written to the connection if it is
+        committed now or was before (the `exec` of `ct(commit,...)`)."""
+        p = _classify(frame, key, zone)
+        if isinstance(p, str):
+            self._count(p)
+            return CtResult(TRK | INV, zone)
+        hit = self._table.get(p.tup)
+        if hit is not None and hit[0].expires <= now:
+            self._remove(hit[0])
+            hit = None
+        if hit is not None:
+            conn, d = hit
+            verdict = _update(conn, d, p, frame, key, self.timeouts, now)
+            if verdict == "new":  # a closed TCP connection opened again
+                self._remove(conn)
+                hit = None
+            elif verdict == "invalid":
+                self._count("ct_invalid")
+                return CtResult(TRK | INV, zone, conn.mark, conn.label, conn.orig)
+            else:
+                conn.packets[d] += 1
+                conn.nbytes[d] += len(frame)
+                if d:
+                    conn.replied = True
+                if commit or mark or label:
+                    _set_meta(conn, mark, label)
+                state = TRK | (EST if conn.replied else NEW) | (RPL if d else 0)
+                return CtResult(state, zone, conn.mark, conn.label, conn.orig)
+        if p.inner is not None:
+            rel = self._table.get(p.inner)
+            if rel is None or rel[0].expires <= now:
+                self._count("ct_invalid")
+                return CtResult(TRK | INV, zone)
+            conn, d = rel
+            return CtResult(TRK | REL | (RPL if d else 0), zone, conn.mark, conn.label, conn.orig)
+        if p.kind == "tcp" and not _tcp_valid_new(key[fk.TCP_FLAGS]):
+            self._count("ct_invalid")
+            return CtResult(TRK | INV, zone)
+        if not commit:
+            return CtResult(TRK | NEW, zone, 0, 0, p.tup)
+        if self._full(zone):
+            self._count("ct_limit")
+            return CtResult(TRK | NEW, zone, drop="ct_limit")
+        conn = self._create(p, frame, key, now)
+        _set_meta(conn, mark, label)
+        return CtResult(TRK | NEW, zone, conn.mark, conn.label, conn.orig)
+
+    def _full(self, zone: int) -> bool:
+        if self.limit and len(self) >= self.limit:
+            return True
+        zl = self.zone_limits.get(zone, 0)
+        return bool(zl) and self._per_zone.get(zone, 0) >= zl
+
+    def _create(self, p: _Pkt, frame: bytes | bytearray, key: Any, now: float) -> Conn:
+        t = p.tup
+        reply: Tuple = (t[0], t[1], t[2], t[4], t[3], t[6], t[5])
+        if p.kind == "icmp":  # the reply is the other echo type
+            echo = _ECHO4 if t[1] == 4 else _ECHO6
+            reply = (t[0], t[1], t[2], t[4], t[3], t[5], echo[t[6]])
+        timeout = {"udp": "udp", "icmp": "icmp"}.get(p.kind, "tcp_syn_sent")
+        conn = Conn(t, reply, now, now + self.timeouts[timeout], timeout)
+        if p.kind == "tcp":
+            conn.peers = _tcp_new(frame, key)
+            if not key[fk.TCP_FLAGS] & SYN:  # picked up mid-stream
+                _retime(conn, "tcp_syn_recv", self.timeouts, now)
+        conn.packets[0] = 1
+        conn.nbytes[0] = len(frame)
+        self._table[t] = (conn, 0)
+        self._table[reply] = (conn, 1)
+        self._per_zone[t[0]] = self._per_zone.get(t[0], 0) + 1
+        self.committed += 1
+        return conn
+
+
+def _set_meta(conn: Conn, mark: tuple[int, int] | None, label: tuple[int, int] | None) -> None:
+    if mark is not None:
+        conn.mark = (conn.mark & ~mark[1]) | (mark[0] & mark[1])
+    if label is not None:
+        conn.label = (conn.label & ~label[1]) | (label[0] & label[1])
+
+
+def _retime(conn: Conn, name: str, timeouts: dict[str, float], now: float) -> None:
+    conn.timeout = name
+    conn.expires = now + timeouts[name]
+
+
+def _state_name(conn: Conn) -> str:
+    if conn.peers is None:
+        return f"{conn.timeout.upper()}{'_REPLIED' if conn.replied else ''}"
+    a, b = conn.peers
+    return f"{TCP_STATE_NAMES[a.state]}/{TCP_STATE_NAMES[b.state]}"
+
+
+# -- what a packet is, for the tracker ------------------------------------------------
+def _classify(frame: bytes | bytearray, key: Any, zone: int) -> _Pkt | str:
+    """The packet's tuple, or why it cannot be tracked (a drop-counter reason)."""
+    et = key[fk.ETH_TYPE]
+    if et == 0x0800:
+        v, src, dst = 4, key[fk.IPV4_SRC], key[fk.IPV4_DST]
+    elif et == 0x86DD:
+        v, src, dst = 6, key[fk.IPV6_SRC], key[fk.IPV6_DST]
+    else:
+        return "ct_not_ip"
+    if key[fk.IP_FRAG]:
+        return "ct_fragment"
+    l4 = key[fk.L4_OFS]
+    proto = key[fk.IP_PROTO]
+    if key[fk.PARSE_ERROR] or not l4:
+        return "ct_malformed"
+    if proto == 6 or proto == 17 or proto == 132:
+        if len(frame) < l4 + (20 if proto == 6 else 8):
+            return "ct_malformed"
+        kind = "tcp" if proto == 6 else "udp"
+        return _Pkt((zone, v, proto, src, dst, key[fk.TP_SRC], key[fk.TP_DST]), kind, None)
+    if (v == 4 and proto == 1) or (v == 6 and proto == 58):
+        if len(frame) < l4 + 8:
+            return "ct_malformed"
+        typ = key[fk.ICMP_TYPE]
+        echo, errors = (_ECHO4, _ERR4) if v == 4 else (_ECHO6, _ERR6)
+        if typ in echo:
+            ident = (frame[l4 + 4] << 8) | frame[l4 + 5]
+            return _Pkt((zone, v, proto, src, dst, ident, typ), "icmp", None)
+        if typ in errors:
+            inner = _quoted(frame, l4 + 8, v, zone)
+            if inner is None:
+                return "ct_malformed"
+            return _Pkt((zone, v, proto, src, dst, 0, typ), "error", inner)
+        return "ct_icmp_type"
+    return "ct_protocol"
+
+
+def _quoted(frame: bytes | bytearray, o: int, v: int, zone: int) -> Tuple | None:
+    """The tuple an ICMP error quotes, inverted: the direction the error answers."""
+    if v == 4:
+        if len(frame) < o + 20:
+            return None
+        ihl = (frame[o] & 0x0F) * 4
+        proto = frame[o + 9]
+        src, dst = struct.unpack_from("!II", frame, o + 12)
+        l4 = o + ihl
+    else:
+        if len(frame) < o + 40:
+            return None
+        proto = frame[o + 6]
+        src = int.from_bytes(frame[o + 8 : o + 24], "big")
+        dst = int.from_bytes(frame[o + 24 : o + 40], "big")
+        l4 = o + 40
+    if len(frame) < l4 + 8:
+        return None
+    if proto in (6, 17, 132):
+        sport, dport = struct.unpack_from("!HH", frame, l4)
+        return (zone, v, proto, dst, src, dport, sport)
+    if proto in (1, 58):
+        echo = _ECHO4 if v == 4 else _ECHO6
+        typ = frame[l4]
+        if typ not in echo:
+            return None
+        ident = (frame[l4 + 4] << 8) | frame[l4 + 5]
+        return (zone, v, proto, dst, src, ident, echo[typ])
+    return None
+
+
+# -- per protocol ---------------------------------------------------------------------
+def _update(
+    conn: Conn,
+    d: int,
+    p: _Pkt,
+    frame: bytes | bytearray,
+    key: Any,
+    timeouts: dict[str, float],
+    now: float,
+) -> str:
+    """Advance `conn` by a packet travelling in direction `d`: valid | invalid | new."""
+    if conn.peers is None:  # UDP, ICMP echo: a reply makes it a stream
+        if d and p.kind == "udp":
+            _retime(conn, "udp_stream", timeouts, now)
+        elif conn.timeout == "udp_stream" or p.kind == "icmp":
+            _retime(conn, conn.timeout, timeouts, now)
+        else:
+            _retime(conn, "udp", timeouts, now)
+        return "valid"
+    return _tcp_update(conn, d, frame, key, timeouts, now)
+
+
+def _tcp_invalid_flags(flags: int) -> bool:
+    if flags & SYN:
+        if flags & (RST | FIN):
+            return True
+    elif not flags & (ACK | RST):
+        return True
+    return not flags & ACK and bool(flags & (FIN | PSH | URG))
+
+
+def _tcp_valid_new(flags: int) -> bool:
+    # a SYN+ACK may not open a connection: only a SYN, or one already established
+    return not _tcp_invalid_flags(flags) and (flags & (SYN | ACK)) != (SYN | ACK)
+
+
+def _tcp_fields(frame: bytes | bytearray, key: Any) -> tuple[int, int, int, int, int]:
+    """seq, ack, window, header length, payload length (from the IP header's length:
+    Ethernet padding is not data)."""
+    l3, l4 = key[fk.L3_OFS], key[fk.L4_OFS]
+    _, _, seq, ack, off, _, win = _TCP.unpack_from(frame, l4)
+    hlen = (off >> 4) * 4
+    if key[fk.ETH_TYPE] == 0x0800:
+        end = l3 + ((frame[l3 + 2] << 8) | frame[l3 + 3])
+    else:
+        end = l3 + 40 + ((frame[l3 + 4] << 8) | frame[l3 + 5])
+    return seq, ack, win, hlen, max(0, min(end, len(frame)) - l4 - hlen)
+
+
+def _wscale(frame: bytes | bytearray, l4: int, hlen: int) -> int:
+    o, end = l4 + 20, min(l4 + hlen, len(frame))
+    while o + 2 < end + 1 and o < end:
+        kind = frame[o]
+        if kind == 0:
+            break
+        if kind == 1:
+            o += 1
+            continue
+        if o + 1 >= end:
+            break
+        n = max(2, frame[o + 1])
+        if kind == 3 and n == 3 and o + 2 < end:
+            return min(frame[o + 2], MAX_WSCALE) | WSCALE_SEEN
+        o += n
+    return 0
+
+
+def _tcp_new(frame: bytes | bytearray, key: Any) -> tuple[_Peer, _Peer]:
+    l4 = key[fk.L4_OFS]
+    flags = key[fk.TCP_FLAGS]
+    seq, _, win, hlen, plen = _tcp_fields(frame, key)
+    src, dst = _Peer(), _Peer()
+    src.seqlo = seq
+    src.seqhi = (seq + plen + 1) & _M32
+    if flags & SYN:
+        src.seqhi = (src.seqhi + 1) & _M32
+        src.wscale = _wscale(frame, l4, hlen)
+    else:
+        src.wscale = dst.wscale = WSCALE_UNKNOWN
+    src.max_win = max(win, 1)
+    if src.wscale & 0x0F:
+        src.max_win = -(-src.max_win // (1 << (src.wscale & 0x0F)))
+    if flags & FIN:
+        src.seqhi = (src.seqhi + 1) & _M32
+    dst.seqhi = 1
+    dst.max_win = 1
+    src.state = SYN_SENT
+    dst.state = CLOSED
+    return src, dst
+
+
+def _tcp_update(
+    conn: Conn,
+    d: int,
+    frame: bytes | bytearray,
+    key: Any,
+    timeouts: dict[str, float],
+    now: float,
+) -> str:
+    assert conn.peers is not None
+    src, dst = (conn.peers[1], conn.peers[0]) if d else conn.peers
+    flags = key[fk.TCP_FLAGS]
+    if _tcp_invalid_flags(flags):
+        return "invalid"
+    if flags & (SYN | ACK) == SYN and dst.state >= FIN_WAIT_2 and src.state >= FIN_WAIT_2 and not d:
+        return "new"
+    l4 = key[fk.L4_OFS]
+    seq, ack, win, hlen, plen = _tcp_fields(frame, key)
+    sws = dws = 0
+    if src.wscale & WSCALE_SEEN and dst.wscale & WSCALE_SEEN and not flags & SYN:
+        sws, dws = src.wscale & 0x0F, dst.wscale & 0x0F
+    elif src.wscale & WSCALE_UNKNOWN and dst.wscale & WSCALE_UNKNOWN and not flags & SYN:
+        sws = dws = MAX_WSCALE
+    orig_seq = seq
+    check_ackskew = True
+    end = (seq + plen) & _M32
+    if src.state < SYN_SENT:  # the first packet from this end
+        if flags & SYN:
+            end = (end + 1) & _M32
+            if dst.wscale & WSCALE_SEEN:
+                src.wscale = _wscale(frame, l4, hlen)
+                if src.wscale & WSCALE_SEEN:
+                    sws = src.wscale & 0x0F
+                    win = -(-win // (1 << sws))
+                    dws = dst.wscale & 0x0F
+                else:
+                    dst.max_win <<= dst.wscale & 0x0F
+                    dst.wscale = 0
+        if flags & FIN:
+            end = (end + 1) & _M32
+        src.seqlo = seq
+        src.state = SYN_SENT
+        if src.seqhi == 1 or _seq_geq((end + max(1, dst.max_win << dws)) & _M32, src.seqhi):
+            src.seqhi = (end + max(1, dst.max_win << dws)) & _M32
+            check_ackskew = False  # a new connection, or one picked up: be lenient
+        if win > src.max_win:
+            src.max_win = win
+    else:
+        if flags & SYN:
+            end = (end + 1) & _M32
+        if flags & FIN:
+            end = (end + 1) & _M32
+    if not flags & ACK or (ack == 0 and flags & (ACK | RST) == ACK | RST):
+        ack = dst.seqlo  # nothing acknowledged: let it pass the ack skew check
+    if seq == end:  # no data: ease the sequence checks
+        seq = end = src.seqlo
+    ackskew = _signed(dst.seqlo - ack) if check_ackskew else 0
+    if (
+        _seq_geq(src.seqhi, end)
+        and _seq_geq(seq, (src.seqlo - (dst.max_win << dws)) & _M32)
+        and ackskew >= -MAX_ACK_WINDOW
+        and ackskew <= (MAX_ACK_WINDOW << sws)
+        and (
+            not flags & RST
+            or orig_seq in (src.seqlo, (src.seqlo + 1) & _M32, (src.seqlo - 1) & _M32)
+        )
+    ):
+        _slide(src, dst, win, sws, end, ack)
+        if flags & SYN and src.state < SYN_SENT:
+            src.state = SYN_SENT
+        if flags & FIN and src.state < CLOSING:
+            src.state = CLOSING
+        if flags & ACK:
+            if dst.state == SYN_SENT:
+                dst.state = ESTABLISHED
+            elif dst.state == CLOSING:
+                dst.state = FIN_WAIT_2
+        if flags & RST:
+            src.state = dst.state = TIME_WAIT
+            conn.rst = True
+        if src.state >= FIN_WAIT_2 and dst.state >= FIN_WAIT_2:
+            name = "tcp_close" if conn.rst else "tcp_time_wait"
+        elif src.state >= CLOSING and dst.state >= CLOSING:
+            name = "tcp_last_ack"
+        elif src.state < ESTABLISHED or dst.state < ESTABLISHED:
+            name = "tcp_syn_recv" if d or conn.replied else "tcp_syn_sent"
+        elif src.state >= CLOSING or dst.state >= CLOSING:
+            name = "tcp_fin_wait"
+        else:
+            name = "tcp_established"
+        _retime(conn, name, timeouts, now)
+        return "valid"
+    if (
+        (dst.state < SYN_SENT or dst.state >= FIN_WAIT_2 or src.state >= FIN_WAIT_2)
+        and _seq_geq((src.seqhi + MAX_ACK_WINDOW) & _M32, end)
+        and _seq_geq(seq, (src.seqlo - MAX_ACK_WINDOW) & _M32)
+    ):
+        # shotgunned SYNs, a connection picked up late, stray packets after a close:
+        # accepted, but the timeout is not refreshed (a flood keeps nothing alive)
+        _slide(src, dst, win, sws, end, ack)
+        if flags & FIN and src.state < CLOSING:
+            src.state = CLOSING
+        if flags & RST:
+            src.state = dst.state = TIME_WAIT
+            conn.rst = True
+        return "valid"
+    return "invalid"
+
+
+def _slide(src: _Peer, dst: _Peer, win: int, sws: int, end: int, ack: int) -> None:
+    if src.max_win < win:
+        src.max_win = win
+    if _seq_gt(end, src.seqlo):
+        src.seqlo = end
+    if _seq_geq((ack + (win << sws)) & _M32, dst.seqhi):
+        dst.seqhi = (ack + max(win << sws, 1)) & _M32
+
+
+# -- for people ---------------------------------------------------------------------
+_PROTO = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp", 58: "icmpv6"}
+
+
+def _tuple_text(t: Tuple) -> str:
+    fmt = ip4_str if t[1] == 4 else ip6_str
+    base = f"src={fmt(t[3])},dst={fmt(t[4])}"
+    if t[2] in (1, 58):
+        return f"{base},id={t[5]},type={t[6]},code=0"
+    return f"{base},sport={t[5]},dport={t[6]}"
+
+
+def format_conn(conn: Conn, now: float) -> str:
+    """One line as `ovs-appctl dpctl/dump-conntrack` prints it."""
+    o = conn.orig
+    name = _PROTO.get(o[2], str(o[2])) + ("6" if o[1] == 6 and o[2] in (6, 17, 132) else "")
+    parts = [name, f"orig=({_tuple_text(o)})", f"reply=({_tuple_text(conn.reply)})"]
+    if conn.zone:
+        parts.append(f"zone={conn.zone}")
+    if conn.mark:
+        parts.append(f"mark={conn.mark}")
+    if conn.label:
+        parts.append(f"labels=0x{conn.label:x}")
+    parts.append(f"timeout={max(0, round(conn.expires - now))}")
+    if conn.peers is not None:
+        parts.append(f"protoinfo=(state={TCP_STATE_NAMES[conn.peers[0].state]})")
+    return ",".join(parts)
