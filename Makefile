@@ -20,8 +20,12 @@ deps:
 bench-deps:
 	@bash scripts/ensure-deps.sh bench
 
+# SWITCH=ovs: the demo on Open vSwitch (installed when missing)
+SWITCH ?= vnet
+
 demo: $(STAMP)
-	$(BIN)/vnet demo
+	@bash scripts/ensure-deps.sh demo $(SWITCH)
+	$(BIN)/vnet demo --switch $(SWITCH)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

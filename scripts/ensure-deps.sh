@@ -2,6 +2,8 @@
 # Installs the Debian packages a target needs, only when they are missing.
 #   ensure-deps.sh python-venv   the venv module (Debian splits it out of python3)
 #   ensure-deps.sh venv          nothing yet (placeholder for build deps)
+#   ensure-deps.sh demo [ovs]    what `vnet demo` runs as root: ping and iproute2; with ovs, Open
+#                                vSwitch (not as root the demo is simulated and needs nothing)
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
 #                                ping and iproute2
@@ -14,6 +16,15 @@ target="${1:-test}"
 case "$target" in
   python-venv) need+=(python3-venv) ;;
   venv) ;;
+  demo)
+    # not as root, the demo is simulated in-process and runs no program
+    [ "$(id -u)" -eq 0 ] || exit 0
+    command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
+    command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    if [ "${2:-vnet}" = ovs ]; then
+      command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)
+    fi
+    ;;
   test|bench)
     command -v ovs-ofctl >/dev/null 2>&1 || need+=(openvswitch-common)
     command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)

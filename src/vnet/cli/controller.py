@@ -2,9 +2,12 @@
 
 `controller run` is the daemon: the store (SQLite), the OpenFlow listener
 switches dial, the reconciler, and the REST API on one asyncio loop.  The
-other commands are clients of that API (the SDK; `--api` or $VNET_API):
-tables for people, `-o json|yaml` for machines.  Bad input exits with
-status 2 and the API's message, which names the field.
+other commands are clients of that API (the SDK): `--api`, else $VNET_API,
+else the lab that is up (its state names its API), else the default URL --
+and when nothing answers, the error says how to point them at one.  Tables
+for people, `-o json|yaml` for machines; ids shown as the names they stand
+for.  Bad input exits with status 2 and the API's message, which names the
+field.  `drift` exits 1 when it finds drift, as `diff` does.
 """
 
 from __future__ import annotations
@@ -35,20 +38,53 @@ __all__ = [
 controller_app = typer.Typer(no_args_is_help=True, help="Run the vnet SDN controller.")
 
 ApiOpt = Annotated[
-    str | None, typer.Option("--api", envvar="VNET_API", help=f"API URL [default: {DEFAULT_API}]")
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="VNET_API",
+        help=f"API URL (default: the lab's, if one is up, else {DEFAULT_API}).",
+    ),
 ]
 Output = Annotated[str, typer.Option("-o", "--output", help="table, json or yaml")]
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Tenant name or id (scope).")]
 
 
 def _api_fail(e: ApiError) -> NoReturn:
+    if e.status == 0 and not _labs():
+        fail(
+            f"{e}\n  no lab is up here; point vnet at a controller with VNET_API "
+            f"(export VNET_API=http://HOST:PORT, the --api of `vnet controller run`) "
+            f"or --api URL, or start one: vnet lab up FILE",
+            1,
+        )
     fail(str(e), 1 if e.status == 0 else 2)
+
+
+def _labs() -> list[Any]:
+    from ..lab.real import running_labs
+
+    return running_labs()
+
+
+def _lab_of(url: str) -> Any:
+    """The running lab whose API is `url`, if any."""
+    return next((lab for lab in _labs() if lab.api == url.rstrip("/")), None)
+
+
+def _client(api: str | None) -> Client:
+    """A client of `api`, else of the lab that is up, else of the default API."""
+    if api:
+        return Client(api)
+    labs = _labs()
+    if labs:
+        return Client(labs[0].api, token=labs[0].token)
+    return Client(DEFAULT_API)
 
 
 @controller_app.command("run")
 def controller_run(
     db: Annotated[
-        Path | None, typer.Option("--db", help="SQLite file [default: user data dir]")
+        Path | None, typer.Option("--db", help="SQLite file (default: in the user data dir).")
     ] = None,
     api: Annotated[
         str, typer.Option("--api", help="HOST:PORT for the REST API")
@@ -61,7 +97,7 @@ def controller_run(
         typer.Option(
             "--of-advertise",
             help="tcp:HOST:PORT or unix:PATH that Open vSwitch chassis are told to dial "
-            "[default: from --of-listen]",
+            "(default: from --of-listen).",
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
@@ -175,6 +211,17 @@ def _cell(field: str, value: Any, names: dict[str, str]) -> str:
     return str(value)
 
 
+def _named(value: Any, names: dict[str, str]) -> Any:
+    """`value` with the ids it holds (a chassis, a subnet of a fixed IP) as names."""
+    if isinstance(value, str):
+        return names.get(value, value)
+    if isinstance(value, list):
+        return [_named(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: _named(v, names) for k, v in value.items()}
+    return value
+
+
 def _emit(objs: Any, output: str) -> bool:
     if output == "json":
         print(json.dumps(objs, indent=2, sort_keys=True))
@@ -197,7 +244,7 @@ def port_migrate(
     tenant: TenantOpt = None,
     lab_dir: Annotated[
         Path | None,
-        typer.Option("--lab", help="A lab's directory [default: the lab, if one is up]."),
+        typer.Option("--lab", help="A lab's directory (default: the lab that is up)."),
     ] = None,
     api: ApiOpt = None,
 ) -> None:
@@ -206,16 +253,16 @@ def port_migrate(
     In a lab the workload's cable moves too; elsewhere the hypervisor moves the
     workload, and this tells the network where it is now.
     """
-    from ..lab.real import Lab, LabError
+    from ..lab.real import LabError, find_lab
 
-    lab = Lab(lab_dir)
+    lab = find_lab(lab_dir)
     if lab_dir is not None and not lab.state:
         fail(f"no lab is up in {lab_dir}")
     try:
         if lab.state and not lab.sim and port in lab.state["ports"]:
             p = lab.migrate(port, to)
         else:
-            with Client(api or (lab.api if lab.state else None)) as c:
+            with _client(api or (lab.api if lab.state else None)) as c:
                 p = c.migrate(port, to, tenant)
     except ApiError as e:
         _api_fail(e)
@@ -237,8 +284,12 @@ def register(app: typer.Typer) -> None:
         """Make the model equal to FILE: creates, updates and deletes."""
         doc = load_yaml(file)
         try:
-            with Client(api) as c:
+            with _client(api) as c:
+                lab = _lab_of(c.base_url)
+                if lab is not None:  # what the lab filled in for its file counts as the file's
+                    doc = lab.as_applied(doc)
                 res = c.apply(doc, dry_run=dry_run)
+                names = _names(c) if res["changes"] else {}
         except ApiError as e:
             _api_fail(ApiError(e.status, [], f"{file}: {e}"))
         if _emit(res, output):
@@ -246,7 +297,8 @@ def register(app: typer.Typer) -> None:
         t = Table("ACTION", "KIND", "NAME", "CHANGES", box=None)
         for ch in res["changes"]:
             fields = ", ".join(
-                f"{k}: {json.dumps(v['old'])} -> {json.dumps(v['new'])}"
+                f"{k}: {json.dumps(_named(v['old'], names))} -> "
+                f"{json.dumps(_named(v['new'], names))}"
                 for k, v in ch["fields"].items()
                 if k != "id"
             )
@@ -287,7 +339,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"--label {item!r}: expected key=value")
             labels[key] = value
         try:
-            with Client(api) as c:
+            with _client(api) as c:
                 objs = [c.get(k, name, tenant)] if name else c.list(k, tenant, labels)
                 if _emit(objs[0] if name else objs, output):
                     return
@@ -309,7 +361,7 @@ def register(app: typer.Typer) -> None:
         """Everything about one object, with names for the ids it refers to."""
         k = _kind(kind)
         try:
-            with Client(api) as c:
+            with _client(api) as c:
                 o = c.get(k, name, tenant)
                 names = _names(c)
                 related = []
@@ -320,6 +372,9 @@ def register(app: typer.Typer) -> None:
         for key in ("tenant", "network", "chassis"):
             if o.get(key):
                 o[key] = f"{names.get(o[key], o[key])} ({o[key]})"
+        for fip in o.get("fixed_ips") or []:
+            if isinstance(fip, dict) and fip.get("subnet") in names:
+                fip["subnet"] = f"{names[fip['subnet']]} ({fip['subnet']})"
         if related:
             o["ports"] = related
         print(yaml.safe_dump(o, sort_keys=False), end="")
@@ -337,7 +392,7 @@ def register(app: typer.Typer) -> None:
         """Delete one object (refused while something depends on it, unless --cascade)."""
         k = _kind(kind)
         try:
-            with Client(api) as c:
+            with _client(api) as c:
                 c.delete(k, name, cascade=cascade, tenant=tenant)
         except ApiError as e:
             _api_fail(e)
@@ -353,7 +408,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Trace a packet from a port through its chassis' flows, with each flow's origin."""
         try:
-            with Client(api) as c:
+            with _client(api) as c:
                 r = c.trace(port, packet, tenant)
         except ApiError as e:
             _api_fail(e)
@@ -362,7 +417,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("drift")
     def drift(
-        chassis: Annotated[str | None, typer.Argument(help="Chassis [default: all]")] = None,
+        chassis: Annotated[str | None, typer.Argument(help="Chassis (default: all).")] = None,
         repair: Annotated[
             bool, typer.Option("--repair", help="Make the switch equal to the model.")
         ] = False,
@@ -372,7 +427,7 @@ def register(app: typer.Typer) -> None:
         """Flows on a switch that the model does not explain, and model flows a switch lacks."""
         reports, failed = [], []
         try:
-            with Client(api) as c:
+            with _client(api) as c:
                 targets = [chassis] if chassis else [ch["name"] for ch in c.list("chassis")]
                 for name in targets:
                     try:
@@ -385,8 +440,9 @@ def register(app: typer.Typer) -> None:
             _api_fail(e)
         for line in failed:
             err.print(line)
+        found = any(r["drift"] for r in reports) and not repair
         if _emit(reports, output):
-            raise typer.Exit(1 if failed else 0)
+            raise typer.Exit(1 if failed or found else 0)
         for r in reports:
             n = len(r["drift"])
             state = "repaired" if repair and n else "drift" if n else "no drift"
@@ -394,5 +450,5 @@ def register(app: typer.Typer) -> None:
             for d in r["drift"]:  # whole lines: a flow is too long for a table column
                 out.print(f"  {d['kind']:8s} {d['flow']}", soft_wrap=True)
                 out.print(f"  {'':8s} from: {d['origin']}", soft_wrap=True)
-        if failed:
+        if failed or found:
             raise typer.Exit(1)

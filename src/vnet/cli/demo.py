@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
-from rich.rule import Rule as RichRule
 
 from ..packet import decode, ethernet, extract, ipv4, tcp
 from ..packet.addr import ip4_int, mac_int
@@ -26,6 +25,7 @@ from ..pipeline import (
     parse_action,
 )
 from ..pipeline.ofctl import format_flow, parse_flows
+from .common import heading
 
 DEMO_FLOWS = """\
 # table 0: classify by ingress port, tag with VLAN 10
@@ -71,11 +71,11 @@ def run_demo(console: Console) -> None:
             tcp.build(40000, 80, b"GET / HTTP/1.1\r\n\r\n", ip_src=src_ip, ip_dst=dst_ip),
         ),
     )
-    console.print(RichRule("1. a frame, decoded"))
+    heading(console, "1. a frame, decoded")
     console.print(f"hex: {frame.hex()}", highlight=False, soft_wrap=True)
     console.print_json(json.dumps(decode(frame).as_dict()["layers"]))
 
-    console.print(RichRule("2. the flow table"))
+    heading(console, "2. the flow table")
     for f in flows:
         console.print(format_flow(f), highlight=False, soft_wrap=True)
     console.print(
@@ -83,13 +83,13 @@ def run_demo(console: Console) -> None:
         highlight=False,
     )
 
-    console.print(RichRule("3. trace"))
+    heading(console, "3. trace")
     key = extract(frame, in_port=1)
     tracer = Tracer("demo")
     decision = pipeline.translate(key, tracer=tracer)
     console.print(tracer.format(), highlight=False, soft_wrap=True)
 
-    console.print(RichRule("4. frames that leave"))
+    heading(console, "4. frames that leave")
     for op, out in apply(frame, key, decision.odp):
         layers = decode(out).layers
         summary = " / ".join(

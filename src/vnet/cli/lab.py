@@ -1,4 +1,9 @@
-"""`vnet lab up|exec|down|restart`: topologies of namespaces on this machine."""
+"""`vnet lab up|exec|down|restart`: topologies of namespaces on this machine.
+
+Without `--dir` every command finds the lab that is up (see `find_lab`), so
+a lab is used by name alone; `down` says plainly when there is none, and
+never reports success while a lab it can see is still up.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ from typing import Annotated, NoReturn
 import typer
 
 from ..client import ApiError
-from ..lab.real import Lab, LabError
+from ..lab.real import Lab, LabError, default_dir, find_lab, running_labs
 from .common import fail, load_yaml, out
 
 __all__ = ["lab_app"]
 
 lab_app = typer.Typer(no_args_is_help=True, help="Build a topology of namespaces on this machine.")
 DirOpt = Annotated[
-    Path | None, typer.Option("--dir", help="Lab state directory [default: RUNDIR/lab]")
+    Path | None,
+    typer.Option("--dir", help="Lab state directory (default: the lab that is up, or RUNDIR/lab)."),
 ]
 
 
@@ -27,7 +33,7 @@ def up(
     directory: DirOpt = None,
     switch: Annotated[
         str | None,
-        typer.Option("--switch", help="vnet or ovs for every chassis [default: as the file says]"),
+        typer.Option("--switch", help="vnet or ovs for every chassis (default: as the file says)."),
     ] = None,
     sim: Annotated[
         bool, typer.Option("--sim", help="Simulated in one process, no root: ping and trace.")
@@ -37,7 +43,9 @@ def up(
     if switch not in (None, "vnet", "ovs"):
         fail(f"--switch {switch!r}: expected vnet or ovs")
     doc = load_yaml(file, "topology file")
-    lab = Lab(directory)
+    if directory is None and running_labs():
+        fail(f"a lab is already up in {running_labs()[0].dir} (vnet lab down first)", 1)
+    lab = Lab(directory or default_dir())
     try:
         lab.up(doc, switch=switch, sim=sim)
     except ApiError as e:
@@ -49,7 +57,12 @@ def up(
     out.print(f"lab {how}: {len(ports)} port(s) ({', '.join(ports)}); API {lab.api}")
     if ports:
         cmd = "ping -c 3 ADDR" if sim else "ip addr"
-        out.print(f"  VNET_API={lab.api} vnet get ports   |   vnet lab exec {ports[0]} -- {cmd}")
+        # a lab elsewhere than the default is found only when named
+        where, api = ("", "") if directory is None else (f" --dir {directory}", f" --api {lab.api}")
+        out.print(
+            f"  vnet get ports{api}   |   vnet lab exec{where} {ports[0]} -- {cmd}",
+            highlight=False,
+        )
 
 
 @lab_app.command(
@@ -61,7 +74,7 @@ def exec_(
     directory: DirOpt = None,
 ) -> None:
     """Run a command inside a port's workload namespace (a simulated lab runs only ping)."""
-    lab = Lab(directory)
+    lab = find_lab(directory)
     if lab.sim:
         _sim_ping(lab, port, cmd)
     try:
@@ -131,7 +144,7 @@ def restart(
 ) -> None:
     """Stop one of the lab's processes and start it again."""
     try:
-        Lab(directory).restart(role)
+        find_lab(directory).restart(role)
     except LabError as e:
         fail(str(e))
     out.print(f"{role} restarted")
@@ -140,9 +153,14 @@ def restart(
 @lab_app.command("down")
 def down(directory: DirOpt = None) -> None:
     """Remove everything the lab made (also after a crash)."""
-    lab = Lab(directory)
+    lab = find_lab(directory)
     if not lab.state:
-        out.print(f"no lab in {lab.dir}")
+        others = [o.dir for o in running_labs() if o.dir.resolve() != lab.dir.resolve()]
+        if others:
+            fail(
+                f"no lab in {lab.dir}; a lab is up in {others[0]} (vnet lab down --dir {others[0]})"
+            )
+        out.print(f"no lab is up: nothing to remove (none in {lab.dir})", highlight=False)
         return
     removed = lab.down()
-    out.print(f"lab down: removed {len(removed)} thing(s)")
+    out.print(f"lab down: removed {len(removed)} thing(s) ({lab.dir})", highlight=False)

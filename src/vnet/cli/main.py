@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from ..packet import decode, extract
 from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
-from .common import fail
+from .common import console, fail
 from .controller import controller_app, port_app, register
 from .demo import run_demo
 from .lab import lab_app
@@ -38,6 +37,28 @@ app.add_typer(controller_app, name="controller")
 app.add_typer(lab_app, name="lab")
 app.add_typer(port_app, name="port")
 register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("vnet")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        print(f"vnet {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """vnet: software-defined virtual networking."""
 
 
 def _hex_frame(text: str) -> bytes:
@@ -137,14 +158,12 @@ def demo(
     ] = "vnet",
 ) -> None:
     """Two tenants on one address plan: bring them up, ping, trace, tear down."""
-    console = Console(emoji=False)
     if switch not in ("vnet", "ovs"):
-        console.print(f"[red]error:[/] --switch {switch!r}: expected vnet or ovs")
-        raise typer.Exit(2)
+        fail(f"--switch {switch!r}: expected vnet or ovs")
     if pipeline:
-        run_demo(console)
+        run_demo(console())
         return
-    if not run_lab_demo(console, sim=sim, switch=switch):
+    if not run_lab_demo(console(), sim=sim, switch=switch):
         raise typer.Exit(1)
 
 

@@ -49,6 +49,22 @@ def _paths(name: str) -> tuple[str, str]:
     return os.path.join(d, f"{name}.mgmt"), os.path.join(d, f"{name}.ctl")
 
 
+def _find(name: str) -> tuple[str, str | None]:
+    """(management target, control socket or None) of a running switch named `name`:
+    one started here (in RUNDIR), else a lab's (a lab keeps its switches' sockets in
+    its directory, whatever namespace they run in); else where one would be."""
+    from ..lab.real import running_labs
+
+    mgmt, ctl = _paths(name)
+    if os.path.exists(mgmt) or os.path.exists(ctl):
+        return f"unix:{mgmt}", ctl
+    for lab in running_labs():
+        found = lab.switch_sockets(name)
+        if found is not None:
+            return found
+    return f"unix:{mgmt}", ctl
+
+
 @switch_app.command("run")
 def switch_run(
     name: Annotated[str, typer.Option("--name", help="Switch name (also its internal port).")],
@@ -138,11 +154,17 @@ async def _serve(runner: Runner, agent: Agent, ctl: ControlServer, name: str) ->
 
 
 def _ctl(switch: str, cmd: str, **args: Any) -> Any:
-    _, ctl = _paths(switch)
+    mgmt, ctl = _find(switch)
+    if ctl is None:
+        fail(
+            f"{switch!r} is an Open vSwitch chassis ({mgmt.removeprefix('unix:')}): "
+            "use ovs-vsctl and ovs-appctl, or vnet ofctl show/dump-flows",
+            1,
+        )
     try:
         return request(ctl, cmd, **args)
     except (FileNotFoundError, ConnectionRefusedError):
-        fail(f"switch {switch!r} is not running (no {ctl})", 1)
+        fail(f"switch {switch!r} is not running (no {ctl}, and no lab has it)", 1)
     except SwitchError as e:
         fail(str(e))
 
@@ -206,11 +228,14 @@ def switch_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
 
 # -- ofctl -------------------------------------------------------------------------------------
 def _client(target: str) -> OFClient:
-    path = target if ":" in target else "unix:" + _paths(target)[0]
+    path = target if ":" in target else _find(target)[0]
     try:
         return OFClient(path)
     except (FileNotFoundError, ConnectionRefusedError):
-        fail(f"cannot connect to {target!r}: is the switch running?", 1)
+        fail(
+            f"cannot connect to {target!r} ({path}): no such switch is running here or in a lab",
+            1,
+        )
     except OSError as e:
         fail(f"cannot connect to {target!r}: {e}", 1)
     raise AssertionError

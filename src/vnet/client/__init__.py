@@ -7,7 +7,8 @@
 
 Every call returns the JSON the API answered; an error answer raises
 `ApiError` with the API's status (422, 409, 404), the field path and the
-message.  Kinds may be given singular or plural.
+message.  Kinds may be given singular or plural.  A `token` (or
+$VNET_TOKEN) is sent as a bearer token, for an API that asks for one.
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ def _plural(kind: str) -> str:
 
 class Client:
     def __init__(
-        self, base_url: str | None = None, http: httpx.Client | None = None, timeout: float = 30
+        self,
+        base_url: str | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = 30,
+        token: str | None = None,
     ) -> None:
         self.base_url = base_url or os.environ.get("VNET_API", DEFAULT_API)
-        self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout)
+        token = token or os.environ.get("VNET_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = http or httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()

@@ -31,6 +31,16 @@ removes it all -- also after a crash half way.  Processes are stopped by the
 PID recorded, and only if that PID still runs a command naming this lab's
 directory (a PID reused by something else is left alone).  Names carry a
 per-lab tag, so two labs never collide.
+
+Commands find a lab without being told where: `find_lab` looks in the
+default directory (RUNDIR/lab) and in VNET_RUNDIR itself when that is a
+lab's directory (the setting the lab gives its own switches).  A lab's
+switches keep their sockets in its directory, so `switch_sockets` names
+them for `vnet ofctl` and `vnet switch show`, whatever namespace the
+switch runs in.  The fields a lab fills in for a file (a chassis'
+underlay address, an Open vSwitch chassis' database and endpoint) are
+recorded, so applying the same file to the lab later changes nothing
+(`as_applied`).
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ from ..datapath.switch import SwitchError
 from ..model.objects import iface_name, tunnel_iface
 from .topology import TopologyError, with_underlay
 
-__all__ = ["Lab", "LabError", "default_dir"]
+__all__ = ["Lab", "LabError", "default_dir", "find_lab", "running_labs"]
 
 UNDERLAY_BRIDGE = "br-underlay"
 UNDERLAY_IFACE = "underlay0"
@@ -65,8 +75,32 @@ class LabError(RuntimeError):
     pass
 
 
+LOGS = ("controller.log", "sim.log", "switch-*.log", "ovsdb-*.log")
+
+
 def default_dir() -> Path:
     return Path(rundir()) / "lab"
+
+
+def running_labs() -> list[Lab]:
+    """The labs that are up where a command looks without `--dir`."""
+    dirs = [default_dir()]
+    env = os.environ.get("VNET_RUNDIR")
+    if env:
+        dirs.append(Path(env))  # a lab's switches run with VNET_RUNDIR=<the lab's directory>
+    labs: list[Lab] = []
+    for d in dict.fromkeys(p.resolve() for p in dirs):
+        if (d / "state.json").exists():
+            labs.append(Lab(d))
+    return labs
+
+
+def find_lab(directory: Path | None = None) -> Lab:
+    """The lab in `directory`; without one, the first lab that is up, else the default's."""
+    if directory is not None:
+        return Lab(directory)
+    labs = running_labs()
+    return labs[0] if labs else Lab(default_dir())
 
 
 def _run(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -104,8 +138,14 @@ class Lab:
     def api(self) -> str:
         return str(self.state["api"])
 
+    @property
+    def token(self) -> str | None:
+        """The API's token, for an API that asks for one (kept in the lab's state)."""
+        t = self.state.get("token")
+        return str(t) if t else None
+
     def client(self) -> Client:
-        return Client(self.api)
+        return Client(self.api, token=self.token)
 
     # -- up -------------------------------------------------------------------------------
     def up(
@@ -128,8 +168,10 @@ class Lab:
         of_port = _free_port()
         api_port = self._begin(of=of_port)
         try:
+            given = doc
             doc = self._with_underlay(doc)
             doc = self._with_ovs(doc, switch)
+            self._record_filled(given, doc)
             for ch in doc.get("chassis") or []:
                 if isinstance(ch, dict):
                     self._hypervisor(ch)
@@ -167,6 +209,9 @@ class Lab:
         if self.state_file.exists():
             raise LabError(f"a lab is already up in {self.dir} (vnet lab down first)")
         self.dir.mkdir(parents=True, exist_ok=True)
+        for pattern in LOGS:  # an earlier lab's logs would read as this one's
+            for old in self.dir.glob(pattern):
+                old.unlink()
         api_port = _free_port()
         self.state = {"tag": secrets.token_hex(2), "api": f"http://127.0.0.1:{api_port}",
                       "dir": str(self.dir), "ports": {}, "procs": [], "netns": [], "links": [],
@@ -177,6 +222,10 @@ class Lab:
     def _up_sim(self, doc: dict[str, Any]) -> None:
         api_port = self._begin(sim=True)
         try:
+            try:
+                self._record_filled(doc, with_underlay(doc)[0])  # as the simulation fills it
+            except TopologyError as e:
+                raise LabError(str(e)) from None
             (self.dir / "topology.json").write_text(json.dumps(doc))
             self._spawn("sim", sys.executable, "-m", "vnet", "lab", "serve-sim",
                         "--dir", str(self.dir), "--api", f"127.0.0.1:{api_port}")  # fmt: skip
@@ -192,6 +241,62 @@ class Lab:
     @property
     def sim(self) -> bool:
         return bool(self.state.get("sim"))
+
+    # -- the file, as the lab applied it ------------------------------------------------------
+    def _record_filled(self, given: dict[str, Any], applied: dict[str, Any]) -> None:
+        """Note what the lab put into the file's chassis: missing fields it filled in
+        (`defaults`) and fields it overrode (`overrides`: `--switch`, Open vSwitch's
+        database and endpoint), and the file's keys that are the lab's, not the model's."""
+        mine = {str(c.get("name")): c for c in given.get("chassis") or [] if isinstance(c, dict)}
+        defaults: dict[str, dict[str, Any]] = {}
+        overrides: dict[str, dict[str, Any]] = {}
+        for ch in applied.get("chassis") or []:
+            if not isinstance(ch, dict):
+                continue
+            name, before = str(ch.get("name")), mine.get(str(ch.get("name")), {})
+            for k, v in ch.items():
+                if k not in before:
+                    defaults.setdefault(name, {})[k] = v
+                elif before[k] != v:
+                    overrides.setdefault(name, {})[k] = v
+        self.state["file"] = {
+            "defaults": defaults,
+            "overrides": overrides,
+            "lab_keys": sorted(k for k in given if k not in applied),
+        }
+        self._save()
+
+    def as_applied(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A model file as this lab applies it: the lab's keys out, what it filled in for
+        each chassis in (unless the file says otherwise), what it overrides set."""
+        filled = self.state.get("file")
+        if not filled:
+            return doc
+        doc = {k: v for k, v in doc.items() if k not in filled["lab_keys"]}
+        chassis = doc.get("chassis")
+        if not isinstance(chassis, list):
+            return doc
+        out = []
+        for ch in chassis:
+            if isinstance(ch, dict):
+                name = str(ch.get("name"))
+                ch = {**filled["defaults"].get(name, {}), **ch, **filled["overrides"].get(name, {})}
+            out.append(ch)
+        return {**doc, "chassis": out}
+
+    def switch_sockets(self, name: str) -> tuple[str, str | None] | None:
+        """(OpenFlow management target, control socket or None) of the lab's switch `name`:
+        a vnet switch's sockets, or an Open vSwitch chassis' bridge (no control socket)."""
+        if not self.state:
+            return None
+        mgmt, ctl = self.dir / f"{name}.mgmt", self.dir / f"{name}.ctl"
+        if mgmt.exists() or ctl.exists():
+            return f"unix:{mgmt}", str(ctl)
+        ovs = self.dir / f"ovs-{name}"
+        bridges = sorted(ovs.glob("*.mgmt")) if ovs.is_dir() else []
+        if bridges:
+            return f"unix:{bridges[0]}", None
+        return None
 
     def ping(self, port: str, addr: str, count: int = 3) -> dict[str, int]:
         """A ping from a simulated workload (`--sim` labs): {sent, received}."""
@@ -519,7 +624,7 @@ class Lab:
         for d in self.state.get("dirs", []):
             shutil.rmtree(d, ignore_errors=True)
         for f in ("state.json", "vnet.db", "vnet.db-wal", "vnet.db-shm", "of.sock",
-                  "topology.json", "sim.sock"):  # fmt: skip
+                  "topology.json", "sim.sock", "state.tmp"):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):
                 (self.dir / f).unlink()
         self.state = {}
