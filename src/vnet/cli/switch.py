@@ -44,6 +44,20 @@ ofctl_app = typer.Typer(
 )
 
 
+def _datapath_id(text: str) -> int:
+    """16 hex digits, as Open vSwitch's other-config:datapath-id, or 0x-prefixed hex."""
+    t = text.strip()
+    digits = t[2:] if t[:2].lower() == "0x" else t
+    if t[:2].lower() != "0x" and len(digits) != 16:
+        raise ValueError(f"expected 16 hex digits or 0x-prefixed hex, got {text!r}")
+    if not 1 <= len(digits) <= 16 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"expected 16 hex digits or 0x-prefixed hex, got {text!r}")
+    value = int(digits, 16)
+    if value == 0:
+        raise ValueError("0 is not a datapath id")
+    return value
+
+
 def _paths(name: str) -> tuple[str, str]:
     d = rundir()
     return os.path.join(d, f"{name}.mgmt"), os.path.join(d, f"{name}.ctl")
@@ -93,6 +107,24 @@ def switch_run(
         bool, typer.Option(help="Create the internal port (a TAP named after the switch).")
     ] = True,
     mac_aging: Annotated[float, typer.Option(help="MAC aging time, seconds.")] = 300.0,
+    port_security: Annotated[
+        str,
+        typer.Option(
+            "--port-security",
+            help="on or off: the default for every port whose spec does not say port_security= "
+            "itself (which wins). on -- source MAC locked to the first one seen, no promiscuous "
+            "mode -- suits workloads' ports; off suits a plain OpenFlow switch under an outside "
+            "controller, whose frames may carry any source MAC. Default: on.",
+        ),
+    ] = "on",
+    datapath_id: Annotated[
+        str | None,
+        typer.Option(
+            "--datapath-id",
+            help="OpenFlow datapath id: 16 hex digits (as Open vSwitch's "
+            "other-config:datapath-id) or 0x-prefixed hex. Default: derived from --name.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run a switch until SIGTERM/Ctrl-C."""
@@ -101,14 +133,23 @@ def switch_run(
     )
     if fail_mode not in (FailMode.STANDALONE, FailMode.SECURE):
         fail(f"--fail-mode: expected standalone or secure, got {fail_mode!r}")
+    if port_security not in ("on", "off"):
+        fail(f"--port-security: expected on or off, got {port_security!r}")
+    secure = port_security == "on"
+    dpid = None
+    if datapath_id is not None:
+        try:
+            dpid = _datapath_id(datapath_id)
+        except ValueError as e:
+            fail(f"--datapath-id: {e}")
     try:
-        cfgs = [parse_port_spec(s) for s in port or []]
-        cfgs += [parse_port_spec(s, kind="tap") for s in tap or []]
+        cfgs = [parse_port_spec(s, port_security=secure) for s in port or []]
+        cfgs += [parse_port_spec(s, kind="tap", port_security=secure) for s in tap or []]
     except PortConfigError as e:
         fail(f"--port: {e}")
     mgmt, ctl = _paths(name)
     os.makedirs(os.path.dirname(mgmt), exist_ok=True)
-    sw = Switch(name, fail_mode=fail_mode, mac_aging=mac_aging, now=time.monotonic())
+    sw = Switch(name, fail_mode=fail_mode, mac_aging=mac_aging, now=time.monotonic(), dpid=dpid)
     runner = Runner(sw)
     try:
         agent = Agent(sw, controller or [], [*(listen or []), f"punix:{mgmt}"])
@@ -122,7 +163,8 @@ def switch_run(
     except SwitchError as e:
         runner.close()
         fail(str(e))
-    asyncio.run(_serve(runner, agent, ControlServer(runner, ctl), name))
+    server = ControlServer(runner, ctl, port_security=secure, info=agent.status)
+    asyncio.run(_serve(runner, agent, server, name))
 
 
 async def _serve(runner: Runner, agent: Agent, ctl: ControlServer, name: str) -> None:
@@ -201,9 +243,18 @@ def switch_show(name: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
     out.print(
         f"{r['name']} dpid {r['dpid']} fail-mode {r['fail_mode']}"
         f"{' (fail-open)' if r['fail_open'] else ''}; flows {r['flows']}, MACs {r['macs']}, "
-        f"controllers {r['controllers']['connected']}/{r['controllers']['configured']}",
+        f"controllers {r['controllers']['connected']}/{r['controllers']['configured']}; "
+        f"port security {r.get('port_security', 'on')} by default",
         highlight=False,
     )
+    of = r.get("openflow")
+    if of:
+        line = f"openflow: connects {of['connects']}, disconnects {of['disconnects']}"
+        last = of["last_disconnect"]
+        if last:
+            ago = time.time() - last["at"]
+            line += f"; last {last['controller']} {ago:.0f} s ago: {last['reason']}"
+        out.print(line, highlight=False)
     t = Table("ofport", "name", "link", "vlan", "security", "rx pkts", "tx pkts", "drops")
     for p in r["ports"]:
         c = p["config"]

@@ -6,6 +6,11 @@ serves).  One request per line, `{"cmd": ..., "args": {...}}`; one answer per
 line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.  A
 bad request is answered with an error naming what is wrong; the switch is
 unchanged and the connection stays open.
+
+`show` also says the switch-wide port-security default (what `add-port`
+gives a port whose spec does not say) and, through `info`, what the layers
+above the datapath report (the OpenFlow agent's connections): the datapath
+does not import them.
 """
 
 from __future__ import annotations
@@ -95,8 +100,16 @@ class JsonLineServer:
 class ControlServer(JsonLineServer):
     errors = (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError)
 
-    def __init__(self, runner: Runner, path: str) -> None:
+    def __init__(
+        self,
+        runner: Runner,
+        path: str,
+        port_security: bool = True,
+        info: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.runner = runner
+        self.port_security = port_security
+        self.info = info
         super().__init__(
             path,
             {
@@ -127,10 +140,18 @@ class ControlServer(JsonLineServer):
                     "drops": p.drops,
                 }
             )
-        return {**sw.stats(), "ports": ports}
+        extra = self.info() if self.info is not None else {}
+        return {
+            **sw.stats(),
+            **extra,
+            "port_security": "on" if self.port_security else "off",
+            "ports": ports,
+        }
 
     def add_port(self, args: dict[str, Any]) -> Any:
-        cfg = parse_port_spec(args["spec"], kind=args.get("kind", "netdev"))
+        cfg = parse_port_spec(
+            args["spec"], kind=args.get("kind", "netdev"), port_security=self.port_security
+        )
         p = self.runner.add_port(cfg)
         return {"ofport": p.port_no, "name": p.name}
 

@@ -143,17 +143,21 @@ def _ip(option: str, text: str) -> tuple[int, int]:
         raise PortConfigError(option, f"not an IP address: {text!r}") from None
 
 
-def parse_port_spec(spec: str, kind: str = "netdev") -> PortConfig:
+def parse_port_spec(spec: str, kind: str = "netdev", port_security: bool = True) -> PortConfig:
     """`NAME[,option=value...]`, e.g. `veth-a,tag=10`, `veth-b,trunks=10+20,native=10`,
     `vm1,mac=02:00:00:00:00:01,ip=10.0.0.1+fd00::1`, `uplink,port_security=false`,
     `vxlan0,kind=vxlan,local_ip=192.168.0.1[,csum=false]` (a flow-based tunnel port),
     `vm1-tap,wait=true` (a device that may not exist yet: the port waits for it).
 
+    `port_security` is the switch's default for a port whose spec does not say
+    (`vnet switch run --port-security off`: a plain OpenFlow switch under an
+    outside controller); the spec's own `port_security=` wins.
+
     Lists use `+` (the comma separates options)."""
     name, _, rest = spec.partition(",")
     if not name or "=" in name:
         raise PortConfigError("name", f"port spec must start with a device name: {spec!r}")
-    cfg = PortConfig(name=name, kind=kind)
+    cfg = PortConfig(name=name, kind=kind, port_security=port_security)
     changes: dict[str, object] = {}
     for item in filter(None, rest.split(",")):
         opt, eq, val = item.partition("=")
