@@ -1,7 +1,9 @@
 """Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
 
-from .localize import Memo, local_ports, localize
+from . import switch as switch  # registers the logical switch's builders
+from .localize import local_ports, localize
 from .logical import Compiler, LFlow, cookie_for
+from .memo import Memo
 from .stages import PIPELINE, Stage, StageError, check, table
 
 __all__ = [

@@ -26,8 +26,9 @@ security); VXLAN and NVGRE carry only the VNI, so the destination MAC is
 looked up again.
 
 Incremental like the compiler: the logical flows arrive sorted, so only the
-two physical stages are sorted again with the bindings, and each binding's
-flows are memoised (`memo`), so one changed port costs one binding, not all.
+chassis' stages are sorted again with the bindings, and each binding's
+flows are memoised (`memo`) on what their builder read, so one changed port
+costs one binding, not all.
 """
 
 from __future__ import annotations
@@ -38,10 +39,22 @@ from dataclasses import replace
 
 from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
 from ..model.rules import State
-from ..pipeline.actions import Action, Output, RegMove, Resubmit
+from ..pipeline.actions import Action, Output, RegMove
 from ..pipeline.flow import Flow
-from .logical import _SLOT, LFlow, _Emit, _load, _order, deliver
-from .stages import FLAG_FROM_TUNNEL, REG_FLAGS, REG_INPORT, REG_OUTPORT, table
+from .logical import _SLOT, LFlow, To, _Emit, _load, _order, datapath_key, resolved
+from .memo import Memo, recall
+from .stages import (
+    FLAG_FROM_TUNNEL,
+    PHY_IN,
+    PHY_OUT,
+    REG_FLAGS,
+    REG_INPORT,
+    REG_OUTPORT,
+    SWITCH,
+    stage_of,
+    table,
+)
+from .switch import deliver
 
 __all__ = ["FLOOD_KEY", "Memo", "local_ports", "localize", "peers"]
 
@@ -77,9 +90,6 @@ def local_ports(
     return out
 
 
-Memo = dict[tuple[str, str], tuple[tuple[object, ...], list[LFlow]]]
-
-
 def localize(
     lflows: Sequence[LFlow],
     state: State,
@@ -89,9 +99,10 @@ def localize(
 ) -> list[Flow]:
     """The flows of `chassis`, sorted as `Compiler.compile` sorts them.
 
-    `memo` (kept by the caller across calls) remembers each binding's two flows
-    on what they read -- network VNI, port key, OpenFlow port -- so a change to
-    one port rebuilds one binding; entries of ports no longer here are dropped.
+    `memo` (kept by the caller across calls) remembers each port's flows here
+    on what their builder read of the model and the OpenFlow port numbers, so a
+    change to one port rebuilds one binding; entries of ports no longer here are
+    dropped.
     """
     local = local_ports(state, chassis, ofports)
     tunnels = tunnel_ports(ofports)
@@ -111,13 +122,13 @@ def localize(
     here: dict[str, set[int]] = {}
     for p, _ in local:
         here.setdefault(p.network, set()).add(p.tunnel_key or 0)
-    first, last = table("phy_in"), table("phy_out")
+    first, last = table(PHY_IN.name), table(PHY_OUT.name)
     head: list[LFlow] = []
     tail: list[LFlow] = []
     mid: list[Flow] = []
     floods: dict[tuple[str, frozenset[str]], int] = {}  # (network, chassis ids) -> flood key
-    for lf in lflows:  # sorted by table: only the two physical stages need merging
-        if lf.network is not None and lf.network not in nets:
+    for lf in lflows:  # sorted by table: only the chassis' stages need merging
+        if lf.datapath is not None and lf.datapath not in nets:
             continue
         t = lf.flow.table
         if t == first:
@@ -128,35 +139,30 @@ def localize(
             mid.append(_split(lf, here, remote, floods))
         else:
             mid.append(lf.flow)
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, ...]] = set()
 
-    def cached(port: Port, sig: tuple[object, ...], make: Callable[[], list[LFlow]]) -> list[LFlow]:
+    def cached(
+        what: str, port: Port, objs: Sequence[object], build: Callable[..., list[LFlow]],
+        args: tuple[object, ...],
+    ) -> list[LFlow]:  # fmt: skip
         """One port's flows on this chassis, from `memo` while what they read is unchanged."""
-        k = (chassis.id, port.id)
+        k = (chassis.id, port.id, what)
         seen.add(k)
-        hit = memo.get(k) if memo is not None else None
-        if hit is not None and hit[0] == sig:
-            return hit[1]
-        flows = make()
-        if memo is not None:
-            memo[k] = (sig, flows)
-        return flows
+        return recall(memo, k, objs, build, args)[0]
 
     for port, ofport in local:
         net = state.get("network", port.network)
-        sig: tuple[object, ...] = (net.segment_id or 0, port.tunnel_key or 0, ofport)
-        flows = cached(port, sig, lambda n=net, p=port, o=ofport: _binding(chassis, n, p, o))  # type: ignore[misc]
+        flows = cached("binding", port, (chassis, net, port), _binding, (ofport,))
         head.append(flows[0])
         tail.append(flows[1])
     for port, ofport in leaving:
         net = state.get("network", port.network)
-        rule = f"plugged on {chassis.name}, bound to {far[port.chassis or ''].name}"
-        head.append(_binding(chassis, net, port, ofport, rule)[0])
+        peer = far[port.chassis or ""]
+        head += cached("leaving", port, (chassis, net, port, peer), _leaving, (ofport,))
     for port in remote_ports:
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
-        sig = (net.segment_id or 0, port.tunnel_key or 0, peer.underlay, tunnels[peer.encap])
-        tail += cached(port, sig, lambda n=net, p=port, c=peer: _remote(n, p, c, tunnels))  # type: ignore[misc]
+        tail += cached("remote", port, (net, port, peer), _remote, (dict(tunnels),))
     for (net_id, targets), fkey in floods.items():
         net = state.get("network", net_id)
         tail += _flood_out(net, fkey, [far[c] for c in sorted(targets)], tunnels)
@@ -177,16 +183,16 @@ def _split(
     floods: dict[tuple[str, frozenset[str]], int],
 ) -> Flow:
     """A flood's actions on this chassis: its own ports, then one copy per other chassis."""
-    net = lf.network or ""
+    net = lf.datapath or ""
     mine = here.get(net, set())
     targets = frozenset(remote[(net, k)].id for k in lf.flood if (net, k) in remote)
-    acts: list[Action] = deliver(k for k in lf.flood if k in mine)
+    acts: list[Action | To] = deliver(k for k in lf.flood if k in mine)
     if targets:
         fkey = floods.setdefault(
             (net, targets), FLOOD_KEY | len([n for n, _ in floods if n == net])
         )
-        acts += [_load(REG_OUTPORT, fkey), Resubmit(None, table("phy_out"))]
-    ins = replace(lf.flow.instructions, apply=tuple(acts))
+        acts += [_load(REG_OUTPORT, fkey), To(PHY_OUT.name)]
+    ins = replace(lf.flow.instructions, apply=resolved(stage_of(lf.flow.table), acts))
     return replace(lf.flow, instructions=ins)
 
 
@@ -208,59 +214,70 @@ def _tunnel_to(
 
 
 def _remote(net: Network, port: Port, peer: Chassis, tunnels: Mapping[str, int]) -> list[LFlow]:
-    """phy_out for a port bound to another chassis: into the tunnel to it."""
-    vni, key = net.segment_id or 0, port.tunnel_key or 0
-    e = _Emit("port", port, net.id)
-    match = {"metadata": vni, REG_OUTPORT: key, REG_FLAGS: _NOT_FROM_TUNNEL}
-    e("phy_out", 100, f"bound to {peer.name}: {peer.encap} to {peer.underlay}", match,
-      apply=_tunnel_to(vni, key, [peer], tunnels))  # fmt: skip
+    """The output stage for a port bound to another chassis: into the tunnel to it."""
+    e = _Emit("port", port, net)
+    match = {REG_OUTPORT: port.tunnel_key or 0, REG_FLAGS: _NOT_FROM_TUNNEL}
+    rule = f"bound to {peer.name}: {peer.encap} to {peer.underlay}"
+    e(PHY_OUT.name, 100, rule, match, apply=_tunnel_to(datapath_key(net), port.tunnel_key or 0, [peer], tunnels))  # fmt: skip
     return e.out
 
 
 def _flood_out(
     net: Network, fkey: int, chassis: Sequence[Chassis], tunnels: Mapping[str, int]
 ) -> list[LFlow]:
-    """phy_out for a flood key: one copy to each chassis (head-end replication)."""
-    vni = net.segment_id or 0
-    e = _Emit("network", net, net.id)
+    """The output stage for a flood key: one copy to each chassis (head-end replication)."""
+    e = _Emit("network", net, net)
     names = ", ".join(c.name for c in chassis)
-    match = {"metadata": vni, REG_OUTPORT: fkey, REG_FLAGS: _NOT_FROM_TUNNEL}
-    e("phy_out", 100, f"flood to {names}", match, apply=_tunnel_to(vni, FLOOD_KEY, chassis, tunnels))  # fmt: skip
+    match = {REG_OUTPORT: fkey, REG_FLAGS: _NOT_FROM_TUNNEL}
+    e(PHY_OUT.name, 100, f"flood to {names}", match, apply=_tunnel_to(datapath_key(net), FLOOD_KEY, chassis, tunnels))  # fmt: skip
     return e.out
 
 
 def _receive(net: Network, tunnels: Mapping[str, int]) -> list[LFlow]:
-    """phy_in for frames of `net` out of each tunnel port."""
-    vni = net.segment_id or 0
+    """The input stage for frames of `net` out of each tunnel port."""
+    key = datapath_key(net)
     s = _SLOT
-    e = _Emit("network", net, net.id)
+    e = _Emit("network", net, net)
+    at = PHY_IN.name
     for kind, ofport in sorted(tunnels.items()):
-        m = {"in_port": ofport, "tun_id": vni}
+        m = {"in_port": ofport, "tun_id": key}
         flag = _load(REG_FLAGS, FLAG_FROM_TUNNEL)
         if kind != "geneve":
-            e("phy_in", 100, f"{kind} VNI {vni}: look the destination up", m,
-              apply=[flag], metadata=vni, goto="ls_in_l2_lkup")  # fmt: skip
+            e(at, 100, f"{kind} VNI {key}: look the destination up", m,
+              apply=[flag], enter=key, goto=SWITCH.reentry)  # fmt: skip
             continue
         src = RegMove(s["tun_metadata0"], _OUT_BITS, s[REG_INPORT], 0, _IN_BITS)
         dst = RegMove(s["tun_metadata0"], 0, s[REG_OUTPORT], 0, _OUT_BITS)
-        e("phy_in", 110, f"geneve VNI {vni}: flood to this chassis' ports",
-          {**m, "tun_metadata0": (FLOOD_KEY, FLOOD_KEY)}, apply=[flag, src], metadata=vni,
-          goto="ls_in_l2_lkup")  # fmt: skip
-        e("phy_in", 100, f"geneve VNI {vni}: the option's logical ports", m,
-          apply=[flag, src, dst], metadata=vni, goto="ls_out_port_sec")  # fmt: skip
+        e(at, 110, f"geneve VNI {key}: flood to this chassis' ports",
+          {**m, "tun_metadata0": (FLOOD_KEY, FLOOD_KEY)}, apply=[flag, src], enter=key,
+          goto=SWITCH.reentry)  # fmt: skip
+        e(at, 100, f"geneve VNI {key}: the option's logical ports", m,
+          apply=[flag, src, dst], enter=key, goto=SWITCH.egress[0].name)  # fmt: skip
     return e.out
 
 
-def _binding(
-    chassis: Chassis, net: Network, port: Port, ofport: int, rule: str = ""
-) -> list[LFlow]:
-    """phy_in and phy_out for one port bound here."""
-    vni, key = net.segment_id or 0, port.tunnel_key or 0
-    e = _Emit("port", port, net.id)
-    e(
-        "phy_in", 100, rule or f"binding on {chassis.name}", {"in_port": ofport},
-        apply=[_load(REG_INPORT, key)], metadata=vni, goto="ls_in_port_sec",
-    )  # fmt: skip
-    e("phy_out", 100, f"binding on {chassis.name}", {"metadata": vni, "reg7": key},
+def _binding(chassis: Chassis, net: Network, port: Port, ofport: int) -> list[LFlow]:
+    """The input and output stages for one port bound here."""
+    return [
+        _enter(net, port, ofport, f"binding on {chassis.name}"),
+        *_exit(chassis, net, port, ofport),
+    ]
+
+
+def _leaving(chassis: Chassis, net: Network, port: Port, peer: Chassis, ofport: int) -> list[LFlow]:
+    """The input stage for a port bound elsewhere but still plugged here."""
+    return [_enter(net, port, ofport, f"plugged on {chassis.name}, bound to {peer.name}")]
+
+
+def _enter(net: Network, port: Port, ofport: int, rule: str) -> LFlow:
+    e = _Emit("port", port, net)
+    e(PHY_IN.name, 100, rule, {"in_port": ofport}, apply=[_load(REG_INPORT, port.tunnel_key or 0)],
+      enter=datapath_key(net), goto=SWITCH.ingress[0].name)  # fmt: skip
+    return e.out[0]
+
+
+def _exit(chassis: Chassis, net: Network, port: Port, ofport: int) -> list[LFlow]:
+    e = _Emit("port", port, net)
+    e(PHY_OUT.name, 100, f"binding on {chassis.name}", {REG_OUTPORT: port.tunnel_key or 0},
       apply=[Output(ofport)])  # fmt: skip
     return e.out

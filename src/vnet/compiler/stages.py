@@ -1,37 +1,62 @@
-"""The logical pipeline, declared as data.
+"""The pipeline's wiring, declared as data: logical datapaths and their stages.
 
-Each stage names the fields its flows may match and the stages its flows may
-go to; table numbers are the stages' positions here and nowhere else.  Code
-and tests speak of stage names.  `check` refuses a flow that matches a field
-its stage did not declare or jumps to a stage it may not reach -- a compiler
-bug caught where it is made, not on the wire.
+As in OVN, the pipeline is made of logical datapaths (a logical switch today;
+a logical router is one more `Datapath` later), each with an ingress and an
+egress pipeline of stages, framed by the chassis-specific stages that map
+OpenFlow ports and tunnels to logical ports and back (`localize` fills them).
+A stage declares the fields its flows may match, where its flows may go and
+what happens to what none of its flows claims (`default`).  Table numbers are
+positions in `PIPELINE` and nowhere else: builders say `NEXT` (the next stage
+of the same pipeline, passing over `branch` stages that only a name reaches;
+after the last one, as OUTPUT), `OUTPUT`
+(from ingress: the datapath's egress pipeline; from egress: the chassis'
+output stage) or a stage name, and `resolve` turns that into a table.  So a
+new stage is one `Stage` in its datapath's tuple and one builder, and the
+flows that said `NEXT` before it now reach it.
 
-Registers carry the logical context between stages, as OVN's do:
-`metadata` the network (its VNI), `reg6` the logical input port and `reg7`
-the logical output port (port tunnel keys, unique within a network; keys
-with bit 15 set name a set of chassis to flood to), `reg5` flags (bit 0: the
-frame came out of a tunnel, so it never goes back into one).  The `phy_*`
-stages are the only chassis-specific ones (`localize` fills them): they map
-OpenFlow ports and tunnels to logical ports and back.
+Every flow of a datapath's stage is scoped to one datapath: the emitter adds
+the datapath's key (`Datapath.key`, today `metadata` = the network's VNI)
+to its match, so builders never match it themselves and a frame never
+leaves its datapath.  `check` refuses a flow that matches a field its stage
+did not declare, or goes -- by goto, resubmit (to table 0 as well; a
+resubmit without a table goes back to its own) or `ct(table=)` -- where its
+stage may not: a compiler bug caught where it is made, not on the wire.
+
+Registers carry the logical context between stages, as OVN's do: `reg6`
+the logical input port and `reg7` the logical output port (port tunnel keys,
+unique within a network; keys with bit 15 set name a set of chassis to flood
+to), `reg5` flags (bit 0: the frame came out of a tunnel, so it never goes
+back into one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..pipeline.actions import Resubmit
+from ..pipeline.actions import Ct, Resubmit
 from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow
 
 __all__ = [
+    "DATAPATH_KEY",
     "FLAG_FROM_TUNNEL",
+    "NEXT",
+    "OUTPUT",
+    "PHY_IN",
+    "PHY_OUT",
     "PIPELINE",
     "REG_FLAGS",
     "REG_INPORT",
     "REG_OUTPORT",
+    "SWITCH",
+    "Datapath",
     "Stage",
     "StageError",
     "check",
+    "datapath_of",
+    "resolve",
+    "stage",
+    "stage_of",
     "table",
 ]
 
@@ -40,96 +65,204 @@ REG_OUTPORT = "reg7"
 REG_FLAGS = "reg5"
 FLAG_FROM_TUNNEL = 1
 
-_L2 = ("metadata", REG_INPORT, "eth_src", "eth_dst", "eth_type")
+NEXT = "next"
+OUTPUT = "output"
+DATAPATH_KEY = "metadata"  # every datapath's key travels here between stages
 
 
 @dataclass(frozen=True)
 class Stage:
     name: str
-    fields: tuple[str, ...]
-    next: tuple[str, ...]
+    fields: tuple[str, ...]  # what its flows may match (a datapath's key is implied)
+    next: tuple[str, ...]  # where its flows may go: stage names, NEXT, OUTPUT
     doc: str
+    default: str | None = None  # where unclaimed packets go (a `next` target); None drops
+    chassis: bool = False  # filled per chassis by `localize`, not by the logical compile
+    branch: bool = False  # reached by name only: NEXT passes over it
 
 
-PIPELINE: tuple[Stage, ...] = (
-    Stage(
-        "phy_in",
-        ("in_port", "tun_id", "tun_metadata0"),
-        ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_port_sec"),
-        "OpenFlow port -> network (metadata) and logical input port (reg6); "
-        "a tunnel's VNI -> network, its Geneve option -> logical ports",
-    ),
-    Stage(
-        "ls_in_port_sec",
-        (*_L2, "ip_proto", "ipv4_src", "ipv6_src", "arp_spa", "arp_sha", "icmpv6_type"),
-        ("ls_in_arp_rsp",),
-        "admit only the port's own MAC and addresses (port security)",
-    ),
-    Stage(
-        "ls_in_arp_rsp",
-        (*_L2, "arp_op", "arp_tpa", "ip_proto", "icmpv6_type", "ipv6_src", "nd_target", "nd_sll"),
-        ("ls_in_nd_na", "ls_in_l2_lkup"),
-        "answer ARP and IPv6 neighbour solicitations for addresses the model knows",
-    ),
-    Stage(
-        "ls_in_nd_na",
-        ("metadata", "eth_type", "ip_proto", "icmpv6_type", "nd_target"),
-        (),
-        "finish the advertisement the responder made: the target's link-layer address",
-    ),
-    Stage(
-        "ls_in_l2_lkup",
-        (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst"),
-        ("ls_out_port_sec", "phy_out"),
-        "destination MAC -> logical output port (reg7); broadcast to the network's ports "
-        "(here, and one copy to each other chassis with ports in the network)",
-    ),
-    Stage(
-        "ls_out_port_sec",
-        (*_L2, REG_OUTPORT),
-        ("phy_out",),
-        "a port receives only its MAC, broadcast and multicast (no promiscuous mode)",
-    ),
-    Stage(
-        "phy_out",
-        ("metadata", REG_OUTPORT, REG_FLAGS),
-        (),
-        "logical output port -> OpenFlow port here, or a tunnel to the port's chassis",
-    ),
+@dataclass(frozen=True)
+class Datapath:
+    """A kind of logical datapath: its key's field and its two pipelines."""
+
+    kind: str
+    key: str  # the field holding the datapath's key in every stage of it
+    ingress: tuple[Stage, ...]
+    egress: tuple[Stage, ...]
+    # where a frame from another chassis that carries no logical ports enters
+    reentry: str
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return self.ingress + self.egress
+
+
+# -- the chassis' stages -------------------------------------------------------------------
+PHY_IN = Stage(
+    "phy_in",
+    ("in_port", "tun_id", "tun_metadata0"),
+    ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_port_sec"),
+    "OpenFlow port -> datapath key and logical input port (reg6); "
+    "a tunnel's VNI -> datapath, its Geneve option -> logical ports",
+    chassis=True,
+)
+PHY_OUT = Stage(
+    "phy_out",
+    (DATAPATH_KEY, REG_OUTPORT, REG_FLAGS),
+    (),
+    "logical output port -> OpenFlow port here, or a tunnel to the port's chassis",
+    chassis=True,
 )
 
-_BY_NAME = {s.name: (i, s) for i, s in enumerate(PIPELINE)}
-_ALLOWED = {s.name: frozenset(lookup(f).index for f in s.fields) for s in PIPELINE}
+# -- the logical switch ---------------------------------------------------------------------
+_L2 = (REG_INPORT, "eth_src", "eth_dst", "eth_type")
+_RESPONDER = ("arp_op", "arp_tpa", "ip_proto", "icmpv6_type", "ipv6_src", "nd_target", "nd_sll")
+
+SWITCH = Datapath(
+    "ls",
+    DATAPATH_KEY,
+    ingress=(
+        Stage(
+            "ls_in_port_sec",
+            (*_L2, "ip_proto", "ipv4_src", "ipv6_src", "arp_spa", "arp_sha", "icmpv6_type"),
+            (NEXT,),
+            "admit only the port's own MAC and addresses (port security)",
+        ),
+        Stage(
+            "ls_in_arp_rsp",
+            (*_L2, *_RESPONDER),
+            (NEXT, "ls_in_nd_na"),
+            "answer ARP and IPv6 neighbour solicitations for addresses the model knows",
+            default=NEXT,
+        ),
+        Stage(
+            "ls_in_nd_na",
+            ("eth_type", "ip_proto", "icmpv6_type", "nd_target"),
+            (),
+            "finish the advertisement the responder made: the target's link-layer address",
+            branch=True,
+        ),
+        Stage(
+            "ls_in_l2_lkup",
+            (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst"),
+            (OUTPUT, PHY_OUT.name),
+            "destination MAC -> logical output port (reg7); broadcast to the network's ports "
+            "(here, and one copy to each other chassis with ports in the network)",
+        ),
+    ),
+    egress=(
+        Stage(
+            "ls_out_port_sec",
+            (*_L2, REG_OUTPORT),
+            (OUTPUT,),
+            "a port receives only its MAC, broadcast and multicast (no promiscuous mode)",
+        ),
+    ),
+    reentry="ls_in_l2_lkup",
+)
+
+DATAPATHS: tuple[Datapath, ...] = (SWITCH,)
+PIPELINE: tuple[Stage, ...] = (PHY_IN, *(s for dp in DATAPATHS for s in dp.stages), PHY_OUT)
 
 
 class StageError(ValueError):
     pass
 
 
-def table(stage: str) -> int:
+_BY_NAME = {s.name: (i, s) for i, s in enumerate(PIPELINE)}
+_DP = {s.name: dp for dp in DATAPATHS for s in dp.stages}
+
+
+def table(name: str) -> int:
     """The OpenFlow table of a stage."""
     try:
-        return _BY_NAME[stage][0]
+        return _BY_NAME[name][0]
     except KeyError:
-        raise StageError(f"no stage {stage!r}") from None
+        raise StageError(f"no stage {name!r}") from None
+
+
+def stage(name: str) -> Stage:
+    table(name)
+    return _BY_NAME[name][1]
 
 
 def stage_of(table_id: int) -> str:
     return PIPELINE[table_id].name if 0 <= table_id < len(PIPELINE) else f"table {table_id}"
 
 
+def datapath_of(name: str) -> Datapath | None:
+    """The datapath kind a stage belongs to; None for the chassis' stages."""
+    table(name)
+    return _DP.get(name)
+
+
+def _target(name: str, to: str) -> str:
+    """`to` (NEXT, OUTPUT or a stage name) as seen from stage `name`: a stage name."""
+    if to not in (NEXT, OUTPUT):
+        table(to)
+        return to
+    dp = datapath_of(name)
+    if dp is None:
+        raise StageError(f"{name}: {to!r} means nothing outside a datapath")
+    here = stage(name)
+    ingress = here in dp.ingress
+    if to == NEXT:
+        line = dp.ingress if ingress else dp.egress
+        after = [s for s in line[line.index(here) + 1 :] if not s.branch]
+        if after:
+            return after[0].name
+    return dp.egress[0].name if ingress else PHY_OUT.name
+
+
+def _resolved(name: str) -> frozenset[int]:
+    return frozenset(table(_target(name, to)) for to in stage(name).next)
+
+
+_ALLOWED_FIELDS: dict[str, frozenset[int]] = {}
+_ALLOWED_NEXT: dict[str, frozenset[int]] = {}
+
+
+def _declare() -> None:
+    for kind in DATAPATHS:
+        if datapath_of(kind.reentry) is not kind:
+            raise StageError(f"{kind.kind}: re-enters at {kind.reentry!r}, none of its stages")
+    for s in PIPELINE:
+        dp = _DP.get(s.name)
+        names = (*s.fields, dp.key) if dp is not None else s.fields
+        _ALLOWED_FIELDS[s.name] = frozenset(lookup(f).index for f in names)
+        _ALLOWED_NEXT[s.name] = _resolved(s.name)
+        if s.default is not None and s.default not in s.next:
+            raise StageError(f"{s.name}: its default {s.default!r} is not among its next")
+
+
+def resolve(name: str, to: str) -> int:
+    """The table a flow of stage `name` reaches by `to` (NEXT, OUTPUT or a stage name)."""
+    t = table(_target(name, to))
+    if t not in _ALLOWED_NEXT[name]:
+        raise StageError(f"{name}: may not go to {stage_of(t)}")
+    return t
+
+
 def check(flow: Flow) -> None:
     """StageError if `flow` matches an undeclared field or goes where its stage may not."""
-    st = PIPELINE[flow.table] if 0 <= flow.table < len(PIPELINE) else None
-    if st is None:
+    if not 0 <= flow.table < len(PIPELINE):
         raise StageError(f"table {flow.table} is no stage")
-    allowed = _ALLOWED[st.name]
+    name = PIPELINE[flow.table].name
+    allowed = _ALLOWED_FIELDS[name]
     for slot, _, _ in flow.match.items:
         if slot not in allowed:
-            raise StageError(f"{st.name}: matches undeclared field (slot {slot}) in {flow.origin}")
-    targets = [flow.instructions.goto] if flow.instructions.goto is not None else []
-    targets += [a.table for a in flow.instructions.apply if isinstance(a, Resubmit) and a.table]
-    ok = {table(n) for n in st.next}
+            raise StageError(f"{name}: matches undeclared field (slot {slot}) in {flow.origin}")
+    ins = flow.instructions
+    targets = [] if ins.goto is None else [ins.goto]
+    for a in (*ins.apply, *ins.write):
+        if isinstance(a, Resubmit):
+            targets.append(flow.table if a.table is None else a.table)
+        elif isinstance(a, Ct) and a.table is not None:
+            targets.append(a.table)
+    ok = _ALLOWED_NEXT[name]
     for t in targets:
         if t not in ok:
-            raise StageError(f"{st.name}: may not go to {stage_of(t)} ({flow.origin})")
+            raise StageError(f"{name}: may not go to {stage_of(t)} ({flow.origin})")
+
+
+_declare()
