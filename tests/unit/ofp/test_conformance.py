@@ -252,6 +252,26 @@ def test_mpls_and_pbb_are_refused_with_the_openflow_error_for_each(
             (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE),
         ),
         (
+            mod(parser.OFPMatch(eth_type=0x8847, mpls_tc=1), out2),
+            (ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD),
+        ),
+        (
+            mod(parser.OFPMatch(eth_type=0x8847, mpls_bos=1), out2),
+            (ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD),
+        ),
+        (
+            mod(parser.OFPMatch(), parser.OFPActionCopyTtlOut(), out2),
+            (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE),
+        ),
+        (
+            mod(parser.OFPMatch(), parser.OFPActionCopyTtlIn(), out2),
+            (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE),
+        ),
+        (
+            mod(parser.OFPMatch(), parser.OFPActionSetQueue(1), out2),
+            (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_TYPE),
+        ),
+        (
             mod(parser.OFPMatch(eth_type=0x8847), parser.OFPActionSetField(mpls_label=5), out2),
             (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_TYPE),
         ),
