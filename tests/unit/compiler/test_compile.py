@@ -24,7 +24,8 @@ from vnet.controller.northbound import Northbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
 from vnet.model import Port
-from vnet.pipeline.flow import Flow, FlowMod, FlowModCommand
+from vnet.pipeline.actions import Action, Ct, Resubmit
+from vnet.pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions
 from vnet.pipeline.match import Match
 from vnet.pipeline.ofctl import format_flow
 from vnet.store import SqliteStore
@@ -251,3 +252,18 @@ def test_a_flow_outside_its_stage_is_refused() -> None:
     )
     with pytest.raises(StageError):
         check(jump)
+
+
+def test_check_follows_resubmits_to_table_0_and_ct_recirculation() -> None:
+    def flow(at: str, *acts: Action) -> Flow:
+        return Flow(table=table(at), instructions=Instructions(apply=acts))
+
+    for bad in (
+        flow("ls_in_l2_lkup", Resubmit(None, table("phy_in"))),  # table 0
+        flow("ls_in_l2_lkup", Resubmit(5, None)),  # its own table, which it may not reach
+        flow("ls_in_port_sec", Ct(table=table("phy_out"))),
+    ):
+        with pytest.raises(StageError, match="may not go to"):
+            check(bad)
+    check(flow("ls_in_port_sec", Ct(table=table("ls_in_arp_rsp"))))
+    check(flow("ls_in_l2_lkup", Resubmit(None, table("ls_out_port_sec"))))
