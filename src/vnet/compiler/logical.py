@@ -39,12 +39,12 @@ from .memo import Memo, recall
 from .stages import (
     DATAPATH_KEY,
     FLAG_FROM_TUNNEL,
-    PIPELINE,
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
     check,
     datapath_of,
+    pipeline,
     resolve,
     stage,
     table,
@@ -234,7 +234,7 @@ class _Pipeline:
 def default_flows() -> list[LFlow]:
     """Each stage's lowest-priority flow, as declared: what happens to what nothing claimed."""
     e = _Emit("stage", _Pipeline(), None)
-    for st in PIPELINE:
+    for st in pipeline():
         if st.default is None:
             e(st.name, 0, "default: drop", {})
         else:

@@ -31,6 +31,8 @@ back into one).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..pipeline.actions import Ct, Resubmit
@@ -54,6 +56,8 @@ __all__ = [
     "StageError",
     "check",
     "datapath_of",
+    "declared",
+    "pipeline",
     "resolve",
     "stage",
     "stage_of",
@@ -169,86 +173,111 @@ class StageError(ValueError):
     pass
 
 
-_BY_NAME = {s.name: (i, s) for i, s in enumerate(PIPELINE)}
-_DP = {s.name: dp for dp in DATAPATHS for s in dp.stages}
+class _Layout:
+    """The declaration worked out once: tables, datapaths, what each stage may do."""
+
+    def __init__(self, datapaths: Sequence[Datapath]) -> None:
+        self.pipeline = (PHY_IN, *(s for dp in datapaths for s in dp.stages), PHY_OUT)
+        self.by_name = {s.name: (i, s) for i, s in enumerate(self.pipeline)}
+        if len(self.by_name) != len(self.pipeline):
+            raise StageError("two stages with one name")
+        self.dp = {s.name: dp for dp in datapaths for s in dp.stages}
+        self.fields: dict[str, frozenset[int]] = {}
+        self.jumps: dict[tuple[str, str], int] = {}  # (stage, NEXT|OUTPUT|name) -> table
+        for kind in datapaths:
+            if self.dp.get(kind.reentry) is not kind:
+                raise StageError(f"{kind.kind}: re-enters at {kind.reentry!r}, none of its stages")
+        for st in self.pipeline:
+            dp = self.dp.get(st.name)
+            names = (*st.fields, dp.key) if dp is not None else st.fields
+            self.fields[st.name] = frozenset(lookup(f).index for f in names)
+            for to in st.next:
+                self.jumps[(st.name, to)] = self.table(self._target(st, to))
+            if st.default is not None and st.default not in st.next:
+                raise StageError(f"{st.name}: its default {st.default!r} is not among its next")
+        self.next = {
+            st.name: frozenset(t for (n, _), t in self.jumps.items() if n == st.name)
+            for st in self.pipeline
+        }
+
+    def table(self, name: str) -> int:
+        try:
+            return self.by_name[name][0]
+        except KeyError:
+            raise StageError(f"no stage {name!r}") from None
+
+    def _target(self, here: Stage, to: str) -> str:
+        """`to` (NEXT, OUTPUT or a stage name) as seen from stage `here`: a stage name."""
+        if to not in (NEXT, OUTPUT):
+            self.table(to)
+            return to
+        dp = self.dp.get(here.name)
+        if dp is None:
+            raise StageError(f"{here.name}: {to!r} means nothing outside a datapath")
+        ingress = here in dp.ingress
+        if to == NEXT:
+            line = dp.ingress if ingress else dp.egress
+            after = [s for s in line[line.index(here) + 1 :] if not s.branch]
+            if after:
+                return after[0].name
+        return dp.egress[0].name if ingress else PHY_OUT.name
+
+
+_layout = _Layout(DATAPATHS)
+
+
+@contextmanager
+def declared(*datapaths: Datapath) -> Iterator[None]:
+    """The pipeline as if `datapaths` were declared (a new stage tried out in a test)."""
+    global _layout
+    before, _layout = _layout, _Layout(datapaths)
+    try:
+        yield
+    finally:
+        _layout = before
+
+
+def pipeline() -> tuple[Stage, ...]:
+    """Every stage, in table order."""
+    return _layout.pipeline
 
 
 def table(name: str) -> int:
     """The OpenFlow table of a stage."""
-    try:
-        return _BY_NAME[name][0]
-    except KeyError:
-        raise StageError(f"no stage {name!r}") from None
+    return _layout.table(name)
 
 
 def stage(name: str) -> Stage:
-    table(name)
-    return _BY_NAME[name][1]
+    return _layout.pipeline[table(name)]
 
 
 def stage_of(table_id: int) -> str:
-    return PIPELINE[table_id].name if 0 <= table_id < len(PIPELINE) else f"table {table_id}"
+    p = _layout.pipeline
+    return p[table_id].name if 0 <= table_id < len(p) else f"table {table_id}"
 
 
 def datapath_of(name: str) -> Datapath | None:
     """The datapath kind a stage belongs to; None for the chassis' stages."""
     table(name)
-    return _DP.get(name)
-
-
-def _target(name: str, to: str) -> str:
-    """`to` (NEXT, OUTPUT or a stage name) as seen from stage `name`: a stage name."""
-    if to not in (NEXT, OUTPUT):
-        table(to)
-        return to
-    dp = datapath_of(name)
-    if dp is None:
-        raise StageError(f"{name}: {to!r} means nothing outside a datapath")
-    here = stage(name)
-    ingress = here in dp.ingress
-    if to == NEXT:
-        line = dp.ingress if ingress else dp.egress
-        after = [s for s in line[line.index(here) + 1 :] if not s.branch]
-        if after:
-            return after[0].name
-    return dp.egress[0].name if ingress else PHY_OUT.name
-
-
-def _resolved(name: str) -> frozenset[int]:
-    return frozenset(table(_target(name, to)) for to in stage(name).next)
-
-
-_ALLOWED_FIELDS: dict[str, frozenset[int]] = {}
-_ALLOWED_NEXT: dict[str, frozenset[int]] = {}
-
-
-def _declare() -> None:
-    for kind in DATAPATHS:
-        if datapath_of(kind.reentry) is not kind:
-            raise StageError(f"{kind.kind}: re-enters at {kind.reentry!r}, none of its stages")
-    for s in PIPELINE:
-        dp = _DP.get(s.name)
-        names = (*s.fields, dp.key) if dp is not None else s.fields
-        _ALLOWED_FIELDS[s.name] = frozenset(lookup(f).index for f in names)
-        _ALLOWED_NEXT[s.name] = _resolved(s.name)
-        if s.default is not None and s.default not in s.next:
-            raise StageError(f"{s.name}: its default {s.default!r} is not among its next")
+    return _layout.dp.get(name)
 
 
 def resolve(name: str, to: str) -> int:
     """The table a flow of stage `name` reaches by `to` (NEXT, OUTPUT or a stage name)."""
-    t = table(_target(name, to))
-    if t not in _ALLOWED_NEXT[name]:
-        raise StageError(f"{name}: may not go to {stage_of(t)}")
+    t = _layout.jumps.get((name, to))
+    if t is None:
+        where = to if to in (NEXT, OUTPUT) else stage(to).name
+        raise StageError(f"{stage(name).name}: may not go to {where}")
     return t
 
 
 def check(flow: Flow) -> None:
     """StageError if `flow` matches an undeclared field or goes where its stage may not."""
-    if not 0 <= flow.table < len(PIPELINE):
+    p = _layout.pipeline
+    if not 0 <= flow.table < len(p):
         raise StageError(f"table {flow.table} is no stage")
-    name = PIPELINE[flow.table].name
-    allowed = _ALLOWED_FIELDS[name]
+    name = p[flow.table].name
+    allowed = _layout.fields[name]
     for slot, _, _ in flow.match.items:
         if slot not in allowed:
             raise StageError(f"{name}: matches undeclared field (slot {slot}) in {flow.origin}")
@@ -259,10 +288,7 @@ def check(flow: Flow) -> None:
             targets.append(flow.table if a.table is None else a.table)
         elif isinstance(a, Ct) and a.table is not None:
             targets.append(a.table)
-    ok = _ALLOWED_NEXT[name]
+    ok = _layout.next[name]
     for t in targets:
         if t not in ok:
             raise StageError(f"{name}: may not go to {stage_of(t)} ({flow.origin})")
-
-
-_declare()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from dataclasses import replace
 from socket import inet_pton
 from typing import Any
 
@@ -19,7 +20,8 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils6 import in6_getnsmac
 
-from vnet.compiler import Compiler, Memo, StageError, check, localize, table
+from vnet.compiler import Compiler, Memo, Stage, StageError, check, localize, logical, stages, table
+from vnet.compiler.stages import NEXT
 from vnet.controller.northbound import Northbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
@@ -267,3 +269,34 @@ def test_check_follows_resubmits_to_table_0_and_ct_recirculation() -> None:
             check(bad)
     check(flow("ls_in_port_sec", Ct(table=table("ls_in_arp_rsp"))))
     check(flow("ls_in_l2_lkup", Resubmit(None, table("ls_out_port_sec"))))
+
+
+def test_a_new_stage_is_one_declaration_and_one_builder(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the declaration: a stage after ingress port security, continuing by default
+    check_src = Stage(
+        "ls_in_check_src", ("eth_src",), (NEXT,), "drop frames from a multicast source",
+        default=NEXT,
+    )  # fmt: skip
+    ls = stages.SWITCH
+    declared = replace(ls, ingress=(ls.ingress[0], check_src, *ls.ingress[1:]))
+    open_ports = {**TWO_TENANTS, "ports": [{**p, "port_security": False} for p in TWO_TENANTS["ports"]]}  # fmt: skip
+    monkeypatch.setattr(logical, "_NETWORK", list(logical._NETWORK))
+    with stages.declared(declared):
+        # the builder: one flow per network
+        @logical.network_stage("ls_in_check_src")
+        def multicast_source(e: Any, net: Any, ports: Any) -> None:
+            e(100, "multicast source: drop", {"eth_src": (1 << 40, 1 << 40)})
+
+        lab = Lab(open_ports)
+        # port security's flows reach the new stage with no edit: they said `next`
+        port_sec = [f for f in lab.flows() if f.table == table("ls_in_port_sec")]
+        gotos = {f.instructions.goto for f in port_sec} - {None}
+        assert gotos == {table("ls_in_check_src")}
+        pa, pb = lab.port("blue1"), lab.port("blue2")
+        lab.send("blue1", ping(lab, "blue1", "blue2"))
+        forged = Ether(src="03:00:00:00:00:01", dst=pb.mac) / IP(src=pa.ips[0], dst=pb.ips[0])
+        lab.send("blue1", bytes(forged))  # type: ignore[arg-type]
+        assert [Ether(f).src for f in lab.got("blue2")] == [pa.mac]
+    # outside the declaration the pipeline is as it was
+    with pytest.raises(StageError):
+        table("ls_in_check_src")
