@@ -1,4 +1,11 @@
-"""Desired flows vs installed flows: the difference as flow-mods, and drift.
+"""Desired state vs installed state: the difference as mods, and drift.
+
+What a chassis' switch should hold is one `Desired`: its flows, groups and
+meters (as OVN's `ofctrl` keeps desired flows, groups and meters).  `diff`
+compares it with what is installed and returns one ordered list of mods,
+which one southbound apply sends: groups and meters added or changed first
+(a flow that refers to one never arrives before it), then the flows, then
+the groups and meters nobody refers to any more.
 
 A flow's identity in a table is (table, priority, match) -- what OpenFlow's
 strict commands address.  `diff` returns, for the installed side to become
@@ -17,13 +24,34 @@ reports it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from ..datapath.meters import MeterConfig
 from ..pipeline.actions import Action, RegLoad, SetField
 from ..pipeline.fields import BY_INDEX
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions
+from ..pipeline.groups import GroupDesc, GroupMod, GroupModCommand
 
-__all__ = ["Drift", "canon", "diff", "drift"]
+__all__ = ["Desired", "Drift", "MeterMod", "Mod", "canon", "diff", "drift", "flow_diff"]
+
+
+@dataclass(frozen=True)
+class MeterMod:
+    command: str  # add | modify | delete, as the switch's meter table takes them
+    meter: MeterConfig
+
+
+Mod = FlowMod | GroupMod | MeterMod
+
+
+@dataclass
+class Desired:
+    """What one switch holds, or should: flows, groups and meters."""
+
+    flows: list[Flow] = field(default_factory=list)
+    groups: list[GroupDesc] = field(default_factory=list)
+    meters: list[MeterConfig] = field(default_factory=list)
+
 
 Key = tuple[int, int, object]
 
@@ -55,7 +83,39 @@ def _index(flows: Iterable[Flow]) -> dict[Key, Flow]:
     return {key(f): f for f in flows}
 
 
-def diff(desired: Sequence[Flow], installed: Sequence[Flow]) -> list[FlowMod]:
+def _canon_group(g: GroupDesc) -> GroupDesc:
+    buckets = tuple(
+        replace(b, actions=tuple(_canon_action(a) for a in b.actions)) for b in g.buckets
+    )
+    return replace(g, buckets=buckets)
+
+
+def diff(desired: Desired, installed: Desired) -> list[Mod]:
+    """The mods that make `installed` equal `desired`, in the order they may be sent."""
+    gw = {g.group_id: _canon_group(g) for g in desired.groups}
+    gh = {g.group_id: _canon_group(g) for g in installed.groups}
+    mw = {m.meter_id: m for m in desired.meters}
+    mh = {m.meter_id: m for m in installed.meters}
+    before: list[Mod] = [
+        GroupMod(GroupModCommand.ADD if gid not in gh else GroupModCommand.MODIFY, g)
+        for gid, g in sorted(gw.items())
+        if gh.get(gid) != g
+    ]
+    before += [
+        MeterMod("add" if mid not in mh else "modify", m)
+        for mid, m in sorted(mw.items())
+        if mh.get(mid) != m
+    ]
+    after: list[Mod] = [
+        GroupMod(GroupModCommand.DELETE, GroupDesc(gid, g.type))
+        for gid, g in sorted(gh.items())
+        if gid not in gw
+    ]
+    after += [MeterMod("delete", MeterConfig(mid)) for mid in sorted(mh) if mid not in mw]
+    return [*before, *flow_diff(desired.flows, installed.flows), *after]
+
+
+def flow_diff(desired: Sequence[Flow], installed: Sequence[Flow]) -> list[FlowMod]:
     want, have = _index(desired), _index(installed)
     adds = [
         FlowMod(FlowModCommand.ADD, f)

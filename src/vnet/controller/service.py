@@ -6,8 +6,10 @@ vnet switch or an Open vSwitch, or a vnet `Switch` object in this process
 session belongs to the chassis whose datapath id the switch reports.
 
 On (re)connect a session does a full comparison: it reads the switch's port
-descriptions and installed flows, compiles and localizes the model for that
-chassis, and sends only the difference (`reconcile.diff`), then a barrier.
+descriptions and installed state (flows, groups, meters: `read_state`),
+compiles and localizes the model for that chassis into its `Desired` state,
+and sends only the difference (`reconcile.diff`) in one southbound apply
+(`apply`), which ends with a barrier.
 Afterwards it keeps a mirror of what it installed and sends deltas when the
 model changes (store subscription, and a revision poll for writers in other
 processes) or a port comes or goes (PORT_STATUS).  An unchanged model
@@ -36,24 +38,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
 from ..compiler import Compiler, LFlow, Memo, localize
+from ..datapath.meters import Band, MeterConfig
 from ..model.objects import Chassis, Port
 from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect
+from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
 from ..ofp.target import parse_target
 from ..packet.announce import announcements
 from ..pipeline.actions import OFPP_TABLE, Output
 from ..pipeline.engine import Pipeline
 from ..pipeline.fields import FieldError
 from ..pipeline.flow import Flow, FlowMod
+from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
 from ..pipeline.trace import Tracer
 from ..store import Store
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
-from .reconcile import Drift, diff, drift
+from .reconcile import Desired, Drift, MeterMod, Mod, diff, drift
 
-__all__ = ["Controller", "LocalSouthbound", "Session", "Southbound"]
+__all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "read_state"]
 
 log = logging.getLogger("vnet.controller")
 POLL = 1.0
@@ -111,13 +119,125 @@ class LocalSouthbound:
     async def packet_out(self, in_port: int, frame: bytes) -> None:
         self.switch.packet_out(in_port, [Output(OFPP_TABLE)], frame)
 
+    async def state(self) -> Desired:
+        flows = [f for f, _, _ in await self.flows()]
+        groups = [g.desc for _, g in sorted(self.switch.pipeline.groups.items())]
+        meters = [m.config for _, m in sorted(self.switch.meters.meters.items())]
+        return Desired(flows, groups, meters)
+
+    async def apply(self, mods: Sequence[Mod]) -> list[tuple[Mod, int, int]]:
+        self.flow_mods_sent += sum(isinstance(m, FlowMod) for m in mods)
+        refused: list[tuple[Mod, int, int]] = []
+        for m in mods:  # one at a time: a refused mod must not hold the others back
+            try:
+                if isinstance(m, MeterMod):
+                    self.switch.meter_mod(m.meter, m.command)
+                else:
+                    self.switch.commit([m])
+            except Exception as e:
+                log.warning("switch refused %s: %s", _what(m), e)
+                refused.append((m, 0, 0))
+        return refused
+
+
+def _text(m: Mod) -> str:
+    """A mod as a dry run shows it."""
+    if isinstance(m, FlowMod):
+        return f"{m.command.value} {format_flow(m.flow)}"
+    if isinstance(m, GroupMod):
+        return f"{m.command.value} group_id={m.group.group_id},type={m.group.type.value}"
+    return f"{m.command} meter={m.meter.meter_id}"
+
+
+def _what(m: Mod) -> str:
+    if isinstance(m, FlowMod):
+        return m.flow.origin or format_flow(m.flow)
+    if isinstance(m, GroupMod):
+        return f"group {m.group.group_id}"
+    return f"meter {m.meter.meter_id}"
+
+
+async def read_state(sb: Southbound) -> Desired:
+    """What a switch holds: its flows, groups and meters."""
+    if isinstance(sb, LocalSouthbound):
+        return await sb.state()
+    flows = [f for f, _, _ in await sb.flows()]
+    if not isinstance(sb, SwitchChannel):
+        return Desired(flows)
+    groups = [
+        group_from_ofp(g.group_id, g.type, g.buckets)
+        for reply in await sb.request(parser.OFPGroupDescStatsRequest(DP, 0))
+        for g in reply.body
+    ]
+    meters = [
+        MeterConfig(m.meter_id, m.flags, tuple(Band(b.rate, b.burst_size, b.type) for b in m.bands))
+        for reply in await sb.request(parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
+        for m in reply.body
+    ]
+    return Desired(flows, groups, meters)
+
+
+_GROUP_CMDS = {
+    GroupModCommand.ADD: ofp.OFPGC_ADD,
+    GroupModCommand.MODIFY: ofp.OFPGC_MODIFY,
+    GroupModCommand.DELETE: ofp.OFPGC_DELETE,
+}
+_METER_CMDS = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY, "delete": ofp.OFPMC_DELETE}
+
+
+def _to_ofp(m: GroupMod | MeterMod) -> Any:
+    if isinstance(m, GroupMod):
+        g = m.group
+        return parser.OFPGroupMod(
+            DP, _GROUP_CMDS[m.command], GROUP_TYPES_TO_OFP[g.type], g.group_id,
+            [bucket_to_ofp(b) for b in g.buckets],
+        )  # fmt: skip
+    c = m.meter
+    bands = [parser.OFPMeterBandDrop(b.rate, b.burst) for b in c.bands]
+    return parser.OFPMeterMod(DP, _METER_CMDS[m.command], c.flags, c.meter_id, bands)
+
+
+async def apply(sb: Southbound, mods: Sequence[Mod]) -> list[tuple[Mod, int, int]]:
+    """Send `mods` in their order and wait for the switch; the ones it refused.
+
+    Over OpenFlow, groups and meters go in the same stream as the flow-mods,
+    so the flow-mods' barrier covers them too.
+    """
+    if isinstance(sb, LocalSouthbound):
+        return await sb.apply(mods)
+    if not isinstance(sb, SwitchChannel):
+        flow_mods = [m for m in mods if isinstance(m, FlowMod)]
+        if len(flow_mods) != len(mods):
+            raise TypeError(f"{type(sb).__name__} takes flow-mods only")
+        return list(await sb.send_flow_mods(flow_mods))
+    refused: list[tuple[Mod, int, int]] = []
+    others: list[tuple[GroupMod | MeterMod, int]] = []
+    i = 0
+    while i < len(mods):  # runs of flow-mods in one call, groups and meters between them
+        j = i
+        while j < len(mods) and isinstance(mods[j], FlowMod):
+            j += 1
+        if j > i:
+            run = [m for m in mods[i:j] if isinstance(m, FlowMod)]
+            refused += await sb.send_flow_mods(run)
+            i = j
+            continue
+        m = mods[i]
+        assert isinstance(m, (GroupMod, MeterMod))
+        xid = sb._send(_to_ofp(m))  # an error for it arrives before the next barrier's reply
+        others.append((m, xid))
+        i += 1
+    await sb.request(parser.OFPBarrierRequest(DP))
+    refused += [(m, *sb._errors.pop(x)) for m, x in others if x in sb._errors]
+    return refused
+
 
 @dataclass
 class Session:
     southbound: Southbound
     chassis: str | None = None  # the chassis id, once known
     ofports: dict[str, int] = field(default_factory=dict)
-    installed: list[Flow] | None = None  # what we installed; None: never synced
+    installed: Desired | None = None  # what we installed; None: never synced
     synced_at: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     full: bool = True  # next sync reads the switch back
@@ -266,12 +386,14 @@ class Controller:
             self._lflows = (state.revision, self.compiler.compile(state))
         return self._lflows[1]
 
-    def desired(self, state: State, sess: Session) -> list[Flow] | None:
+    def desired(self, state: State, sess: Session) -> Desired | None:
+        """What the session's switch should hold: the chassis' flows (groups and
+        meters as the compiler comes to make them)."""
         ch = self.chassis_of(state, sess.dpid)
         sess.chassis = ch.id if ch else None
         if ch is None:
             return None  # a switch no chassis claims: left alone
-        return localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings)
+        return Desired(localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings))
 
     def _track_moves(self, state: State) -> None:
         """A port whose chassis changed is to be announced from its new chassis."""
@@ -325,13 +447,13 @@ class Controller:
                              sess.dpid, "mapped" if ok else "already mapped")  # fmt: skip
                 sess.tlv_mapped = True
             if sess.full or sess.installed is None:
-                have = [f for f, _, _ in await sb.flows()]
+                have = await read_state(sb)
             else:
                 have = sess.installed
             mods = diff(want, have)
-            refused = await sb.send_flow_mods(mods) if mods else []
+            refused = await apply(sb, mods) if mods else []
             for m, t, c in refused:
-                log.warning("switch %016x refused %s (%d/%d)", sess.dpid, m.flow.origin, t, c)
+                log.warning("switch %016x refused %s (%d/%d)", sess.dpid, _what(m), t, c)
             self.flow_mods_total += len(mods)
             sess.installed = want
             sess.full = bool(refused)
@@ -512,12 +634,12 @@ class Controller:
         async with sess.lock:
             state = self.nb.state()
             sess.ofports = await sess.southbound.ports()
-            want = self.desired(state, sess) or []
-            have = [f for f, _, _ in await sess.southbound.flows()]
-            found = drift(want, have, self.explain)
-            if repair and found:
-                mods = diff(want, have)
-                await sess.southbound.send_flow_mods(mods)
+            want = self.desired(state, sess) or Desired()
+            have = await read_state(sess.southbound)
+            found = drift(want.flows, have.flows, self.explain)
+            mods = diff(want, have)
+            if repair and mods:
+                await apply(sess.southbound, mods)
                 self.flow_mods_total += len(mods)
                 sess.installed = want
         return found
@@ -534,11 +656,9 @@ class Controller:
             if sess is None or sess.installed is None:
                 out[ch.name] = {"connected": False, "flow_mods": []}
                 continue
-            mods = diff(localize(lflows, state, ch, sess.ofports), sess.installed)
-            out[ch.name] = {
-                "connected": True,
-                "flow_mods": [f"{m.command.value} {format_flow(m.flow)}" for m in mods],
-            }
+            want = Desired(localize(lflows, state, ch, sess.ofports))
+            mods = diff(want, sess.installed)
+            out[ch.name] = {"connected": True, "flow_mods": [_text(m) for m in mods]}
         return out
 
     def trace(self, port_ref: str, packet: str, tenant: str | None = None) -> Tracer:
@@ -610,7 +730,7 @@ class Controller:
                     "datapath_id": f"{s.dpid:016x}",
                     "chassis": s.chassis,
                     "ports": len(s.ofports),
-                    "flows": len(s.installed or []),
+                    "flows": len(s.installed.flows) if s.installed else 0,
                 }
                 for s in self.sessions.values()
             ],
