@@ -166,15 +166,26 @@ async def read_state(sb: Southbound) -> Desired:
         return Desired(flows)
     groups = [
         group_from_ofp(g.group_id, g.type, g.buckets)
-        for reply in await sb.request(parser.OFPGroupDescStatsRequest(DP, 0))
+        for reply in await _optional(sb, parser.OFPGroupDescStatsRequest(DP, 0))
         for g in reply.body
     ]
     meters = [
         MeterConfig(m.meter_id, m.flags, tuple(Band(b.rate, b.burst_size, b.type) for b in m.bands))
-        for reply in await sb.request(parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
+        for reply in await _optional(sb, parser.OFPMeterConfigStatsRequest(DP, 0, ofp.OFPM_ALL))
         for m in reply.body
     ]
     return Desired(flows, groups, meters)
+
+
+async def _optional(ch: SwitchChannel, request: Any) -> list[Any]:
+    """A table the switch may not have (an Open vSwitch datapath without meters): none."""
+    try:
+        return await ch.request(request)
+    except ChannelError:
+        if ch.closed.is_set():
+            raise
+        log.info("switch %016x has no %s", ch.dpid, type(request).__name__)
+        return []
 
 
 _GROUP_CMDS = {
