@@ -4,11 +4,15 @@ from . import switch as switch  # registers the logical switch's builders
 from .localize import local_ports, localize
 from .logical import Compiler, LFlow, cookie_for
 from .memo import Memo
-from .stages import PIPELINE, Stage, StageError, check, table
+from .stages import NEXT, OUTPUT, PIPELINE, SWITCH, Datapath, Stage, StageError, check, table
 
 __all__ = [
+    "NEXT",
+    "OUTPUT",
     "PIPELINE",
+    "SWITCH",
     "Compiler",
+    "Datapath",
     "LFlow",
     "Memo",
     "Stage",

@@ -8,11 +8,12 @@ A stage declares the fields its flows may match, where its flows may go and
 what happens to what none of its flows claims (`default`).  Table numbers are
 positions in `PIPELINE` and nowhere else: builders say `NEXT` (the next stage
 of the same pipeline, passing over `branch` stages that only a name reaches;
-after the last one, as OUTPUT), `OUTPUT`
-(from ingress: the datapath's egress pipeline; from egress: the chassis'
-output stage) or a stage name, and `resolve` turns that into a table.  So a
-new stage is one `Stage` in its datapath's tuple and one builder, and the
-flows that said `NEXT` before it now reach it.
+after the last one, as `OUTPUT`), `OUTPUT` (from ingress: the datapath's
+egress pipeline; from egress: the chassis' output stage) or a stage name,
+and `resolve` turns that into a table.  So a new stage is one `Stage` in its
+datapath's tuple and one builder, and the flows that said `NEXT` before it
+now reach it.  The declaration is checked and worked out once at import
+(`_Layout`); `declared` swaps in another one, for tests of a new stage.
 
 Every flow of a datapath's stage is scoped to one datapath: the emitter adds
 the datapath's key (`Datapath.key`, today `metadata` = the network's VNI)
