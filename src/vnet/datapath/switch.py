@@ -77,15 +77,17 @@ from ..packet.errors import DecodeError
 from ..packet.ethernet import header_len
 from ..packet.geneve import GeneveOption
 from ..pipeline import odp
-from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output
+from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output, RegLoad, SetField
 from ..pipeline.context import XContext
 from ..pipeline.engine import Decision, Pipeline
 from ..pipeline.errors import ErrorKind, PipelineError
+from ..pipeline.fields import BY_INDEX
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions, Rule
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.match import Match
 from ..pipeline.trace import Tracer
 from . import offload
+from .conntrack import NEW, TRK, Tracker
 from .mac_table import DEFAULT_AGING, MacTable
 from .meters import MeterConfig, MeterTable
 from .normal import normal
@@ -105,6 +107,7 @@ _FLOW = operator.itemgetter(
     fk.IP_PROTO, fk.TP_SRC, fk.TP_DST,
 )  # fmt: skip
 MIN_FRAME = 14
+MAX_RECIRCULATIONS = 8  # ct(table=) passes one packet may take
 HOLD = "hold"  # `_egress`: the port's device is on the way; its frames wait on it
 
 
@@ -132,11 +135,25 @@ FAST_ENTRIES = 8192  # per ingress port
 
 def _refuse_unsupported(actions: Iterable[Action]) -> None:
     for a in actions:
-        if isinstance(a, (Ct, Nat)):
+        if isinstance(a, Nat) or (isinstance(a, Ct) and a.nat is not None):
             raise PipelineError(
-                ErrorKind.UNSUPPORTED_ACTION,
-                f"{a.name}: connection tracking is not available in this switch",
+                ErrorKind.UNSUPPORTED_ACTION, "nat: address translation is not available yet"
             )
+        if isinstance(a, Ct) and a.alg:
+            raise PipelineError(
+                ErrorKind.UNSUPPORTED_ACTION, f"ct: alg={a.alg}: no such helper in this switch"
+            )
+        if isinstance(a, Ct) and a.force:
+            raise PipelineError(ErrorKind.UNSUPPORTED_ACTION, "ct: force is not available yet")
+
+
+def _ct_write(a: Action) -> tuple[int, int]:
+    """(value, mask) an exec() action writes to ct_mark or ct_label."""
+    if isinstance(a, SetField):
+        full = (1 << 128) - 1
+        return a.value, full if a.mask is None else a.mask
+    assert isinstance(a, RegLoad)
+    return a.value << a.ofs, ((1 << a.nbits) - 1) << a.ofs
 
 
 class FailMode:
@@ -202,6 +219,8 @@ class Switch:
         self.fast_hits = 0
         self._unsettled: list[_Entry] = []  # entries whose charges wait for `settle`
         self._ident = 0  # outer IPv4 identification of tunnel packets
+        self.conntrack = Tracker()
+        self._recirculations = 0  # how deep the packet in hand is in ct(table=) passes
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
 
@@ -572,7 +591,7 @@ class Switch:
                     # `normal` reached the datapath unexpanded (packet-out to NORMAL)
                     self.drop("normal_unexpanded")
                 elif kind == "ct":
-                    self.drop("ct_unsupported")
+                    self._conntrack(op, key, offload.shift(hdr, len(data) - base), data)
 
     def _meter(self, meter_id: int, nbytes: int) -> bool:
         if self.meters.admit(meter_id, nbytes, self.now):
@@ -580,6 +599,48 @@ class Switch:
         self.drop("meter")
         self._metered = True
         return False
+
+    def _conntrack(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+        """The `ct` action: track the packet, then (with `table=`) send it through the
+        pipeline again from that table, with its ct fields set -- the full path's
+        charges and egress, like any packet (Open vSwitch's recirculation)."""
+        ct: Ct = op[1]
+        fields: tuple[int, ...] = op[2]
+        meta = fields[fk.META_SLOTS]
+        tracked = fk.extract(frame, key[fk.IN_PORT], meta=meta)  # after the rewrites before it
+        mark = label = None
+        for a in ct.exec_:
+            v, m = _ct_write(a)
+            if a.slot == fk.CT_MARK:  # type: ignore[attr-defined]
+                mark = (v, m)
+            else:
+                label = (v, m)
+        r = self.conntrack.process(
+            frame, tracked, op[3], self.now, commit=ct.commit, mark=mark, label=label
+        )
+        if r.drop is not None:
+            self.drop(r.drop)
+            return
+        if ct.table is None:
+            return
+        if self._recirculations >= MAX_RECIRCULATIONS:
+            self.drop("recirculation_limit")
+            return
+        ctf = [r.state, r.zone, r.mark, r.label, 0, 0, 0, 0, 0, 0, 0]
+        o = r.orig
+        if o is not None:
+            v4 = o[1] == 4
+            ctf[4:11] = (
+                o[3] if v4 else 0, o[4] if v4 else 0, 0 if v4 else o[3], 0 if v4 else o[4],
+                o[2], o[5], o[6],
+            )  # fmt: skip
+        s = fk.CT_SLOTS.start - fk.METADATA
+        again = fk.extract(frame, key[fk.IN_PORT], meta=(*meta[:s], *ctf, *meta[s + len(ctf) :]))
+        self._recirculations += 1
+        try:
+            self._execute(self._pipeline.decide(again, self, ct.table), again, hdr, frame)
+        finally:
+            self._recirculations -= 1
 
     # -- egress: the one way frames leave the switch --------------------------------
     def _egress(self, port_no: int, dst: int) -> tuple[Port | None, str | None]:
@@ -757,9 +818,31 @@ class Switch:
         self._flush()
         return d
 
-    def trace(self, key: Sequence[int], table: int = 0) -> Tracer:
+    def trace(
+        self, key: Sequence[int], table: int = 0, ct_next: Sequence[int] = (), _depth: int = 0
+    ) -> Tracer:
+        """The packet's path, as `ofproto/trace` prints it.  Each `ct(table=N)` is
+        followed into table N with the state `ct_next` gives in turn (`trk|new`
+        when it runs out, as Open vSwitch assumes); the tracker is not asked, so a
+        trace changes no connection."""
         tracer = Tracer(self.name)
         self.pipeline.translate(key, self, tracer, table)
+        states = list(ct_next)
+        for op in tracer.odp:
+            ct: Ct | None = op[1] if op[0] == "ct" else None
+            if ct is None or ct.table is None:
+                continue
+            if _depth + 1 >= MAX_RECIRCULATIONS:
+                tracer.note("recirculation limit reached")
+                break
+            state = states.pop(0) if states else TRK | NEW
+            again = list(op[2])
+            again[fk.CT_STATE], again[fk.CT_ZONE] = state, op[3]
+            sub = self.trace(tuple(again), ct.table, states, _depth + 1)
+            flags = BY_INDEX[fk.CT_STATE].format_value(state)
+            tracer.recirculations.append(
+                (f"recirc: {ct.format()} -> table {ct.table}, ct_state={flags}", sub)
+            )
         return tracer
 
     # -- time -------------------------------------------------------------------------
@@ -769,6 +852,7 @@ class Switch:
         self.now = now
         if self._macs.expire(now):
             self._pipeline.invalidate()
+        self.conntrack.expire(now)
         for port in self.ports.values():
             stale = [h for h in port.held if now - h[0] > HOLD_TIME]
             if stale:

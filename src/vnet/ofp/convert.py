@@ -35,6 +35,7 @@ from ..pipeline.actions import (
     Action,
     Controller,
     Ct,
+    CtClear,
     DecTtl,
     Group,
     MatchInconsistent,
@@ -114,6 +115,14 @@ _RAW = {
     f"field_{(_ERICOXM << 7) | 1}": ("nd_reserved", 4),
     f"field_{(_ERICOXM << 7) | 2}": ("nd_options_type", 1),
     **{f"field_{(_NXM1 << 7) | (40 + i)}": (f"tun_metadata{i}", 4) for i in range(4)},
+    # the connection's original tuple (NXM_NX_CT_NW_PROTO .. NXM_NX_CT_TP_DST)
+    f"field_{(_NXM1 << 7) | 119}": ("ct_nw_proto", 1),
+    f"field_{(_NXM1 << 7) | 120}": ("ct_nw_src", 4),
+    f"field_{(_NXM1 << 7) | 121}": ("ct_nw_dst", 4),
+    f"field_{(_NXM1 << 7) | 122}": ("ct_ipv6_src", 16),
+    f"field_{(_NXM1 << 7) | 123}": ("ct_ipv6_dst", 16),
+    f"field_{(_NXM1 << 7) | 124}": ("ct_tp_src", 2),
+    f"field_{(_NXM1 << 7) | 125}": ("ct_tp_dst", 2),
 }
 _RAW_BY_FIELD = {name: (raw, width) for raw, (name, width) in _RAW.items()}
 OFPP_IN_PORT16 = 0xFFF8
@@ -236,10 +245,27 @@ def match_to_ofp(m: Match) -> parser.OFPMatch:
         else:
             kw[name] = (_from_int(f, value), _from_int(f, mask))
     m = parser.OFPMatch(**kw)
-    # os-ken orders OXMs by type number, which puts class 0x1000 before the
-    # eth_type/ip_proto it depends on; a switch checks prerequisites in order
-    m._fields2.sort(key=lambda kv: kv[0] in _RAW)  # type: ignore[attr-defined]
+    # os-ken orders OXMs by class and type number, which puts an NXM or class
+    # 0x1000 field before the eth_type/ip_proto it depends on (a switch checks
+    # prerequisites in order); Open vSwitch's order is that of `nx_put_raw`
+    m._fields2.sort(key=lambda kv: _OVS_RANK.get(_field(kv[0]).index, 999))  # type: ignore[attr-defined]
     return m
+
+
+# the order Open vSwitch writes a match's fields in (lib/nx-match.c, nx_put_raw), by slot
+_OVS_ORDER = (
+    "in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid", "vlan_pcp",
+    "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_frag", "ip_dscp", "ip_ecn",
+    "ip_ttl", "ipv6_label", "ip_proto", "tp_src", "tp_dst", "tcp_flags",
+    "icmp_type", "icmp_code", "nd_reserved", "nd_target", "nd_options_type",
+    "nd_sll", "nd_tll", "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha",
+    "tun_id", "tun_src", "tun_dst", "tun_ipv6_src", "tun_ipv6_dst",
+    *(f"tun_metadata{i}" for i in range(4)),
+    *(f"reg{i}" for i in range(16)),
+    "ct_state", "ct_zone", "ct_mark", "ct_label", "ct_nw_src", "ct_ipv6_src",
+    "ct_nw_dst", "ct_ipv6_dst", "ct_nw_proto", "ct_tp_src", "ct_tp_dst", "metadata",
+)  # fmt: skip
+_OVS_RANK = {fk.INDEX[name]: i for i, name in enumerate(_OVS_ORDER)}
 
 
 def _nbits(ofs_nbits: int) -> tuple[int, int]:
@@ -253,7 +279,7 @@ def _bad_action(what: str, code: int = ofp.OFPBAC_BAD_TYPE) -> OFError:
 def _action_from_ofp(a: Any) -> Action:
     cls = type(a).__name__
     if cls == "OFPActionOutput":
-        return Output(a.port, a.max_len)
+        return Output(a.port, a.max_len) if a.port == ofp.OFPP_CONTROLLER else Output(a.port)
     if cls == "OFPActionGroup":
         return Group(a.group_id)
     if cls == "OFPActionSetField":
@@ -307,11 +333,95 @@ def _action_from_ofp(a: Any) -> Action:
             ofp.OFPR_INVALID_TTL: "invalid_ttl",
         }
         return Controller(a.max_len, reasons.get(a.reason, "action"), a.controller_id)
-    if cls in ("NXActionCT", "NXActionNAT", "NXActionCTClear"):
-        raise _bad_action(f"{cls} (connection tracking is not available)")
+    if cls == "NXActionCT":
+        return _ct_from_ofp(a)
+    if cls == "NXActionCTClear":
+        return CtClear()
+    if cls == "NXActionNAT":
+        raise _bad_action("nat outside ct()", ofp.OFPBAC_BAD_ARGUMENT)
     if cls.startswith("NX"):
         raise _bad_action(cls, ofp.OFPBAC_BAD_EXPERIMENTER_TYPE)
     raise _bad_action(cls)
+
+
+# NXActionNAT flags, and the flags of ct
+_NAT_SRC, _NAT_DST = 1, 2
+_NAT_FLAG_BITS = {"persistent": 4, "hash": 8, "random": 16}
+_CT_COMMIT, _CT_FORCE = 1, 2
+
+
+def _ct_from_ofp(a: Any) -> Ct:
+    zone, zone_field = 0, None
+    if a.zone_src:
+        f = _field(a.zone_src)
+        ofs, nbits = _nbits(a.zone_ofs_nbits)
+        zone_field = (f.index, ofs, nbits)
+    else:
+        zone = a.zone_ofs_nbits
+    nat: Nat | None = None
+    exec_: list[Action] = []
+    for sub in a.actions:
+        if type(sub).__name__ == "NXActionNAT":
+            nat = _nat_from_ofp(sub)
+            continue
+        act = _action_from_ofp(sub)
+        if not isinstance(act, (SetField, RegLoad)) or act.slot not in (fk.CT_MARK, fk.CT_LABEL):
+            raise _bad_action(f"ct: exec of {act.format()}", ofp.OFPBAC_BAD_ARGUMENT)
+        exec_.append(act)
+    table = None if a.recirc_table == 0xFF else a.recirc_table
+    return Ct(
+        bool(a.flags & _CT_COMMIT),
+        zone,
+        table,
+        nat,
+        tuple(exec_),
+        zone_field,
+        a.alg,
+        bool(a.flags & _CT_FORCE),
+    )
+
+
+def _nat_from_ofp(a: Any) -> Nat:
+    kind = "src" if a.flags & _NAT_SRC else "dst" if a.flags & _NAT_DST else ""
+    flags = tuple(n for n, bit in _NAT_FLAG_BITS.items() if a.flags & bit)
+    lo = a.range_ipv4_min or a.range_ipv6_min or ""
+    hi = a.range_ipv4_max or a.range_ipv6_max or ""
+    return Nat(kind, lo, hi, a.range_proto_min or 0, a.range_proto_max or 0, flags)
+
+
+def _ct_to_ofp(a: Ct, ctx: dict[int, int]) -> Any:
+    subs: list[Any] = []
+    if a.nat is not None:
+        n = a.nat
+        flags = {"src": _NAT_SRC, "dst": _NAT_DST, "": 0}[n.kind]
+        for name in n.flags:
+            flags |= _NAT_FLAG_BITS[name]
+        six = ":" in n.addr_min
+        subs.append(
+            parser.NXActionNAT(
+                flags,
+                range_ipv4_min=n.addr_min if not six else "",
+                range_ipv4_max=n.addr_max if not six else "",
+                range_ipv6_min=n.addr_min if six else "",
+                range_ipv6_max=n.addr_max if six else "",
+                range_proto_min=n.port_min or None,
+                range_proto_max=n.port_max or None,
+            )
+        )
+    subs += [_action_to_ofp(e, ctx) for e in a.exec_]
+    if a.zone_field is not None:
+        slot, ofs, nbits = a.zone_field
+        zone_src, zone_ofs_nbits = _osken_name(BY_INDEX[slot], ctx), (ofs << 6) | (nbits - 1)
+    else:
+        zone_src, zone_ofs_nbits = "", a.zone
+    return parser.NXActionCT(
+        flags=(_CT_COMMIT if a.commit else 0) | (_CT_FORCE if a.force else 0),
+        zone_src=zone_src,
+        zone_ofs_nbits=zone_ofs_nbits,
+        recirc_table=0xFF if a.table is None else a.table,
+        alg=a.alg,
+        actions=subs,
+    )
 
 
 def actions_from_ofp(actions: Iterable[Any]) -> tuple[Action, ...]:
@@ -348,7 +458,8 @@ def instructions_from_ofp(insts: Sequence[Any]) -> Instructions:
 
 def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
     if isinstance(a, Output):
-        return parser.OFPActionOutput(a.port, a.max_len)
+        # max_len means something only to the controller port: 0 elsewhere, as OVS sends
+        return parser.OFPActionOutput(a.port, a.max_len if a.port == ofp.OFPP_CONTROLLER else 0)
     if isinstance(a, Group):
         return parser.OFPActionGroup(a.group_id)
     if isinstance(a, SetField) and a.slot == fk.IP_TTL and a.mask is None:
@@ -399,7 +510,11 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
             controller_id=a.controller_id,
             reason=reasons.get(a.reason, ofp.OFPR_ACTION),
         )
-    if isinstance(a, (Ct, Nat, Meter)):
+    if isinstance(a, Ct):
+        return _ct_to_ofp(a, ctx)
+    if isinstance(a, CtClear):
+        return parser.NXActionCTClear()
+    if isinstance(a, (Nat, Meter)):
         raise _bad_action(a.name)
     raise _bad_action(type(a).__name__)
 
@@ -501,6 +616,8 @@ def flow_mod_to_ofp(flow: Flow, command: int = ofp.OFPFC_ADD) -> Any:
         idle_timeout=flow.idle_timeout,
         hard_timeout=flow.hard_timeout,
         priority=flow.priority,
+        out_port=ofp.OFPP_ANY,  # as Open vSwitch sends them: no filter
+        out_group=ofp.OFPG_ANY,
         flags=flow.flags,
         match=match_to_ofp(flow.match),
         instructions=instructions_to_ofp(flow.instructions, flow.match),

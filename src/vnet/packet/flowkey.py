@@ -27,7 +27,7 @@ frames with the same signature have the same flow key (on the same port, not
 from a tunnel), so the switch can cache per signature what it did with the
 first one (`vnet.datapath.switch`); building it costs a fifth of `extract`.
 
-Trade-off: a 66-slot tuple is built even for a frame that uses a dozen fields.
+Trade-off: a 74-slot tuple is built even for a frame that uses a dozen fields.
 Building it from constant zero sections concatenated to the parsed ones is
 cheaper than per-field assignment, and keeps one code path for all lookups.
 """
@@ -44,10 +44,12 @@ from .ipv6 import walk_extensions
 
 __all__ = [
     "CT_REGS",
+    "CT_SLOTS",
     "FIELDS",
     "INDEX",
     "KEY_LEN",
     "MATCHABLE",
+    "META_SLOTS",
     "PACKET_FIELDS",
     "TUNNEL_FIELDS",
     "TUN_SLOTS",
@@ -113,10 +115,18 @@ FIELDS: tuple[str, ...] = (
     "tun_metadata1",
     "tun_metadata2",
     "tun_metadata3",
-    # 47..65 connection tracking and registers
+    # 47..73 connection tracking (state, zone, mark, label, the original tuple) and registers
     "ct_state",
     "ct_zone",
     "ct_mark",
+    "ct_label",
+    "ct_nw_src",
+    "ct_nw_dst",
+    "ct_ipv6_src",
+    "ct_ipv6_dst",
+    "ct_nw_proto",
+    "ct_tp_src",
+    "ct_tp_dst",
     *(f"reg{i}" for i in range(16)),
 )
 INDEX: dict[str, int] = {name: i for i, name in enumerate(FIELDS)}
@@ -132,9 +142,12 @@ ARP_OP, ARP_SPA, ARP_TPA, ARP_SHA, ARP_THA, ND_TARGET, ND_SLL, ND_TLL = range(27
 ND_RESERVED, ND_OPTIONS_TYPE = 35, 36
 METADATA, TUN_ID, TUN_SRC, TUN_DST, TUN_IPV6_SRC, TUN_IPV6_DST = range(37, 43)
 TUN_METADATA0 = 43
-CT_STATE, CT_ZONE, CT_MARK = range(47, 50)
-REG0 = 50
-CT_REGS = slice(CT_STATE, KEY_LEN)  # the 19 slots carried across recirculation
+CT_STATE, CT_ZONE, CT_MARK, CT_LABEL = range(47, 51)
+CT_NW_SRC, CT_NW_DST, CT_IPV6_SRC, CT_IPV6_DST, CT_NW_PROTO, CT_TP_SRC, CT_TP_DST = range(51, 58)
+REG0 = 58
+CT_SLOTS = slice(CT_STATE, REG0)  # what the connection tracker sets
+CT_REGS = slice(CT_STATE, KEY_LEN)  # the 27 slots carried across recirculation
+META_SLOTS = slice(METADATA, KEY_LEN)  # metadata, tunnel, ct and registers
 NOT_MATCHABLE = frozenset((L3_OFS, L4_OFS, L7_OFS, PARSE_ERROR))
 MATCHABLE = tuple(i for i in range(KEY_LEN) if i not in NOT_MATCHABLE)
 # slots that live in the frame's bytes (a write to them must touch the packet)
@@ -173,7 +186,7 @@ _Z_L2 = (0,) * 7
 _Z_L3 = (0,) * 10
 _Z_L4 = (0,) * 5
 _Z_ND = (0,) * 10
-_Z_META = (0,) * 29  # metadata, tunnel (9), ct and registers (19)
+_Z_META = (0,) * 37  # metadata, tunnel (9), ct (11) and registers (16)
 _Z_ND_META = _Z_ND + _Z_META
 
 _ETH = struct.Struct("!HIHIH").unpack_from
@@ -198,22 +211,25 @@ def extract(
     in_port: int = 0,
     tunnel: TunnelInfo | None = None,
     ct_regs: tuple[int, ...] | None = None,
+    meta: tuple[int, ...] | None = None,
 ) -> tuple[int, ...]:
     """Parse `frame` once into a flow key.  Never raises for any bytes.
 
-    `ct_regs` (19 values: ct_state, ct_zone, ct_mark, reg0..15) is given when a
-    packet re-enters the pipeline after recirculation.
+    `ct_regs` (27 values: the ct fields, reg0..15), or `meta` (every slot from
+    `metadata` on, as `META_SLOTS` cuts them) is given when a packet re-enters
+    the pipeline after recirculation.
     """
-    meta: Tup
     nd_meta: Tup
-    if tunnel is None and ct_regs is None:
+    if meta is not None:
+        nd_meta = _Z_ND + meta
+    elif tunnel is None and ct_regs is None:
         meta = _Z_META
         nd_meta = _Z_ND_META  # concatenated once at import
     else:
         meta = (
             0,
             *(tunnel.key_fields() if tunnel is not None else (0,) * 9),
-            *(ct_regs or (0,) * 19),
+            *(ct_regs or (0,) * 27),
         )
         nd_meta = _Z_ND + meta
     n = len(frame)

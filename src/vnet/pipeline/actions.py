@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..packet import flowkey as fk
+from ..packet.addr import ip4_int, ip6_int
 from .context import XContext
 from .fields import BY_INDEX, FIELDS, PORT_NAMES, PORT_NUMBERS, Field, FieldError, lookup
 from .match import Match, PrereqError
@@ -41,6 +42,7 @@ __all__ = [
     "ActionError",
     "Controller",
     "Ct",
+    "CtClear",
     "DecTtl",
     "Group",
     "MatchInconsistent",
@@ -416,30 +418,48 @@ class Resubmit(Action):
         return f"resubmit({port},{self.table})"
 
 
+NAT_FLAGS = ("persistent", "hash", "random")
+
+
 @dataclass(frozen=True, slots=True)
 class Nat(Action):
+    """`nat` inside `ct`: set up (src= or dst=, address and port ranges) or apply
+    the translation of the packet's connection; as Open vSwitch spells it."""
+
     name: ClassVar[str] = "nat"
-    kind: str = ""  # "" (reverse NAT of an existing connection), "src" or "dst"
+    kind: str = ""  # "" (apply an existing connection's translation), "src" or "dst"
     addr_min: str = ""
     addr_max: str = ""
     port_min: int = 0
     port_max: int = 0
+    flags: tuple[str, ...] = ()  # persistent | hash | random
 
     def execute(self, x: XContext) -> None:  # only meaningful inside ct()
         x.note("nat outside ct(): ignored")
 
     def format(self) -> str:
         if not self.kind:
-            return "nat"
-        rng = self.addr_min + (f"-{self.addr_max}" if self.addr_max else "")
+            return "nat" + (f"({','.join(self.flags)})" if self.flags else "")
+
+        def addr(a: str) -> str:
+            return f"[{a}]" if ":" in a else a
+
+        rng = addr(self.addr_min) + (f"-{addr(self.addr_max)}" if self.addr_max else "")
         if self.port_min:
             rng += f":{self.port_min}" + (f"-{self.port_max}" if self.port_max else "")
-        return f"nat({self.kind}={rng})"
+        return f"nat({','.join((f'{self.kind}={rng}', *self.flags))})"
 
 
 @dataclass(frozen=True, slots=True)
 class Ct(Action):
-    """Send the packet through the connection tracker (the tracker lives in the datapath)."""
+    """Send the packet through the connection tracker (which lives in the datapath).
+
+    Translation emits ("ct", action, fields, zone): the fields as they stand
+    here (the registers and metadata the recirculated packet carries on) and
+    the zone, read from its register if `zone_field` names one.  With `table`
+    the pipeline forks, as Open vSwitch's does: this pass goes on untracked,
+    and the tracked packet resumes at `table` with its ct fields set.
+    """
 
     name: ClassVar[str] = "ct"
     commit: bool = False
@@ -447,25 +467,54 @@ class Ct(Action):
     table: int | None = None
     nat: Nat | None = None
     exec_: tuple[Action, ...] = field(default=())
+    zone_field: tuple[int, int, int] | None = None  # (slot, offset, bits) the zone is read from
+    alg: int = 0  # 21: the FTP helper
+    force: bool = False
 
     def execute(self, x: XContext) -> None:
-        x.emit(("ct", self))
+        zone = self.zone
+        if self.zone_field is not None:
+            slot, ofs, nbits = self.zone_field
+            zone = (x.fields[slot] >> ofs) & ((1 << nbits) - 1)
+        x.emit(("ct", self, tuple(x.fields), zone))
         if self.table is not None:
-            x.note(f"conntrack, then recirculate to table {self.table}")
+            x.note(f"conntrack (zone {zone}), then recirculate to table {self.table}")
 
     def format(self) -> str:
         parts = []
         if self.commit:
             parts.append("commit")
+        if self.force:
+            parts.append("force")
         if self.table is not None:
             parts.append(f"table={self.table}")
-        if self.zone:
+        if self.zone_field is not None:
+            slot, ofs, nbits = self.zone_field
+            parts.append(f"zone={_fmt_subfield(BY_INDEX[slot], ofs, nbits)}")
+        elif self.zone:
             parts.append(f"zone={self.zone}")
         if self.exec_:
             parts.append("exec(" + ",".join(a.format() for a in self.exec_) + ")")
+        if self.alg:
+            parts.append("alg=ftp" if self.alg == 21 else f"alg={self.alg}")
         if self.nat is not None:
             parts.append(self.nat.format())
         return "ct(" + ",".join(parts) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class CtClear(Action):
+    """Forget the packet's connection-tracking state (ct_state and the rest become 0)."""
+
+    name: ClassVar[str] = "ct_clear"
+
+    def execute(self, x: XContext) -> None:
+        for slot in range(fk.CT_SLOTS.start, fk.CT_SLOTS.stop):
+            if x.fields[slot]:
+                x.set_field(slot, 0)
+
+    def format(self) -> str:
+        return "ct_clear"
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,25 +657,62 @@ def _p_resubmit(arg: str | None) -> Action:
 def _p_nat(arg: str | None) -> Nat:
     if arg is None:
         return Nat()
-    body = arg.strip("()")
-    kind, _, rng = body.partition("=")
-    if kind not in ("src", "dst"):
-        raise ActionError("nat", f"expected src= or dst=, got {body!r}")
-    addrs, _, ports = rng.partition(":")
-    amin, _, amax = addrs.partition("-")
-    pmin, _, pmax = ports.partition("-")
-    return Nat(
-        kind,
-        amin,
-        amax,
-        _num(pmin, "nat", 16) if pmin else 0,
-        _num(pmax, "nat", 16) if pmax else 0,
-    )
+    parts = split_args(arg.strip()[1:-1] if arg.strip().startswith("(") else arg)
+    kind = amin = amax = ""
+    pmin = pmax = 0
+    flags: list[str] = []
+    for part in parts:
+        part = part.strip()
+        if part in NAT_FLAGS:
+            if part in flags:
+                raise ActionError("nat", f"{part} given twice")
+            flags.append(part)
+            continue
+        k, eq, rng = part.partition("=")
+        if k not in ("src", "dst") or not eq or kind:
+            raise ActionError("nat", f"expected src=, dst= or {', '.join(NAT_FLAGS)}, got {part!r}")
+        kind = k
+        amin, amax, pmin, pmax = _nat_range(rng)
+    if len(set(flags) & {"hash", "random"}) > 1:
+        raise ActionError("nat", "hash and random exclude each other")
+    if flags and not kind:
+        raise ActionError("nat", f"{flags[0]} needs src= or dst=")
+    return Nat(kind, amin, amax, pmin, pmax, tuple(sorted(flags, key=NAT_FLAGS.index)))
+
+
+def _nat_range(rng: str) -> tuple[str, str, int, int]:
+    """`10.0.0.1-10.0.0.9:1000-2000`, `[fd00::1]-[fd00::9]:80`: addresses, ports."""
+    if rng.startswith("["):
+        lo, _, rest = rng[1:].partition("]")
+        hi = ""
+        if rest.startswith("-["):
+            hi, _, rest = rest[2:].partition("]")
+        ports = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ActionError("nat", f"bad address range {rng!r}")
+        six = True
+    else:
+        addrs, _, ports = rng.partition(":")
+        lo, _, hi = addrs.partition("-")
+        six = False
+    for a in (lo, hi):
+        if a:
+            try:
+                (ip6_int if six else ip4_int)(a)
+            except ValueError:
+                raise ActionError("nat", f"bad address {a!r}") from None
+    pl, _, ph = ports.partition("-")
+    port_min = _num(pl, "nat", 16) if pl else 0
+    port_max = _num(ph, "nat", 16) if ph else 0
+    if port_max and port_max < port_min:
+        raise ActionError("nat", f"port range {ports!r} runs backwards")
+    return lo, hi, port_min, port_max
 
 
 def _p_ct(arg: str | None) -> Action:
-    commit = False
-    zone = 0
+    commit = force = False
+    zone = alg = 0
+    zone_field: tuple[int, int, int] | None = None
     table: int | None = None
     nat: Nat | None = None
     exec_: tuple[Action, ...] = ()
@@ -635,17 +721,37 @@ def _p_ct(arg: str | None) -> Action:
         name = name.strip()
         if part == "commit":
             commit = True
+        elif part == "force":
+            force = True
         elif name == "zone" and eq:
-            zone = _num(val, "ct", 16)
+            if val.strip()[:1].isdigit():
+                zone = _num(val, "ct", 16)
+            else:
+                f, ofs, nbits = _subfield(val, "ct")
+                if nbits > 16:
+                    raise ActionError("ct", f"zone {val!r}: a zone has 16 bits, not {nbits}")
+                zone_field = (f.index, ofs, nbits)
         elif name == "table" and eq:
             table = _num(val, "ct", 8)
+            if table > 254:
+                raise ActionError("ct", f"table {table} out of range 0..254")
+        elif name == "alg" and eq:
+            alg = 21 if val.strip() == "ftp" else _num(val, "ct", 16)
         elif part.startswith("nat"):
             nat = _p_nat(part[3:] or None)
         elif part.startswith("exec("):
             exec_ = tuple(parse_action(a) for a in split_args(part[5:-1]))
+            for a in exec_:
+                if not (isinstance(a, (SetField, RegLoad)) and a.slot in _CT_WRITABLE):
+                    raise ActionError(
+                        "ct", f"exec: only ct_mark and ct_label may be set, not {a.format()!r}"
+                    )
         else:
             raise ActionError("ct", f"unknown argument {part!r}")
-    return Ct(commit, zone, table, nat, exec_)
+    return Ct(commit, zone, table, nat, exec_, zone_field, alg, force)
+
+
+_CT_WRITABLE = frozenset((fk.CT_MARK, fk.CT_LABEL))
 
 
 def _p_note(arg: str | None) -> Action:
@@ -688,6 +794,7 @@ PARSERS: dict[str, Callable[[str | None], Action]] = {
     "meter": lambda a: Meter(_num(a or "", "meter")),
     "resubmit": _p_resubmit,
     "ct": _p_ct,
+    "ct_clear": _fixed(CtClear()),
     "note": _p_note,
     "set_tunnel": _p_set_tunnel,
     "set_tunnel64": _p_set_tunnel,

@@ -112,7 +112,7 @@ class Pipeline:
         self.tables = [Table(i, miss) for i in range(n_tables)]
         self.groups: dict[int, GroupEntry] = {}
         self.version = 0
-        self._cache: dict[tuple[int, ...], Decision] = {}
+        self._cache: dict[Any, Decision] = {}  # by key, or by (start table, key)
         # the datapath's caches in front of this one (per ingress port, by frame
         # signature): opaque here, emptied with it
         self._signatures: dict[int, dict[Any, Any]] = {}
@@ -325,20 +325,23 @@ class Pipeline:
         self._fresh()
         return sum(len(c) for c in self._signatures.values())
 
-    def decide(self, key: tuple[int, ...], hooks: Hooks) -> Decision:
-        """Cached translation: the datapath's entry point."""
+    def decide(self, key: tuple[int, ...], hooks: Hooks, table: int = 0) -> Decision:
+        """Cached translation: the datapath's entry point.  A recirculated packet
+        (`ct(table=N)`) starts at `table`; its key holds the connection's state,
+        zone, mark and label, so those are part of what the decision is cached by."""
         if self._cache_version != self.version:
             self._fresh()
-        d = self._cache.get(key)
+        at: Any = key if not table else (table, key)
+        d = self._cache.get(at)
         if d is not None:
             self.cache_hits += 1
             return d
         self.cache_misses += 1
-        d = self.translate(key, hooks)
+        d = self.translate(key, hooks, None, table)
         if d.cacheable:
             if len(self._cache) >= CACHE_CAPACITY:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[key] = d
+            self._cache[at] = d
         return d
 
     def account(self, d: Decision, nbytes: int, now: float, packets: int = 1) -> None:

@@ -489,6 +489,15 @@ FIELDS: tuple[Field, ...] = (
     _f("ct_state", 8, "ct_state", writable=False, nxm="NXM_NX_CT_STATE"),
     _f("ct_zone", 16, "int", maskable=False, writable=False, nxm="NXM_NX_CT_ZONE"),
     _f("ct_mark", 32, "hex", nxm="NXM_NX_CT_MARK"),
+    _f("ct_label", 128, "hex", nxm="NXM_NX_CT_LABEL"),
+    # the connection's original-direction tuple (read only)
+    _f("ct_nw_src", 32, "ipv4", prereqs=(_IP4,), writable=False, nxm="NXM_NX_CT_NW_SRC"),
+    _f("ct_nw_dst", 32, "ipv4", prereqs=(_IP4,), writable=False, nxm="NXM_NX_CT_NW_DST"),
+    _f("ct_ipv6_src", 128, "ipv6", prereqs=(_IP6,), writable=False, nxm="NXM_NX_CT_IPV6_SRC"),
+    _f("ct_ipv6_dst", 128, "ipv6", prereqs=(_IP6,), writable=False, nxm="NXM_NX_CT_IPV6_DST"),
+    _f("ct_nw_proto", 8, "int", maskable=False, writable=False, nxm="NXM_NX_CT_NW_PROTO"),
+    _f("ct_tp_src", 16, "int", writable=False, nxm="NXM_NX_CT_TP_SRC"),
+    _f("ct_tp_dst", 16, "int", writable=False, nxm="NXM_NX_CT_TP_DST"),
     *(_f(f"reg{i}", 32, "hex", nxm=f"NXM_NX_REG{i}") for i in range(16)),
 )
 

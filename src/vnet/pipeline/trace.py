@@ -64,6 +64,8 @@ class Tracer:
         self.final: list[int] = []
         self.odp: tuple[Any, ...] = ()
         self.drop_reason: str | None = None
+        # ct(table=N) passes that follow this one: (heading, their tracer)
+        self.recirculations: list[tuple[str, Tracer]] = []
 
     # -- recording (called by the engine) ----------------------------------------------
     def _add(self, node: TraceNode) -> TraceNode:
@@ -141,6 +143,7 @@ class Tracer:
             "final_flow": format_key(self.final),
             "datapath_actions": format_odp(self.odp),
             "drop_reason": self.drop_reason if not self.odp else None,
+            "recirculations": [{"heading": h, **sub.as_dict()} for h, sub in self.recirculations],
         }
 
     def format(self) -> str:
@@ -159,6 +162,9 @@ class Tracer:
         if not self.odp and self.drop_reason:
             dp += f" (reason: {self.drop_reason})"
         lines.append(f"Datapath actions: {dp}")
+        for heading, sub in self.recirculations:
+            bar = "=" * len(heading)
+            lines += ["", bar, heading, bar, sub.format()]
         return "\n".join(lines)
 
     def _fmt(self, node: TraceNode, depth: int, lines: list[str]) -> None:
