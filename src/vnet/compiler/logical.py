@@ -25,7 +25,7 @@ nothing else.  Output is sorted: the same model gives byte-identical flows.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,15 +37,14 @@ from ..pipeline.flow import Flow, Instructions
 from ..pipeline.match import Match
 from .memo import Memo, recall
 from .stages import (
-    DATAPATH_KEY,
     FLAG_FROM_TUNNEL,
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
     check,
-    datapath_of,
     pipeline,
     resolve,
+    scope_of,
     stage,
     table,
 )
@@ -107,8 +106,10 @@ def _load(reg: str, value: int) -> SetField:
     return SetField(_SLOT[reg], value)
 
 
-def resolved(stage_name: str, actions: Iterable[Action | To]) -> tuple[Action, ...]:
+def resolved(stage_name: str, actions: Sequence[Action | To]) -> tuple[Action, ...]:
     """`actions` with each `To` turned into a resubmit to the table it names."""
+    if not any(isinstance(a, To) for a in actions):
+        return tuple(actions)  # type: ignore[arg-type]
     return tuple(
         Resubmit(None, resolve(stage_name, a.target)) if isinstance(a, To) else a for a in actions
     )
@@ -122,7 +123,8 @@ class _Emit:
     """
 
     def __init__(self, kind: str, obj: Any, net: Network | None) -> None:
-        self.kind, self.obj = kind, obj
+        self.kind, self.name, self.id = kind, obj.name, obj.id
+        self.hi = zlib.crc32(self.id.encode()) << 32  # the cookie's owner half
         self.datapath = None if net is None else net.id
         self.key = None if net is None else datapath_key(net)
         self.out: list[LFlow] = []
@@ -142,27 +144,24 @@ class _Emit:
         flood: tuple[int, ...] = (),
     ) -> None:
         if self.key is not None:
-            dp = datapath_of(stage_name)
-            if dp is not None:
-                match = {**match, dp.key: self.key}
-            elif DATAPATH_KEY in stage(stage_name).fields:
-                match = {**match, DATAPATH_KEY: self.key}
+            scope = scope_of(stage_name)
+            if scope is not None:
+                match = {**match, scope: self.key}
         ins = Instructions(
             apply=resolved(stage_name, apply),
             goto=None if goto is None else resolve(stage_name, goto),
             metadata=None if enter is None else (enter, (1 << 64) - 1),
         )
-        origin = f"{self.kind} {self.obj.name} ({self.obj.id}) · {stage_name} · {rule}"
         f = Flow(
             match=Match.of(**match),
             instructions=ins,
             table=table(stage_name),
             priority=priority,
-            cookie=cookie_for(self.obj.id, rule),
-            origin=origin,
+            cookie=self.hi | zlib.crc32(rule.encode()),
+            origin=f"{self.kind} {self.name} ({self.id}) · {stage_name} · {rule}",
         )
         check(f)
-        self.out.append(LFlow(f, self.datapath, (self.kind, self.obj.id), rule, flood))
+        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood))
 
 
 class _At:

@@ -27,17 +27,20 @@ T = TypeVar("T")
 
 
 class _Tracked:
-    """A read-only view of one object that records what is read of it."""
+    """A read-only view of one object that records what is read of it.
 
-    __slots__ = ("_obj", "_reads")
+    The first read of an attribute lands in the view's own `__dict__`, so the
+    record is that dict and a second read costs no call.
+    """
 
-    def __init__(self, obj: object, reads: dict[str, object]) -> None:
+    __slots__ = ("__dict__", "_obj")
+
+    def __init__(self, obj: object) -> None:
         object.__setattr__(self, "_obj", obj)
-        object.__setattr__(self, "_reads", reads)
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._obj, name)
-        self._reads[name] = value
+        self.__dict__[name] = value
         return value
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -81,8 +84,9 @@ def recall(
     hit = memo.get(key) if memo is not None else None
     if hit is not None and _unchanged(hit, objs, args):
         return hit.value, False
-    reads: tuple[dict[str, object], ...] = tuple({} for _ in objs)
-    value = build(*(_Tracked(o, r) for o, r in zip(objs, reads, strict=True)), *args)
+    views = [_Tracked(o) for o in objs]
+    value = build(*views, *args)
+    reads = tuple(v.__dict__ for v in views)
     if memo is not None:
         memo[key] = Entry(tuple(objs), reads, args, value)
     return value, True

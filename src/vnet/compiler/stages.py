@@ -60,6 +60,7 @@ __all__ = [
     "declared",
     "pipeline",
     "resolve",
+    "scope_of",
     "stage",
     "stage_of",
     "table",
@@ -184,6 +185,8 @@ class _Layout:
             raise StageError("two stages with one name")
         self.dp = {s.name: dp for dp in datapaths for s in dp.stages}
         self.fields: dict[str, frozenset[int]] = {}
+        # the field a datapath's flows of each stage match its key in (None: they do not)
+        self.scope: dict[str, str | None] = {}
         self.jumps: dict[tuple[str, str], int] = {}  # (stage, NEXT|OUTPUT|name) -> table
         for kind in datapaths:
             if self.dp.get(kind.reentry) is not kind:
@@ -192,6 +195,10 @@ class _Layout:
             dp = self.dp.get(st.name)
             names = (*st.fields, dp.key) if dp is not None else st.fields
             self.fields[st.name] = frozenset(lookup(f).index for f in names)
+            if dp is not None:
+                self.scope[st.name] = dp.key
+            else:
+                self.scope[st.name] = DATAPATH_KEY if DATAPATH_KEY in st.fields else None
             for to in st.next:
                 self.jumps[(st.name, to)] = self.table(self._target(st, to))
             if st.default is not None and st.default not in st.next:
@@ -255,6 +262,17 @@ def stage(name: str) -> Stage:
 def stage_of(table_id: int) -> str:
     p = _layout.pipeline
     return p[table_id].name if 0 <= table_id < len(p) else f"table {table_id}"
+
+
+def scope_of(name: str) -> str | None:
+    """The field in which a datapath's flows of stage `name` match its key, if they do.
+
+    Every stage of a datapath does; a chassis' stage does if it declares
+    `DATAPATH_KEY` among its fields (the output stage).
+    """
+    if name not in _layout.scope:
+        raise StageError(f"no stage {name!r}")
+    return _layout.scope[name]
 
 
 def datapath_of(name: str) -> Datapath | None:
