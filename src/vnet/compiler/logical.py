@@ -41,6 +41,7 @@ from .stages import (
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
+    StageError,
     check,
     pipeline,
     resolve,
@@ -188,11 +189,16 @@ _PORT: list[tuple[str, PortBuilder]] = []
 _NETWORK: list[tuple[str, NetworkBuilder]] = []
 
 
+def _logical(name: str) -> None:
+    if stage(name).chassis:
+        raise StageError(f"{name}: a chassis stage, filled by localize, not by the logical compile")
+
+
 def port_stage(name: str) -> Callable[[PortBuilder], PortBuilder]:
     """Register a builder of stage `name`'s flows for each port."""
+    _logical(name)
 
     def register(fn: PortBuilder) -> PortBuilder:
-        stage(name)
         _PORT.append((name, fn))
         return fn
 
@@ -201,9 +207,9 @@ def port_stage(name: str) -> Callable[[PortBuilder], PortBuilder]:
 
 def network_stage(name: str) -> Callable[[NetworkBuilder], NetworkBuilder]:
     """Register a builder of stage `name`'s flows for each network (given its ports)."""
+    _logical(name)
 
     def register(fn: NetworkBuilder) -> NetworkBuilder:
-        stage(name)
         _NETWORK.append((name, fn))
         return fn
 

@@ -300,3 +300,11 @@ def test_a_new_stage_is_one_declaration_and_one_builder(monkeypatch: pytest.Monk
     # outside the declaration the pipeline is as it was
     with pytest.raises(StageError):
         table("ls_in_check_src")
+
+
+def test_the_chassis_stages_take_no_logical_builder() -> None:
+    for name in ("phy_in", "phy_out"):
+        with pytest.raises(StageError, match="chassis"):
+            logical.port_stage(name)
+        with pytest.raises(StageError, match="chassis"):
+            logical.network_stage(name)
