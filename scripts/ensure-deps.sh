@@ -6,7 +6,7 @@
 #                                vSwitch (not as root the demo is simulated and needs nothing)
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
-#                                ping and iproute2
+#                                ping, iproute2 and ethtool (offloads off where a peer needs it)
 #   ensure-deps.sh bench         the test peers, and trafgen (netsniff-ng), the frame generator
 #                                of the switch benchmark
 set -euo pipefail
@@ -33,6 +33,7 @@ case "$target" in
     command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
+    command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
     if [ "$target" = bench ]; then command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng); fi
     ;;
   *) echo "ensure-deps: unknown target '$target'" >&2; exit 2 ;;
