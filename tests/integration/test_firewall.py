@@ -88,8 +88,9 @@ def ofctl(target: str, *args: str) -> str:
     return r.stdout
 
 
-def switch(kind: str, lab: Lab, tmp: Path, ports: list[str]) -> str:
+def switch(kind: str, lab: Lab, tmp: Path, ports: list[str]) -> tuple[str, SwitchRig | None]:
     """The switch under test, programmed with the firewall; its OpenFlow target."""
+    sw = None
     if kind == "vnet":
         sw = SwitchRig(lab, tmp)
         port = free_port()
@@ -102,7 +103,7 @@ def switch(kind: str, lab: Lab, tmp: Path, ports: list[str]) -> str:
         r = subprocess.run([*VNET, "ofctl", "add-flow", target, flow],
                            capture_output=True, text=True, timeout=30)  # fmt: skip
         assert r.returncode == 0, (flow, r.stdout + r.stderr)
-    return target
+    return target, sw
 
 
 def py(lab: Lab, ns: str, code: str, *args: str, timeout: float = 20) -> subprocess.Popen[str]:
@@ -130,7 +131,7 @@ def test_stateful_firewall_gives_the_same_verdicts(lab: Lab, tmp_path: Path, kin
         lab.exec(ns, "ethtool", "-K", peer, "tx", "off")
         hosts.append(ns)
         ports.append(end)
-    target = switch(kind, lab, tmp_path, ports)
+    target, sw = switch(kind, lab, tmp_path, ports)
     ping = ("ping", "-c", "2", "-i", "0.2", "-W", "1")
     assert lab.exec(hosts[0], *ping, B, check=False).returncode == 0  # A -> B, replies pass
     assert lab.exec(hosts[1], *ping, A, check=False).returncode != 0  # B -> A refused
@@ -157,3 +158,14 @@ def test_stateful_firewall_gives_the_same_verdicts(lab: Lab, tmp_path: Path, kin
     assert inv_packets(target) == 1
     assert cli.wait(20) == 0, cli.stderr.read() if cli.stderr else ""
     assert cli.stdout.read().strip() == "second"  # the connection carried on
+    if sw is not None:  # what the tracker holds, as dpctl/dump-conntrack and friends say
+        dump = sw.vnet("ct", "dump", sw.name, "--zone", "1")
+        assert f"tcp,orig=(src={A},dst={B},sport={CLIENT_PORT},dport={SERVER_PORT})" in dump
+        assert "icmp,orig=" in dump and "zone=1" in dump
+        assert sw.vnet("ct", "dump", sw.name, "--zone", "2").strip() == ""
+        stats = sw.vnet("ct", "stats", sw.name)
+        assert "ct_invalid 1" in stats and "by zone: 1 " in stats
+        assert "connections flushed" in sw.vnet("ct", "flush", sw.name)
+        assert "connections: 0 " in sw.vnet("ct", "stats", sw.name)
+        bad = sw.vnet("ct", "dump", sw.name, "--zone", "70000", check=False)
+        assert "--zone" in bad

@@ -19,6 +19,7 @@ from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
 from .common import console, fail
 from .controller import controller_app, port_app, register
+from .ct import ct_app
 from .demo import run_demo
 from .lab import lab_app
 from .lab_demo import run_lab_demo
@@ -33,6 +34,7 @@ app.add_typer(packet_app, name="packet")
 app.add_typer(flows_app, name="flows")
 app.add_typer(switch_app, name="switch")
 app.add_typer(ofctl_app, name="ofctl")
+app.add_typer(ct_app, name="ct")
 app.add_typer(controller_app, name="controller")
 app.add_typer(lab_app, name="lab")
 app.add_typer(port_app, name="port")

@@ -27,6 +27,7 @@ from typing import Any
 from ..packet.addr import mac_str
 from ..pipeline.fields import FieldError
 from ..pipeline.ofctl import FlowSyntaxError, parse_packet
+from .conntrack import format_conn
 from .port import PortConfigError, parse_port_spec
 from .runner import Runner
 from .switch import SwitchError
@@ -118,6 +119,9 @@ class ControlServer(JsonLineServer):
                 "del-port": self.del_port,
                 "trace": self.trace,
                 "fdb": self.fdb,
+                "ct-dump": self.ct_dump,
+                "ct-flush": self.ct_flush,
+                "ct-stats": self.ct_stats,
             },
         )
 
@@ -163,6 +167,25 @@ class ControlServer(JsonLineServer):
         key = parse_packet(args["packet"])
         tracer = self.runner.switch.trace(key, int(args.get("table", 0)))
         return {"text": tracer.format(), "trace": tracer.as_dict()}
+
+    def _zone(self, args: dict[str, Any]) -> int | None:
+        zone = args.get("zone")
+        if zone is not None and (not isinstance(zone, int) or not 0 <= zone <= 0xFFFF):
+            raise SwitchError(f"zone: expected 0..65535, got {zone!r}")
+        return zone
+
+    def ct_dump(self, args: dict[str, Any]) -> Any:
+        sw = self.runner.switch
+        zone = self._zone(args)
+        lines = [format_conn(c, sw.now) for c in sw.conntrack.conns(zone)]
+        return sorted(lines)
+
+    def ct_flush(self, args: dict[str, Any]) -> Any:
+        return {"flushed": self.runner.switch.conntrack.flush(self._zone(args))}
+
+    def ct_stats(self, args: dict[str, Any]) -> Any:
+        sw = self.runner.switch
+        return sw.conntrack.stats(sw.now)
 
     def fdb(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch
