@@ -8,6 +8,7 @@ it back as written.  The switch has no ports, so no root is needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -72,7 +73,9 @@ class Recorder:
             except OSError:
                 return
             up = socket.create_connection(("127.0.0.1", self.upstream))
-            threading.Thread(target=self._pump, args=(c, up, self.flow_mods, 14), daemon=True).start()
+            threading.Thread(
+                target=self._pump, args=(c, up, self.flow_mods, 14), daemon=True
+            ).start()
             threading.Thread(target=self._pump, args=(up, c, self.errors, 1), daemon=True).start()
 
     @staticmethod
@@ -93,10 +96,8 @@ class Recorder:
             pass
         finally:
             for s in (a, b):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.srv.close()
