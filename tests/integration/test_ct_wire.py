@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -26,6 +25,8 @@ import pytest
 
 from vnet.ofp.convert import flow_mod_to_ofp
 from vnet.pipeline import parse_flow
+
+from .test_interop import free_port, ofctl
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +46,6 @@ REFUSED = [
     "table=3,priority=8,ip,actions=ct(nat,table=4)",
     "table=3,priority=7,tcp,actions=ct(commit,alg=ftp)",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:
@@ -83,7 +78,6 @@ class Recorder:
         buf = b""
         try:
             while data := a.recv(65536):
-                b.sendall(data)
                 buf += data
                 while len(buf) >= 8:
                     n = struct.unpack_from("!H", buf, 2)[0]
@@ -92,6 +86,7 @@ class Recorder:
                     if buf[1] == mtype:
                         keep.append(buf[:n])
                     buf = buf[n:]
+                b.sendall(data)  # recorded first: the other end's answer comes after
         except OSError:
             pass
         finally:
@@ -125,17 +120,6 @@ def switch(tmp_path: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-
-
-def ofctl(target: str, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("ovs-ofctl")
-    assert exe, "ovs-ofctl missing: `make test` installs openvswitch-common"
-    return subprocess.run(
-        [exe, "-O", "OpenFlow13", args[0], target, *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def vnet_wire(text: str) -> bytes:

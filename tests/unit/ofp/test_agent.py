@@ -2,48 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
-import threading
 from collections.abc import Iterator
 
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from vnet.datapath import PortConfig, Switch
+from vnet.datapath import Switch
 from vnet.datapath.ports.memory import MemoryDevice
 from vnet.ofp.agent import Agent
 from vnet.ofp.client import OFClient, OFClientError
 from vnet.ofp.convert import DP, flow_mod_to_ofp
 from vnet.pipeline.ofctl import format_flow, parse_flow
 
+from .agent_thread import agent_thread, memory_switch
+
 
 @pytest.fixture
 def switch() -> Iterator[tuple[Switch, str]]:
-    sw = Switch("t", fail_mode="secure")
-    for i in (1, 2, 3):
-        sw.add_port(
-            PortConfig(f"p{i}", kind="memory", port_security=False),
-            MemoryDevice(f"p{i}", hw_addr=i),
-        )
+    sw = memory_switch("t", 3)
     agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(agent.start())
-        ready.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert ready.wait(5)
-    yield sw, f"tcp:127.0.0.1:{agent.bound_ports()[0]}"
-    asyncio.run_coroutine_threadsafe(agent.stop(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(5)
+    with agent_thread(agent):
+        yield sw, f"tcp:127.0.0.1:{agent.bound_ports()[0]}"
 
 
 def flow_mod(text: str) -> parser.OFPFlowMod:

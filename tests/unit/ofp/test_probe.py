@@ -24,6 +24,8 @@ from vnet.datapath.switch import PacketIn
 from vnet.ofp.agent import Agent
 from vnet.packet import extract
 
+from .agent_thread import agent_thread
+
 PROBE = 0.2
 HDR = struct.Struct("!BBHI")
 
@@ -87,32 +89,15 @@ class Controller:
 
 @pytest.fixture
 def rig() -> Iterator[Callable[[Controller], tuple[Agent, asyncio.AbstractEventLoop]]]:
-    made: list[tuple[Agent, asyncio.AbstractEventLoop, threading.Thread, Controller]] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(ctl: Controller) -> tuple[Agent, asyncio.AbstractEventLoop]:
-        sw = Switch("probe", fail_mode="secure")
-        agent = Agent(sw, controllers=[f"tcp:127.0.0.1:{ctl.port}"], probe=PROBE)
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
+        def make(ctl: Controller) -> tuple[Agent, asyncio.AbstractEventLoop]:
+            sw = Switch("probe", fail_mode="secure")
+            agent = Agent(sw, controllers=[f"tcp:127.0.0.1:{ctl.port}"], probe=PROBE)
+            stack.callback(ctl.close)  # after the agent stopped (callbacks run in reverse)
+            return agent, stack.enter_context(agent_thread(agent))
 
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            loop.run_until_complete(agent.start())
-            ready.set()
-            loop.run_forever()
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        assert ready.wait(5)
-        made.append((agent, loop, t, ctl))
-        return agent, loop
-
-    yield make
-    for agent, loop, t, ctl in made:
-        ctl.close()
-        asyncio.run_coroutine_threadsafe(agent.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(5)
+        yield make
 
 
 def wait_connected(agent: Agent) -> None:
