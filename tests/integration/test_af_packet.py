@@ -33,6 +33,11 @@ def wire() -> Iterator[tuple[Lab, str, str, str]]:
     """(lab, namespace, device end in this namespace, far end in the namespace); MTU 9000."""
     with Lab() as lab:
         ns = lab.ns("ap")
+        # the far end sends nothing by itself (no IPv6 chatter): every frame is the test's
+        lab.exec(
+            ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        )  # fmt: skip
         here, there = lab.veth("ap", ns, mac=DST)
         run("ip", "link", "set", here, "mtu", "9000")
         run("ip", "-n", ns, "link", "set", there, "mtu", "9000")
