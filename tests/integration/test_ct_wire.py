@@ -9,14 +9,9 @@ it back as written.  The switch has no ports, so no root is needed.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +20,7 @@ import pytest
 
 from vnet.ofp.convert import flow_mod_to_ofp
 from vnet.pipeline import parse_flow
+from vnet.testing.switchproc import portless_switch
 
 from .test_interop import free_port, ofctl
 
@@ -102,24 +98,9 @@ class Recorder:
 def switch(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     name = "w" + uuid.uuid4().hex[:8]
-    env = {**os.environ, "VNET_RUNDIR": str(tmp_path)}
-    args = [sys.executable, "-m", "vnet", "switch", "run", "--name", name, "--no-internal"]
-    args += ["--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure"]
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not (tmp_path / f"{name}.ctl").exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    listen = ("--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")
+    with portless_switch(tmp_path, name, *listen):
         yield port
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def vnet_wire(text: str) -> bytes:

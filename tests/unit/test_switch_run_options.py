@@ -7,11 +7,8 @@ process with its sockets in a private run directory, stopped by its PID.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vnet.cli.main import app
+from vnet.testing.switchproc import portless_switch
 
 VNET = [sys.executable, "-m", "vnet"]
 
@@ -66,24 +64,9 @@ def test_help_tells_both_options() -> None:
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     name = "u" + uuid.uuid4().hex[:8]
-    env = {**os.environ, "VNET_RUNDIR": str(tmp_path)}
-    args = [*VNET, "switch", "run", "--name", name, "--no-internal"]
-    args += ["--datapath-id", "00000000000000AB", "--port-security", "off"]
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 20
-        while not (tmp_path / f"{name}.ctl").exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the switch never opened its control socket"
-            time.sleep(0.05)
+    opts = ("--datapath-id", "00000000000000AB", "--port-security", "off")
+    with portless_switch(tmp_path, name, *opts) as env:
         yield name, env
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def vnet(env: dict[str, str], *args: str) -> str:
