@@ -45,7 +45,7 @@ from ..compiler import Compiler, LFlow, Memo, localize
 from ..datapath.meters import Band, MeterConfig
 from ..model.objects import Chassis, Port
 from ..model.rules import ModelError, State
-from ..ofp.channel import ChannelError, SwitchChannel, connect
+from ..ofp.channel import ChannelError, SwitchChannel, connect, flow_mod_to_ofp
 from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
 from ..ofp.target import parse_target
 from ..packet.announce import announcements
@@ -221,26 +221,9 @@ async def apply(sb: Southbound, mods: Sequence[Mod]) -> list[tuple[Mod, int, int
         if len(flow_mods) != len(mods):
             raise TypeError(f"{type(sb).__name__} takes flow-mods only")
         return list(await sb.send_flow_mods(flow_mods))
-    refused: list[tuple[Mod, int, int]] = []
-    others: list[tuple[GroupMod | MeterMod, int]] = []
-    i = 0
-    while i < len(mods):  # runs of flow-mods in one call, groups and meters between them
-        j = i
-        while j < len(mods) and isinstance(mods[j], FlowMod):
-            j += 1
-        if j > i:
-            run = [m for m in mods[i:j] if isinstance(m, FlowMod)]
-            refused += await sb.send_flow_mods(run)
-            i = j
-            continue
-        m = mods[i]
-        assert isinstance(m, (GroupMod, MeterMod))
-        xid = sb._send(_to_ofp(m))  # an error for it arrives before the next barrier's reply
-        others.append((m, xid))
-        i += 1
-    await sb.request(parser.OFPBarrierRequest(DP))
-    refused += [(m, *sb._errors.pop(x)) for m, x in others if x in sb._errors]
-    return refused
+    msgs = [(m, flow_mod_to_ofp(m) if isinstance(m, FlowMod) else _to_ofp(m)) for m in mods]
+    sb.flow_mods_sent += sum(isinstance(m, FlowMod) for m in mods)
+    return await sb.send_all(msgs)
 
 
 @dataclass

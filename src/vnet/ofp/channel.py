@@ -20,7 +20,7 @@ import contextlib
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -29,7 +29,9 @@ from ..pipeline.flow import Flow, FlowMod, FlowModCommand
 from .convert import DP, flow_from_ofp, match_to_ofp
 from .convert import flow_mod_to_ofp as _flow_mod
 
-__all__ = ["ChannelError", "SwitchChannel", "connect"]
+T = TypeVar("T")
+
+__all__ = ["ChannelError", "SwitchChannel", "connect", "flow_mod_to_ofp"]
 
 log = logging.getLogger("vnet.ofp.channel")
 _HDR = struct.Struct("!BBHI")
@@ -211,17 +213,24 @@ class SwitchChannel:
 
     async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]:
         """Send `mods` and a barrier; the ones the switch refused, with type and code."""
-        xids = []
-        for m in mods:
-            xids.append(self._send(flow_mod_to_ofp(m)))
-            if len(xids) % 256 == 0:
-                await self.writer.drain()
         self.flow_mods_sent += len(mods)
+        return await self.send_all([(m, flow_mod_to_ofp(m)) for m in mods])
+
+    async def send_all(self, msgs: Sequence[tuple[T, Any]]) -> list[tuple[T, int, int]]:
+        """Send each (tag, OpenFlow message) in order, then a barrier; the tags of
+        the messages the switch refused, with the error's type and code.  A switch
+        answers errors before the barrier's reply, so the barrier covers them all."""
+        xids = []
+        for n, (_, msg) in enumerate(msgs, 1):
+            xids.append(self._send(msg))
+            if n % 256 == 0:
+                await self.writer.drain()
         await self.request(parser.OFPBarrierRequest(DP))
-        refused = [
-            (m, *self._errors.pop(x)) for m, x in zip(mods, xids, strict=True) if x in self._errors
+        return [
+            (tag, *self._errors.pop(x))
+            for (tag, _), x in zip(msgs, xids, strict=True)
+            if x in self._errors
         ]
-        return refused
 
     async def packet_out(self, in_port: int, frame: bytes) -> None:
         """Send `frame` through the switch's pipeline as if it came in on `in_port`."""
