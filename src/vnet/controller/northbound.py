@@ -12,7 +12,10 @@ returns the creates, updates and deletes that make them equal, in dependency
 order; `--dry-run` prints them, `apply` commits them in one transaction.
 Fields the system allocates (VNI, MAC, addresses, datapath id) keep their
 current values when the file leaves them out, so re-applying a file is a
-no-op.
+no-op.  Kinds are admitted in dependency order (`ORDER`: security groups
+before the ports that list them, policies last); the security groups of a
+file are known by name before any of them is admitted, so their rules may
+name each other in any order.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..model.objects import ENCAPS, KINDS, ORDER, Resource
+from ..model.objects import ENCAPS, KINDS, ORDER, Resource, SecurityGroup, new_id
 from ..model.rules import Change, ModelError, State, admit, plan_delete, resolve
 from ..store import Op, StaleRevision, Store
 
@@ -249,6 +252,9 @@ class Northbound:
             items = doc.get(plural, doc.get(kind)) or []
             if not isinstance(items, list):
                 raise ModelError("invalid", (plural,), "must be a list")
+            preset: dict[int, str] = {}
+            if kind == "security_group":
+                work, preset = self._forward(st, work, items)
             for i, raw in enumerate(items):
                 loc: tuple[str | int, ...] = (plural, i)
                 if not isinstance(raw, Mapping):
@@ -258,6 +264,8 @@ class Northbound:
                     if kind == "chassis" and encap is not None:
                         data.setdefault("encap", encap)
                     old = self._match(st, kind, data)
+                    if old is None and i in preset:
+                        data.setdefault("id", preset[i])
                     if old is not None:
                         data["id"] = old.id
                         for f in ALLOCATED.get(kind, ()):
@@ -284,6 +292,36 @@ class Northbound:
                 if o.id not in wanted[kind]:
                     deletes.append(Diff(kind, o, None))
         return deletes + creates_updates
+
+    def _forward(
+        self, st: State, work: State, items: builtins.list[Any]
+    ) -> tuple[State, dict[int, str]]:
+        """`work` with a bare stand-in for each of the file's security groups (name, tenant and
+        id), so a rule may name a group the file defines further down; the ids by position."""
+        ids: dict[int, str] = {}
+        seen: set[tuple[str, str]] = set()
+        for i, raw in enumerate(items):
+            if not isinstance(raw, Mapping):
+                continue
+            try:
+                data = resolve(
+                    work, "security_group", {"name": raw.get("name"), "tenant": raw.get("tenant")}
+                )
+                old = self._match(st, "security_group", data)
+                oid = old.id if old is not None else raw.get("id") or new_id()
+                stub = SecurityGroup.model_validate({**data, "id": oid})
+            except (ModelError, ValidationError):
+                continue  # the full pass says what is wrong with it
+            if (stub.tenant, stub.name) in seen:
+                raise ModelError(
+                    "invalid",
+                    ("security_groups", i, "name"),
+                    f"security_group {stub.name!r} is given twice",
+                )
+            seen.add((stub.tenant, stub.name))
+            work = work.apply([Change("put", stub)])
+            ids[i] = oid
+        return work, ids
 
     @staticmethod
     def _match(st: State, kind: str, data: Mapping[str, Any]) -> Resource | None:

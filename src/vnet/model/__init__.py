@@ -1,4 +1,5 @@
-"""The declarative model: objects users declare (`objects`) and the rules between them (`rules`)."""
+"""The declarative model: objects users declare (`objects`, `secrules`), the rules between
+them (`rules`), and what security groups and policies intend (`policy`)."""
 
 from .objects import (
     KINDS,
@@ -6,10 +7,15 @@ from .objects import (
     AddressPair,
     Chassis,
     FixedIP,
+    GroupRule,
     Network,
+    Peer,
+    Policy,
+    PolicyRule,
     Pool,
     Port,
     Resource,
+    SecurityGroup,
     Subnet,
     Tenant,
 )
@@ -22,11 +28,16 @@ __all__ = [
     "Change",
     "Chassis",
     "FixedIP",
+    "GroupRule",
     "ModelError",
     "Network",
+    "Peer",
+    "Policy",
+    "PolicyRule",
     "Pool",
     "Port",
     "Resource",
+    "SecurityGroup",
     "State",
     "Subnet",
     "Tenant",

@@ -1,11 +1,20 @@
 """The declarative model: typed, validated objects users declare.
 
-Each kind (tenant, network, subnet, port, chassis) is a frozen pydantic model
-that checks what one object can check alone: formats (names, MACs, CIDRs,
-addresses), ranges (a VNI fits 24 bits) and consistency inside the object (a
-subnet's gateway inside its CIDR).  What needs the other objects -- a port's
+Each kind (tenant, network, subnet, port, chassis, security group, policy)
+is a frozen pydantic model that checks what one object can check alone:
+formats (names, MACs, CIDRs, addresses, label selectors), ranges (a VNI fits
+24 bits, a port range lies in 1-65535) and consistency inside the object (a
+subnet's gateway inside its CIDR, a rule's ports only on TCP or UDP, a
+remote CIDR of the rule's family).  What needs the other objects -- a port's
 address inside its network's subnets, a MAC unique in a network, a free VNI --
 is checked in `rules`, against a snapshot of the whole model.
+
+Security groups and policies select ports by label (`selector`: every
+key/value must be among the port's labels; `{}` selects every port of the
+tenant).  Selectors are exact matches only -- no set-based expressions such
+as Kubernetes' `matchExpressions` -- so a selector is one label set, a
+membership test is a subset test, and the enforcement can give each distinct
+label set one identity.  "Any of" is written as several rules or groups.
 
 Objects refer to each other by id.  Runtime state (a port's status, flow
 counters) never lives here: the model is what users asked for, nothing else.
@@ -23,27 +32,44 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..packet.encap import overhead
+from .secrules import (
+    ETHERTYPES,
+    PROTOCOLS,
+    GroupRule,
+    Peer,
+    PolicyRule,
+    Selector,
+    label_keys,
+    selects,
+)
 
 __all__ = [
     "ENCAPS",
+    "ETHERTYPES",
     "GENEVE_OPTION",
     "KINDS",
+    "PROTOCOLS",
     "AddressPair",
     "Chassis",
     "FixedIP",
+    "GroupRule",
     "Network",
+    "Peer",
+    "Policy",
+    "PolicyRule",
     "Pool",
     "Port",
     "Resource",
+    "SecurityGroup",
     "Subnet",
     "Tenant",
     "normalize_mac",
+    "selects",
     "tunnel_iface",
 ]
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_./-]{0,62})$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 MAX_VNI = (1 << 24) - 1
 MAX_PORT_KEY = (1 << 15) - 1  # Geneve's option room, as OVN
@@ -100,13 +126,7 @@ class Resource(BaseModel):
     labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(default_factory=dict)
     revision: int = 0
 
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
-            if not LABEL_KEY.match(k):
-                raise ValueError(f"label key {k!r}: letters, digits, '_', '.', '/', '-'")
-        return dict(sorted(v.items()))
+    _labels = field_validator("labels")(lambda cls, v: label_keys(v))
 
     def spec(self) -> dict[str, Any]:
         """What a user declares: everything but the store's revision."""
@@ -258,6 +278,8 @@ class Port(Resource):
     allowed_address_pairs: list[AddressPair] = Field(default_factory=list)
     admin_up: bool = True
     chassis: str | None = None
+    # security groups of its tenant it is a member of, besides those whose selector picks it
+    security_groups: list[str] = Field(default_factory=list)
     # the port's number inside its network, carried in flows and tunnel headers
     tunnel_key: Annotated[int, Field(ge=1, le=MAX_PORT_KEY)] | None = None
 
@@ -312,6 +334,41 @@ class Chassis(Resource):
         return v
 
 
-KINDS: dict[str, type[Resource]] = {c.kind: c for c in (Tenant, Network, Subnet, Port, Chassis)}
-# dependency order: what must exist before what refers to it
-ORDER = ("tenant", "chassis", "network", "subnet", "port")
+class SecurityGroup(Resource):
+    """Ports that share allow rules: members by `selector` (labels) or listed by the port.
+
+    Allow-only and stateful: a member port admits on ingress only what one of
+    its groups' ingress rules allows; its egress is open unless one of its
+    groups has egress rules.  Replies to an allowed connection always pass.
+    """
+
+    kind: ClassVar[str] = "security_group"
+    plural: ClassVar[str] = "security_groups"
+    tenant: str
+    selector: Selector | None = None  # None: members are the ports that list the group
+    rules: list[GroupRule] = Field(default_factory=list)
+
+
+class Policy(Resource):
+    """An ordered section of a tenant's distributed firewall, before its security groups.
+
+    Policies are tried by `priority` (lower first, unique in a tenant), rules in
+    order; the first rule that matches decides: allow, deny, reject, or pass
+    the decision on to the security groups.  `applied_to` picks the ports the
+    policy guards (`{}`: every port of the tenant).
+    """
+
+    kind: ClassVar[str] = "policy"
+    plural: ClassVar[str] = "policies"
+    tenant: str
+    priority: Annotated[int, Field(ge=0, le=65535)]
+    applied_to: Selector = Field(default_factory=dict)
+    rules: list[PolicyRule] = Field(default_factory=list)
+
+
+KINDS: dict[str, type[Resource]] = {
+    c.kind: c for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy)
+}
+# dependency order: what must exist before what refers to it (ports name groups;
+# policies come last so a file's ports exist before the policies that select them)
+ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "policy")

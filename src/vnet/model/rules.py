@@ -10,6 +10,14 @@ changed, so a refused request leaves nothing behind, and a file of many
 objects is admitted one by one against an evolving copy before any of it is
 stored.
 
+Security groups and policies are checked here for what needs the rest of
+the model: the groups a port lists and the groups rules name exist in the
+object's own tenant (a group's rule may name the group itself, by name,
+before it exists), names are unique per tenant, and so are policy
+priorities.  A group is not deleted while a port lists it (a cascade takes
+it off those ports) or a rule names it (refused even when cascading:
+dropping a rule would change what it decides).
+
 Allocation is deterministic: the lowest free VNI, the lowest free address of
 a subnet's pools, a MAC derived from the port's id.  The same requests in
 the same order give the same model.
@@ -19,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +39,15 @@ from .objects import (
     Chassis,
     FixedIP,
     Network,
+    Policy,
     Port,
     Resource,
+    SecurityGroup,
     Subnet,
     Tenant,
 )
 
-__all__ = ["Change", "ModelError", "State", "admit", "plan_delete", "resolve"]
+__all__ = ["Change", "ModelError", "State", "admit", "naming_rules", "plan_delete", "resolve"]
 
 
 class ModelError(ValueError):
@@ -139,11 +149,14 @@ REFS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+TENANTED = ("network", "subnet", "port", "security_group", "policy")
+
+
 def resolve(state: State, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """Names in reference fields become ids (a user writes `network: web`)."""
     out = dict(data)
     tenant = out.get("tenant")
-    if kind in ("network", "subnet", "port") and isinstance(tenant, str) and tenant:
+    if kind in TENANTED and isinstance(tenant, str) and tenant:
         t = state.find("tenant", tenant)
         if t is None:
             raise ModelError("invalid", ("tenant",), f"no tenant {tenant!r}")
@@ -166,6 +179,48 @@ def resolve(state: State, kind: str, data: dict[str, Any]) -> dict[str, Any]:
                     raise ModelError("invalid", ("fixed_ips", i, "subnet"), f"no subnet {ref!r}")
                 out["fixed_ips"] = [*out["fixed_ips"]]
                 out["fixed_ips"][i] = {**fip, "subnet": s.id}
+        nid = out.get("network")
+        net = state.get("network", nid) if isinstance(nid, str) else None
+        if net is not None and isinstance(out.get("security_groups"), list):
+            out["security_groups"] = _resolve_groups(state, out["security_groups"], net.tenant)
+    if kind in ("security_group", "policy") and isinstance(tenant, str) and "rules" in out:
+        out["rules"] = _resolve_rules(state, out.get("rules"), tenant)
+    return out
+
+
+def _resolve_groups(state: State, refs: list[Any], tenant: str) -> list[Any]:
+    out = []
+    for i, ref in enumerate(refs):
+        if isinstance(ref, str) and ref:
+            g = state.find("security_group", ref, tenant)
+            if g is None:
+                where = state._tenant_name(tenant)
+                raise ModelError(
+                    "invalid",
+                    ("security_groups", i),
+                    f"no security group {ref!r} in tenant {where!r}",
+                )
+            ref = g.id
+        out.append(ref)
+    return out
+
+
+def _resolve_rules(state: State, rules: Any, tenant: str) -> Any:
+    """Group names in rules' remotes become ids; a name not found is left for `admit`."""
+    if not isinstance(rules, list):
+        return rules
+    out = []
+    for r in rules:
+        if isinstance(r, Mapping):
+            r = dict(r)
+            for side in ("from", "to"):
+                peer = r.get(side)
+                ref = peer.get("group") if isinstance(peer, Mapping) else None
+                if isinstance(peer, Mapping) and isinstance(ref, str) and ref:
+                    g = state.find("security_group", ref, tenant)
+                    if g is not None:
+                        r[side] = {**peer, "group": g.id}
+        out.append(r)
     return out
 
 
@@ -349,6 +404,21 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
             raise ModelError("invalid", ("fixed_ips", i, "ip"), f"{ip} is given twice")
         mine.add(ip)
         done.append(FixedIP(subnet=sub.id, ip=ip))
+    seen: set[str] = set()
+    for i, gid in enumerate(obj.security_groups):
+        g = state.get("security_group", gid)
+        if g is None:
+            raise ModelError("invalid", ("security_groups", i), f"no security group {gid!r}")
+        if g.tenant != net.tenant:
+            raise ModelError(
+                "invalid",
+                ("security_groups", i),
+                f"security group {g.name!r} is tenant {state._tenant_name(g.tenant)!r}'s; "
+                "a port's groups are its own tenant's",
+            )
+        if gid in seen:
+            raise ModelError("invalid", ("security_groups", i), f"{g.name!r} is listed twice")
+        seen.add(gid)
     out = obj.changed(
         tenant=net.tenant, mac=mac, tunnel_key=key, fixed_ips=[f.model_dump() for f in done]
     )
@@ -394,13 +464,81 @@ def _allocate(sub: Subnet, taken: Iterable[str]) -> str | None:
     return None
 
 
+def _in_tenant(state: State, obj: SecurityGroup | Policy, old: Resource | None) -> None:
+    if state.get("tenant", obj.tenant) is None:
+        raise ModelError("invalid", ("tenant",), f"no tenant {obj.tenant!r}")
+    if old is not None and getattr(old, "tenant", None) != obj.tenant:
+        raise ModelError("invalid", ("tenant",), f"a {obj.kind} cannot move to another tenant")
+    _unique_name(state, obj, obj.tenant)
+
+
+def _rule_groups(state: State, obj: SecurityGroup | Policy) -> Resource:
+    """`obj` with every group its rules name checked, a group naming itself given its id."""
+    data = obj.model_dump(mode="json")
+    for i, rule in enumerate(obj.rules):
+        for side, peer in (("from", rule.from_), ("to", rule.to)):
+            if peer is None or peer.group is None:
+                continue
+            loc = ("rules", i, side, "group")
+            g = state.get("security_group", peer.group)
+            if g is None and isinstance(obj, SecurityGroup) and peer.group in (obj.id, obj.name):
+                data["rules"][i][side]["group"] = obj.id  # the group itself
+            elif g is None:
+                where = state._tenant_name(obj.tenant)
+                raise ModelError(
+                    "invalid", loc, f"no security group {peer.group!r} in tenant {where!r}"
+                )
+            elif g.tenant != obj.tenant:
+                raise ModelError(
+                    "invalid",
+                    loc,
+                    f"security group {g.name!r} is tenant {state._tenant_name(g.tenant)!r}'s; "
+                    "rules name groups of their own tenant",
+                )
+    return type(obj).model_validate(data)
+
+
+def _admit_security_group(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, SecurityGroup)
+    _in_tenant(state, obj, old)
+    return _rule_groups(state, obj)
+
+
+def _admit_policy(state: State, obj: Resource, old: Resource | None) -> Resource:
+    assert isinstance(obj, Policy)
+    _in_tenant(state, obj, old)
+    for o in state.all("policy"):
+        if o.id != obj.id and o.tenant == obj.tenant and o.priority == obj.priority:
+            raise ModelError(
+                "conflict",
+                ("priority",),
+                f"priority {obj.priority} is policy {o.name!r}'s; a tenant's priorities are unique",
+            )
+    return _rule_groups(state, obj)
+
+
 _ADMIT = {
     "tenant": _admit_tenant,
     "chassis": _admit_chassis,
     "network": _admit_network,
     "subnet": _admit_subnet,
     "port": _admit_port,
+    "security_group": _admit_security_group,
+    "policy": _admit_policy,
 }
+
+
+def naming_rules(state: State, group_id: str) -> list[str]:
+    """The rules (of groups and policies) whose remote is the group `group_id`, by name."""
+    out = []
+    for kind in ("security_group", "policy"):
+        for o in state.all(kind):
+            if o.id == group_id:
+                continue  # a group's own rules go with it
+            for i, r in enumerate(o.rules):
+                if any(p is not None and p.group == group_id for p in (r.from_, r.to)):
+                    out.append(f"{kind.replace('_', ' ')} {o.name!r} rule {i}")
+    return out
 
 
 # -- deletion ---------------------------------------------------------------------------
@@ -421,10 +559,15 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
 
     if isinstance(obj, Tenant):
         nets = [n for n in state.all("network") if n.tenant == oid]
-        if nets and not cascade:
-            refuse("networks", [n.name for n in nets])
+        groups = [g for g in state.all("security_group") if g.tenant == oid]
+        policies = [p for p in state.all("policy") if p.tenant == oid]
+        for what, objs in (("networks", nets), ("security groups", groups), ("policies", policies)):
+            if objs and not cascade:
+                refuse(what, [o.name for o in objs])
+        out += [Change("delete", p) for p in policies]
         for n in nets:
             out += plan_delete(state, "network", n.id, cascade=True)
+        out += [Change("delete", g) for g in groups]
     elif isinstance(obj, Network):
         ports = state.ports_of(oid)
         if ports and not cascade:
@@ -445,5 +588,20 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
         if bound and not cascade:
             refuse("bound ports", [p.name for p in bound])
         out += [Change("put", p.changed(chassis=None)) for p in bound]
+    elif isinstance(obj, SecurityGroup):
+        rules = naming_rules(state, oid)
+        if rules:
+            shown = ", ".join(rules[:5]) + (" ..." if len(rules) > 5 else "")
+            raise ModelError(
+                "conflict",
+                (),
+                f"security group {obj.name!r} is named by {shown} (change those rules first)",
+            )
+        members = [p for p in state.all("port") if oid in p.security_groups]
+        if members and not cascade:
+            refuse("ports that list it", [p.name for p in members])
+        for p in members:
+            keep = [g for g in p.security_groups if g != oid]
+            out.append(Change("put", p.changed(security_groups=keep)))
     out.append(Change("delete", obj))
     return out
