@@ -63,12 +63,14 @@ __all__ = [
     "MAX_LINE",
     "BadCommand",
     "Command",
+    "Edit",
     "Expectation",
     "FtpError",
     "Incomplete",
     "SeqAdj",
     "adjust_ack",
     "adjust_seq",
+    "apply",
     "expect",
     "parse",
     "payload_span",
@@ -285,11 +287,21 @@ def _sum(data: bytes | bytearray) -> int:
 
 
 def replace(
-    frame: bytearray, l3: int, l4: int, version: int, start: int, end: int, text: bytes
+    frame: bytearray,
+    l3: int,
+    l4: int,
+    version: int,
+    start: int,
+    end: int,
+    text: bytes,
+    partial: bool = False,
 ) -> int:
     """Replace `frame[start:end]` (inside the TCP payload) with `text`; fix the IP
     length (and IPv4 header checksum) and the TCP checksum.  Returns the change in
-    length.  Ethernet padding after the packet is dropped."""
+    length.  Ethernet padding after the packet is dropped.
+
+    `partial`: the checksum is left to the device (virtio-net NEEDS_CSUM): the
+    field holds the pseudo-header sum, of which only the length changes."""
     pend = payload_span(frame, l3, l4, version)[1]
     odd = (start - l4) & 1  # the changed tail's alignment in the checksummed words
     pad = b"\x00" * odd
@@ -302,11 +314,14 @@ def replace(
         raise BadCommand("the rewritten segment would not fit in one packet")
     # the TCP checksum covers the pseudo-header's length and the tail
     csum = (frame[l4 + 16] << 8) | frame[l4 + 17]
-    s = (~csum & 0xFFFF) + (~_sum(pad + old_tail) & 0xFFFF) + _sum(pad + new_tail)
-    s += (~old_len & 0xFFFF) + new_len
+    if partial:
+        s = csum + (~old_len & 0xFFFF) + new_len
+    else:
+        s = (~csum & 0xFFFF) + (~_sum(pad + old_tail) & 0xFFFF) + _sum(pad + new_tail)
+        s += (~old_len & 0xFFFF) + new_len
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
-    csum = ~s & 0xFFFF
+    csum = s if partial else ~s & 0xFFFF
     frame[start:] = new_tail  # drops the padding too
     struct.pack_into("!H", frame, l4 + 16, csum)
     if version == 4:
@@ -347,9 +362,13 @@ class SeqAdj:
         return self.after if _after(seq, self.pos) else self.before
 
 
-def _patch32(frame: bytearray, l4: int, at: int, value: int) -> None:
+def _patch32(frame: bytearray, l4: int, at: int, value: int, partial: bool = False) -> None:
     """Write a 32-bit field of a TCP segment and update its checksum incrementally
-    (on the 16-bit words of the segment the field overlaps)."""
+    (on the 16-bit words of the segment the field overlaps; not at all when the
+    device sums the segment later)."""
+    if partial:
+        struct.pack_into("!I", frame, at, value & _M32)
+        return
     lo = at - ((at - l4) & 1)
     hi = at + 4 + ((at + 4 - l4) & 1)
     old = bytes(frame[lo:hi])
@@ -361,15 +380,15 @@ def _patch32(frame: bytearray, l4: int, at: int, value: int) -> None:
     struct.pack_into("!H", frame, l4 + 16, csum)
 
 
-def adjust_seq(frame: bytearray, l4: int, this: SeqAdj) -> None:
+def adjust_seq(frame: bytearray, l4: int, this: SeqAdj, partial: bool = False) -> None:
     """Move the sequence number of a segment travelling the way `this` corrects."""
     (seq,) = struct.unpack_from("!I", frame, l4 + 4)
     off = this.offset(seq)
     if off:
-        _patch32(frame, l4, l4 + 4, seq + off)
+        _patch32(frame, l4, l4 + 4, seq + off, partial)
 
 
-def adjust_ack(frame: bytearray, l4: int, other: SeqAdj) -> None:
+def adjust_ack(frame: bytearray, l4: int, other: SeqAdj, partial: bool = False) -> None:
     """Move the acknowledgement (and SACK blocks) of a segment travelling against the
     way `other` corrects: back into the numbering its receiver used."""
     if not frame[l4 + 13] & 0x10:  # no ACK
@@ -377,7 +396,7 @@ def adjust_ack(frame: bytearray, l4: int, other: SeqAdj) -> None:
     (ack,) = struct.unpack_from("!I", frame, l4 + 8)
     off = other.offset((ack - other.before) & _M32)
     if off:
-        _patch32(frame, l4, l4 + 8, ack - off)
+        _patch32(frame, l4, l4 + 8, ack - off, partial)
     hlen = (frame[l4 + 12] >> 4) * 4
     o, end = l4 + 20, min(l4 + hlen, len(frame))
     while o < end:
@@ -395,5 +414,30 @@ def adjust_ack(frame: bytearray, l4: int, other: SeqAdj) -> None:
                 (edge,) = struct.unpack_from("!I", frame, at)
                 off = other.offset((edge - other.before) & _M32)
                 if off:
-                    _patch32(frame, l4, at, edge - off)
+                    _patch32(frame, l4, at, edge - off, partial)
         o += n
+
+
+# -- what the tracker asks of one segment -------------------------------------------------
+class Edit(NamedTuple):
+    """What the helper writes into one control segment, after NAT has translated it:
+    its sequence number moved by `this`, its acknowledgement by `other` (the two
+    directions' corrections as they stood), and `text` over [start, end) of the
+    payload (offsets in the payload)."""
+
+    this: SeqAdj | None = None
+    other: SeqAdj | None = None
+    text: tuple[int, int, bytes] | None = None
+
+
+def apply(frame: bytearray, l3: int, l4: int, version: int, e: Edit, partial: bool = False) -> int:
+    """Write `e` into `frame` (a TCP segment at `l4`); the change in length."""
+    if e.other is not None:
+        adjust_ack(frame, l4, e.other, partial)
+    if e.this is not None:
+        adjust_seq(frame, l4, e.this, partial)
+    if e.text is None:
+        return 0
+    start = payload_span(frame, l3, l4, version)[0]
+    a, b, text = e.text
+    return replace(frame, l3, l4, version, start + a, start + b, text, partial)

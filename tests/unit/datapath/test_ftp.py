@@ -15,6 +15,7 @@ from scapy.packet import Packet
 from vnet.datapath import ftp
 from vnet.datapath.ftp import BadCommand, Command, Incomplete, SeqAdj
 from vnet.packet import flowkey as fk
+from vnet.packet.checksum import internet_checksum, pseudo_header_v4
 
 
 def ip(text: str) -> int:
@@ -302,3 +303,31 @@ def test_seq_ack_and_sack_follow_the_change() -> None:
     before = bytes(unchanged)
     ftp.adjust_ack(unchanged, 34, a)
     assert bytes(unchanged) == before
+
+
+def test_an_edit_moves_seq_and_ack_then_rewrites_the_text() -> None:
+    this, other = SeqAdj(), SeqAdj()
+    this.record(900, 7)  # an earlier change this way
+    other.record(4000, -2)  # and one the other way
+    frame = seg(b"PORT 10,0,0,1,4,1\r\n", seq=1000, ack=5000)
+    e = ftp.Edit(this, other, (5, 13, b"192,168,100,200"))
+    assert ftp.apply(frame, 14, 34, 4, e) == 7
+    p = checked(frame)
+    assert (p[TCP].seq, p[TCP].ack) == (1007, 5002)
+    assert bytes(p[TCP].payload) == b"PORT 192,168,100,200,4,1\r\n"
+    assert ftp.apply(frame, 14, 34, 4, ftp.Edit()) == 0
+
+
+def test_a_checksum_left_to_the_device_gets_only_the_new_length() -> None:
+    def pseudo(n: int) -> int:  # what NEEDS_CSUM leaves in the field: not complemented
+        return ~internet_checksum(pseudo_header_v4(C, S, 6, n)) & 0xFFFF
+
+    payload = b"PORT 10,0,0,1,4,1\r\n"
+    frame = seg(payload, chksum=pseudo(20 + len(payload)))
+    this = SeqAdj()
+    this.record(10, 3)
+    e = ftp.Edit(this, None, (5, 13, b"192,168,100,200"))
+    assert ftp.apply(frame, 14, 34, 4, e, partial=True) == 7
+    p = Ether(bytes(frame))
+    assert p[TCP].seq == 1003 and p[IP].len == 20 + 20 + len(payload) + 7
+    assert p[TCP].chksum == pseudo(20 + len(payload) + 7)
