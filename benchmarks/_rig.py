@@ -170,6 +170,7 @@ class Rig:
     pid: int | None = None  # the switch's process, for its CPU time
     report: Callable[[], dict[str, float]] = lambda: {}
     ct_size: Callable[[], int] = lambda: 0  # connections in the switch's tracker
+    ct_stats: Callable[[], str] = lambda: ""  # the tracker's own summary, as it prints it
     sent: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     got: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -281,7 +282,10 @@ def vnet_switch(flows: Sequence[str] | None = None, offloads: bool = True) -> It
         def ct_size() -> int:
             return int(request(ctl, "ct-stats")["connections"])
 
-        yield Rig(lab, t, proc.pid, report, ct_size)
+        def ct_stats() -> str:
+            return f"by state {request(ctl, 'ct-stats')['by_state']}"
+
+        yield Rig(lab, t, proc.pid, report, ct_size, ct_stats)
 
 
 @contextlib.contextmanager
@@ -298,14 +302,16 @@ def ovs_switch(flows: Sequence[str] | None = None, offloads: bool = True) -> Ite
             run("ovs-ofctl", "-O", "OpenFlow13", "add-flows", target, str(f))
         pid = next(p.pid for p in lab.procs if "ovs-vswitchd" in p.args)
 
+        def ct_stats() -> str:
+            return run("ovs-appctl", "-t", f"{d}/vswitchd.ctl", "dpctl/ct-stats-show").stdout
+
         def ct_size() -> int:
-            out = run("ovs-appctl", "-t", f"{d}/vswitchd.ctl", "dpctl/ct-stats-show").stdout
-            for line in out.splitlines():
+            for line in ct_stats().splitlines():
                 if line.strip().startswith("Total:"):
                     return int(line.split(":")[1])
             return 0
 
-        yield Rig(lab, t, pid, ct_size=ct_size)
+        yield Rig(lab, t, pid, ct_size=ct_size, ct_stats=ct_stats)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,9 @@
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
 #                                ping, iproute2 and ethtool (offloads off where a peer needs it)
-#   ensure-deps.sh bench         the test peers, and trafgen (netsniff-ng), the frame generator
-#                                of the switch benchmark
+#   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
+#                                the switch benchmarks, and ab (apache2-utils) against nginx
+#                                (nginx-light), the connection-rate load of the ct benchmark
 set -euo pipefail
 
 need=()
@@ -34,7 +35,11 @@ case "$target" in
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
-    if [ "$target" = bench ]; then command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng); fi
+    if [ "$target" = bench ]; then
+      command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
+      command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
+      command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+    fi
     ;;
   *) echo "ensure-deps: unknown target '$target'" >&2; exit 2 ;;
 esac
