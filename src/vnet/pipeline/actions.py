@@ -18,6 +18,10 @@ EtherType.  Fields that share a slot (`tcp_dst`, `udp_dst`, `sctp_dst` in
 controller named (an OXM set_field does).  Write-actions are an action set whose
 order is not the packet's, so they are not checked, as in Open vSwitch.
 
+`conjunction(id,k/n)` makes its flow a clause of a conjunctive match (Open
+vSwitch's): the classifier, not the action, gives it its meaning, and
+`check_conjunctions` keeps such a flow to conjunctions and notes.
+
 Reserved-port outputs (`normal`, `flood`, `all`, `in_port`, `local`,
 `controller`) are `Output` with OpenFlow's reserved port numbers, as on the
 wire; the `mod_*`/`set_tunnel`/`strip_vlan` spellings normalise to the
@@ -40,6 +44,7 @@ __all__ = [
     "PARSERS",
     "Action",
     "ActionError",
+    "Conjunction",
     "Controller",
     "Ct",
     "CtClear",
@@ -56,6 +61,7 @@ __all__ = [
     "RegMove",
     "Resubmit",
     "SetField",
+    "check_conjunctions",
     "check_consistency",
     "parse_action",
     "set_key",
@@ -254,6 +260,8 @@ def _subfield(text: str, what: str) -> tuple[Field, int, int]:
         f = lookup(name)
     except FieldError:
         raise ActionError(what, f"unknown field {name!r}") from None
+    if f.index >= fk.KEY_LEN:
+        raise ActionError(what, f"{f.name} can only be matched, no packet carries it")
     if not br:
         return f, 0, f.bits
     if not rest.endswith("]"):
@@ -531,6 +539,72 @@ class Note(Action):
         return "note:" + padded.hex(".")
 
 
+MAX_CLAUSES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunction(Action):
+    """Open vSwitch's `conjunction(id,k/n)` (NXAST_CONJUNCTION): the flow is clause
+    `k` of the `n` dimensions of conjunctive match `id`.
+
+    A flow whose actions are conjunctions (and notes) is never executed: the
+    classifier counts it towards its conjunctions and, when every dimension of
+    one has a matching clause at the same priority, finds the flow matching
+    `conj_id=id` instead (`classifier`).  Executed anyway (a packet-out), it
+    does nothing, as in Open vSwitch.
+    """
+
+    name: ClassVar[str] = "conjunction"
+    conj_id: int
+    clause: int  # k, 1-based as written; the wire carries k - 1
+    n_clauses: int
+
+    def __post_init__(self) -> None:
+        what = self.format()
+        if not 0 <= self.conj_id <= 0xFFFFFFFF:
+            raise ActionError(what, "id must fit in 32 bits")
+        if self.n_clauses < 2:
+            raise ActionError(what, "conjunction must have at least 2 clauses")
+        if self.n_clauses > MAX_CLAUSES:
+            raise ActionError(what, f"conjunction must have at most {MAX_CLAUSES} clauses")
+        if self.clause < 1:
+            raise ActionError(what, "clause index must be positive")
+        if self.clause > self.n_clauses:
+            raise ActionError(what, "clause index must be less than or equal to number of clauses")
+
+    def execute(self, x: XContext) -> None:
+        x.note(f"{self.format()}: does nothing when executed (it is a clause, not an action)")
+
+    def format(self) -> str:
+        return f"conjunction({self.conj_id},{self.clause}/{self.n_clauses})"
+
+
+def check_conjunctions(
+    actions: Sequence[Action], others: Sequence[str] = ()
+) -> tuple[Conjunction, ...]:
+    """The conjunctions of a flow's apply-actions, () if it has none.
+
+    As Open vSwitch (`ofpacts_verify`): a flow with a conjunction action has
+    only conjunctions and notes.  ActionError names the first other action;
+    `others` are the flow's other instructions in OpenFlow order (`meter` first,
+    then those after apply-actions), which count as other actions too.
+    """
+    conj = tuple(a for a in actions if isinstance(a, Conjunction))
+    if not conj:
+        return ()
+    before = [o for o in others if o.startswith("meter")]
+    after = [o for o in others if not o.startswith("meter")]
+    names = [*before, *(a.format() for a in actions if not isinstance(a, Conjunction | Note))]
+    names += after
+    if names:
+        raise ActionError(
+            conj[0].format(),
+            '"conjunction" actions may be used along with "note" but not any other kind '
+            f"of action (such as {names[0]!r} here)",
+        )
+    return conj
+
+
 # -- parsers ---------------------------------------------------------------------------------
 
 
@@ -762,6 +836,23 @@ def _p_note(arg: str | None) -> Action:
     return Note(data.rstrip(b"\x00"))
 
 
+def _p_conjunction(arg: str | None) -> Action:
+    syntax = '"conjunction" syntax is "conjunction(id,k/n)"'
+    inner = (arg or "").strip()
+    if not (inner.startswith("(") and inner.endswith(")")):
+        raise ActionError("conjunction", syntax)
+    id_text, comma, kn = inner[1:-1].partition(",")
+    k_text, slash, n_text = kn.partition("/")
+    if not comma or not slash:
+        raise ActionError(f"conjunction{inner}", syntax)
+    try:
+        conj_id = int(id_text.strip(), 0)
+        k, n = int(k_text.strip(), 10), int(n_text.strip(), 10)
+    except ValueError:
+        raise ActionError(f"conjunction{inner}", syntax) from None
+    return Conjunction(conj_id, k, n)
+
+
 def _fixed(action: Action) -> Callable[[str | None], Action]:
     def parse(arg: str | None) -> Action:
         if arg:
@@ -796,6 +887,7 @@ PARSERS: dict[str, Callable[[str | None], Action]] = {
     "ct": _p_ct,
     "ct_clear": _fixed(CtClear()),
     "note": _p_note,
+    "conjunction": _p_conjunction,
     "set_tunnel": _p_set_tunnel,
     "set_tunnel64": _p_set_tunnel,
     "mod_dl_src": _mod("eth_src", "mod_dl_src"),

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..packet import flowkey as fk
-from .actions import ACTION_SET_ORDER, Action, Group, Output, set_key
-from .classifier import Classifier
+from .actions import ACTION_SET_ORDER, Action, ActionError, Group, Output, set_key
+from .classifier import Classifier, check_clause
 from .context import Hooks, NullHooks, XContext
 from .errors import ErrorKind, PipelineError
 from .fields import FIELDS
@@ -169,6 +169,7 @@ class Pipeline:
                 ErrorKind.BAD_GOTO,
                 f"goto_table:{goto} from table {f.table}: must go to a later table",
             )
+        _check_conjunctions(f)
         for a in (*f.instructions.apply, *f.instructions.write):
             if isinstance(a, Group) and a.group_id not in group_ids:
                 raise PipelineError(ErrorKind.BAD_OUT_GROUP, f"group:{a.group_id} does not exist")
@@ -253,6 +254,7 @@ class Pipeline:
                 new_flow = r.flow.with_(instructions=f.instructions, cookie=r.flow.cookie)
                 r.flow = new_flow
                 r.instructions = new_flow.instructions
+                self.tables[r.flow.table].classifier.refresh(r)  # a clause or not, now
                 if mod.reset_counts:
                     r.packet_count = r.byte_count = 0
             return []
@@ -402,11 +404,14 @@ class Pipeline:
 
     def _run_table(self, x: XContext, table_id: int, resubmitted: bool) -> int | None:
         t = self.tables[table_id]
-        rule = t.classifier.lookup(x.fields)
-        x.table_id = table_id
         tr = x.tracer
+        if tr is None:
+            rule = t.classifier.lookup(x.fields)
+        else:
+            rule, conj = t.classifier.lookup_explained(x.fields)
+        x.table_id = table_id
         if tr is not None:
-            tr.table(table_id, rule, x.fields)
+            tr.table(table_id, rule, x.fields, conj)
         if rule is None:
             x.tables.append((table_id, False))
             nxt: int | None = None
@@ -573,6 +578,14 @@ class Pipeline:
 def _set_order(a: Action) -> int:
     k = set_key(a)
     return ACTION_SET_ORDER[k[0] if isinstance(k, tuple) else k]
+
+
+def _check_conjunctions(f: Flow) -> None:
+    """A conjunction goes only with notes (`classifier.check_clause`)."""
+    try:
+        check_clause(f.instructions)
+    except ActionError as e:
+        raise PipelineError(ErrorKind.UNSUPPORTED_ACTION, str(e)) from None
 
 
 def _overlap(a: Match, b: Match) -> bool:

@@ -9,6 +9,11 @@ parser, the printer, the trace and the OpenFlow codec agree by construction.
 Several names may share a slot with different prerequisites (`tcp_dst`,
 `udp_dst` and `tp_dst` all live in `tp_dst`): the name chosen decides what the
 match must also say, as BAD_PREREQ does in OpenFlow.
+
+`conj_id` is the one field that is not in the flow key: no packet carries it
+(it reads 0), the classifier sets it only while it looks for the flow of a
+conjunctive match it found (`classifier`), so its slot, `CONJ_ID`, lies past
+the key's end and only a match uses it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..packet.tcp import FLAG_NAMES as TCP_FLAG_NAMES
 
 __all__ = [
     "BY_INDEX",
+    "CONJ_ID",
     "CT_STATE_FLAGS",
     "FIELDS",
     "PORT_NAMES",
@@ -31,6 +37,8 @@ __all__ = [
 ]
 
 ETH_IP = frozenset((0x0800, 0x86DD))
+# Open vSwitch's conjunction id: a match-only slot just past the flow key (see above)
+CONJ_ID = fk.KEY_LEN
 
 
 class FieldError(ValueError):
@@ -499,6 +507,16 @@ FIELDS: tuple[Field, ...] = (
     _f("ct_tp_src", 16, "int", writable=False, nxm="NXM_NX_CT_TP_SRC"),
     _f("ct_tp_dst", 16, "int", writable=False, nxm="NXM_NX_CT_TP_DST"),
     *(_f(f"reg{i}", 32, "hex", nxm=f"NXM_NX_REG{i}") for i in range(16)),
+    Field(
+        "conj_id",
+        CONJ_ID,
+        32,
+        "int",
+        "conj_id",
+        maskable=False,
+        writable=False,
+        nxm="NXM_NX_CONJ_ID",
+    ),
 )
 
 _BY_NAME: dict[str, Field] = {}

@@ -87,8 +87,12 @@ class Match:
                 return v, m
         return None
 
-    def matches(self, key: Sequence[int]) -> bool:
-        return all((key[i] & m) == v for i, v, m in self.items)
+    def matches(self, key: Sequence[int], conj_id: int = 0) -> bool:
+        """Whether the packet `key` matches; `conj_id` stands for the slot past the
+        key's end (`fields.CONJ_ID`): 0 for a packet, a conjunction's id while the
+        classifier looks for that conjunction's flow."""
+        n = len(key)
+        return all(((key[i] if i < n else conj_id) & m) == v for i, v, m in self.items)
 
     def covers(self, other: Match) -> bool:
         """True when every packet `other` matches is matched by self (non-strict semantics)."""

@@ -19,8 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..packet import flowkey as fk
-from .actions import Action, ActionError, Meter, parse_action, set_key, split_args
-from .fields import BY_INDEX, Field, FieldError, lookup
+from .actions import (
+    Action,
+    ActionError,
+    Conjunction,
+    Meter,
+    Note,
+    parse_action,
+    set_key,
+    split_args,
+)
+from .fields import BY_INDEX, CONJ_ID, Field, FieldError, lookup
 from .flow import (
     DEFAULT_PRIORITY,
     OFPFF_CHECK_OVERLAP,
@@ -317,6 +326,7 @@ def parse_instructions(text: str, column: int = 0) -> Instructions:
     metadata: tuple[int, int] | None = None
     goto: int | None = None
     stage = -1
+    parsed: list[tuple[str, int, Action | None]] = []  # (token, column, apply action)
     toks = list(_tokens(text, column))
     if any(t.lower() == "drop" for t, _ in toks):
         if len(toks) > 1:
@@ -379,6 +389,17 @@ def parse_instructions(text: str, column: int = 0) -> Instructions:
                 apply.append(parse_action(tok))
         except ActionError as e:
             raise FlowSyntaxError(str(e), tok, col) from None
+        parsed.append((tok, col, apply[-1] if kind == "apply" else None))
+    if any(isinstance(a, Conjunction) for a in apply):
+        # as Open vSwitch: a clause of a conjunctive match has no other effect
+        for tok, col, act in parsed:
+            if not isinstance(act, Conjunction | Note):
+                raise FlowSyntaxError(
+                    '"conjunction" actions may be used along with "note" but not any '
+                    f"other kind of action (such as {tok!r} here)",
+                    tok,
+                    col,
+                )
     return Instructions(tuple(apply), meter, clear, tuple(write), metadata, goto)
 
 
@@ -407,7 +428,7 @@ def parse_flow_file(path: str | Path) -> list[Flow]:
 def format_match(m: Match) -> str:
     items = {i: (v, mk) for i, v, mk in m.items}
     parts: list[str] = []
-    for slot in (fk.CT_STATE, fk.CT_ZONE, fk.CT_MARK):
+    for slot in (CONJ_ID, fk.CT_STATE, fk.CT_ZONE, fk.CT_MARK):
         if slot in items:
             parts.append(_fmt(slot, *items.pop(slot)))
     et = items.get(fk.ETH_TYPE)
@@ -547,6 +568,13 @@ def parse_packet(text: str, defaults: Mapping[str, str] | None = None) -> tuple[
     toks = [(*_kv(t), c) for t, c in _tokens(text)]
     pairs = _match_pairs(toks)
     for f, _value, mask in pairs:
+        if f.index >= fk.KEY_LEN:
+            col = next((c for n, _v, c in toks if _same_field(n, f.name)), 0)
+            raise FlowSyntaxError(
+                f"{f.name}: not a packet field (set only while a conjunctive match is looked up)",
+                f.name,
+                col,
+            )
         if mask != f.full_mask and not (f.kind == "vlan_vid" and mask == 0x1FFF):
             col = next((c for n, _v, c in toks if _same_field(n, f.name)), 0)
             raise FlowSyntaxError(f"{f.name}: a packet needs exact values, not masks", f.name, col)

@@ -7,7 +7,8 @@ real code, so the trace is the forwarding, not a model of it (Open vSwitch's
 test per table and per action list.
 
 Output is a tree like `ovs-appctl ofproto/trace`: each table visited, the rule
-that matched with its cookie and origin, each action with the fields it
+that matched with its cookie and origin (for a conjunctive match the
+`conj_id` flow, then the clauses that made the conjunction), each action with the fields it
 changed (before -> after), nested resubmits and group buckets, then the final
 flow and the datapath actions.  `as_dict` gives the same for machines.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..packet import flowkey as fk
 from .actions import Action
+from .classifier import ConjMatch
 from .context import XContext
 from .fields import BY_INDEX
 from .flow import Rule
@@ -30,7 +32,7 @@ __all__ = ["TraceNode", "Tracer"]
 
 @dataclass
 class TraceNode:
-    kind: str  # table | action | note | resubmit | group | bucket | action set
+    kind: str  # table | conjunction | action | note | resubmit | group | bucket | action set
     text: str
     data: dict[str, Any] = field(default_factory=dict)
     children: list[TraceNode] = field(default_factory=list)
@@ -72,7 +74,13 @@ class Tracer:
         self._stack[-1].children.append(node)
         return node
 
-    def table(self, table_id: int, rule: Rule | None, fields: list[int]) -> None:
+    def table(
+        self,
+        table_id: int,
+        rule: Rule | None,
+        fields: list[int],
+        conj: ConjMatch | None = None,
+    ) -> None:
         if not self.initial:
             self.initial = list(fields)
         if rule is None:
@@ -100,6 +108,35 @@ class Tracer:
         self._stack.append(node)
         if rule is not None and rule.flow.origin:
             self.note(f"from {rule.flow.origin}")
+        if conj is not None:
+            self._conjunction(node, conj)
+
+    def _conjunction(self, node: TraceNode, conj: ConjMatch) -> None:
+        """Which clauses made the conjunction whose flow matched."""
+        clauses = [
+            {
+                "clause": f"{k}/{n}",
+                "match": format_match(r.flow.match),
+                "priority": r.priority,
+                "cookie": f"{r.flow.cookie:#x}",
+                "origin": r.flow.origin,
+            }
+            for r, k, n in conj.clauses
+        ]
+        node.data["conjunction"] = {
+            "id": conj.conj_id,
+            "priority": conj.priority,
+            "clauses": clauses,
+        }
+        head = TraceNode(
+            "conjunction",
+            f"conjunction({conj.conj_id}) matched, clauses at priority {conj.priority}:",
+        )
+        for c in clauses:
+            head.children.append(
+                TraceNode("note", f"clause {c['clause']}: {c['match'] or '(catch-all)'}")
+            )
+        self._add(head)
 
     def end_table(self) -> None:
         self._stack.pop()
