@@ -284,7 +284,8 @@ class Connection:
             self.agent.dispatch(self, mtype, msg, xid)
         except OFError as e:
             log.info("%s: refused: %s", self.name, e)
-            self.error(xid, e.type, e.code, raw)
+            ext = b"" if e.experimenter is None else struct.pack("!I", e.experimenter)
+            self.error(xid, e.type, e.code, ext + raw)
         except PipelineError as e:
             log.info("%s: refused: %s", self.name, e)
             self.error(xid, *_pipeline_error(e), raw)

@@ -15,6 +15,13 @@ BAD_INSTRUCTION/UNSUP_INST), a set_field of a field vnet does not know
 (BAD_ACTION/MATCH_INCONSISTENT, `check_flow`).  Nothing is dropped silently:
 MPLS and PBB (their fields, push/pop/TTL actions) are refused this way.
 
+Open vSwitch's conjunctive match travels as it does: NXAST_CONJUNCTION
+(the wire's clause counts from 0, the text's from 1) and NXM_NX_CONJ_ID,
+first in a match as `nx_put_raw` writes it.  A conjunction that is malformed
+or shares its flow with anything but notes is NXBAC_BAD_CONJUNCTION (an
+experimenter error), one in write-actions BAD_ACTION/BAD_TYPE, a masked
+`conj_id` BAD_MATCH/BAD_MASK -- what Open vSwitch answers.
+
 OFPAT_SET_NW_TTL is `set_field` of `ip_ttl` (the hop limit under IPv6, as
 in Open vSwitch) and goes back to a controller as OFPAT_SET_NW_TTL.
 """
@@ -33,6 +40,8 @@ from ..packet import flowkey as fk
 from ..packet.addr import ip4_int, ip4_str, ip6_int, ip6_str, mac_int, mac_str
 from ..pipeline.actions import (
     Action,
+    ActionError,
+    Conjunction,
     Controller,
     Ct,
     CtClear,
@@ -51,7 +60,8 @@ from ..pipeline.actions import (
     SetField,
     check_consistency,
 )
-from ..pipeline.fields import BY_INDEX, Field, FieldError, lookup
+from ..pipeline.classifier import check_clause
+from ..pipeline.fields import BY_INDEX, CONJ_ID, Field, FieldError, lookup
 from ..pipeline.flow import Flow, Instructions
 from ..pipeline.groups import Bucket, GroupDesc, GroupType
 from ..pipeline.match import Match, PrereqError
@@ -74,12 +84,31 @@ __all__ = [
 
 
 class OFError(Exception):
-    """An OpenFlow error to send back: (type, code) and a message for logs."""
+    """An OpenFlow error to send back: (type, code) and a message for logs.
 
-    def __init__(self, type_: int, code: int, message: str) -> None:
+    An extension's error (`experimenter` set) goes as OpenFlow 1.3's
+    experimenter error: type 0xffff, `code` is its exp_type, and the
+    experimenter id comes before the offending request's bytes.
+    """
+
+    def __init__(
+        self, type_: int, code: int, message: str, *, experimenter: int | None = None
+    ) -> None:
         self.type = type_
         self.code = code
+        self.experimenter = experimenter
         super().__init__(message)
+
+
+NX_VENDOR_ID = 0x00002320
+NXBAC_BAD_CONJUNCTION = 15  # Open vSwitch: NX1.2+(15)
+
+
+def _bad_conjunction(message: str) -> OFError:
+    """A conjunction that is malformed or not alone (Open vSwitch's NXBAC_BAD_CONJUNCTION)."""
+    return OFError(
+        ofp.OFPET_EXPERIMENTER, NXBAC_BAD_CONJUNCTION, message, experimenter=NX_VENDOR_ID
+    )
 
 
 # os-ken's OXM names that differ from vnet's
@@ -164,6 +193,16 @@ def _field(name: str) -> Field:
         raise OFError(
             ofp.OFPET_BAD_MATCH, ofp.OFPBMC_BAD_FIELD, f"unsupported field {name}"
         ) from None
+
+
+def _key_field(name: str) -> Field:
+    """A field an action reads or writes: one the packet carries (not conj_id)."""
+    f = _field(name)
+    if f.index == CONJ_ID:
+        raise OFError(
+            ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT, f"{f.name} can only be matched"
+        )
+    return f
 
 
 def _to_int(f: Field, v: Any) -> int:
@@ -266,6 +305,7 @@ _OVS_ORDER = (
     "ct_nw_dst", "ct_ipv6_dst", "ct_nw_proto", "ct_tp_src", "ct_tp_dst", "metadata",
 )  # fmt: skip
 _OVS_RANK = {fk.INDEX[name]: i for i, name in enumerate(_OVS_ORDER)}
+_OVS_RANK[CONJ_ID] = -1  # nx_put_raw writes conj_id before in_port
 
 
 def _nbits(ofs_nbits: int) -> tuple[int, int]:
@@ -308,17 +348,21 @@ def _action_from_ofp(a: Any) -> Action:
         return SetField(fk.IP_TTL, a.nw_ttl)
     if cls in ("NXActionRegLoad", "NXActionRegLoad2"):
         if cls == "NXActionRegLoad2":
-            f = _field(a.dst)
+            f = _key_field(a.dst)
             value = a.value
             if isinstance(value, tuple):
                 return SetField(f.index, _to_int(f, value[0]), _to_int(f, value[1]))
             return SetField(f.index, _to_int(f, value))
-        f = _field(a.dst)
+        f = _key_field(a.dst)
         ofs, nbits = _nbits(a.ofs_nbits)
         return RegLoad(f.index, ofs, nbits, a.value)
     if cls == "NXActionRegMove":
         return RegMove(
-            _field(a.src_field).index, a.src_ofs, _field(a.dst_field).index, a.dst_ofs, a.n_bits
+            _key_field(a.src_field).index,
+            a.src_ofs,
+            _key_field(a.dst_field).index,
+            a.dst_ofs,
+            a.n_bits,
         )
     if cls in ("NXActionResubmit", "NXActionResubmitTable"):
         port = None if a.in_port in (OFPP_IN_PORT16, ofp.OFPP_IN_PORT) else a.in_port
@@ -337,6 +381,11 @@ def _action_from_ofp(a: Any) -> Action:
         return _ct_from_ofp(a)
     if cls == "NXActionCTClear":
         return CtClear()
+    if cls == "NXActionConjunction":
+        try:
+            return Conjunction(a.id, a.clause + 1, a.n_clauses)
+        except ActionError as e:
+            raise _bad_conjunction(str(e)) from None
     if cls == "NXActionNAT":
         raise _bad_action("nat outside ct()", ofp.OFPBAC_BAD_ARGUMENT)
     if cls.startswith("NX"):
@@ -353,7 +402,7 @@ _CT_COMMIT, _CT_FORCE = 1, 2
 def _ct_from_ofp(a: Any) -> Ct:
     zone, zone_field = 0, None
     if a.zone_src:
-        f = _field(a.zone_src)
+        f = _key_field(a.zone_src)
         ofs, nbits = _nbits(a.zone_ofs_nbits)
         zone_field = (f.index, ofs, nbits)
     else:
@@ -453,7 +502,14 @@ def instructions_from_ofp(insts: Sequence[Any]) -> Instructions:
             raise OFError(
                 ofp.OFPET_BAD_INSTRUCTION, ofp.OFPBIC_UNSUP_INST, f"unsupported instruction {cls}"
             )
-    return Instructions(apply, meter, clear, write, metadata, goto)
+    ins = Instructions(apply, meter, clear, write, metadata, goto)
+    if any(isinstance(a, Conjunction) for a in write):
+        raise _bad_action("conjunction in write_actions")
+    try:
+        check_clause(ins)
+    except ActionError as e:
+        raise _bad_conjunction(str(e)) from None
+    return ins
 
 
 def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
@@ -499,6 +555,8 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
         )
     if isinstance(a, Note):
         return parser.NXActionNote(note=list(a.data))
+    if isinstance(a, Conjunction):
+        return parser.NXActionConjunction(a.clause - 1, a.n_clauses, a.conj_id)
     if isinstance(a, Controller):
         reasons = {
             "no_match": ofp.OFPR_NO_MATCH,
