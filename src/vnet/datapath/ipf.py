@@ -93,11 +93,61 @@ Key = tuple[int, Any, int, int, int, int, int]  # zone, point, version, src, dst
 
 
 @dataclass(frozen=True, slots=True)
+class _Frag(Generic[T]):
+    start: int  # offset of its data in the datagram
+    end: int  # one past its last byte
+    frame: bytes  # as it came (Ethernet padding too)
+    l3: int  # where its IP header starts in `frame`
+    data: int  # where its data starts
+    trim: int  # where its IP packet ends
+    nh_at: int  # IPv6: the Next Header byte that names the fragment header
+    nxt: int  # IPv6: what follows the fragment header
+    item: T
+
+
+@dataclass(frozen=True, slots=True)
 class Reassembled(Generic[T]):
-    """A datagram complete: the packet to track, and the fragments' items in order."""
+    """A datagram complete: the packet to track, and its fragments in order of offset."""
 
     packet: bytes
-    frags: list[T]
+    parts: list[_Frag[T]]
+
+    @property
+    def frags(self) -> list[T]:
+        """The callers' items, in order of offset."""
+        return [f.item for f in self.parts]
+
+    def fragments(self, translated: bytes | None = None) -> list[bytes]:
+        """The fragments' frames as they came; with `translated` (`packet` after NAT,
+        the same length), each with its addresses and the first with its transport
+        header taken from it -- every IPv4 header checksum recomputed.  The transport
+        checksum covers the whole datagram, so the translated one is right for the
+        first fragment as it stands (Open vSwitch copies it the same way)."""
+        if translated is None:
+            return [f.frame for f in self.parts]
+        if len(translated) != len(self.packet):
+            raise ValueError("translated: the datagram changed length; fragments cannot follow")
+        out = []
+        first = self.parts[0]
+        l3 = first.l3
+        v4 = (first.frame[l3] >> 4) == 4
+        # the translated datagram's data starts where the first fragment's does (IPv4),
+        # or 8 bytes earlier (IPv6: no fragment header)
+        body = first.data if v4 else first.data - 8
+        for f in self.parts:
+            b = bytearray(f.frame)
+            if v4:
+                b[f.l3 + 12 : f.l3 + 20] = translated[l3 + 12 : l3 + 20]
+                ihl = f.data - f.l3
+                b[f.l3 + 10 : f.l3 + 12] = b"\0\0"
+                struct.pack_into("!H", b, f.l3 + 10, internet_checksum(b[f.l3 : f.l3 + ihl]))
+            else:
+                b[f.l3 + 8 : f.l3 + 40] = translated[l3 + 8 : l3 + 40]
+            if f.start == 0:
+                n = f.trim - f.data
+                b[f.data : f.trim] = translated[body : body + n]
+            out.append(bytes(b))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +157,6 @@ class Refused:
 
     reason: str
     count: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Frag(Generic[T]):
-    start: int  # offset of its data in the datagram
-    end: int  # one past its last byte
-    frame: bytes  # without Ethernet padding
-    l3: int  # where its IP header starts in `frame`
-    data: int  # where its data starts
-    nh_at: int  # IPv6: the Next Header byte that names the fragment header
-    nxt: int  # IPv6: what follows the fragment header
-    item: T
 
 
 @dataclass(slots=True)
@@ -306,7 +344,7 @@ class Ipf(Generic[T]):
             lst.frags.clear()
             lst.failed = True
             return Refused(why, n + 1)
-        frag = _Frag(p.start, p.end, bytes(frame[: p.trim]), p.l3, p.data, p.nh_at, p.nxt, item)
+        frag = _Frag(p.start, p.end, bytes(frame), p.l3, p.data, p.trim, p.nh_at, p.nxt, item)
         frags = lst.frags
         i = len(frags)
         while i and frags[i - 1].start > p.start:
@@ -327,7 +365,7 @@ class Ipf(Generic[T]):
             return Refused("ipf_bad", len(frags))
         c["completed"] += len(frags)
         c["reassembled"] += 1
-        return Reassembled(packet, [f.item for f in frags])
+        return Reassembled(packet, frags)
 
     def _fits(self, lst: _List[T], p: _Parsed, v: int) -> str | None:
         """Why fragment `p` cannot join `lst`, or None."""
@@ -401,7 +439,7 @@ def _reassemble4(frags: list[_Frag[Any]]) -> bytes | None:
     struct.pack_into("!H", head, l3 + 6, fo & 0x4000)  # DF kept; more-fragments, offset 0
     struct.pack_into("!H", head, l3 + 10, 0)
     struct.pack_into("!H", head, l3 + 10, internet_checksum(head[l3 : l3 + ihl]))
-    return bytes(head) + b"".join([f.frame[f.data :] for f in frags])
+    return bytes(head) + b"".join([f.frame[f.data : f.trim] for f in frags])
 
 
 def _reassemble6(frags: list[_Frag[Any]]) -> bytes | None:
@@ -409,7 +447,7 @@ def _reassemble6(frags: list[_Frag[Any]]) -> bytes | None:
     l3 = first.l3
     head = bytearray(first.frame[: first.data - 8])  # without the fragment header
     head[first.nh_at] = first.nxt
-    data = b"".join([f.frame[f.data :] for f in frags])
+    data = b"".join([f.frame[f.data : f.trim] for f in frags])
     plen = len(head) - l3 - 40 + len(data)
     if plen > _MAX_DATAGRAM:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from scapy.layers.inet import IP, UDP, IPOption_RR, fragment
+from scapy.layers.inet import IP, UDP, IPOption_RR, defragment, fragment
 from scapy.layers.inet6 import (
     IPv6,
     IPv6ExtHdrFragment,
@@ -373,3 +373,73 @@ def test_stats_and_dump_read_as_open_vswitch_prints_them() -> None:
     s = ipf.stats()
     assert s["fragments"] == 1 and s["lists"] == 1 and s["enabled"] == {"v4": True, "v6": True}
     assert ipf.flush() == 1 and ipf.held == 0 and len(ipf) == 0
+
+
+# -- the fragments that leave --------------------------------------------------------------
+def _udp_ok(ip: Packet) -> bool:
+    """The UDP checksum of a whole datagram, checked by scapy."""
+    got = ip[UDP].chksum
+    again = ip.__class__(bytes(ip))
+    again[UDP].chksum = None
+    return got == ip.__class__(bytes(again))[UDP].chksum
+
+
+def test_fragments_leave_as_they_came() -> None:
+    frames = frags4(datagram4())
+    frames[-1] += b"\0" * 8  # padding stays
+    ipf: Ipf[int] = Ipf()
+    done = feed(ipf, frames, [2, 1, 0])[-1]
+    assert isinstance(done, Reassembled)
+    assert done.fragments() == frames
+
+
+def test_a_translation_of_the_datagram_carries_over_to_its_ipv4_fragments() -> None:
+    dg = datagram4()
+    frames = frags4(dg)
+    ipf: Ipf[int] = Ipf()
+    done = feed(ipf, frames, [1, 2, 0])[-1]
+    assert isinstance(done, Reassembled)
+    nat = Ether(done.packet)
+    nat[IP].src, nat[IP].dst, nat[UDP].sport = "192.0.2.1", "198.51.100.7", 61000
+    nat[IP].chksum = nat[UDP].chksum = None
+    out = done.fragments(bytes(nat))
+    assert len(out) == 3
+    for f, orig in zip(out, frames, strict=True):
+        ip = Ether(f)[IP]
+        assert (ip.src, ip.dst) == ("192.0.2.1", "198.51.100.7")
+        chk = ip.chksum
+        ip.chksum = None
+        assert IP(bytes(ip))[IP].chksum == chk  # each header's checksum is right
+        assert Ether(f)[IP].frag == Ether(orig)[IP].frag
+    (whole,) = defragment([Ether(f)[IP] for f in out])
+    assert whole[UDP].sport == 61000 and whole[UDP].dport == 2000
+    assert bytes(whole[UDP].payload) == b"x" * 3000
+    assert _udp_ok(whole)
+
+
+def test_a_translation_carries_over_to_ipv6_fragments() -> None:
+    dg = datagram6(hbh=True)
+    frames = frags6(dg)
+    ipf: Ipf[int] = Ipf()
+    done = feed(ipf, frames, [0, 2, 1])[-1]
+    assert isinstance(done, Reassembled)
+    nat = Ether(done.packet)
+    nat[IPv6].src, nat[UDP].dport = "fd00::99", 53
+    nat[UDP].chksum = None
+    out = done.fragments(bytes(nat))
+    assert [Ether(f)[IPv6].src for f in out] == ["fd00::99"] * 3
+    ipf2: Ipf[int] = Ipf()
+    again = feed(ipf2, out, [0, 1, 2])[-1]  # put together again: the translated datagram
+    assert isinstance(again, Reassembled)
+    assert again.packet == bytes(nat)
+    whole = Ether(again.packet)[IPv6]
+    assert whole[UDP].dport == 53 and _udp_ok(whole)
+
+
+def test_a_translation_may_not_change_the_length() -> None:
+    frames = frags4(datagram4())
+    ipf: Ipf[int] = Ipf()
+    done = feed(ipf, frames, [0, 1, 2])[-1]
+    assert isinstance(done, Reassembled)
+    with pytest.raises(ValueError, match="translated"):
+        done.fragments(done.packet + b"x")
