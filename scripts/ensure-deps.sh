@@ -6,7 +6,8 @@
 #                                vSwitch (not as root the demo is simulated and needs nothing)
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
-#                                ping, iproute2 and ethtool (offloads off where a peer needs it)
+#                                ping, iproute2 and ethtool (offloads off where a peer needs it),
+#                                vsftpd and curl (an FTP server and client for the FTP helper)
 #   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
 #                                the switch benchmarks, and ab (apache2-utils) against nginx
 #                                (nginx-light), the connection-rate load of the ct benchmark
@@ -35,6 +36,9 @@ case "$target" in
     command -v ping >/dev/null 2>&1 || need+=(iputils-ping)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+    # the tests run vsftpd with a configuration of their own, in a namespace
+    [ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
+    command -v curl >/dev/null 2>&1 || need+=(curl)
     if [ "$target" = bench ]; then
       command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
       command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
@@ -57,3 +61,8 @@ echo "ensure-deps: installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# vsftpd's package starts a system-wide server where services start on install (systemd);
+# the tests run their own, so one installed here is stopped and left disabled
+if [[ " ${need[*]} " == *" vsftpd "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now vsftpd >/dev/null 2>&1 || true
+fi
