@@ -38,13 +38,16 @@ timeouts stay exact.
 
 from __future__ import annotations
 
+import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..packet import flowkey as fk
 from ..packet.addr import ip4_str, ip6_str
+from ..packet.nat import Rewrite
+from .ctnat import NatRange, Tuple, allocate, error_rewrite, packet_rewrite
 
 __all__ = [
     "DNAT",
@@ -58,6 +61,7 @@ __all__ = [
     "TRK",
     "Conn",
     "CtResult",
+    "NatRange",
     "Tracker",
     "format_conn",
 ]
@@ -102,8 +106,6 @@ _ECHO6 = {128: 129, 129: 128}
 _ERR4 = frozenset((3, 4, 5, 11, 12))
 _ERR6 = frozenset((1, 2, 3, 4))
 
-Tuple = tuple[int, int, int, int, int, int, int]  # zone, version, proto, src, dst, sport, dport
-
 
 def _seq_lt(a: int, b: int) -> bool:
     return ((a - b) & _M32) >= 0x80000000
@@ -142,6 +144,7 @@ class Conn:
     timeout: str
     mark: int = 0
     label: int = 0
+    nat: str = ""  # "src" or "dst": the reply tuple is translated (not orig's mirror)
     replied: bool = False  # the reply direction has been seen
     peers: tuple[_Peer, _Peer] | None = None  # TCP: original sender, replier
     rst: bool = False
@@ -154,7 +157,8 @@ class Conn:
 
 
 class CtResult(NamedTuple):
-    """What `ct` tells the pipeline, and whether the packet is dropped (reason)."""
+    """What `ct` tells the pipeline, whether the packet is dropped (reason), and
+    what NAT writes into it (`packet.nat.rewrite`; None: nothing)."""
 
     state: int
     zone: int
@@ -162,6 +166,7 @@ class CtResult(NamedTuple):
     label: int = 0
     orig: Tuple | None = None  # the connection's original-direction tuple
     drop: str | None = None
+    rewrite: Rewrite | None = None
 
 
 class _Pkt(NamedTuple):
@@ -176,6 +181,7 @@ class Tracker:
         limit: int = 0,
         zone_limits: dict[int, int] | None = None,
         timeouts: dict[str, float] | None = None,
+        seed: int | None = None,
     ) -> None:
         self.limit = limit  # 0: no limit
         self.zone_limits: dict[int, int] = dict(zone_limits or {})
@@ -187,6 +193,9 @@ class Tracker:
         self._per_zone: dict[int, int] = {}
         self.drops: dict[str, int] = {}
         self.committed = 0
+        # NAT: `random` draws from here; the hash of the other flags starts from the basis
+        self._rand = random.Random(seed)
+        self._basis = self._rand.getrandbits(32)
 
     # -- reading -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -245,19 +254,33 @@ class Tracker:
         commit: bool = False,
         mark: tuple[int, int] | None = None,
         label: tuple[int, int] | None = None,
+        nat: NatRange | None = None,
+        force: bool = False,
     ) -> CtResult:
         """Track one packet in `zone`: its state, and the connection's mark and label.
 
         `mark` and `label` (value, mask) are written to the connection if it is
-        committed now or was before (the `exec` of `ct(commit,...)`)."""
+        committed now or was before (the `exec` of `ct(commit,...)`).  With
+        `nat`, a connection's translation is returned for the packet (set up
+        first for a new connection it commits), unless the packet was
+        translated in this zone already: `key`'s ct fields are what an earlier
+        `ct` said of it.  `force` (implies commit): a connection found in the
+        reply direction is deleted and the packet starts a new one."""
+        commit = commit or force
         p = _classify(frame, key, zone)
         if isinstance(p, str):
             self._count(p)
             return CtResult(TRK | INV, zone)
-        hit = self._table.get(p.tup)
-        if hit is not None and hit[0].expires <= now:
+        # NAT bits an earlier ct in this zone set stay, and keep it from translating twice
+        done = key[fk.CT_STATE] & (SNAT | DNAT) if key[fk.CT_ZONE] == zone else 0
+        hit = self._live(p.tup, now)
+        if hit is not None and force and hit[1]:
             self._remove(hit[0])
             hit = None
+        if hit is None and done and p.inner is None:
+            # translated already (as Linux keeps the packet's connection, not as Open
+            # vSwitch's userspace tracker, which would commit the translated tuple anew)
+            hit = self._by_orig(key, p.tup, now)
         if hit is not None:
             conn, d = hit
             verdict = _update(conn, d, p, frame, key, self.timeouts, now)
@@ -274,26 +297,130 @@ class Tracker:
                     conn.replied = True
                 if commit or mark or label:
                     _set_meta(conn, mark, label)
-                state = TRK | (EST if conn.replied else NEW) | (RPL if d else 0)
-                return CtResult(state, zone, conn.mark, conn.label, conn.orig)
+                state = TRK | (EST if conn.replied else NEW) | (RPL if d else 0) | done
+                rw = None
+                if nat is not None and conn.nat and not done:
+                    rw = packet_rewrite(conn.orig, conn.reply, d)
+                    state |= _nat_bits(conn.nat, d)
+                return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
         if p.inner is not None:
-            rel = self._table.get(p.inner)
-            if rel is None or rel[0].expires <= now:
+            rel = self._live(p.inner, now)
+            if rel is None:
                 self._count("ct_invalid")
                 return CtResult(TRK | INV, zone)
             conn, d = rel
-            return CtResult(TRK | REL | (RPL if d else 0), zone, conn.mark, conn.label, conn.orig)
+            state = TRK | REL | (RPL if d else 0) | done
+            rw = None
+            if nat is not None and conn.nat and not done:
+                t = p.tup
+                rw = error_rewrite(conn.orig, conn.reply, conn.nat, d, t[3], t[4])
+                state |= _nat_bits(conn.nat, d)
+            return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
         if p.kind == "tcp" and not _tcp_valid_new(key[fk.TCP_FLAGS]):
             self._count("ct_invalid")
             return CtResult(TRK | INV, zone)
         if not commit:
             return CtResult(TRK | NEW, zone, 0, 0, p.tup)
         if self._full(zone):
-            self._count("ct_limit")
-            return CtResult(TRK | NEW, zone, drop="ct_limit")
-        conn = self._create(p, frame, key, now)
+            return self._refuse("ct_limit", zone)
+        reply = _flip(p.tup)
+        kind = ""
+        if nat is not None and nat.kind:
+            if nat.version and nat.version != p.tup[1]:
+                return self._refuse("ct_nat_family", zone)
+            chosen = allocate(p.tup, reply, nat, self._taken(now), self._basis, self._rand)
+            if chosen is None:
+                return self._refuse("ct_nat_exhausted", zone)
+            reply, kind = chosen, nat.kind
+        elif self._live(reply, now) is not None:  # another connection's translation holds it
+            return self._refuse("ct_nat_clash", zone)
+        conn = self._create(p, frame, key, now, reply, kind)
         _set_meta(conn, mark, label)
-        return CtResult(TRK | NEW, zone, conn.mark, conn.label, conn.orig)
+        state, rw = TRK | NEW, None
+        if kind:
+            rw = packet_rewrite(conn.orig, conn.reply, 0)
+            state |= _nat_bits(kind, 0)
+        return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
+
+    def _refuse(self, reason: str, zone: int) -> CtResult:
+        """A commit that cannot be made: the packet is dropped, counted by reason."""
+        self._count(reason)
+        return CtResult(TRK | NEW, zone, drop=reason)
+
+    def _live(self, t: Tuple, now: float) -> tuple[Conn, int] | None:
+        """The connection (and direction) holding tuple `t`; an expired one is removed."""
+        hit = self._table.get(t)
+        if hit is not None and hit[0].expires <= now:
+            self._remove(hit[0])
+            return None
+        return hit
+
+    def _taken(self, now: float) -> Callable[[Tuple], bool]:
+        def taken(t: Tuple) -> bool:
+            return self._live(t, now) is not None
+
+        return taken
+
+    def _by_orig(self, key: Any, t: Tuple, now: float) -> tuple[Conn, int] | None:
+        """A packet translated by an earlier `ct` in this zone: its connection, by the
+        original tuple the key carries, and the direction the packet travels (it
+        looks like the original tuple or the mirror of the reply tuple one way,
+        like the reply tuple or the mirror of the original the other)."""
+        v = t[1]
+        src, dst = (
+            (key[fk.CT_NW_SRC], key[fk.CT_NW_DST])
+            if v == 4
+            else (key[fk.CT_IPV6_SRC], key[fk.CT_IPV6_DST])
+        )
+        o = (t[0], v, key[fk.CT_NW_PROTO], src, dst, key[fk.CT_TP_SRC], key[fk.CT_TP_DST])
+        hit = self._live(o, now)
+        if hit is None or hit[1]:
+            return None
+        conn = hit[0]
+        if t in (conn.orig, _flip(conn.reply)):
+            return conn, 0
+        if t in (conn.reply, _flip(conn.orig)):
+            return conn, 1
+        return None
+
+    def preview(
+        self, key: tuple[int, ...] | list[int], zone: int, now: float, nat: NatRange, commit: bool
+    ) -> tuple[Rewrite | None, int]:
+        """What `ct` with `nat` would write into a packet of this flow key, and the
+        NAT bits it would set -- changing nothing (for the trace, which has no
+        frame: an ICMP echo is taken with identifier 0)."""
+        et = key[fk.ETH_TYPE]
+        if et not in (0x0800, 0x86DD) or key[fk.IP_FRAG]:
+            return None, 0
+        v = 4 if et == 0x0800 else 6
+        src, dst = (
+            (key[fk.IPV4_SRC], key[fk.IPV4_DST]) if v == 4 else (key[fk.IPV6_SRC], key[fk.IPV6_DST])
+        )
+        proto = key[fk.IP_PROTO]
+        if proto in (6, 17, 132):
+            t: Tuple = (zone, v, proto, src, dst, key[fk.TP_SRC], key[fk.TP_DST])
+        elif key[fk.ICMP_TYPE] in (_ECHO4 if v == 4 else _ECHO6) and proto in (1, 58):
+            t = (zone, v, proto, src, dst, 0, key[fk.ICMP_TYPE])
+        else:
+            return None, 0
+        hit = self._table.get(t)
+        if hit is not None and hit[0].expires > now:
+            conn, d = hit
+            if not conn.nat:
+                return None, 0
+            return packet_rewrite(conn.orig, conn.reply, d), _nat_bits(conn.nat, d)
+        if not (commit and nat.kind) or (nat.version and nat.version != v):
+            return None, 0
+
+        def taken(c: Tuple) -> bool:
+            h = self._table.get(c)
+            return h is not None and h[0].expires > now
+
+        rand = random.Random(self._basis)  # the tracker's own draws stay untouched
+        reply = allocate(t, _flip(t), nat, taken, self._basis, rand)
+        if reply is None:
+            return None, 0
+        return packet_rewrite(t, reply, 0), _nat_bits(nat.kind, 0)
 
     def _full(self, zone: int) -> bool:
         if self.limit and len(self) >= self.limit:
@@ -301,14 +428,12 @@ class Tracker:
         zl = self.zone_limits.get(zone, 0)
         return bool(zl) and self._per_zone.get(zone, 0) >= zl
 
-    def _create(self, p: _Pkt, frame: bytes | bytearray, key: Any, now: float) -> Conn:
+    def _create(
+        self, p: _Pkt, frame: bytes | bytearray, key: Any, now: float, reply: Tuple, nat: str
+    ) -> Conn:
         t = p.tup
-        reply: Tuple = (t[0], t[1], t[2], t[4], t[3], t[6], t[5])
-        if p.kind == "icmp":  # the reply is the other echo type
-            echo = _ECHO4 if t[1] == 4 else _ECHO6
-            reply = (t[0], t[1], t[2], t[4], t[3], t[5], echo[t[6]])
         timeout = {"udp": "udp", "icmp": "icmp"}.get(p.kind, "tcp_syn_sent")
-        conn = Conn(t, reply, now, now + self.timeouts[timeout], timeout)
+        conn = Conn(t, reply, now, now + self.timeouts[timeout], timeout, nat=nat)
         if p.kind == "tcp":
             conn.peers = _tcp_new(frame, key)
             if not key[fk.TCP_FLAGS] & SYN:  # picked up mid-stream
@@ -320,6 +445,23 @@ class Tracker:
         self._per_zone[t[0]] = self._per_zone.get(t[0], 0) + 1
         self.committed += 1
         return conn
+
+
+def _flip(t: Tuple) -> Tuple:
+    """`t`'s mirror: the tuple of a packet going the other way (addresses and ports
+    swapped; an ICMP echo keeps its identifier and takes the other type) -- an
+    untranslated connection's reply tuple."""
+    if t[2] in (1, 58):
+        echo = _ECHO4 if t[1] == 4 else _ECHO6
+        return (t[0], t[1], t[2], t[4], t[3], t[5], echo.get(t[6], t[6]))
+    return (t[0], t[1], t[2], t[4], t[3], t[6], t[5])
+
+
+def _nat_bits(kind: str, d: int) -> int:
+    """ct_state of a translated packet, as Open vSwitch sets it: a source-NAT
+    connection's original direction gets +snat and its replies +dnat (their
+    destination is rewritten); the other way round for destination NAT."""
+    return SNAT if (kind == "src") == (d == 0) else DNAT
 
 
 def _set_meta(conn: Conn, mark: tuple[int, int] | None, label: tuple[int, int] | None) -> None:
