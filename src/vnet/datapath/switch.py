@@ -73,6 +73,7 @@ from typing import Any
 from ..ids import datapath_id
 from ..packet import encap
 from ..packet import flowkey as fk
+from ..packet import nat as natpkt
 from ..packet.errors import DecodeError
 from ..packet.ethernet import header_len
 from ..packet.geneve import GeneveOption
@@ -87,7 +88,8 @@ from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.match import Match
 from ..pipeline.trace import Tracer
 from . import offload
-from .conntrack import NEW, TRK, Tracker
+from .conntrack import NEW, TRK, CtResult, Tracker
+from .ctnat import nat_range
 from .mac_table import DEFAULT_AGING, MacTable
 from .meters import MeterConfig, MeterTable
 from .normal import normal
@@ -141,17 +143,37 @@ FAST_ENTRIES = 8192  # per ingress port
 
 
 def _refuse_unsupported(actions: Iterable[Action]) -> None:
+    """What this switch cannot run, or Open vSwitch would refuse, named before
+    anything changes."""
     for a in actions:
-        if isinstance(a, Nat) or (isinstance(a, Ct) and a.nat is not None):
-            raise PipelineError(
-                ErrorKind.UNSUPPORTED_ACTION, "nat: address translation is not available yet"
-            )
-        if isinstance(a, Ct) and a.alg:
+        if isinstance(a, Nat):
+            raise PipelineError(ErrorKind.BAD_ARGUMENT, "nat: only inside ct()")
+        if not isinstance(a, Ct):
+            continue
+        if a.alg:
             raise PipelineError(
                 ErrorKind.UNSUPPORTED_ACTION, f"ct: alg={a.alg}: no such helper in this switch"
             )
-        if isinstance(a, Ct) and a.force:
-            raise PipelineError(ErrorKind.UNSUPPORTED_ACTION, "ct: force is not available yet")
+        if a.force and not a.commit:
+            raise PipelineError(ErrorKind.BAD_ARGUMENT, "ct: force requires commit")
+        if a.nat is not None:
+            try:
+                nat_range(a.nat)
+            except ValueError as e:
+                raise PipelineError(ErrorKind.BAD_ARGUMENT, str(e)) from None
+
+
+def _ct_fields(r: CtResult) -> tuple[int, ...]:
+    """The key's ct slots (ct_state ... ct_tp_dst) as the tracker's answer sets them."""
+    o = r.orig
+    if o is None:
+        return (r.state, r.zone, r.mark, r.label, 0, 0, 0, 0, 0, 0, 0)
+    v4 = o[1] == 4
+    return (
+        r.state, r.zone, r.mark, r.label,
+        o[3] if v4 else 0, o[4] if v4 else 0, 0 if v4 else o[3], 0 if v4 else o[4],
+        o[2], o[5], o[6],
+    )  # fmt: skip
 
 
 def _ct_write(a: Action) -> tuple[int, int]:
@@ -219,7 +241,7 @@ class Switch:
         self.now = now
         self.rx_packets = 0
         self._standalone_flow = False
-        self._metered = False
+        self._dropped = False  # the packet in hand's drop is counted already
         # frames `_send` queued per port, and their bytes, until `_flush`
         self._tx: dict[Port, tuple[list[Frame], list[int]]] = {}
         self.fast = True  # the signature cache in front of the full path (off: every frame parsed)
@@ -228,6 +250,10 @@ class Switch:
         self._ident = 0  # outer IPv4 identification of tunnel packets
         self.conntrack = Tracker()
         self._recirculations = 0  # how deep the packet in hand is in ct(table=) passes
+        # the packet in hand: its checksum left to the device (NEEDS_CSUM), and what a
+        # `ct` earlier in its action list said of it (ct_state ... ct_tp_dst)
+        self._csum_partial = False
+        self._ct_md: tuple[int, ...] | None = None
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
 
@@ -597,10 +623,12 @@ class Switch:
             return
         ops = d.odp
         for hdr, frame in frames:
-            self._metered = False
-            outs = odp.apply(frame, key, ops, self._meter)
+            self._dropped = False
+            self._csum_partial = bool(hdr) and bool(hdr[0] & offload.F_NEEDS_CSUM)
+            self._ct_md = None
+            outs = odp.apply(frame, key, ops, self._meter, self._ct)
             if not outs:
-                if not self._metered:  # a meter drop is counted where it happens
+                if not self._dropped:  # a meter or ct drop is counted where it happens
                     self.drop(d.drop_reason or "no_output")
                 continue
             base = len(frame)
@@ -616,24 +644,31 @@ class Switch:
                 elif kind == "normal":
                     # `normal` reached the datapath unexpanded (packet-out to NORMAL)
                     self.drop("normal_unexpanded")
-                elif kind == "ct":
-                    self._conntrack(op, key, offload.shift(hdr, len(data) - base), data)
+                elif kind == "recirc":
+                    self._recirculate(op, key, offload.shift(hdr, len(data) - base), data)
 
     def _meter(self, meter_id: int, nbytes: int) -> bool:
         if self.meters.admit(meter_id, nbytes, self.now):
             return True
         self.drop("meter")
-        self._metered = True
+        self._dropped = True
         return False
 
-    def _conntrack(self, op: tuple[Any, ...], key: Sequence[int], hdr: bytes, frame: bytes) -> None:
-        """The `ct` action: track the packet, then (with `table=`) send it through the
-        pipeline again from that table, with its ct fields set -- the full path's
-        charges and egress, like any packet (Open vSwitch's recirculation)."""
+    def _ct(self, op: odp.Op, buf: bytearray, key: Sequence[int]) -> tuple[odp.Op, bytes] | bool:
+        """The `ct` action where it stands in the action list (`odp.apply` calls it):
+        track the packet, as it is there, in its zone.  Without `table=` its NAT
+        translates the packet in place, so the actions after it send the
+        translated bytes; with `table=` the pipeline forks as Open vSwitch's does:
+        this pass goes on untracked and untranslated, and a translated copy,
+        with its ct fields set, goes back to that table (`_recirculate`).
+        False: the tracker dropped the packet (counted)."""
         ct: Ct = op[1]
-        fields: tuple[int, ...] = op[2]
-        meta = fields[fk.META_SLOTS]
-        tracked = fk.extract(frame, key[fk.IN_PORT], meta=meta)  # after the rewrites before it
+        meta: tuple[int, ...] = op[2][fk.META_SLOTS]
+        s = fk.CT_STATE - fk.METADATA
+        md = self._ct_md
+        if md is not None:  # an earlier ct in this action list: the datapath's view
+            meta = (*meta[:s], *md, *meta[s + len(md) :])
+        tracked = fk.extract(buf, key[fk.IN_PORT], meta=meta)  # after the rewrites before it
         mark = label = None
         for a in ct.exec_:
             v, m = _ct_write(a)
@@ -642,29 +677,44 @@ class Switch:
             else:
                 label = (v, m)
         r = self.conntrack.process(
-            frame, tracked, op[3], self.now, commit=ct.commit, mark=mark, label=label
+            buf,
+            tracked,
+            op[3],
+            self.now,
+            commit=ct.commit,
+            mark=mark,
+            label=label,
+            nat=None if ct.nat is None else nat_range(ct.nat),
+            force=ct.force,
         )
         if r.drop is not None:
             self.drop(r.drop)
-            return
+            self._dropped = True
+            return False
+        ctf = _ct_fields(r)
         if ct.table is None:
-            return
+            if r.rewrite is not None:
+                natpkt.rewrite(buf, tracked, r.rewrite, self._csum_partial)
+            self._ct_md = ctf
+            return True
+        data = buf
+        if r.rewrite is not None:
+            data = bytearray(buf)
+            natpkt.rewrite(data, tracked, r.rewrite, self._csum_partial)
+        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :])), bytes(data)
+
+    def _recirculate(self, op: odp.Op, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+        """`ct(table=N)`'s tracked packet through the pipeline again from table N --
+        the full path's charges and egress, like any packet (Open vSwitch's
+        recirculation)."""
         if self._recirculations >= MAX_RECIRCULATIONS:
             self.drop("recirculation_limit")
             return
-        ctf = [r.state, r.zone, r.mark, r.label, 0, 0, 0, 0, 0, 0, 0]
-        o = r.orig
-        if o is not None:
-            v4 = o[1] == 4
-            ctf[4:11] = (
-                o[3] if v4 else 0, o[4] if v4 else 0, 0 if v4 else o[3], 0 if v4 else o[4],
-                o[2], o[5], o[6],
-            )  # fmt: skip
-        s = fk.CT_SLOTS.start - fk.METADATA
-        again = fk.extract(frame, key[fk.IN_PORT], meta=(*meta[:s], *ctf, *meta[s + len(ctf) :]))
+        table: int = op[1].table
+        again = fk.extract(frame, key[fk.IN_PORT], meta=op[2])
         self._recirculations += 1
         try:
-            self._execute(self._pipeline.decide(again, self, ct.table), again, hdr, frame)
+            self._execute(self._pipeline.decide(again, self, table), again, hdr, frame)
         finally:
             self._recirculations -= 1
 
@@ -849,14 +899,22 @@ class Switch:
     ) -> Tracer:
         """The packet's path, as `ofproto/trace` prints it.  Each `ct(table=N)` is
         followed into table N with the state `ct_next` gives in turn (`trk|new`
-        when it runs out, as Open vSwitch assumes); the tracker is not asked, so a
-        trace changes no connection."""
+        when it runs out, as Open vSwitch assumes).  The tracker is only read,
+        so a trace changes no connection: a `ct` with `nat` shows the
+        translation its connection (or the range, for a commit) would give,
+        written into the key by the datapath's own `packet.nat`."""
         tracer = Tracer(self.name)
         self.pipeline.translate(key, self, tracer, table)
         states = list(ct_next)
         for op in tracer.odp:
             ct: Ct | None = op[1] if op[0] == "ct" else None
-            if ct is None or ct.table is None:
+            if ct is None:
+                continue
+            if ct.table is None:
+                if ct.nat is not None:
+                    changed = self._trace_nat(ct, list(op[2]), op[3])[1]
+                    if changed:
+                        tracer.note(f"nat: {changed} (by {ct.format()}, for the actions after it)")
                 continue
             if _depth + 1 >= MAX_RECIRCULATIONS:
                 tracer.note("recirculation limit reached")
@@ -864,12 +922,34 @@ class Switch:
             state = states.pop(0) if states else TRK | NEW
             again = list(op[2])
             again[fk.CT_STATE], again[fk.CT_ZONE] = state, op[3]
+            heading = ""
+            if ct.nat is not None:
+                bits, changed = self._trace_nat(ct, again, op[3])
+                if changed:
+                    again[fk.CT_STATE] = state = state | bits
+                    heading = f", nat: {changed}"
             sub = self.trace(tuple(again), ct.table, states, _depth + 1)
             flags = BY_INDEX[fk.CT_STATE].format_value(state)
             tracer.recirculations.append(
-                (f"recirc: {ct.format()} -> table {ct.table}, ct_state={flags}", sub)
+                (f"recirc: {ct.format()} -> table {ct.table}, ct_state={flags}{heading}", sub)
             )
         return tracer
+
+    def _trace_nat(self, ct: Ct, key: list[int], zone: int) -> tuple[int, str]:
+        """Translate `key` as `ct`'s NAT would now: the NAT bits, and the fields it
+        changed (`field before -> after`, ...; empty: none)."""
+        assert ct.nat is not None
+        rw, bits = self.conntrack.preview(key, zone, self.now, nat_range(ct.nat), ct.commit)
+        if rw is None:
+            return 0, ""
+        before = list(key)
+        natpkt.rewrite_key(key, rw)
+        changes = []
+        for i in (fk.IPV4_SRC, fk.IPV4_DST, fk.IPV6_SRC, fk.IPV6_DST, fk.TP_SRC, fk.TP_DST):
+            if before[i] != key[i]:
+                f = BY_INDEX[i]
+                changes.append(f"{f.name} {f.format_value(before[i])} -> {f.format_value(key[i])}")
+        return bits, ", ".join(changes)
 
     # -- time -------------------------------------------------------------------------
     def tick(self, now: float) -> list[tuple[Rule, str]]:

@@ -24,6 +24,7 @@ class ErrorKind(Enum):
     CHAINING_UNSUPPORTED = ("group_mod_failed", "chaining_unsupported")
     LOOP = ("group_mod_failed", "loop")
     UNSUPPORTED_ACTION = ("bad_action", "bad_type")
+    BAD_ARGUMENT = ("bad_action", "bad_argument")
 
 
 class PipelineError(ValueError):

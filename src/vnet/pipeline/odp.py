@@ -17,7 +17,11 @@ a fragment carries only part of the packet, and its checksum is left alone.
 
 `apply` returns what leaves the pipeline: a list of (operation, frame) for
 every output, packet-in, `normal`, and conntrack request, in order.  A meter
-callback that says "drop" stops the packet where the meter stands.
+callback that says "drop" stops the packet where the meter stands.  A
+conntrack callback, if given, runs each `ct` where it stands instead: it may
+rewrite the frame in place (NAT: the operations after it see the translated
+bytes), stop the packet (False), or hand back an (operation, frame) to leave
+with the rest, in order (a recirculation).
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from ..packet import flowkey as fk
 from ..packet.checksum import update_bytes
 from .fields import BY_INDEX
 
-__all__ = ["apply", "format_odp", "format_ops"]
+__all__ = ["ConntrackHook", "apply", "format_odp", "format_ops"]
 
 Op = tuple[Any, ...]
+# the `ct` operation, the frame as it stands there, the flow key it was decided for
+ConntrackHook = Callable[[Op, bytearray, Sequence[int]], "tuple[Op, bytes] | bool"]
 _TERMINAL = frozenset(("output", "controller", "normal", "ct"))
 
 # slot -> (layer, offset in layer, width in bytes) for IPv4 frames
@@ -55,9 +61,10 @@ def apply(
     key: Sequence[int],
     ops: Sequence[Op],
     meter: Callable[[int, int], bool] | None = None,
+    conntrack: ConntrackHook | None = None,
 ) -> list[tuple[Op, bytes]]:
     out: list[tuple[Op, bytes]] = []
-    _run(bytearray(frame), key, ops, 0, out, meter, None)
+    _run(bytearray(frame), key, ops, 0, out, meter, None, conntrack)
     return out
 
 
@@ -69,8 +76,9 @@ def _run(
     out: list[tuple[Op, bytes]],
     meter: Callable[[int, int], bool] | None,
     tun: list[int] | None,
+    conntrack: ConntrackHook | None = None,
 ) -> int:
-    """Apply ops to buf; returns the final shift, -1 if a meter dropped the packet.
+    """Apply ops to buf; returns the final shift, -1 if a meter or conntrack dropped it.
 
     Tunnel metadata written on the way (`tun`, the key's 9 tunnel slots) rides
     on each output after it: ("output", port, (tun_id, tun_src, ...))."""
@@ -84,6 +92,12 @@ def _run(
                 tun[slot - fk.TUN_ID] = op[2]
             else:
                 _set(buf, key, shift, slot, op[2])
+        elif kind == "ct" and conntrack is not None:
+            r = conntrack(op, buf, key)
+            if r is False:
+                return -1
+            if r is not True:
+                out.append(r)
         elif kind in _TERMINAL:
             if tun is not None and kind == "output":
                 op = ("output", op[1], tuple(tun))
@@ -97,7 +111,8 @@ def _run(
                 shift -= 4
         elif kind == "clone":
             # a meter that drops inside a clone drops that copy only
-            _run(bytearray(buf), key, op[1], shift, out, meter, None if tun is None else list(tun))
+            copy = None if tun is None else list(tun)
+            _run(bytearray(buf), key, op[1], shift, out, meter, copy, conntrack)
         elif kind == "meter" and meter is not None and not meter(op[1], len(buf)):
             return -1
     return shift
