@@ -887,7 +887,9 @@ class Switch:
         self.on_packet_in(PacketIn(reason, table_id, cookie, tuple(key), fin, len(fin), max_len))
 
     def packet_out(self, in_port: int, actions: Sequence[Action], frame: bytes) -> Decision:
-        """OpenFlow PACKET_OUT: run `actions` on `frame` as if it came from `in_port`."""
+        """OpenFlow PACKET_OUT: run `actions` on `frame` as if it came from `in_port`
+        (PipelineError, nothing done: what a flow could not hold either)."""
+        _refuse_unsupported(actions)
         key = fk.extract(frame, in_port)
         d = self.pipeline.execute(key, actions, self)
         self._execute(d, key, b"", frame)

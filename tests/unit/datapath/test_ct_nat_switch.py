@@ -194,3 +194,12 @@ def test_bad_nat_and_force_are_refused_by_name(
         r.sw.commit([FlowMod(FlowModCommand.ADD, parse_flow(f"ip,actions={actions}").flow)])
     assert e.value.kind == ErrorKind.BAD_ARGUMENT
     assert r.sw.pipeline.rules() == before
+
+
+def test_a_packet_out_with_a_bad_range_is_refused(rig: Callable[..., Rig]) -> None:
+    r = switch(rig, [])
+    actions = parse_flow("ip,actions=ct(commit,nat(src=10.0.0.9-10.0.0.1)),output:2")
+    udp = bytes(Ether(src=mac(1), dst=mac(2)) / IP(src=A, dst=B) / UDP(sport=5, dport=6))
+    with pytest.raises(PipelineError, match="runs backwards"):
+        r.sw.packet_out(1, actions.flow.instructions.apply, udp)
+    assert r.got("b") == [] and len(r.sw.conntrack) == 0
