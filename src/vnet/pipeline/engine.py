@@ -13,6 +13,12 @@ groups bumps `version`, and a cache that sees a new version starts empty: a
 batch of flow-mods committed with `commit` becomes visible all at once or not
 at all, since it is validated whole before anything is applied.
 
+A table's lookup is its classifier's, Open vSwitch's conjunctive matches
+included: the rule found for a conjunction is its `conj_id` flow, which is
+the one charged (its clauses never are, as in Open vSwitch), and since the
+result depends only on the key and the tables it is cached like any other.
+A modify that turns a flow into a clause or back tells the classifier.
+
 Time is passed in (`now`), never read: the pipeline is testable without sleeping.
 """
 
