@@ -15,16 +15,28 @@ outside the window, a SYN+ACK that would open a connection, fragments, ICMP
 types that are neither echo nor error).  Only `commit` creates an entry; a
 new connection that is not committed leaves nothing behind.
 
-TCP is tracked with the window algorithm of Guido van Rooij's "Real
-Stateful TCP Packet Filtering in IP Filter", as OpenBSD's pf, Open vSwitch's
-userspace conntrack and (in spirit) Linux do: each end's highest sequence
-sent (`seqlo`) and the highest the other end allows (`seqhi`: acknowledged +
-window, scaled), the largest window seen; a segment must fall inside the
-other side's window, acknowledge no more than one window ahead, and a RST
-must carry (nearly) the exact next sequence number.  Connections picked up
-mid-stream (no SYN seen) are tracked loosely with an unknown window scale.
+TCP is tracked with the window algorithm of pf and Open vSwitch's userspace
+tracker (`conntrack_tcp`): a segment must fall inside the other side's
+window, a RST must carry (nearly) the next sequence number.
 Per-state timeouts are Linux's defaults (`TIMEOUTS`, configurable); an
 expired entry is gone on its next lookup and swept by `expire`.
+
+NAT (`ctnat` chooses, `packet.nat` writes): a commit with `nat(src=...)` or
+`nat(dst=...)` stores the connection under a translated reply tuple, chosen
+free of every tuple in the table (`ct_nat_exhausted` when none is left: the
+packet dropped, no entry made), so replies find it with the same one lookup.
+A `ct` with `nat` then hands back the packet's translation (`CtResult.rewrite`)
+-- the original direction becomes the mirror of the reply tuple, a reply the
+mirror of the original, a related ICMP error is translated outside and in the
+quote -- and sets `+snat`/`+dnat` as Open vSwitch does; a `ct` without `nat`
+matches the packet as it is.  A packet is translated at most once per zone:
+the NAT bits an earlier `ct` in the zone set stay, and such a packet finds its
+connection by the original tuple it carries (as Linux keeps a packet's
+connection; Open vSwitch's userspace tracker would commit the translated
+tuple anew).  A plain commit whose reply tuple a translation holds is refused
+(`ct_nat_clash`); a range of the other address family drops (`ct_nat_family`).
+`force` deletes a connection found in its reply direction, and the packet
+starts a new one.
 
 Limits: a total and per-zone number of entries; a commit beyond them is
 refused and the packet dropped, counted as `ct_limit`.  Fragments are not
@@ -47,6 +59,7 @@ from typing import Any, NamedTuple
 from ..packet import flowkey as fk
 from ..packet.addr import ip4_str, ip6_str
 from ..packet.nat import Rewrite
+from .conntrack_tcp import SYN, TCP_STATE_NAMES, Peer, tcp_new, tcp_update, tcp_valid_new
 from .ctnat import NatRange, Tuple, allocate, error_rewrite, packet_rewrite
 
 __all__ = [
@@ -83,54 +96,11 @@ TIMEOUTS: dict[str, float] = {
     "icmp": 30,
 }
 
-# one end's TCP state, in the order the window algorithm compares them
-CLOSED, LISTEN, SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT = range(6)
-FIN_WAIT_1, CLOSING, LAST_ACK, FIN_WAIT_2, TIME_WAIT = range(6, 11)
-TCP_STATE_NAMES = (
-    "CLOSED", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT",
-    "FIN_WAIT_1", "CLOSING", "LAST_ACK", "FIN_WAIT_2", "TIME_WAIT",
-)  # fmt: skip
-
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-MAX_WSCALE = 14
-WSCALE_SEEN = 0x80  # the end announced a window scale (the low bits hold it)
-WSCALE_UNKNOWN = 0x40  # picked up mid-stream: any scale up to the maximum
-MAX_ACK_WINDOW = 0xFFFF + 1500
-_M32 = 0xFFFFFFFF
-
-_TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
-
 # ICMP echo request <-> reply, and the error types that quote a packet
 _ECHO4 = {8: 0, 0: 8}
 _ECHO6 = {128: 129, 129: 128}
 _ERR4 = frozenset((3, 4, 5, 11, 12))
 _ERR6 = frozenset((1, 2, 3, 4))
-
-
-def _seq_lt(a: int, b: int) -> bool:
-    return ((a - b) & _M32) >= 0x80000000
-
-
-def _seq_geq(a: int, b: int) -> bool:
-    return not _seq_lt(a, b)
-
-
-def _seq_gt(a: int, b: int) -> bool:
-    return _seq_lt(b, a)
-
-
-def _signed(v: int) -> int:
-    v &= _M32
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-@dataclass(slots=True)
-class _Peer:
-    seqlo: int = 0  # highest sequence number this end sent (+ its length)
-    seqhi: int = 0  # highest the other end allows it to send
-    max_win: int = 0  # largest window this end announced, unscaled
-    wscale: int = 0
-    state: int = CLOSED
 
 
 @dataclass(slots=True, eq=False)
@@ -146,7 +116,7 @@ class Conn:
     label: int = 0
     nat: str = ""  # "src" or "dst": the reply tuple is translated (not orig's mirror)
     replied: bool = False  # the reply direction has been seen
-    peers: tuple[_Peer, _Peer] | None = None  # TCP: original sender, replier
+    peers: tuple[Peer, Peer] | None = None  # TCP: original sender, replier
     rst: bool = False
     packets: list[int] = field(default_factory=lambda: [0, 0])  # per direction
     nbytes: list[int] = field(default_factory=lambda: [0, 0])
@@ -316,7 +286,7 @@ class Tracker:
                 rw = error_rewrite(conn.orig, conn.reply, conn.nat, d, t[3], t[4])
                 state |= _nat_bits(conn.nat, d)
             return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
-        if p.kind == "tcp" and not _tcp_valid_new(key[fk.TCP_FLAGS]):
+        if p.kind == "tcp" and not tcp_valid_new(key[fk.TCP_FLAGS]):
             self._count("ct_invalid")
             return CtResult(TRK | INV, zone)
         if not commit:
@@ -435,7 +405,7 @@ class Tracker:
         timeout = {"udp": "udp", "icmp": "icmp"}.get(p.kind, "tcp_syn_sent")
         conn = Conn(t, reply, now, now + self.timeouts[timeout], timeout, nat=nat)
         if p.kind == "tcp":
-            conn.peers = _tcp_new(frame, key)
+            conn.peers = tcp_new(frame, key)
             if not key[fk.TCP_FLAGS] & SYN:  # picked up mid-stream
                 _retime(conn, "tcp_syn_recv", self.timeouts, now)
         conn.packets[0] = 1
@@ -571,193 +541,7 @@ def _update(
         else:
             _retime(conn, "udp", timeouts, now)
         return "valid"
-    return _tcp_update(conn, d, frame, key, timeouts, now)
-
-
-def _tcp_invalid_flags(flags: int) -> bool:
-    if flags & SYN:
-        if flags & (RST | FIN):
-            return True
-    elif not flags & (ACK | RST):
-        return True
-    return not flags & ACK and bool(flags & (FIN | PSH | URG))
-
-
-def _tcp_valid_new(flags: int) -> bool:
-    # a SYN+ACK may not open a connection: only a SYN, or one already established
-    return not _tcp_invalid_flags(flags) and (flags & (SYN | ACK)) != (SYN | ACK)
-
-
-def _tcp_fields(frame: bytes | bytearray, key: Any) -> tuple[int, int, int, int, int]:
-    """seq, ack, window, header length, payload length (from the IP header's length:
-    Ethernet padding is not data)."""
-    l3, l4 = key[fk.L3_OFS], key[fk.L4_OFS]
-    _, _, seq, ack, off, _, win = _TCP.unpack_from(frame, l4)
-    hlen = (off >> 4) * 4
-    if key[fk.ETH_TYPE] == 0x0800:
-        end = l3 + ((frame[l3 + 2] << 8) | frame[l3 + 3])
-    else:
-        end = l3 + 40 + ((frame[l3 + 4] << 8) | frame[l3 + 5])
-    return seq, ack, win, hlen, max(0, min(end, len(frame)) - l4 - hlen)
-
-
-def _wscale(frame: bytes | bytearray, l4: int, hlen: int) -> int:
-    o, end = l4 + 20, min(l4 + hlen, len(frame))
-    while o + 2 < end + 1 and o < end:
-        kind = frame[o]
-        if kind == 0:
-            break
-        if kind == 1:
-            o += 1
-            continue
-        if o + 1 >= end:
-            break
-        n = max(2, frame[o + 1])
-        if kind == 3 and n == 3 and o + 2 < end:
-            return min(frame[o + 2], MAX_WSCALE) | WSCALE_SEEN
-        o += n
-    return 0
-
-
-def _tcp_new(frame: bytes | bytearray, key: Any) -> tuple[_Peer, _Peer]:
-    l4 = key[fk.L4_OFS]
-    flags = key[fk.TCP_FLAGS]
-    seq, _, win, hlen, plen = _tcp_fields(frame, key)
-    src, dst = _Peer(), _Peer()
-    src.seqlo = seq
-    src.seqhi = (seq + plen + 1) & _M32
-    if flags & SYN:
-        src.seqhi = (src.seqhi + 1) & _M32
-        src.wscale = _wscale(frame, l4, hlen)
-    else:
-        src.wscale = dst.wscale = WSCALE_UNKNOWN
-    src.max_win = max(win, 1)
-    if src.wscale & 0x0F:
-        src.max_win = -(-src.max_win // (1 << (src.wscale & 0x0F)))
-    if flags & FIN:
-        src.seqhi = (src.seqhi + 1) & _M32
-    dst.seqhi = 1
-    dst.max_win = 1
-    src.state = SYN_SENT
-    dst.state = CLOSED
-    return src, dst
-
-
-def _tcp_update(
-    conn: Conn,
-    d: int,
-    frame: bytes | bytearray,
-    key: Any,
-    timeouts: dict[str, float],
-    now: float,
-) -> str:
-    assert conn.peers is not None
-    src, dst = (conn.peers[1], conn.peers[0]) if d else conn.peers
-    flags = key[fk.TCP_FLAGS]
-    if _tcp_invalid_flags(flags):
-        return "invalid"
-    if flags & (SYN | ACK) == SYN and dst.state >= FIN_WAIT_2 and src.state >= FIN_WAIT_2 and not d:
-        return "new"
-    l4 = key[fk.L4_OFS]
-    seq, ack, win, hlen, plen = _tcp_fields(frame, key)
-    sws = dws = 0
-    if src.wscale & WSCALE_SEEN and dst.wscale & WSCALE_SEEN and not flags & SYN:
-        sws, dws = src.wscale & 0x0F, dst.wscale & 0x0F
-    elif src.wscale & WSCALE_UNKNOWN and dst.wscale & WSCALE_UNKNOWN and not flags & SYN:
-        sws = dws = MAX_WSCALE
-    orig_seq = seq
-    check_ackskew = True
-    end = (seq + plen) & _M32
-    if src.state < SYN_SENT:  # the first packet from this end
-        if flags & SYN:
-            end = (end + 1) & _M32
-            if dst.wscale & WSCALE_SEEN:
-                src.wscale = _wscale(frame, l4, hlen)
-                if src.wscale & WSCALE_SEEN:
-                    sws = src.wscale & 0x0F
-                    win = -(-win // (1 << sws))
-                    dws = dst.wscale & 0x0F
-                else:
-                    dst.max_win <<= dst.wscale & 0x0F
-                    dst.wscale = 0
-        if flags & FIN:
-            end = (end + 1) & _M32
-        src.seqlo = seq
-        src.state = SYN_SENT
-        if src.seqhi == 1 or _seq_geq((end + max(1, dst.max_win << dws)) & _M32, src.seqhi):
-            src.seqhi = (end + max(1, dst.max_win << dws)) & _M32
-            check_ackskew = False  # a new connection, or one picked up: be lenient
-        if win > src.max_win:
-            src.max_win = win
-    else:
-        if flags & SYN:
-            end = (end + 1) & _M32
-        if flags & FIN:
-            end = (end + 1) & _M32
-    if not flags & ACK or (ack == 0 and flags & (ACK | RST) == ACK | RST):
-        ack = dst.seqlo  # nothing acknowledged: let it pass the ack skew check
-    if seq == end:  # no data: ease the sequence checks
-        seq = end = src.seqlo
-    ackskew = _signed(dst.seqlo - ack) if check_ackskew else 0
-    if (
-        _seq_geq(src.seqhi, end)
-        and _seq_geq(seq, (src.seqlo - (dst.max_win << dws)) & _M32)
-        and ackskew >= -MAX_ACK_WINDOW
-        and ackskew <= (MAX_ACK_WINDOW << sws)
-        and (
-            not flags & RST
-            or orig_seq in (src.seqlo, (src.seqlo + 1) & _M32, (src.seqlo - 1) & _M32)
-        )
-    ):
-        _slide(src, dst, win, sws, end, ack)
-        if flags & SYN and src.state < SYN_SENT:
-            src.state = SYN_SENT
-        if flags & FIN and src.state < CLOSING:
-            src.state = CLOSING
-        if flags & ACK:
-            if dst.state == SYN_SENT:
-                dst.state = ESTABLISHED
-            elif dst.state == CLOSING:
-                dst.state = FIN_WAIT_2
-        if flags & RST:
-            src.state = dst.state = TIME_WAIT
-            conn.rst = True
-        if src.state >= FIN_WAIT_2 and dst.state >= FIN_WAIT_2:
-            name = "tcp_close" if conn.rst else "tcp_time_wait"
-        elif src.state >= CLOSING and dst.state >= CLOSING:
-            name = "tcp_last_ack"
-        elif src.state < ESTABLISHED or dst.state < ESTABLISHED:
-            name = "tcp_syn_recv" if d or conn.replied else "tcp_syn_sent"
-        elif src.state >= CLOSING or dst.state >= CLOSING:
-            name = "tcp_fin_wait"
-        else:
-            name = "tcp_established"
-        _retime(conn, name, timeouts, now)
-        return "valid"
-    if (
-        (dst.state < SYN_SENT or dst.state >= FIN_WAIT_2 or src.state >= FIN_WAIT_2)
-        and _seq_geq((src.seqhi + MAX_ACK_WINDOW) & _M32, end)
-        and _seq_geq(seq, (src.seqlo - MAX_ACK_WINDOW) & _M32)
-    ):
-        # shotgunned SYNs, a connection picked up late, stray packets after a close:
-        # accepted, but the timeout is not refreshed (a flood keeps nothing alive)
-        _slide(src, dst, win, sws, end, ack)
-        if flags & FIN and src.state < CLOSING:
-            src.state = CLOSING
-        if flags & RST:
-            src.state = dst.state = TIME_WAIT
-            conn.rst = True
-        return "valid"
-    return "invalid"
-
-
-def _slide(src: _Peer, dst: _Peer, win: int, sws: int, end: int, ack: int) -> None:
-    if src.max_win < win:
-        src.max_win = win
-    if _seq_gt(end, src.seqlo):
-        src.seqlo = end
-    if _seq_geq((ack + (win << sws)) & _M32, dst.seqhi):
-        dst.seqhi = (ack + max(win << sws, 1)) & _M32
+    return tcp_update(conn, d, frame, key, timeouts, now)
 
 
 # -- for people ---------------------------------------------------------------------
