@@ -10,7 +10,8 @@
    lookup too) and groups charged;
 4. `_forward`: a decision that only outputs (`Decision.plain`) sends the
    frame as received; anything else goes through `odp.apply` (rewrites,
-   VLAN push/pop, clones, meters) first;
+   VLAN push/pop, clones, meters, and `ct` -- tracking, NAT, recirculation
+   -- by `_ct` where it stands) first;
 5. every copy leaves through `_output`: `_egress` decides whether the port
    may take it (it exists, is live or held for, and port security lets it
    receive that destination -- no promiscuous mode), `_send` fits the
