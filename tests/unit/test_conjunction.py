@@ -8,9 +8,12 @@ few of them against a running Open vSwitch.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
+from vnet.compiler import stages
+from vnet.compiler.stages import NEXT, Stage
 from vnet.pipeline import (
     Flow,
     FlowMod,
@@ -358,3 +361,15 @@ def test_the_pipeline_refuses_a_conjunction_with_other_actions() -> None:
     with pytest.raises(PipelineError, match="write_actions"):
         p.add_flows([bad])
     assert p.rules() == []
+
+
+def test_the_compilers_check_takes_conjunctive_flows() -> None:
+    # a stage that declares conj_id may hold a conjunction's flow and its clauses
+    acl = Stage("ls_in_acl", ("eth_type", "ipv4_src", "ipv4_dst", "conj_id"), (NEXT,), "acl")
+    ls = stages.SWITCH
+    with stages.declared(replace(ls, ingress=(ls.ingress[0], acl, *ls.ingress[1:]))):
+        t = stages.table("ls_in_acl")
+        stages.check(flow(f"table={t},priority=10,ip,{SRC1},actions=conjunction(7,1/2)"))
+        stages.check(flow(f"table={t},priority=1,conj_id=7,actions=goto_table:{t + 1}"))
+        with pytest.raises(stages.StageError, match="undeclared field"):
+            stages.check(flow(f"table={t + 1},priority=1,conj_id=7,actions=drop"))
