@@ -153,3 +153,31 @@ def test_a_move_from_conj_id_is_refused() -> None:
     with pytest.raises(OFError) as e:
         instructions_from_ofp([parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [move])])
     assert (e.value.type, e.value.code) == (ofp.OFPET_BAD_ACTION, ofp.OFPBAC_BAD_SET_ARGUMENT)
+
+
+def test_frames_charge_the_conj_id_flow_only(switch: tuple[Switch, str]) -> None:
+    sw, target = switch
+    frame = bytes.fromhex(  # UDP 10.0.0.1 -> 10.0.0.2, from port 1
+        "020000000002020000000001080045000026000100004011f96a0a0000010a000002"
+        "03e807d0001200000000000000000000000000000000"
+    )
+    texts = [
+        "priority=10,ip,nw_src=10.0.0.1,actions=conjunction(7,1/2)",
+        "priority=10,udp,tp_dst=2000,actions=conjunction(7,2/2)",
+        "priority=1,conj_id=7,actions=output:2",
+    ]
+    with OFClient(target) as c:
+        for t in texts:
+            c.transact(flow_mod_to_ofp(parse_flow(t).flow))
+        # between transactions the agent's loop is idle: frames fed from here race nothing
+        sw.receive_batch(sw.ports[1], [(b"", frame)] * 6, 1.0)
+        assert sw.fast_hits == 5  # the switch's cache serves a conjunction's decision too
+        stats = c.multipart(parser.OFPFlowStatsRequest(DP))
+        (tb,) = [t for t in c.multipart(parser.OFPTableStatsRequest(DP)) if t.table_id == 0]
+    counts = {format_flow(flow_from_ofp(s)): (s.packet_count, s.byte_count) for s in stats}
+    assert counts == {
+        "table=0,priority=10,ip,nw_src=10.0.0.1,actions=conjunction(7,1/2)": (0, 0),
+        "table=0,priority=10,udp,tp_dst=2000,actions=conjunction(7,2/2)": (0, 0),
+        "table=0,priority=1,conj_id=7,actions=output:2": (6, 6 * len(frame)),
+    }
+    assert (tb.lookup_count, tb.matched_count) == (6, 6)
