@@ -42,7 +42,8 @@ address and which of the rules' CIDRs hold it: every verdict to or from one
 is the verdict of the other.  Two services of one `ServiceClass` are told
 apart by no rule of the tenant (e.g. `tcp/80`, `tcp/other`, `icmp/8`,
 `icmpv6/nd`, `other`).  `matrix` gives a verdict per pair of classes and
-service class; `delta` the same for two snapshots at once, over classes of
+service class (of a family both ports have an address of: what can be
+tried); `delta` the same for two snapshots at once, over classes of
 both, so nothing a change opens or closes falls between representatives.
 """
 
@@ -632,10 +633,16 @@ def _pair(a: Sequence[Port], b: Sequence[Port]) -> tuple[Port, Port] | None:
     return None
 
 
+def _families(p: Port, q: Port) -> tuple[str, ...]:
+    """The families two ports can talk in: both have an address of it."""
+    return tuple(f for f in ETHERTYPES if address(p, f) is not None and address(q, f) is not None)
+
+
 def matrix(
     state: State, tenant: str | None = None, families: Sequence[str] = ETHERTYPES
 ) -> list[Cell]:
-    """Per tenant, the verdict for every pair of port classes and every service class.
+    """Per tenant, the verdict for every pair of port classes and every service class of a
+    family both have addresses of.
 
     Pairs of different tenants are left out: they never reach each other."""
     ev = Evaluator(state)
@@ -649,8 +656,10 @@ def matrix(
                 pair = _pair(a.ports, b.ports)
                 if pair is None:
                     continue
+                fams = _families(*pair)
                 for s in services:
-                    out.append(Cell(a, b, s, ev.intended(*pair, s.example)))
+                    if s.ethertype in fams:
+                        out.append(Cell(a, b, s, ev.intended(*pair, s.example)))
     return out
 
 
@@ -663,6 +672,7 @@ class Reach:
     service: ServiceClass
     before: Verdict
     after: Verdict
+    tenant: str = ""  # the ports' tenant, by id
 
     @property
     def opened(self) -> bool:
@@ -674,7 +684,8 @@ class Reach:
 
 
 def delta(before: State, after: State, tenant: str | None = None) -> list[Reach]:
-    """What changes from `before` to `after` between ports that are in both: opened and closed.
+    """What changes from `before` to `after` between ports that are in both, in the families
+    both have addresses of: opened and closed.
 
     Ports are classed by their classes in both snapshots, services by the
     rules of both, so every pair of ports and every service is represented."""
@@ -698,10 +709,13 @@ def delta(before: State, after: State, tenant: str | None = None) -> list[Reach]
                 if pair is None:
                     continue
                 src, dst = pair
+                fams = _families(src, dst)
                 for s in services:
+                    if s.ethertype not in fams:
+                        continue
                     vb = eb.intended(both[src.id][0], both[dst.id][0], s.example)
                     va = ea.intended(src, dst, s.example)
                     if vb.allowed != va.allowed:
                         names = tuple(p.name for _, p in a), tuple(p.name for _, p in b)
-                        out.append(Reach(*names, s, vb, va))
+                        out.append(Reach(*names, s, vb, va, t))
     return out

@@ -95,11 +95,10 @@ def test_the_example_intends_what_its_comment_says() -> None:
     assert v("web", "db", "icmp/8") == ("deny", None)
     assert v("web", "client", "ipv6 icmpv6/135") == ("allow", None)  # ND is never filtered
     allowed = {(c.src.name, c.dst.name, c.service.name) for c in matrix(st) if c.verdict.allowed}
-    assert allowed == {
+    assert allowed == {  # IPv4 only: no port has an IPv6 address to try
         ("client", "web", "tcp/80"),
         ("client", "web", "icmp/8"),
         ("web", "db", "tcp/5432"),
-        *((a, b, "icmpv6/nd") for a in port for b in port if a != b),
     }
 
 
