@@ -1,13 +1,16 @@
 """The northbound REST API: a thin FastAPI adapter over the controller.
 
-`/v1/{tenants,networks,subnets,ports,chassis}` each with list (pagination,
+`/v1/{tenants,networks,subnets,ports,chassis,security_groups,policies}` each
+with list (pagination,
 filters by tenant and labels), get, create, update (PATCH; with `revision`
 in the body, a stale one is refused with 409) and delete (`?cascade=true`).
 Errors are JSON: `{"error": {"status", "loc", "message"}}` with 422 for
 invalid input, 409 for conflicts, 404 for missing objects -- the same
 `ModelError` the CLI prints.  Ports carry their status (`up` once their flows
-are installed on their chassis).  `/v1/apply` takes a whole model (dry run
-or not), `/v1/drift/{chassis}` compares a switch with the model, and
+are installed on their chassis), security groups their `members` (the
+ports listed or selected).  `/v1/apply` takes a whole model (dry run or
+not; a dry run also says which connections between ports it would open and
+close, `reachability`), `/v1/drift/{chassis}` compares a switch with the model, and
 `/openapi.json` describes it all.
 
 Route handlers are generated per kind from the model classes, so the
@@ -28,8 +31,9 @@ from fastapi.responses import JSONResponse, Response
 from .. import __version__
 from ..controller.northbound import Diff
 from ..controller.service import Controller
-from ..model.objects import KINDS, Port, Resource
-from ..model.rules import ModelError
+from ..model.objects import KINDS, Port, Resource, SecurityGroup
+from ..model.policy import Evaluator, Reach, delta
+from ..model.rules import ModelError, State
 from ..pipeline.ofctl import format_flow
 
 __all__ = ["create_app", "serve"]
@@ -59,11 +63,28 @@ def diff_json(d: Diff) -> dict[str, Any]:
     }
 
 
+def reach_json(r: Reach, st: State) -> dict[str, Any]:
+    step = r.after.step if r.opened else r.before.step
+    t = st.get("tenant", r.tenant)
+    return {
+        "change": "opens" if r.opened else "closes",
+        "tenant": t.name if t is not None else None,
+        "from": list(r.src),
+        "to": list(r.dst),
+        "service": r.service.name,
+        "ethertype": r.service.ethertype,
+        "before": str(r.before),
+        "after": str(r.after),
+        "side": step.direction if step is not None else None,
+    }
+
+
 def create_app(ctl: Controller) -> FastAPI:
     app = FastAPI(
         title="vnet",
         version=__version__,
-        description="Declarative virtual networks: tenants, networks, subnets, ports, chassis.",
+        description="Declarative virtual networks: tenants, networks, subnets, ports, chassis, "
+        "security groups and policies.",
     )
     nb = ctl.nb
 
@@ -81,10 +102,18 @@ def create_app(ctl: Controller) -> FastAPI:
         body = {"status": "invalid", "loc": loc, "message": msg}
         return JSONResponse({"error": body}, status_code=422)
 
+    evaluators: dict[int, Evaluator] = {}  # the latest revision's only
+
     def render(o: Resource) -> dict[str, Any]:
         d = o.model_dump(mode="json")
         if isinstance(o, Port):
             d["status"] = ctl.port_status(o)
+        if isinstance(o, SecurityGroup):
+            st = nb.state()
+            if st.revision not in evaluators:
+                evaluators.clear()
+                evaluators[st.revision] = Evaluator(st)
+            d["members"] = [p.id for p in evaluators[st.revision].members(o)]
         return d
 
     for kind, cls in KINDS.items():
@@ -97,9 +126,12 @@ def create_app(ctl: Controller) -> FastAPI:
     ) -> dict[str, Any]:
         if dry_run:
             diffs = nb.plan(doc)
+            before = nb.state()
+            after = before.apply(d.change() for d in diffs)
             return {
                 "dry_run": True,
                 "changes": [diff_json(d) for d in diffs],
+                "reachability": [reach_json(r, after) for r in delta(before, after)],
                 "flow_mods": ctl.preview(diffs),
             }
         diffs = nb.apply(doc)

@@ -177,11 +177,25 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("ENDPOINT", "endpoint"),
         ("UNDERLAY", "underlay"),
     ],
+    "security_group": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("SELECTOR", "selector"),
+        ("MEMBERS", "members"),
+        ("RULES", "rules"),
+    ],
+    "policy": [
+        ("PRIORITY", "priority"),
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("APPLIED TO", "applied_to"),
+        ("RULES", "rules"),
+    ],
 }
 
 
 def _kind(kind: str) -> str:
-    k = kind.lower()
+    k = kind.lower().replace("-", "_")
     for singular, plural in PLURAL.items():
         if k in (singular, plural):
             return singular
@@ -191,7 +205,7 @@ def _kind(kind: str) -> str:
 def _names(c: Client) -> dict[str, str]:
     """id -> name for the objects other objects refer to."""
     names: dict[str, str] = {}
-    for kind in ("tenant", "network", "chassis", "subnet"):
+    for kind in ("tenant", "network", "chassis", "subnet", "port", "security_group"):
         for o in c.list(kind):
             names[o["id"]] = o["name"]
     return names
@@ -202,8 +216,14 @@ def _cell(field: str, value: Any, names: dict[str, str]) -> str:
         return "-"
     if field == "fixed_ips":
         return ", ".join(f["ip"] for f in value if f.get("ip"))
-    if field == "labels":
+    if field in ("labels", "selector", "applied_to"):
+        if field != "labels" and not value:
+            return "every port"
         return ",".join(f"{k}={v}" for k, v in value.items())
+    if field == "rules":
+        return str(len(value))
+    if field in ("members", "security_groups"):
+        return ", ".join(names.get(str(v), str(v)) for v in value) or "-"
     if field in ("tenant", "network", "chassis"):
         return names.get(str(value), str(value))
     if isinstance(value, bool):
@@ -271,6 +291,21 @@ def port_migrate(
     out.print(f"port {p['name']} is on chassis {to}")
 
 
+def _print_reachability(reach: list[dict[str, Any]]) -> None:
+    """What a dry run would open and close between ports, and the verdict before and after."""
+    if not reach:
+        return
+    t = Table("", "FROM", "TO", "SERVICE", "BEFORE", "AFTER", box=None)
+    for r in reach:
+        colour = "green" if r["change"] == "opens" else "red"
+        svc = r["service"] + (" (IPv6)" if r["ethertype"] == "IPv6" else "")
+        t.add_row(f"[{colour}]{r['change']}[/]", ",".join(r["from"]), ",".join(r["to"]), svc,
+                  r["before"], r["after"])  # fmt: skip
+    out.print(t)
+    opens = sum(r["change"] == "opens" for r in reach)
+    out.print(f"reachability: {opens} opened, {len(reach) - opens} closed")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     def apply(
@@ -313,6 +348,7 @@ def register(app: typer.Typer) -> None:
             out.print(t)
         verb = "would change" if dry_run else "changed"
         out.print(f"{len(res['changes'])} object(s) {verb}")
+        _print_reachability(res.get("reachability") or [])
         for chassis, fm in (res.get("flow_mods") or {}).items():
             if not fm["connected"]:
                 out.print(f"chassis {chassis}: not connected (flows are computed when it connects)")
@@ -323,7 +359,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("get")
     def get(
-        kind: Annotated[str, typer.Argument(help="tenant, network, subnet, port or chassis")],
+        kind: Annotated[
+            str,
+            typer.Argument(help="tenant, network, subnet, port, chassis, security_group or policy"),
+        ],
         name: Annotated[str | None, typer.Argument()] = None,
         tenant: TenantOpt = None,
         label: Annotated[list[str] | None, typer.Option("--label", "-l", help="key=value")] = None,
@@ -375,6 +414,9 @@ def register(app: typer.Typer) -> None:
         for fip in o.get("fixed_ips") or []:
             if isinstance(fip, dict) and fip.get("subnet") in names:
                 fip["subnet"] = f"{names[fip['subnet']]} ({fip['subnet']})"
+        for key in ("security_groups", "members", "rules"):  # groups and ports by name
+            if o.get(key):
+                o[key] = _named(o[key], names)
         if related:
             o["ports"] = related
         print(yaml.safe_dump(o, sort_keys=False), end="")

@@ -7,7 +7,8 @@
 
 Every call returns the JSON the API answered; an error answer raises
 `ApiError` with the API's status (422, 409, 404), the field path and the
-message.  Kinds may be given singular or plural.  A `token` (or
+message.  Kinds may be given singular or plural (`security-group` as
+`security_group`).  A `token` (or
 $VNET_TOKEN) is sent as a bearer token, for an API that asks for one.
 """
 
@@ -27,6 +28,8 @@ PLURAL = {
     "subnet": "subnets",
     "port": "ports",
     "chassis": "chassis",
+    "security_group": "security_groups",
+    "policy": "policies",
 }
 
 
@@ -38,7 +41,7 @@ class ApiError(Exception):
 
 
 def _plural(kind: str) -> str:
-    k = kind.lower()
+    k = kind.lower().replace("-", "_")
     if k in PLURAL.values():
         return k
     if k in PLURAL:
