@@ -30,6 +30,7 @@ CASES = [
     ("two-tenants.yaml", None),
     ("two-tenants.yaml", "ovs"),
     ("dual-stack.yaml", None),
+    ("microseg.yaml", None),
 ]
 
 
