@@ -69,7 +69,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..ids import datapath_id
 from ..packet import encap
@@ -91,6 +91,7 @@ from ..pipeline.trace import Tracer
 from . import offload
 from .conntrack import NEW, TRK, CtResult, Tracker
 from .ctnat import nat_range
+from .ipf import Ipf, Refused
 from .mac_table import DEFAULT_AGING, MacTable
 from .meters import MeterConfig, MeterTable
 from .normal import normal
@@ -177,6 +178,30 @@ def _ct_fields(r: CtResult) -> tuple[int, ...]:
     )  # fmt: skip
 
 
+class _Held(NamedTuple):
+    """A fragment `ipf` holds at a `ct`: what it needs to go on once its datagram is
+    whole -- its virtio-net header, flow key, fields at the `ct`, and (without
+    `table=`) the actions after the `ct`."""
+
+    hdr: bytes
+    key: Sequence[int]
+    fields: tuple[int, ...]
+    rest: Sequence[odp.Op]
+
+
+def _after(ops: Sequence[odp.Op], target: odp.Op) -> Sequence[odp.Op] | None:
+    """The actions after `target` (found by identity) in its own list -- inside a
+    clone, the clone's: what follows the clone ran when the packet stopped."""
+    for i, op in enumerate(ops):
+        if op is target:
+            return ops[i + 1 :]
+        if op[0] == "clone":
+            r = _after(op[1], target)
+            if r is not None:
+                return r
+    return None
+
+
 def _ct_write(a: Action) -> tuple[int, int]:
     """(value, mask) an exec() action writes to ct_mark or ct_label."""
     if isinstance(a, SetField):
@@ -255,6 +280,12 @@ class Switch:
         # `ct` earlier in its action list said of it (ct_state ... ct_tp_dst)
         self._csum_partial = False
         self._ct_md: tuple[int, ...] | None = None
+        self._hdr = b""  # the packet in hand's virtio-net header and action list
+        self._ops: Sequence[odp.Op] = ()
+        # fragments reassembled for the tracker, held until their datagram is whole
+        self.ipf: Ipf[_Held] = Ipf()
+        # datagrams made whole by the packet in hand: (ct, its fields, fragments) to go on
+        self._released: list[tuple[Ct, tuple[int, ...], list[tuple[_Held, bytes]]]] = []
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         self._sync_default_flow()
 
@@ -624,14 +655,26 @@ class Switch:
             return
         ops = d.odp
         for hdr, frame in frames:
-            self._dropped = False
-            self._csum_partial = bool(hdr) and bool(hdr[0] & offload.F_NEEDS_CSUM)
-            self._ct_md = None
-            outs = odp.apply(frame, key, ops, self._meter, self._ct)
-            if not outs:
-                if not self._dropped:  # a meter or ct drop is counted where it happens
-                    self.drop(d.drop_reason or "no_output")
-                continue
+            self._apply(ops, key, hdr, frame, d.drop_reason)
+
+    def _apply(
+        self,
+        ops: Sequence[odp.Op],
+        key: Sequence[int],
+        hdr: bytes,
+        frame: bytes,
+        drop_reason: str | None,
+        ct_md: tuple[int, ...] | None = None,
+    ) -> None:
+        """One frame through `ops`, and out; then the fragments its `ct` made whole."""
+        self._dropped = False
+        self._csum_partial = bool(hdr) and bool(hdr[0] & offload.F_NEEDS_CSUM)
+        self._ct_md = ct_md
+        self._hdr, self._ops = hdr, ops
+        outs = odp.apply(frame, key, ops, self._meter, self._ct)
+        if not outs and not self._dropped:  # a meter or ct drop is counted where it happens
+            self.drop(drop_reason or "no_output")
+        if outs:
             base = len(frame)
             for op, data in outs:
                 kind = op[0]
@@ -647,6 +690,8 @@ class Switch:
                     self.drop("normal_unexpanded")
                 elif kind == "recirc":
                     self._recirculate(op, key, offload.shift(hdr, len(data) - base), data)
+        if self._released:
+            self._release_fragments()
 
     def _meter(self, meter_id: int, nbytes: int) -> bool:
         if self.meters.admit(meter_id, nbytes, self.now):
@@ -677,6 +722,8 @@ class Switch:
                 mark = (v, m)
             else:
                 label = (v, m)
+        if tracked[fk.IP_FRAG] and self.ipf.enabled[4 if tracked[fk.ETH_TYPE] == 0x0800 else 6]:
+            return self._fragment(op, buf, key, tracked, meta, mark, label)
         r = self.conntrack.process(
             buf,
             tracked,
@@ -703,6 +750,75 @@ class Switch:
             data = bytearray(buf)
             natpkt.rewrite(data, tracked, r.rewrite, self._csum_partial)
         return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :])), bytes(data)
+
+    def _fragment(
+        self,
+        op: odp.Op,
+        buf: bytearray,
+        key: Sequence[int],
+        tracked: tuple[int, ...],
+        meta: tuple[int, ...],
+        mark: tuple[int, int] | None,
+        label: tuple[int, int] | None,
+    ) -> bool:
+        """A fragment at `ct`: held by `ipf` (nothing leaves yet), dropped with a reason,
+        or the last its datagram needed -- then the datagram is tracked once and every
+        fragment goes on with its state, translated as it is, in order of offset
+        (`_release_fragments`, once this packet's actions are done).  With `table=` this pass
+        goes on untracked, as for any packet; without, the actions after the `ct` wait
+        for the datagram."""
+        ct: Ct = op[1]
+        zone: int = op[3]
+        now = self.now
+        self._dropped = True  # held or dropped: counted here, or not a drop
+        gone = self.ipf.expire(now)
+        if gone:
+            self.drop("ipf_timeout", gone)
+        rest = () if ct.table is not None else (_after(self._ops, op) or ())
+        held = _Held(self._hdr, key, op[2], rest)
+        res = self.ipf.add(buf, tracked, zone, now, held, point=self._recirculations)
+        if res is None:
+            return ct.table is not None
+        if isinstance(res, Refused):
+            self.drop(res.reason, res.count)
+            return False
+        whole = fk.extract(res.packet, key[fk.IN_PORT], meta=meta)
+        r = self.conntrack.process(
+            res.packet,
+            whole,
+            zone,
+            now,
+            commit=ct.commit,
+            mark=mark,
+            label=label,
+            nat=None if ct.nat is None else nat_range(ct.nat),
+            force=ct.force,
+        )
+        if r.drop is not None:
+            self.drop(r.drop, len(res.parts))
+            return False
+        frames = res.fragments()
+        if r.rewrite is not None:
+            data = bytearray(res.packet)
+            natpkt.rewrite(data, whole, r.rewrite, False)
+            frames = res.fragments(bytes(data))
+        self._released.append((ct, _ct_fields(r), list(zip(res.frags, frames, strict=True))))
+        return ct.table is not None
+
+    def _release_fragments(self) -> None:
+        """The fragments of datagrams made whole go on, in order of offset, with the
+        datagram's ct fields: recirculated (`table=`), or through the actions that
+        followed their `ct`."""
+        released, self._released = self._released, []
+        s = fk.CT_STATE - fk.METADATA
+        for ct, ctf, frags in released:
+            for held, frame in frags:
+                if ct.table is not None:
+                    meta = held.fields[fk.META_SLOTS]
+                    op = ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]))
+                    self._recirculate(op, held.key, held.hdr, frame)
+                else:
+                    self._apply(held.rest, held.key, held.hdr, frame, None, ctf)
 
     def _recirculate(self, op: odp.Op, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
         """`ct(table=N)`'s tracked packet through the pipeline again from table N --
@@ -913,6 +1029,12 @@ class Switch:
             ct: Ct | None = op[1] if op[0] == "ct" else None
             if ct is None:
                 continue
+            f = op[2]
+            if f[fk.IP_FRAG] and self.ipf.enabled[4 if f[fk.ETH_TYPE] == 0x0800 else 6]:
+                tracer.note(
+                    f"ipf: a fragment: {ct.format()} holds it until its datagram is whole, "
+                    "tracks the datagram once, and each fragment goes on with its state"
+                )
             if ct.table is None:
                 if ct.nat is not None:
                     changed = self._trace_nat(ct, list(op[2]), op[3])[1]
@@ -962,6 +1084,9 @@ class Switch:
         if self._macs.expire(now):
             self._pipeline.invalidate()
         self.conntrack.expire(now)
+        gone = self.ipf.expire(now)
+        if gone:
+            self.drop("ipf_timeout", gone)
         for port in self.ports.values():
             stale = [h for h in port.held if now - h[0] > HOLD_TIME]
             if stale:
