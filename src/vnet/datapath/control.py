@@ -28,6 +28,7 @@ from ..packet.addr import mac_str
 from ..pipeline.fields import FieldError
 from ..pipeline.ofctl import FlowSyntaxError, parse_packet
 from .conntrack import format_conn
+from .ipf import MAX_FRAGS_BOUND, MIN_FRAG_BOUND
 from .port import PortConfigError, parse_port_spec
 from .runner import Runner
 from .switch import SwitchError
@@ -122,6 +123,7 @@ class ControlServer(JsonLineServer):
                 "ct-dump": self.ct_dump,
                 "ct-flush": self.ct_flush,
                 "ct-stats": self.ct_stats,
+                "ct-ipf": self.ct_ipf,
             },
         )
 
@@ -185,7 +187,37 @@ class ControlServer(JsonLineServer):
 
     def ct_stats(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch
-        return sw.conntrack.stats(sw.now)
+        return {**sw.conntrack.stats(sw.now), "ipf": sw.ipf.stats()}
+
+    def ct_ipf(self, args: dict[str, Any]) -> Any:
+        """Fragment reassembly: settings changed as given (Open vSwitch's
+        dpctl/ipf-set-enabled, -min-frag, -max-nfrags; all checked before any is
+        made), then its status and lists (dpctl/ipf-get-status -m)."""
+        ipf = self.runner.switch.ipf
+        enable = _versions(
+            args.get("enable"), "enable", lambda v: isinstance(v, bool), "true or false"
+        )
+        lo, hi = MIN_FRAG_BOUND, 65535
+        min_frag = _versions(
+            args.get("min_frag"),
+            "min_frag",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi,
+            f"{lo}..{hi}",
+        )
+        max_frags = args.get("max_frags")
+        if max_frags is not None and (
+            not isinstance(max_frags, int)
+            or isinstance(max_frags, bool)
+            or not 0 <= max_frags <= MAX_FRAGS_BOUND
+        ):
+            raise SwitchError(f"max_frags: expected 0..{MAX_FRAGS_BOUND}, got {max_frags!r}")
+        for v, on in enable.items():
+            ipf.enabled[v] = on
+        for v, size in min_frag.items():
+            ipf.set_min_frag(v, size)
+        if max_frags is not None:
+            ipf.set_max_frags(max_frags)
+        return {**ipf.stats(), "dump": ipf.dump()}
 
     def fdb(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch
@@ -193,6 +225,22 @@ class ControlServer(JsonLineServer):
             {"port": p, "vlan": v, "mac": mac_str(m), "age": round(a, 1)}
             for p, v, m, a in sw.macs.dump(sw.now)
         ]
+
+
+def _versions(given: Any, name: str, ok: Callable[[Any], bool], expected: str) -> dict[int, Any]:
+    """{"v4": x, "v6": y} -> {4: x, 6: y}, every key and value checked."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise SwitchError(f'{name}: expected {{"v4"|"v6": {expected}}}, got {given!r}')
+    out = {}
+    for k, v in given.items():
+        if k not in ("v4", "v6"):
+            raise SwitchError(f"{name}: expected v4 or v6, got {k!r}")
+        if not ok(v):
+            raise SwitchError(f"{name}.{k}: expected {expected}, got {v!r}")
+        out[int(k[1])] = v
+    return out
 
 
 def request(path: str, cmd: str, **args: Any) -> Any:

@@ -63,6 +63,9 @@ from ..packet.errors import DecodeError
 from ..packet.ipv6 import EXT_FRAGMENT, walk_extensions
 
 __all__ = [
+    "MAX_FRAGS",
+    "MAX_FRAGS_BOUND",
+    "MIN_FRAG_BOUND",
     "MIN_FRAG_SIZE",
     "REASONS",
     "TIMEOUT",
