@@ -39,8 +39,10 @@ tuple anew).  A plain commit whose reply tuple a translation holds is refused
 starts a new one.
 
 Limits: a total and per-zone number of entries; a commit beyond them is
-refused and the packet dropped, counted as `ct_limit`.  Fragments are not
-reassembled yet: they are `inv` and counted (`ct_fragment`).
+refused and the packet dropped, counted as `ct_limit`.  Fragments are
+reassembled before they get here (the switch's `ipf`, as Open vSwitch's
+lib/ipf.c): the tracker sees whole datagrams.  A fragment that reaches it
+anyway (reassembly turned off) is `inv` and counted (`ct_fragment`).
 
 Pure apart from the clock it is given (`now` on every call): tested with a
 stepped clock.  The switch calls `process` for every packet that reaches a

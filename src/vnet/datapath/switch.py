@@ -11,7 +11,9 @@
 4. `_forward`: a decision that only outputs (`Decision.plain`) sends the
    frame as received; anything else goes through `odp.apply` (rewrites,
    VLAN push/pop, clones, meters, and `ct` -- tracking, NAT, recirculation
-   -- by `_ct` where it stands) first;
+   -- by `_ct` where it stands) first; a fragment at `ct` is held by `ipf`
+   until its datagram is whole, which is tracked once, and then each
+   fragment goes on with the datagram's state (`_release_fragments`);
 5. every copy leaves through `_output`: `_egress` decides whether the port
    may take it (it exists, is live or held for, and port security lets it
    receive that destination -- no promiscuous mode), `_send` fits the
