@@ -36,11 +36,12 @@ FLOWS = [
     "table=3,priority=10,ip,actions=ct(commit,nat(src=10.0.0.1-10.0.0.5:1000-2000,random))",
     "table=3,priority=9,ipv6,actions=ct(commit,nat(dst=[fd00::1]-[fd00::9]:80-90))",
     "table=3,priority=8,ip,actions=ct(table=4,nat)",
+    "table=3,priority=7,tcp,actions=ct(commit,alg=ftp)",
 ]
-# encoded and decoded alike, but refused by this switch until it has an FTP
+# encoded and decoded alike, but refused by this switch until it has a TFTP
 # helper: an OpenFlow error, nothing installed
 REFUSED = [
-    "table=3,priority=7,tcp,actions=ct(commit,alg=ftp)",
+    "table=3,priority=6,udp,actions=ct(commit,alg=tftp)",
 ]
 
 
@@ -131,4 +132,4 @@ def test_ct_flows_encode_as_ovs_ofctl_sends_them(switch: int) -> None:
     for text in FLOWS:
         actions = text.split("actions=", 1)[1]
         assert f"actions={actions}" in dumped, (actions, dumped)
-    assert "alg" not in dumped
+    assert "alg=tftp" not in dumped

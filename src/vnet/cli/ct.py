@@ -39,16 +39,23 @@ def ct_stats(
     switch: Switch,
     as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
 ) -> None:
-    """Connections by state and zone, and what the tracker dropped, by reason."""
+    """Connections by state and zone, what the tracker dropped, by reason, and what
+    its helpers did (FTP: data connections expected, related, rewritten)."""
     r = _ctl(switch, "ct-stats")
     if as_json:
         out.print_json(json.dumps(r))
         return
     limit = r["limit"] or "none"
     out.print(f"connections: {r['connections']} (limit {limit}), committed {r['committed']}")
-    for title, key in (("by state", "by_state"), ("by zone", "by_zone"), ("drops", "drops")):
-        items = ", ".join(f"{k} {v}" for k, v in r[key].items()) or "none"
+    for title, key in (
+        ("by state", "by_state"),
+        ("by zone", "by_zone"),
+        ("drops", "drops"),
+        ("helpers", "helpers"),
+    ):
+        items = ", ".join(f"{k} {v}" for k, v in r.get(key, {}).items()) or "none"
         out.print(f"{title}: {items}", highlight=False)
+    out.print(f"expected connections: {r.get('expectations', 0)}", highlight=False)
     _ipf_lines(r["ipf"])
 
 

@@ -61,6 +61,7 @@ from typing import Any, NamedTuple
 from ..packet import flowkey as fk
 from ..packet.addr import ip4_str, ip6_str
 from ..packet.nat import Rewrite
+from . import ftp
 from .conntrack_tcp import SYN, TCP_STATE_NAMES, Peer, tcp_new, tcp_update, tcp_valid_new
 from .ctnat import NatRange, Tuple, allocate, error_rewrite, packet_rewrite
 
@@ -117,6 +118,10 @@ class Conn:
     mark: int = 0
     label: int = 0
     nat: str = ""  # "src" or "dst": the reply tuple is translated (not orig's mirror)
+    helper: str = ""  # "ftp": committed with ct(alg=ftp), its segments are read
+    master: Tuple | None = None  # a connection a helper expected: its master's orig tuple
+    seqadj: tuple[ftp.SeqAdj, ftp.SeqAdj] | None = None  # per direction, after a rewrite
+    expecting: tuple[int, ...] | None = None  # the expectation this master has set up
     replied: bool = False  # the reply direction has been seen
     peers: tuple[Peer, Peer] | None = None  # TCP: original sender, replier
     rst: bool = False
@@ -130,7 +135,8 @@ class Conn:
 
 class CtResult(NamedTuple):
     """What `ct` tells the pipeline, whether the packet is dropped (reason), and
-    what NAT writes into it (`packet.nat.rewrite`; None: nothing)."""
+    what NAT writes into it (`packet.nat.rewrite`; None: nothing), then the FTP
+    helper (`ftp.apply`: sequence numbers and the address text)."""
 
     state: int
     zone: int
@@ -139,6 +145,15 @@ class CtResult(NamedTuple):
     orig: Tuple | None = None  # the connection's original-direction tuple
     drop: str | None = None
     rewrite: Rewrite | None = None
+    edit: ftp.Edit | None = None
+
+
+class _Expected(NamedTuple):
+    """A data connection a helper expects: what it will look like, who expects it."""
+
+    exp: ftp.Expectation
+    master: Conn
+    expires: float
 
 
 class _Pkt(NamedTuple):
@@ -165,6 +180,9 @@ class Tracker:
         self._per_zone: dict[int, int] = {}
         self.drops: dict[str, int] = {}
         self.committed = 0
+        # the FTP helper: expected data connections (zone, version, proto, src, dst, dport)
+        self._expect: dict[tuple[int, ...], _Expected] = {}
+        self.helpers: dict[str, int] = {}  # what the helper did and refused, by name
         # NAT: `random` draws from here; the hash of the other flags starts from the basis
         self._rand = random.Random(seed)
         self._basis = self._rand.getrandbits(32)
@@ -190,27 +208,38 @@ class Tracker:
             "committed": self.committed,
             "drops": dict(sorted(self.drops.items())),
             "limit": self.limit,
+            "expectations": len(self._expect),
+            "helpers": dict(sorted(self.helpers.items())),
         }
 
     def _count(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
+
+    def _note(self, what: str) -> None:
+        self.helpers[what] = self.helpers.get(what, 0) + 1
 
     # -- changing ----------------------------------------------------------------------
     def flush(self, zone: int | None = None) -> int:
         gone = [c for c in self.conns(zone)]
         for c in gone:
             self._remove(c)
+        for k in [k for k in self._expect if zone is None or k[0] == zone]:
+            del self._expect[k]
         return len(gone)
 
     def expire(self, now: float) -> int:
         gone = [c for c in self.conns() if c.expires <= now]
         for c in gone:
             self._remove(c)
+        for k in [k for k, e in self._expect.items() if e.expires <= now]:
+            self._unexpect(k)
         return len(gone)
 
     def _remove(self, conn: Conn) -> None:
         self._table.pop(conn.orig, None)
         self._table.pop(conn.reply, None)
+        if conn.expecting is not None:  # what a master expected goes with it
+            self._unexpect(conn.expecting)
         z = conn.zone
         self._per_zone[z] -= 1
         if not self._per_zone[z]:
@@ -228,6 +257,7 @@ class Tracker:
         label: tuple[int, int] | None = None,
         nat: NatRange | None = None,
         force: bool = False,
+        alg: int = 0,
     ) -> CtResult:
         """Track one packet in `zone`: its state, and the connection's mark and label.
 
@@ -237,7 +267,8 @@ class Tracker:
         first for a new connection it commits), unless the packet was
         translated in this zone already: `key`'s ct fields are what an earlier
         `ct` said of it.  `force` (implies commit): a connection found in the
-        reply direction is deleted and the packet starts a new one."""
+        reply direction is deleted and the packet starts a new one.  `alg` 21: a
+        TCP connection committed now gets the FTP helper."""
         commit = commit or force
         p = _classify(frame, key, zone)
         if isinstance(p, str):
@@ -255,7 +286,14 @@ class Tracker:
             hit = self._by_orig(key, p.tup, now)
         if hit is not None:
             conn, d = hit
-            verdict = _update(conn, d, p, frame, key, self.timeouts, now)
+            xlate = nat is not None and bool(conn.nat) and not done
+            seen = frame
+            if conn.seqadj is not None and xlate and p.kind == "tcp":
+                # the window is kept in each sender's own numbering: the peer's
+                # acknowledgement goes back into it before the tracker reads it
+                seen = bytearray(frame)
+                ftp.adjust_ack(seen, key[fk.L4_OFS], conn.seqadj[1 - d])
+            verdict = _update(conn, d, p, seen, key, self.timeouts, now)
             if verdict == "new":  # a closed TCP connection opened again
                 self._remove(conn)
                 hit = None
@@ -267,14 +305,23 @@ class Tracker:
                 conn.nbytes[d] += len(frame)
                 if d:
                     conn.replied = True
-                if commit or mark or label:
-                    _set_meta(conn, mark, label)
+                if (commit or mark or label) and conn.master is None:
+                    _set_meta(conn, mark, label)  # a related one keeps its master's
                 state = TRK | (EST if conn.replied else NEW) | (RPL if d else 0) | done
                 rw = None
-                if nat is not None and conn.nat and not done:
+                if xlate:
                     rw = packet_rewrite(conn.orig, conn.reply, d)
                     state |= _nat_bits(conn.nat, d)
-                return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
+                edit = None
+                if conn.helper == "ftp" and p.kind == "tcp":
+                    edit, bad = self._ftp(conn, d, frame, key, xlate, now)
+                    if bad:
+                        state |= INV  # as Open vSwitch marks a bad command
+                orig = conn.orig
+                if conn.master is not None:
+                    state |= REL
+                    orig = conn.master
+                return CtResult(state, zone, conn.mark, conn.label, orig, rewrite=rw, edit=edit)
         if p.inner is not None:
             rel = self._live(p.inner, now)
             if rel is None:
@@ -291,13 +338,24 @@ class Tracker:
         if p.kind == "tcp" and not tcp_valid_new(key[fk.TCP_FLAGS]):
             self._count("ct_invalid")
             return CtResult(TRK | INV, zone)
+        ex = self._expected(p, now) if self._expect else None
+        if ex is not None and not commit:
+            m = ex.master
+            return CtResult(TRK | NEW | REL, zone, m.mark, m.label, m.orig)
         if not commit:
             return CtResult(TRK | NEW, zone, 0, 0, p.tup)
         if self._full(zone):
             return self._refuse("ct_limit", zone)
         reply = _flip(p.tup)
         kind = ""
-        if nat is not None and nat.kind:
+        if ex is not None:
+            if nat is not None:  # it follows its master's translation (not the range)
+                t, e = p.tup, ex.exp
+                reply = (t[0], t[1], t[2], e.reply_src, e.reply_dst, t[6], t[5])
+                kind = "dst" if e.reply_src != t[4] else "src" if e.reply_dst != t[3] else ""
+            if self._live(reply, now) is not None:
+                return self._refuse("ct_nat_clash", zone)
+        elif nat is not None and nat.kind:
             if nat.version and nat.version != p.tup[1]:
                 return self._refuse("ct_nat_family", zone)
             chosen = allocate(p.tup, reply, nat, self._taken(now), self._basis, self._rand)
@@ -307,12 +365,93 @@ class Tracker:
         elif self._live(reply, now) is not None:  # another connection's translation holds it
             return self._refuse("ct_nat_clash", zone)
         conn = self._create(p, frame, key, now, reply, kind)
-        _set_meta(conn, mark, label)
-        state, rw = TRK | NEW, None
+        if alg == ftp.FTP_PORT and p.kind == "tcp":
+            conn.helper = "ftp"
+        state, rw, orig = TRK | NEW, None, conn.orig
+        if ex is not None:  # Open vSwitch's related connection: the master's mark,
+            m = ex.master  # label and original tuple, and no exec of its own
+            conn.master, conn.mark, conn.label = m.orig, m.mark, m.label
+            self._unexpect(ex.exp.key)
+            self._note("ftp_related")
+            state |= REL
+            orig = m.orig
+        else:
+            _set_meta(conn, mark, label)
         if kind:
             rw = packet_rewrite(conn.orig, conn.reply, 0)
             state |= _nat_bits(kind, 0)
-        return CtResult(state, zone, conn.mark, conn.label, conn.orig, rewrite=rw)
+        return CtResult(state, zone, conn.mark, conn.label, orig, rewrite=rw)
+
+    # -- the FTP helper ------------------------------------------------------------------
+    def _ftp(
+        self, conn: Conn, d: int, frame: bytes | bytearray, key: Any, xlate: bool, now: float
+    ) -> tuple[ftp.Edit | None, bool]:
+        """Read one segment of an FTP control connection travelling in direction `d`:
+        set up the data connection it announces; when the packet is translated now
+        (`xlate`), the address text to write and the sequence numbers to move.
+        True as second value: a bad command (the packet is `inv`, counted)."""
+        l3, l4 = key[fk.L3_OFS], key[fk.L4_OFS]
+        start, end = ftp.payload_span(frame, l3, l4, conn.orig[1])
+        text, bad = None, False
+        if end > start:
+            try:
+                cmd = ftp.parse(bytes(frame[start : min(end, start + ftp.MAX_LINE)]), bool(d))
+                if cmd is not None:
+                    exp, addr = ftp.expect(cmd, conn.orig, conn.reply)
+                    self._expect_from(conn, exp, now)
+                    if xlate and addr is not None:
+                        new = ftp.rewrite(cmd, addr)
+                        a, b = cmd.span
+                        if bytes(frame[start + a : start + b]) != new:
+                            text = (a, b, new)
+                            if conn.seqadj is None:
+                                conn.seqadj = (ftp.SeqAdj(), ftp.SeqAdj())
+                            (seq,) = struct.unpack_from("!I", frame, l4 + 4)
+                            conn.seqadj[d].record(seq, len(new) - (b - a))
+                            self._note("ftp_rewritten")
+            except ftp.FtpError as err:
+                self._note(err.reason)
+                if isinstance(err, ftp.BadCommand):
+                    self._count(err.reason)
+                    bad = True
+        adj = conn.seqadj
+        if not xlate or adj is None:
+            return None, bad
+        this, other = adj[d], adj[1 - d]
+        edit = ftp.Edit(
+            ftp.SeqAdj(this.pos, this.before, this.after) if this.after or this.before else None,
+            ftp.SeqAdj(other.pos, other.before, other.after)
+            if other.after or other.before
+            else None,
+            text,
+        )
+        return (edit if edit != ftp.Edit() else None), bad
+
+    def _expect_from(self, master: Conn, exp: ftp.Expectation, now: float) -> None:
+        """`master` expects `exp` -- one at a time, as Linux's FTP helper: a newer
+        command replaces what the master expected before."""
+        if master.expecting is not None and master.expecting != exp.key:
+            self._unexpect(master.expecting)
+        self._expect[exp.key] = _Expected(exp, master, now + ftp.EXPECT_TIMEOUT)
+        master.expecting = exp.key
+        self._note("ftp_expected")
+
+    def _expected(self, p: _Pkt, now: float) -> _Expected | None:
+        """The expectation a new connection's first packet fulfils (any source port)."""
+        t = p.tup
+        if t[2] != 6:
+            return None
+        k = (t[0], t[1], t[2], t[3], t[4], t[6])
+        e = self._expect.get(k)
+        if e is not None and e.expires <= now:
+            self._unexpect(k)
+            return None
+        return e
+
+    def _unexpect(self, k: tuple[int, ...]) -> None:
+        e = self._expect.pop(k, None)
+        if e is not None and e.master.expecting == k:
+            e.master.expecting = None
 
     def _refuse(self, reason: str, zone: int) -> CtResult:
         """A commit that cannot be made: the packet is dropped, counted by reason."""
@@ -572,4 +711,6 @@ def format_conn(conn: Conn, now: float) -> str:
     parts.append(f"timeout={max(0, round(conn.expires - now))}")
     if conn.peers is not None:
         parts.append(f"protoinfo=(state={TCP_STATE_NAMES[conn.peers[0].state]})")
+    if conn.helper:
+        parts.append(f"helper={conn.helper}")
     return ",".join(parts)

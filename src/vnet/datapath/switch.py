@@ -90,7 +90,7 @@ from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions, Rule
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.match import Match
 from ..pipeline.trace import Tracer
-from . import offload
+from . import ftp, offload
 from .conntrack import NEW, TRK, CtResult, Tracker
 from .ctnat import nat_range
 from .ipf import Ipf, Refused
@@ -154,7 +154,7 @@ def _refuse_unsupported(actions: Iterable[Action]) -> None:
             raise PipelineError(ErrorKind.BAD_ARGUMENT, "nat: only inside ct()")
         if not isinstance(a, Ct):
             continue
-        if a.alg:
+        if a.alg and a.alg != ftp.FTP_PORT:
             raise PipelineError(
                 ErrorKind.UNSUPPORTED_ACTION, f"ct: alg={a.alg}: no such helper in this switch"
             )
@@ -680,7 +680,9 @@ class Switch:
             base = len(frame)
             for op, data in outs:
                 kind = op[0]
-                if kind == "output":
+                if kind == "grown":  # the payload, not the headers, changed length
+                    base += op[1]
+                elif kind == "output":
                     h = offload.shift(hdr, len(data) - base)
                     tun = op[2] if len(op) > 2 else None
                     dst = int.from_bytes(data[0:6], "big")
@@ -691,7 +693,8 @@ class Switch:
                     # `normal` reached the datapath unexpanded (packet-out to NORMAL)
                     self.drop("normal_unexpanded")
                 elif kind == "recirc":
-                    self._recirculate(op, key, offload.shift(hdr, len(data) - base), data)
+                    h = offload.shift(hdr, len(data) - base - (op[3] if len(op) > 3 else 0))
+                    self._recirculate(op, key, h, data)
         if self._released:
             self._release_fragments()
 
@@ -736,6 +739,7 @@ class Switch:
             label=label,
             nat=None if ct.nat is None else nat_range(ct.nat),
             force=ct.force,
+            alg=ct.alg,
         )
         if r.drop is not None:
             self.drop(r.drop)
@@ -746,12 +750,25 @@ class Switch:
             if r.rewrite is not None:
                 natpkt.rewrite(buf, tracked, r.rewrite, self._csum_partial)
             self._ct_md = ctf
-            return True
+            grown = self._helper_edit(buf, tracked, r.edit)
+            # the FTP helper resized the payload: the outputs after this one are longer
+            # behind the headers, which moves no offset of the virtio-net header
+            return (("grown", grown), b"") if grown else True
         data = buf
-        if r.rewrite is not None:
+        if r.rewrite is not None or r.edit is not None:
             data = bytearray(buf)
+        if r.rewrite is not None:
             natpkt.rewrite(data, tracked, r.rewrite, self._csum_partial)
-        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :])), bytes(data)
+        grown = self._helper_edit(data, tracked, r.edit)
+        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]), grown), bytes(data)
+
+    def _helper_edit(self, buf: bytearray, key: Sequence[int], e: ftp.Edit | None) -> int:
+        """What the FTP helper writes into a control segment, after NAT; the change
+        in length."""
+        if e is None:
+            return 0
+        v = 6 if key[fk.ETH_TYPE] == 0x86DD else 4
+        return ftp.apply(buf, key[fk.L3_OFS], key[fk.L4_OFS], v, e, self._csum_partial)
 
     def _fragment(
         self,

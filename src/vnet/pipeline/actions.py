@@ -476,7 +476,7 @@ class Ct(Action):
     nat: Nat | None = None
     exec_: tuple[Action, ...] = field(default=())
     zone_field: tuple[int, int, int] | None = None  # (slot, offset, bits) the zone is read from
-    alg: int = 0  # 21: the FTP helper
+    alg: int = 0  # the helper, by its well-known port: 21 FTP, 69 TFTP
     force: bool = False
 
     def execute(self, x: XContext) -> None:
@@ -504,7 +504,8 @@ class Ct(Action):
         if self.exec_:
             parts.append("exec(" + ",".join(a.format() for a in self.exec_) + ")")
         if self.alg:
-            parts.append("alg=ftp" if self.alg == 21 else f"alg={self.alg}")
+            name = _ALGS.get(self.alg)
+            parts.append(f"alg={name}" if name else f"alg={self.alg}")
         if self.nat is not None:
             parts.append(self.nat.format())
         return "ct(" + ",".join(parts) + ")"
@@ -810,7 +811,7 @@ def _p_ct(arg: str | None) -> Action:
             if table > 254:
                 raise ActionError("ct", f"table {table} out of range 0..254")
         elif name == "alg" and eq:
-            alg = 21 if val.strip() == "ftp" else _num(val, "ct", 16)
+            alg = _ALG_PORTS.get(val.strip()) or _num(val, "ct", 16)
         elif part.startswith("nat"):
             nat = _p_nat(part[3:] or None)
         elif part.startswith("exec("):
@@ -826,6 +827,9 @@ def _p_ct(arg: str | None) -> Action:
 
 
 _CT_WRITABLE = frozenset((fk.CT_MARK, fk.CT_LABEL))
+# ct(alg=NAME): the helpers Open vSwitch names, by the port they are known by
+_ALGS = {21: "ftp", 69: "tftp"}
+_ALG_PORTS = {name: port for port, name in _ALGS.items()}
 
 
 def _p_note(arg: str | None) -> Action:

@@ -152,7 +152,7 @@ def test_fail_modes(rig: Callable[..., Rig]) -> None:
     assert fo.got("b") == []
 
 
-@pytest.mark.parametrize("actions", ["ct(commit,alg=ftp)"])
+@pytest.mark.parametrize("actions", ["ct(commit,alg=tftp)", "ct(commit,alg=7)"])
 def test_helpers_are_refused_until_they_exist(rig: Callable[..., Rig], actions: str) -> None:
     r = rig()
     before = r.sw.pipeline.rules()

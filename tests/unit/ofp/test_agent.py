@@ -59,8 +59,8 @@ def test_errors_keep_the_connection(switch: tuple[Switch, str]) -> None:
     sw, target = switch
     with OFClient(target) as c:
         with pytest.raises(OFClientError) as e:
-            ct = parser.NXActionCT(  # alg=21: an FTP helper this switch does not have
-                flags=1, zone_src="", zone_ofs_nbits=0, recirc_table=255, alg=21, actions=[]
+            ct = parser.NXActionCT(  # alg=69: a TFTP helper this switch does not have
+                flags=1, zone_src="", zone_ofs_nbits=0, recirc_table=255, alg=69, actions=[]
             )
             c.transact(
                 parser.OFPFlowMod(
