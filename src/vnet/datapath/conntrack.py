@@ -38,6 +38,17 @@ tuple anew).  A plain commit whose reply tuple a translation holds is refused
 `force` deletes a connection found in its reply direction, and the packet
 starts a new one.
 
+Helpers: a TCP connection committed with `alg=ftp` (21) keeps the FTP
+helper (`ftp`), which reads every later segment of it: a PORT, EPRT, 227 or
+229 sets up an expectation (per zone, one per master, `ftp.EXPECT_TIMEOUT`,
+gone when used or with its master); a new connection matching it is
+`+new+rel` -- `+rel` for good -- with its master's mark, label and original
+tuple, and when committed with `nat` takes its master's translation.  A
+translated control segment also gets `CtResult.edit`: the address text to
+write and its sequence numbers, moved by the per-direction corrections
+(`Conn.seqadj`) a rewrite of another length leaves; the window tracker reads
+acknowledgements back in the sender's numbering.  A bad command is `inv`.
+
 Limits: a total and per-zone number of entries; a commit beyond them is
 refused and the packet dropped, counted as `ct_limit`.  Fragments are
 reassembled before they get here (the switch's `ipf`, as Open vSwitch's
