@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from vnet.datapath import ftp
@@ -211,3 +212,41 @@ def test_passive_through_snat_translates_the_data_connection_as_its_master() -> 
     p2.send(tcp(S, X, 21, 40000, "PA", 5001, 1001, reply), nat=APPLY)
     st, out = p2.send(tcp(C, S, 50000, 117 * 256 + 48, "S", 1), commit=True)
     assert st == TRK | NEW | REL and out[IP].src == C
+
+
+def test_ipv6_eprt_through_source_nat_and_epsv() -> None:
+    c6, s6, x6 = "fd00::1", "fd00:1::2", "2001:db8:ffff::a:b:c"
+    x = int(ipaddress.ip_address(x6))
+    ct = Tracker()
+
+    def send(src: str, dst: str, sp: int, dp: int, flags: str, seq: int, ack: int = 0,
+             data: bytes = b"", **kw: object) -> tuple[int, Ether]:  # fmt: skip
+        frame = bytes(
+            Ether() / IPv6(src=src, dst=dst)
+            / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=65535) / data
+        )  # fmt: skip
+        key = fk.extract(frame, 1)
+        r = ct.process(frame, key, 0, 0.0, **kw)
+        buf = bytearray(frame)
+        if r.rewrite is not None:
+            natpkt.rewrite(buf, key, r.rewrite)
+        if r.edit is not None:
+            ftp.apply(buf, key[fk.L3_OFS], key[fk.L4_OFS], 6, r.edit)
+        out = Ether(bytes(buf))
+        again = out.copy()
+        del again[IPv6].plen, again[TCP].chksum
+        again = Ether(bytes(again))
+        assert (out[IPv6].plen, out[TCP].chksum) == (again[IPv6].plen, again[TCP].chksum)
+        return r.state, out
+
+    send(c6, s6, 40000, 21, "S", 1000, commit=True, alg=21, nat=NatRange("src", 6, x, x))
+    send(s6, x6, 21, 40000, "SA", 5000, 1001, nat=APPLY)
+    send(c6, s6, 40000, 21, "A", 1001, 5001, nat=APPLY)
+    st, out = send(c6, s6, 40000, 21, "PA", 1001, 5001, b"EPRT |2|fd00::1|5000|\r\n", nat=APPLY)
+    assert out[IPv6].src == x6 and bytes(out[TCP].payload) == f"EPRT |2|{x6}|5000|\r\n".encode()
+    st, out = send(s6, x6, 20, 5000, "S", 1, commit=True, nat=APPLY)
+    assert st == TRK | NEW | REL | DNAT and out[IPv6].dst == c6
+    epsv = b"229 Entering Extended Passive Mode (|||6000|)\r\n"
+    send(s6, x6, 21, 40000, "PA", 5001, 1001 + 23 + 13, epsv, nat=APPLY)
+    st, out = send(c6, s6, 50000, 6000, "S", 1, commit=True, nat=APPLY)
+    assert st == TRK | NEW | REL | SNAT and out[IPv6].src == x6
