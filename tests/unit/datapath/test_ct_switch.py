@@ -9,17 +9,10 @@ the middle of a stream is dropped like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from scapy.layers.inet import IP, TCP
-from scapy.layers.l2 import Ether
-
 from vnet.datapath.conntrack import EST, RPL, TRK
 from vnet.packet import flowkey as fk
-from vnet.pipeline.flow import FlowMod, FlowModCommand
-from vnet.pipeline.ofctl import parse_flow
 
-from .conftest import Rig, mac
+from .conftest import A, B, TwoPorts, tcp
 
 FIREWALL = [
     "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1)",
@@ -31,27 +24,15 @@ FIREWALL = [
 ]
 
 
-def firewall(rig: Callable[..., Rig]) -> Rig:
-    r = rig(fail_mode="secure")
-    r.port("a", port_security=False)
-    r.port("b", port_security=False)
-    r.sw.commit([FlowMod(FlowModCommand.ADD, parse_flow(t).flow) for t in FIREWALL])
-    return r
+def seg(d: int, flags: str, seq: int, ack: int = 0, data: bytes = b"") -> bytes:
+    """A segment of a's connection from port 40000 to b's port 80: d=0 from a, d=1 from b."""
+    if d == 0:
+        return tcp(A, B, 40000, 80, flags, seq, ack, data)
+    return tcp(B, A, 80, 40000, flags, seq, ack, data, out=False)
 
 
-def seg(d: int, flags: str, seq: int, ack: int = 0, data: bytes = b"", sport: int = 40000) -> bytes:
-    src, dst = ((1, "10.0.0.1"), (2, "10.0.0.2"))[:: 1 if d == 0 else -1]
-    sp, dp = (sport, 80) if d == 0 else (80, sport)
-    return bytes(
-        Ether(src=mac(src[0]), dst=mac(dst[0]))
-        / IP(src=src[1], dst=dst[1])
-        / TCP(sport=sp, dport=dp, flags=flags, seq=seq, ack=ack, window=65535)
-        / data
-    )
-
-
-def test_a_connection_from_a_works_and_replies_pass(rig: Callable[..., Rig]) -> None:
-    r = firewall(rig)
+def test_a_connection_from_a_works_and_replies_pass(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     r.send("a", seg(0, "S", 100))
     r.send("b", seg(1, "SA", 500, 101))
     r.send("a", seg(0, "A", 101, 501))
@@ -62,8 +43,8 @@ def test_a_connection_from_a_works_and_replies_pass(rig: Callable[..., Rig]) -> 
     assert conn.mark == 7 and conn.replied
 
 
-def test_a_connection_from_b_is_refused(rig: Callable[..., Rig]) -> None:
-    r = firewall(rig)
+def test_a_connection_from_b_is_refused(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     r.send("b", seg(1, "S", 500))
     assert r.got("a") == [] and len(r.sw.conntrack) == 0
     t1 = r.sw.pipeline.tables[1]
@@ -71,8 +52,8 @@ def test_a_connection_from_b_is_refused(rig: Callable[..., Rig]) -> None:
     assert r.sw.drops == {"no_match": 1}
 
 
-def test_a_forged_rst_is_invalid_and_dropped_even_from_the_cache(rig: Callable[..., Rig]) -> None:
-    r = firewall(rig)
+def test_a_forged_rst_is_invalid_and_dropped_even_from_the_cache(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     a = r.sw.port_by_name("a")
     assert a is not None
     r.send("a", seg(0, "S", 100))
@@ -91,8 +72,8 @@ def test_a_forged_rst_is_invalid_and_dropped_even_from_the_cache(rig: Callable[.
     assert conn.timeout == "tcp_established"
 
 
-def test_trace_follows_the_recirculation(rig: Callable[..., Rig]) -> None:
-    r = firewall(rig)
+def test_trace_follows_the_recirculation(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     key = fk.extract(seg(0, "S", 1), 1)
     tr = r.sw.trace(key)
     text = tr.format()

@@ -10,7 +10,6 @@ at all when not.  scapy cuts the datagrams and judges what leaves.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import pytest
 from scapy.layers.inet import IP, UDP, defragment, fragment
@@ -20,12 +19,8 @@ from scapy.packet import Packet
 
 from vnet.datapath.conntrack import format_conn
 from vnet.packet import flowkey as fk
-from vnet.pipeline.flow import FlowMod, FlowModCommand
-from vnet.pipeline.ofctl import parse_flow
 
-from .conftest import Rig, mac
-
-A, B, X = "10.0.0.1", "10.0.0.2", "192.0.2.1"
+from .conftest import SNAT_IN_PLACE, SNAT_RECIRC, A, B, TwoPorts, X, eth, mac
 
 FIREWALL = [
     "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1)",
@@ -39,24 +34,6 @@ FIREWALL = [
 IN_PLACE = [
     "priority=10,in_port=1,ip,actions=ct(commit,zone=1),output:2",
 ]
-SNAT = [
-    "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=1,nat)",
-    "table=1,priority=10,in_port=1,ip,ct_state=+new+trk,actions=ct(commit,zone=1,nat(src=192.0.2.1)),output:2",
-    "table=1,priority=10,in_port=1,ip,ct_state=+est+trk,actions=output:2",
-    "table=1,priority=10,in_port=2,ip,ct_state=+est+trk,actions=output:1",
-]
-SNAT_IN_PLACE = [
-    "priority=10,in_port=1,ip,actions=ct(commit,zone=1,nat(src=192.0.2.1)),output:2",
-    "priority=10,in_port=2,ip,actions=ct(zone=1,nat),output:1",
-]
-
-
-def switch(rig: Callable[..., Rig], flows: list[str]) -> Rig:
-    r = rig(fail_mode="secure")
-    r.port("a", port_security=False)
-    r.port("b", port_security=False)
-    r.sw.commit([FlowMod(FlowModCommand.ADD, parse_flow(t).flow) for t in flows])
-    return r
 
 
 def datagram(out: bool = True, size: int = 3000, ident: int = 7, src: str = A) -> Packet:
@@ -68,8 +45,7 @@ def datagram(out: bool = True, size: int = 3000, ident: int = 7, src: str = A) -
 
 
 def frags(dg: Packet, out: bool = True, size: int = 1400) -> list[bytes]:
-    e = Ether(src=mac(1), dst=mac(2)) if out else Ether(src=mac(2), dst=mac(1))
-    return [bytes(e / f) for f in fragment(dg, fragsize=size)]
+    return [bytes(eth(out) / f) for f in fragment(dg, fragsize=size)]
 
 
 def whole(frames: list[bytes]) -> Packet:
@@ -83,8 +59,8 @@ def whole(frames: list[bytes]) -> Packet:
     return dg
 
 
-def test_a_fragmented_datagram_passes_whole_when_allowed(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_a_fragmented_datagram_passes_whole_when_allowed(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     frames = frags(datagram())
     assert len(frames) == 3
     for i in (2, 0):  # out of order: nothing leaves while the datagram is incomplete
@@ -109,9 +85,9 @@ def test_a_fragmented_datagram_passes_whole_when_allowed(rig: Callable[..., Rig]
 
 
 def test_a_fragmented_datagram_does_not_pass_at_all_when_refused(
-    rig: Callable[..., Rig],
+    two_ports: TwoPorts,
 ) -> None:
-    r = switch(rig, FIREWALL)
+    r = two_ports(FIREWALL)
     back = frags(datagram(out=False), out=False)
     for f in back:
         r.send("b", f)
@@ -120,8 +96,8 @@ def test_a_fragmented_datagram_does_not_pass_at_all_when_refused(
     assert r.sw.conntrack.drops == {}  # not an invalid fragment: a refused datagram
 
 
-def test_fragments_of_the_cached_path_are_held_too(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_fragments_of_the_cached_path_are_held_too(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     a = r.sw.port_by_name("a")
     assert a is not None
     dgs = [frags(datagram(ident=i)) for i in range(1, 5)]
@@ -136,9 +112,9 @@ def test_fragments_of_the_cached_path_are_held_too(rig: Callable[..., Rig]) -> N
 
 
 def test_without_table_the_actions_after_ct_wait_for_the_datagram(
-    rig: Callable[..., Rig],
+    two_ports: TwoPorts,
 ) -> None:
-    r = switch(rig, IN_PLACE)
+    r = two_ports(IN_PLACE)
     frames = frags(datagram(size=5000))
     order = list(range(len(frames)))
     random.Random(1).shuffle(order)
@@ -150,11 +126,11 @@ def test_without_table_the_actions_after_ct_wait_for_the_datagram(
     assert len(r.sw.conntrack) == 1 and r.sw.drops == {}
 
 
-@pytest.mark.parametrize("flows", [SNAT, SNAT_IN_PLACE], ids=["recirc", "in_place"])
+@pytest.mark.parametrize("flows", [SNAT_RECIRC, SNAT_IN_PLACE], ids=["recirc", "in_place"])
 def test_snat_translates_every_fragment_and_the_first_one_s_ports(
-    rig: Callable[..., Rig], flows: list[str]
+    two_ports: TwoPorts, flows: list[str]
 ) -> None:
-    r = switch(rig, flows)
+    r = two_ports(flows)
     frames = frags(datagram())
     for f in (frames[1], frames[2], frames[0]):
         r.send("a", f)
@@ -179,8 +155,8 @@ def test_snat_translates_every_fragment_and_the_first_one_s_ports(
     assert whole(back)[UDP].dport == 1000
 
 
-def test_ipv6_fragments_pass_whole(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_ipv6_fragments_pass_whole(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     dg = (
         IPv6(src="fd00::1", dst="fd00::2")
         / IPv6ExtHdrFragment(id=77)
@@ -197,8 +173,8 @@ def test_ipv6_fragments_pass_whole(rig: Callable[..., Rig]) -> None:
     assert r.sw.ipf.stats()["v6"]["reassembled"] == 2
 
 
-def test_refused_and_expired_fragments_are_counted_drops(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_refused_and_expired_fragments_are_counted_drops(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     small = frags(datagram(ident=1), size=800)  # 820 bytes of IP: too small
     r.send("a", small[0])
     assert r.sw.drops == {"ipf_too_small": 1}
@@ -219,8 +195,8 @@ def test_refused_and_expired_fragments_are_counted_drops(rig: Callable[..., Rig]
     assert (st["ipf_too_small"], st["ipf_duplicate"], st["ipf_timeout"]) == (1, 1, 3)
 
 
-def test_with_reassembly_off_fragments_are_invalid(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_with_reassembly_off_fragments_are_invalid(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     r.sw.ipf.enabled[4] = False
     for f in frags(datagram()):
         r.send("a", f)
@@ -229,8 +205,8 @@ def test_with_reassembly_off_fragments_are_invalid(rig: Callable[..., Rig]) -> N
     assert r.sw.pipeline.tables[1].matches == 3  # the +inv flow took them
 
 
-def test_the_trace_says_a_fragment_is_reassembled(rig: Callable[..., Rig]) -> None:
-    r = switch(rig, FIREWALL)
+def test_the_trace_says_a_fragment_is_reassembled(two_ports: TwoPorts) -> None:
+    r = two_ports(FIREWALL)
     key = fk.extract(frags(datagram())[1], 1)
     text = r.sw.trace(key).format()
     assert "ipf: a fragment: ct(table=1,zone=1) holds it until its datagram is whole" in text
