@@ -19,8 +19,17 @@ Open vSwitch's conjunctive match travels as it does: NXAST_CONJUNCTION
 (the wire's clause counts from 0, the text's from 1) and NXM_NX_CONJ_ID,
 first in a match as `nx_put_raw` writes it.  A conjunction that is malformed
 or shares its flow with anything but notes is NXBAC_BAD_CONJUNCTION (an
-experimenter error), one in write-actions BAD_ACTION/BAD_TYPE, a masked
-`conj_id` BAD_MATCH/BAD_MASK -- what Open vSwitch answers.
+experimenter error), a masked `conj_id` BAD_MATCH/BAD_MASK -- what Open
+vSwitch answers.
+
+A write-actions instruction holds only what an action set runs (set_field,
+load, push/pop_vlan, dec_ttl, group, output); anything else is refused with
+BAD_ACTION/BAD_TYPE when a switch takes the flow (`check_flow`), as Open
+vSwitch refuses a note or a conjunction there.  Open vSwitch also takes ct,
+ct_clear and resubmit in an action set (each a possible final action);
+vnet's action set does not run them, so it refuses them the same way rather
+than take a flow whose first packet it could not handle.  Decoding refuses
+none of them: a controller reads back whatever Open vSwitch holds.
 
 OFPAT_SET_NW_TTL is `set_field` of `ip_ttl` (the hop limit under IPv6, as
 in Open vSwitch) and goes back to a controller as OFPAT_SET_NW_TTL.
@@ -59,6 +68,7 @@ from ..pipeline.actions import (
     Resubmit,
     SetField,
     check_consistency,
+    set_key,
 )
 from ..pipeline.classifier import check_clause
 from ..pipeline.fields import BY_INDEX, CONJ_ID, Field, FieldError, lookup
@@ -648,9 +658,17 @@ def flow_from_ofp(msg: Any) -> Flow:
 
 
 def check_flow(flow: Flow, msg: Any = None) -> None:
-    """OFError BAD_ACTION/MATCH_INCONSISTENT for an apply-action the match does not
-    make meaningful (`actions.check_consistency`); `msg`, the FLOW_MOD the flow came
-    in, tells which of the fields sharing a slot each set_field named."""
+    """What a switch refuses of a flow that decoded: OFError BAD_ACTION/BAD_TYPE for
+    a write-action its action set cannot run (`actions.set_key`), BAD_ACTION/
+    MATCH_INCONSISTENT for an apply-action the match does not make meaningful
+    (`actions.check_consistency`); `msg`, the FLOW_MOD the flow came in, tells which
+    of the fields sharing a slot each set_field named.  Decoding alone refuses
+    neither: a controller reads back whatever Open vSwitch holds."""
+    for a in flow.instructions.write:
+        try:
+            set_key(a)
+        except ActionError:
+            raise _bad_action(f"{a.format()} in write_actions") from None
     named: list[Field | None] = []
     for ins in getattr(msg, "instructions", ()):
         if type(ins).__name__ == "OFPInstructionActions" and ins.type == ofp.OFPIT_APPLY_ACTIONS:
