@@ -289,7 +289,7 @@ def test_executing_a_conjunction_does_nothing() -> None:
     [
         "table=0,priority=10,ip,nw_src=10.0.0.1,actions=conjunction(7,1/2)",
         "table=3,priority=10,tcp,tp_dst=80,actions=conjunction(7,2/3),conjunction(4294967295,64/64)",
-        "table=0,priority=10,ip,actions=note:01.02,conjunction(1,2/2)",
+        "table=0,priority=10,ip,actions=note:01.02.00.00.00.00,conjunction(1,2/2)",
         "table=0,priority=1,conj_id=7,actions=output:1",
         "table=0,priority=1,conj_id=7,ct_state=+est+trk,ip,nw_dst=10.0.0.1,actions=output:1",
     ],

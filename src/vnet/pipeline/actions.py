@@ -535,9 +535,13 @@ class Note(Action):
         x.note(f"note: {self.data.hex('.')}")
 
     def format(self) -> str:
-        # Open vSwitch pads notes to a multiple of 8 bytes with the 6-byte header
-        padded = self.data + b"\x00" * ((-(len(self.data) + 6)) % 8)
-        return "note:" + padded.hex(".")
+        return "note:" + _note_padded(self.data).hex(".")
+
+
+def _note_padded(data: bytes) -> bytes:
+    """A note as it travels and as Open vSwitch keeps and prints it once decoded: after
+    NXAST_NOTE's 10-byte header, zeros up to a multiple of 8 (6 bytes at the least)."""
+    return data + bytes(-(len(data) + 10) % 8)
 
 
 MAX_CLAUSES = 64
@@ -837,7 +841,7 @@ def _p_note(arg: str | None) -> Action:
         data = bytes.fromhex((arg or "").replace(".", "").replace(":", ""))
     except ValueError:
         raise ActionError("note", f"invalid hex {arg!r}") from None
-    return Note(data.rstrip(b"\x00"))
+    return Note(_note_padded(data))  # the value a decoded note has
 
 
 def _p_conjunction(arg: str | None) -> Action:
