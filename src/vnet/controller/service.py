@@ -25,6 +25,9 @@ controller unless the chassis names an `endpoint` the controller dials --
 the lab points that at the bridge's own `.mgmt` socket) and the model's ports bound there plugged into it.  Open
 vSwitch then dials in over OpenFlow like a vnet switch, and from there on
 the session is the same.
+
+Packet-ins from every session go to the punt handler (`punt.Punter`): it
+answers what the firewall rejects and keeps the connection log.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import contextlib
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +51,7 @@ from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect, flow_mod_to_ofp
 from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
 from ..ofp.target import parse_target
+from ..packet import flowkey as fk
 from ..packet.announce import announcements
 from ..pipeline.actions import OFPP_TABLE, Output
 from ..pipeline.engine import Pipeline
@@ -59,6 +63,7 @@ from ..pipeline.trace import Tracer
 from ..store import Store
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
+from .punt import PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
 from .reconcile import Desired, Drift, MeterMod, Mod, diff, drift
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "read_state"]
@@ -82,7 +87,7 @@ class Southbound(Protocol):
 
     async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]: ...
 
-    async def packet_out(self, in_port: int, frame: bytes) -> None: ...
+    async def packet_out(self, in_port: int, frame: bytes, out_port: int = OFPP_TABLE) -> None: ...
 
 
 class LocalSouthbound:
@@ -116,8 +121,17 @@ class LocalSouthbound:
                 refused.append((m, 0, 0))
         return refused
 
-    async def packet_out(self, in_port: int, frame: bytes) -> None:
-        self.switch.packet_out(in_port, [Output(OFPP_TABLE)], frame)
+    async def packet_out(self, in_port: int, frame: bytes, out_port: int = OFPP_TABLE) -> None:
+        self.switch.packet_out(in_port, [Output(out_port)], frame)
+
+    def deliver_packet_ins(self, to: Callable[[PacketIn], None]) -> None:
+        """Hand the switch's packet-ins to `to`, as a connected controller would get them."""
+        dpid = self.dpid
+        self.switch.on_packet_in = lambda pi: to(
+            PacketIn(dpid, pi.key[fk.IN_PORT], pi.cookie, pi.reason, pi.frame)
+        )
+        if not self.switch.controllers_connected:
+            self.switch.controller_connected(+1)
 
     async def state(self) -> Desired:
         flows = [f for f, _, _ in await self.flows()]
@@ -270,6 +284,9 @@ class Controller:
         self.announce: dict[str, str] = {}
         self._left: set[str] = set()  # chassis a port just left: synced after the others
         self.announced = 0
+        self.punter = Punter(
+            self.nb.state, self.sessions.get, lambda st: compiled_punts(self.logical_flows(st))
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -284,6 +301,7 @@ class Controller:
                 raise ValueError(f"{kind}: listen with ptcp:PORT[:IP] or punix:PATH")
             self.servers.append(srv)
         self.store.subscribe(lambda _events: self.kick())
+        self.punter.start()
         self._tasks.append(asyncio.create_task(self._reconciler()))
         self._tasks.append(asyncio.create_task(self._poller()))
 
@@ -305,6 +323,7 @@ class Controller:
         self._tasks.clear()
         self._dialing.clear()
         self._keepers.clear()
+        await self.punter.stop()
 
     def kick(self) -> None:
         """The model or a switch changed: reconcile soon (safe from any thread)."""
@@ -319,6 +338,8 @@ class Controller:
     async def _attach_channel(self, ch: SwitchChannel) -> Session | None:
         try:
             await ch.handshake()
+            ch.on_packet_in = lambda msg: self.punter.received(from_ofp(ch.dpid, msg))
+            await ask_for_packet_ins(ch)
         except (TimeoutError, ChannelError, OSError, asyncio.IncompleteReadError) as e:
             log.warning("switch %s: handshake failed: %s", ch.peer, e)
             ch.close()
@@ -337,6 +358,8 @@ class Controller:
             old.southbound.close()
         sess = Session(sb)
         self.sessions[sb.dpid] = sess
+        if isinstance(sb, LocalSouthbound):
+            sb.deliver_packet_ins(self.punter.received)
         log.info("switch %016x connected", sb.dpid)
         await self.sync(sess)
         return sess
@@ -728,4 +751,5 @@ class Controller:
                 }
                 for s in self.sessions.values()
             ],
+            "punts": self.punter.stats(),
         }

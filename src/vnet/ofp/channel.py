@@ -6,7 +6,7 @@ vSwitch's `set-controller`), or the controller dials a switch's passive
 listener.  The channel does the handshake (HELLO, FEATURES -> datapath id),
 answers echo requests, matches replies to requests by xid (multipart replies
 are gathered until the last part), and hands asynchronous messages (port
-status, flow removed, errors nobody waits for) to callbacks.
+status, packet-in; errors nobody waits for are logged) to callbacks.
 
 Messages are encoded and decoded with os-ken's OpenFlow 1.3 codec, so the
 other end may be any OpenFlow 1.3 switch; conversion to vnet's own flow
@@ -71,6 +71,7 @@ class SwitchChannel:
         self._errors: dict[int, tuple[int, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self.on_port_status: Callable[[Any], None] | None = None
+        self.on_packet_in: Callable[[Any], None] | None = None
         self.on_close: Callable[[SwitchChannel], None] | None = None
         self.closed = asyncio.Event()
         self.flow_mods_sent = 0
@@ -164,6 +165,10 @@ class SwitchChannel:
             if self.on_port_status is not None:
                 self.on_port_status(msg)
             return
+        if mtype == ofp.OFPT_PACKET_IN:
+            if self.on_packet_in is not None:
+                self.on_packet_in(msg)
+            return
         slot = self._waiting.get(xid)
         if slot is None:
             return
@@ -232,9 +237,10 @@ class SwitchChannel:
             if x in self._errors
         ]
 
-    async def packet_out(self, in_port: int, frame: bytes) -> None:
-        """Send `frame` through the switch's pipeline as if it came in on `in_port`."""
-        out = parser.OFPActionOutput(ofp.OFPP_TABLE, 0)
+    async def packet_out(self, in_port: int, frame: bytes, out_port: int = ofp.OFPP_TABLE) -> None:
+        """Send `frame` through the switch's pipeline as if it came in on `in_port`
+        (or, with `out_port`, straight out of that port)."""
+        out = parser.OFPActionOutput(out_port, 0)
         msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, [out], frame)
         self._send(msg)
         await self.writer.drain()

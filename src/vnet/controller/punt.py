@@ -1,0 +1,332 @@
+"""Packets the firewall sends to the controller: reject answers and the connection log.
+
+The compiled ACL stages send a packet to the controller with
+`controller(reason=action)` when a rule rejects it (the flow drops it too)
+and when a logged rule matches it (metered in the flows).  The flow's cookie
+names the rule: the compiler's `punts(lflows)` maps each such cookie to a
+`Punt` (action, rule, log, direction, port), and the handler keeps that map
+for the model's revision, rebuilt when the model changes.
+
+Every session delivers its packet-ins here, whatever the switch: a vnet
+switch over OpenFlow or in this process (`LocalSouthbound`), or Open vSwitch.
+The controller's connection has the equal role and asks, with SET_ASYNC, for
+what OpenFlow 1.3 gives such a connection by default (packet-ins for no-match
+and action, port status, flow removed): Open vSwitch sends action packet-ins
+to every connection that asked, a vnet switch to every one not a slave.
+
+A reject is answered at once (`packet.reject`: TCP RST, ICMP or ICMPv6
+unreachable), by a packet-out on the chassis that punted:
+
+- an egress rule runs on the sender's chassis before anything rewrote the
+  frame, so the answer (addresses swapped) goes straight out of the
+  packet-in's in_port, the sender's port;
+- an ingress rule runs on the receiver's chassis, maybe after routing and
+  maybe for a sender behind a tunnel, where in_port is no way back.  So the
+  answer enters the pipeline as if the receiver had sent it (packet-out with
+  in_port = the receiver's port, output to TABLE), as OVN's reject does: the
+  frame is what the receiver would send (its MAC and address as source, the
+  last hop's MAC as destination), and the pipeline routes and tunnels it
+  back to the sender like any reply.  It passes the receiver's egress stages
+  on the way: those must let the switch's own answers through.
+
+Logged punts become records in the connection log (`flowlog.FlowLog`) with
+the chassis, the tuple and the logical ports at both ends by name (the
+rule's own port, and the other end found by its address in the rule port's
+network, else in its tenant).
+
+The handler bounds its own work: packet-ins wait in a queue of `QUEUE`
+entries and a full queue drops them, counted; the log caps records a second.
+Anything the handler cannot use -- another reason, an unknown cookie, a
+frame no answer is due to -- is counted by reason and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from ..compiler import LFlow
+from ..model.objects import Port
+from ..model.rules import State
+from ..ofp.channel import SwitchChannel
+from ..ofp.convert import DP
+from ..packet import flowkey as fk
+from ..packet.reject import answer
+from .flowlog import FlowLog
+
+__all__ = [
+    "QUEUE",
+    "Link",
+    "PacketIn",
+    "Punt",
+    "Punter",
+    "ask_for_packet_ins",
+    "compiled_punts",
+    "from_ofp",
+]
+
+log = logging.getLogger("vnet.controller.punt")
+QUEUE = 1024  # packet-ins waiting for the handler, at most
+OFPP_TABLE, OFPP_CONTROLLER = ofp.OFPP_TABLE, ofp.OFPP_CONTROLLER
+_REASONS = {ofp.OFPR_NO_MATCH: "no_match", ofp.OFPR_ACTION: "action",
+            ofp.OFPR_INVALID_TTL: "invalid_ttl"}  # fmt: skip
+_PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+
+
+class Punt(Protocol):
+    """What the compiler says of a cookie whose flow sends to the controller."""
+
+    @property
+    def action(self) -> str: ...  # allow | deny | reject
+
+    @property
+    def rule(self) -> str: ...  # e.g. "policy web-db rule 2"
+
+    @property
+    def log(self) -> bool: ...
+
+    @property
+    def direction(self) -> str: ...  # ingress | egress
+
+    @property
+    def port(self) -> str: ...  # the logical port (name or id) whose rule it is
+
+
+class Link(Protocol):
+    """What the handler needs of a switch session."""
+
+    @property
+    def southbound(self) -> Any: ...
+
+    @property
+    def chassis(self) -> str | None: ...
+
+    @property
+    def ofports(self) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class PacketIn:
+    """A packet-in, whichever southbound brought it."""
+
+    dpid: int
+    in_port: int
+    cookie: int
+    reason: str  # action | no_match | invalid_ttl
+    frame: bytes
+
+
+def from_ofp(dpid: int, msg: Any) -> PacketIn:
+    """An os-ken OFPPacketIn as a `PacketIn`."""
+    in_port = msg.match.get("in_port", 0) if msg.match is not None else 0
+    reason = _REASONS.get(msg.reason, str(msg.reason))
+    return PacketIn(dpid, int(in_port), int(msg.cookie), reason, bytes(msg.data or b""))
+
+
+async def ask_for_packet_ins(ch: SwitchChannel) -> None:
+    """Ask for OpenFlow 1.3's defaults, whatever the connection was told before:
+    packet-ins (no match, action), port status and flow removed for the master or
+    equal role, port status only for a slave."""
+    msg = parser.OFPSetAsync(
+        DP,
+        [1 << ofp.OFPR_NO_MATCH | 1 << ofp.OFPR_ACTION, 0],
+        [0b111, 0b111],
+        [0b1111, 0],
+    )
+    refused = await ch.send_all([(None, msg)])
+    if refused:
+        log.info("switch %016x refused SET_ASYNC: %d/%d", ch.dpid, *refused[0][1:])
+
+
+def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, Punt]:
+    """The compiler's cookie -> Punt map (`compiler.acl.punts`); empty while the
+    compiler builds no ACL stages."""
+    try:
+        acl = importlib.import_module("vnet.compiler.acl")
+    except ImportError:
+        return {}
+    punts = getattr(acl, "punts", None)
+    return punts(lflows) if punts is not None else {}
+
+
+class Punter:
+    def __init__(
+        self,
+        state: Callable[[], State],
+        link: Callable[[int], Link | None],
+        source: Callable[[State], Mapping[int, Punt]],
+        flow_log: FlowLog | None = None,
+        queue: int = QUEUE,
+    ) -> None:
+        self.state = state  # the model now
+        self.link = link  # the session of a datapath id
+        self.source = source  # the cookie -> Punt map of a model
+        self.flow_log = flow_log if flow_log is not None else FlowLog()
+        self.counts: Counter[str] = Counter()
+        self._size = queue
+        self._queue: asyncio.Queue[PacketIn] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._punts: tuple[int, Mapping[int, Punt]] | None = None
+        self._where: tuple[int, dict[tuple[str, str], str]] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue(self._size)
+        self._task = asyncio.create_task(self._worker())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = self._queue = None
+
+    def received(self, pi: PacketIn) -> None:
+        """A switch sent a packet-in (from any thread): queue it for the handler."""
+        loop, q = self._loop, self._queue
+        if loop is None or q is None:
+            self.counts["not_running"] += 1
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._put(q, pi)
+        else:
+            loop.call_soon_threadsafe(self._put, q, pi)
+
+    def _put(self, q: asyncio.Queue[PacketIn], pi: PacketIn) -> None:
+        try:
+            q.put_nowait(pi)
+        except asyncio.QueueFull:
+            self.counts["queue_full"] += 1
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        while True:
+            pi = await self._queue.get()
+            try:
+                await self.handle(pi)
+            except Exception:
+                self.counts["failed"] += 1
+                log.exception("packet-in from %016x", pi.dpid)
+
+    # -- the work ------------------------------------------------------------------------------
+    def punts(self, state: State) -> Mapping[int, Punt]:
+        if self._punts is None or self._punts[0] != state.revision:
+            self._punts = (state.revision, self.source(state))
+        return self._punts[1]
+
+    async def handle(self, pi: PacketIn) -> None:
+        """Answer a reject and log what a logged rule decided."""
+        self.counts["packet_ins"] += 1
+        if pi.reason != "action":
+            self.counts["not_action"] += 1
+            return
+        state = self.state()
+        p = self.punts(state).get(pi.cookie)
+        if p is None:
+            self.counts["unknown_cookie"] += 1
+            return
+        link = self.link(pi.dpid)
+        if link is None:
+            self.counts["no_session"] += 1
+            return
+        port = self._rule_port(state, link, p.port)
+        if p.action == "reject":
+            await self._reject(pi, p, link, port)
+        if p.log:
+            self._log(state, pi, p, link, port)
+
+    async def _reject(self, pi: PacketIn, p: Punt, link: Link, port: Port | None) -> None:
+        out = answer(pi.frame)
+        if out is None:
+            self.counts["no_answer"] += 1
+            return
+        sb = link.southbound
+        receiver = link.ofports.get(port.iface) if port is not None else None
+        if p.direction == "ingress" and receiver is not None:
+            await sb.packet_out(receiver, out, out_port=OFPP_TABLE)
+        else:
+            await sb.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port)
+        self.counts["rejected"] += 1
+
+    @staticmethod
+    def _rule_port(state: State, link: Link, ref: str) -> Port | None:
+        """The rule's port: by id, else by name among the ports bound to this chassis."""
+        o = state.get("port", ref)
+        if isinstance(o, Port):
+            return o
+        here = [o for o in state.all("port") if o.name == ref and o.chassis == link.chassis]
+        return here[0] if len(here) == 1 else None
+
+    def _owners(self, state: State) -> dict[tuple[str, str], str]:
+        """(network or tenant id, address) -> port name."""
+        if self._where is None or self._where[0] != state.revision:
+            where: dict[tuple[str, str], str] = {}
+            for o in state.all("port"):
+                for ip in o.ips:
+                    a = str(ipaddress.ip_address(ip))
+                    where.setdefault((o.network, a), o.name)
+                    where.setdefault((o.tenant, a), o.name)
+            self._where = (state.revision, where)
+        return self._where[1]
+
+    def _log(self, state: State, pi: PacketIn, p: Punt, link: Link, port: Port | None) -> None:
+        key = fk.extract(pi.frame, pi.in_port)
+        et, proto = key[fk.ETH_TYPE], key[fk.IP_PROTO]
+        if et == 0x0800:
+            src = str(ipaddress.IPv4Address(key[fk.IPV4_SRC]))
+            dst = str(ipaddress.IPv4Address(key[fk.IPV4_DST]))
+        elif et == 0x86DD:
+            src = str(ipaddress.IPv6Address(key[fk.IPV6_SRC]))
+            dst = str(ipaddress.IPv6Address(key[fk.IPV6_DST]))
+        else:
+            self.counts["not_ip"] += 1
+            return
+        sport: int | None = None
+        dport: int | None = None
+        if proto in (6, 17, 132) and not key[fk.IP_FRAG] & fk.FRAG_LATER:
+            sport, dport = key[fk.TP_SRC], key[fk.TP_DST]
+        elif proto in (1, 58):
+            sport, dport = key[fk.ICMP_TYPE], key[fk.ICMP_CODE]
+        owners = self._owners(state)
+        own = port.name if port is not None else p.port
+
+        def other(addr: str) -> str | None:
+            if port is None:
+                return None
+            return owners.get((port.network, addr)) or owners.get((port.tenant, addr))
+
+        ch = state.get("chassis", link.chassis) if link.chassis else None
+        rec = self.flow_log.add(
+            chassis=ch.name if ch is not None else f"{pi.dpid:016x}",
+            proto=_PROTOS.get(proto, str(proto)),
+            src=src,
+            dst=dst,
+            sport=sport,
+            dport=dport,
+            src_port=own if p.direction == "egress" else other(src),
+            dst_port=own if p.direction == "ingress" else other(dst),
+            verdict=p.action,
+            rule=p.rule,
+            direction=p.direction,
+            port=own,
+        )
+        self.counts["logged" if rec is not None else "log_dropped"] += 1
+
+    def stats(self) -> dict[str, Any]:
+        q = self._queue
+        return {"queued": q.qsize() if q is not None else 0, **dict(sorted(self.counts.items())),
+                "log": self.flow_log.stats()}  # fmt: skip
