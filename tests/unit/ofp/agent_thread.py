@@ -44,3 +44,11 @@ def agent_thread(agent: Agent) -> Iterator[asyncio.AbstractEventLoop]:
         asyncio.run_coroutine_threadsafe(agent.stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         t.join(5)
+
+
+@contextlib.contextmanager
+def serving(sw: Switch) -> Iterator[str]:
+    """`sw` behind an agent listening on loopback until the block ends; its target."""
+    agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
+    with agent_thread(agent):
+        yield f"tcp:127.0.0.1:{agent.bound_ports()[0]}"

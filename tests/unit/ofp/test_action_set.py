@@ -17,13 +17,12 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from vnet.datapath import Switch
-from vnet.ofp.agent import Agent
 from vnet.ofp.client import OFClient, OFClientError
 from vnet.ofp.convert import DP, OFError, actions_to_ofp, check_flow, flow_from_ofp
 from vnet.pipeline import parse_flow
 from vnet.pipeline.ofctl import format_flow
 
-from .agent_thread import agent_thread, memory_switch
+from .agent_thread import memory_switch, serving
 
 # frames from port 1: UDP 10.0.0.1 -> 10.0.0.2
 FRAME = bytes.fromhex(
@@ -48,9 +47,8 @@ def _write(actions: str) -> Any:
 @pytest.fixture
 def switch() -> Iterator[tuple[Switch, str]]:
     sw = memory_switch("w", 2)
-    agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
-    with agent_thread(agent):
-        yield sw, f"tcp:127.0.0.1:{agent.bound_ports()[0]}"
+    with serving(sw) as target:
+        yield sw, target
 
 
 def test_refused_with_bad_type_and_the_connection_goes_on(switch: tuple[Switch, str]) -> None:
