@@ -10,8 +10,10 @@ invalid input, 409 for conflicts, 404 for missing objects -- the same
 are installed on their chassis), security groups their `members` (the
 ports listed or selected).  `/v1/apply` takes a whole model (dry run or
 not; a dry run also says which connections between ports it would open and
-close, `reachability`), `/v1/drift/{chassis}` compares a switch with the model, and
-`/openapi.json` describes it all.
+close, `reachability`), `/v1/drift/{chassis}` compares a switch with the model,
+`/v1/flows/log` reads the connection log (filters by port, verdict and time;
+`after` and `wait` make it a long poll for a follower), and `/openapi.json`
+describes it all.
 
 Route handlers are generated per kind from the model classes, so the
 OpenAPI schema is the model's own.  (No `from __future__ import
@@ -20,6 +22,8 @@ annotations` here: FastAPI reads the handlers' annotations at definition.)
 
 import asyncio
 import signal
+import time
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -29,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
+from ..controller.flowlog import VERDICTS
 from ..controller.northbound import Diff
 from ..controller.service import Controller
 from ..model.objects import KINDS, Port, Resource, SecurityGroup
@@ -173,11 +178,58 @@ def create_app(ctl: Controller) -> FastAPI:
             raise ModelError("invalid", ("to",), "the chassis to migrate to (name or id)")
         return render(await ctl.migrate(ref, to, tenant))
 
+    @app.get("/v1/flows/log", tags=["switches"], name="connection log")
+    async def flow_log(
+        port: str | None = Query(None, description="records with this port (name) at either end"),
+        verdict: str | None = Query(None, description="allow, deny or reject"),
+        since: str | None = Query(None, description="seconds since the epoch, or ISO 8601"),
+        after: int = Query(0, ge=0, description="records after this one (an answer's `next`)"),
+        wait: float = Query(0, ge=0, le=60, description="seconds to wait for a match"),
+        limit: int = Query(1000, ge=1, le=10_000, description="the newest this many"),
+    ) -> dict[str, Any]:
+        """What the firewall's logged rules decided, oldest first.  A follower asks
+        again with `after` = the `next` it got; with `wait` the answer comes when a
+        record matches or the time is up."""
+        flow_log = ctl.punter.flow_log
+        start = _since(since)
+        if verdict is not None and verdict not in VERDICTS:
+            raise ModelError("invalid", ("verdict",), f"{verdict!r}: one of {', '.join(VERDICTS)}")
+        deadline = time.monotonic() + wait
+        while True:
+            records, last = flow_log.query(port, verdict, start, after, limit)
+            left = deadline - time.monotonic()
+            if records or left <= 0:
+                break
+            await flow_log.wait(max(after, last), left)
+            after = max(after, last)  # what did not match need not be read again
+        return {
+            "records": [r.as_dict() for r in records],
+            "next": last,
+            "dropped": flow_log.dropped,
+        }
+
     @app.get("/v1/status", tags=["switches"])
     def status() -> dict[str, Any]:
         return ctl.stats()
 
     return app
+
+
+def _since(text: str | None) -> float | None:
+    """`since` as seconds since the epoch: a number, or an ISO 8601 time (local if
+    it names no zone)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ModelError(
+            "invalid", ("since",), f"{text!r}: seconds since the epoch or an ISO 8601 time"
+        ) from None
 
 
 def _routes(app: FastAPI, ctl: Controller, kind: str, cls: type[Resource], render: Any) -> None:

@@ -21,6 +21,7 @@ from .common import console, fail
 from .controller import controller_app, port_app, register
 from .ct import ct_app
 from .demo import run_demo
+from .flowlog import register_flow_log
 from .lab import lab_app
 from .lab_demo import run_lab_demo
 from .switch import ofctl_app, switch_app
@@ -29,7 +30,10 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="vnet: software-defined virtual networking."
 )
 packet_app = typer.Typer(no_args_is_help=True, help="Decode and inspect frames.")
-flows_app = typer.Typer(no_args_is_help=True, help="Work with flow tables in ovs-ofctl syntax.")
+flows_app = typer.Typer(
+    no_args_is_help=True,
+    help="Work with flow tables in ovs-ofctl syntax; the firewall's connection log.",
+)
 app.add_typer(packet_app, name="packet")
 app.add_typer(flows_app, name="flows")
 app.add_typer(switch_app, name="switch")
@@ -39,6 +43,7 @@ app.add_typer(controller_app, name="controller")
 app.add_typer(lab_app, name="lab")
 app.add_typer(port_app, name="port")
 register(app)
+register_flow_log(flows_app)
 
 
 def _version(value: bool) -> None:

@@ -150,5 +150,25 @@ class Client:
         params = self._params(packet=packet, tenant=tenant)
         return self._call("GET", f"/v1/trace/{port}", params=params)  # type: ignore[no-any-return]
 
+    def flow_log(
+        self,
+        port: str | None = None,
+        verdict: str | None = None,
+        since: str | float | None = None,
+        after: int | None = None,
+        wait: float | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """The connection log: `records` (oldest first) and `next`, the `after` of
+        the next call to follow it (with `wait`, a long poll)."""
+        params = self._params(
+            port=port, verdict=verdict, since=since, after=after, wait=wait, limit=limit
+        )
+        read = self.http.timeout.read
+        kw: dict[str, Any] = {}
+        if wait and read is not None and read < wait + 2:
+            kw["timeout"] = wait + 2  # the server may hold the answer that long
+        return self._call("GET", "/v1/flows/log", params=params, **kw)  # type: ignore[no-any-return]
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")  # type: ignore[no-any-return]
