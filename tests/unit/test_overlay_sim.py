@@ -16,7 +16,7 @@ import pytest
 import yaml
 from scapy.layers.l2 import ARP, Ether
 
-from vnet.compiler import localize
+from vnet.compiler import localize, table
 from vnet.lab.sim import SimLab
 from vnet.model.rules import ModelError
 from vnet.pipeline.ofctl import format_flow
@@ -168,5 +168,9 @@ def test_a_port_still_plugged_on_its_old_chassis_keeps_its_ingress_there() -> No
     ingress = [t for t in text if "in_port=7" in t]
     assert len(ingress) == 1 and "goto_table:1" in ingress[0]
     key = f"reg7={hex(port.tunnel_key)}"
-    egress = [t for t in text if t.startswith("table=6") and key in t and "metadata=0x1," in t]
+    egress = [
+        t
+        for t in text
+        if t.startswith(f"table={table('phy_out')},") and key in t and "metadata=0x1," in t
+    ]
     assert egress and all("192.168.100.3->tun_dst" in t for t in egress)

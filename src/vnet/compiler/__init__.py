@@ -1,5 +1,6 @@
 """Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
 
+from . import acl as acl  # registers the firewall's builders
 from . import switch as switch  # registers the logical switch's builders
 from .localize import local_ports, localize
 from .logical import Compiler, LFlow, cookie_for

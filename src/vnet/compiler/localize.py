@@ -25,6 +25,14 @@ option restores the logical ports (unicast goes straight to egress port
 security); VXLAN and NVGRE carry only the VNI, so the destination MAC is
 looked up again.
 
+Each port bound here (or still plugged here) gets a conntrack zone of its
+own on this chassis (`zones`: 1-65535, from a hash of the port's id, the
+next free one on a collision -- so a port keeps its zone while ports come
+and go, unless a newcomer with a smaller id takes its hashed slot), loaded
+into `REG_ZONE` as its frames enter (`phy_in`) and as frames for it enter
+the egress pipeline (`ls_out_zone`, where a frame for a port bound
+elsewhere skips the firewall: that port's chassis runs it).
+
 Incremental like the compiler: the logical flows arrive sorted, so only the
 chassis' stages are sorted again with the bindings, and each binding's
 flows are memoised (`memo`) on what their builder read, so one changed port
@@ -33,8 +41,10 @@ costs one binding, not all.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
@@ -45,23 +55,40 @@ from .logical import _SLOT, LFlow, To, _Emit, _load, _order, datapath_key, resol
 from .memo import Memo, recall
 from .stages import (
     FLAG_FROM_TUNNEL,
+    NEXT,
     PHY_IN,
     PHY_OUT,
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
+    REG_ZONE,
     SWITCH,
     stage_of,
     table,
 )
 from .switch import deliver
 
-__all__ = ["FLOOD_KEY", "Memo", "local_ports", "localize", "peers"]
+__all__ = ["FLOOD_KEY", "ZONE_STAGE", "Memo", "local_ports", "localize", "peers", "zones"]
 
 FLOOD_KEY = 0x8000  # reg7 / the Geneve option's egress port: "flood to your own ports"
 _FLAG = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
 _NOT_FROM_TUNNEL = (0, FLAG_FROM_TUNNEL)
 _IN_BITS, _OUT_BITS = 15, 16
+ZONE_STAGE = "ls_out_zone"
+_ZONES = 65535
+
+
+def zones(ports: Iterable[Port]) -> dict[str, int]:
+    """Port id -> its conntrack zone on a chassis, for the ports bound (or plugged) there."""
+    used: set[int] = set()
+    out = {}
+    for pid in sorted({p.id for p in ports}):
+        z = zlib.crc32(pid.encode()) % _ZONES + 1
+        while z in used:
+            z = z % _ZONES + 1
+        used.add(z)
+        out[pid] = z
+    return out
 
 
 def tunnel_ports(ofports: Mapping[str, int]) -> dict[str, int]:
@@ -122,10 +149,12 @@ def localize(
     here: dict[str, set[int]] = {}
     for p, _ in local:
         here.setdefault(p.network, set()).add(p.tunnel_key or 0)
-    first, last = table(PHY_IN.name), table(PHY_OUT.name)
+    zone_of = zones([p for p, _ in local] + [p for p, _ in leaving])
+    first, last, zt = table(PHY_IN.name), table(PHY_OUT.name), table(ZONE_STAGE)
     head: list[LFlow] = []
     tail: list[LFlow] = []
     mid: list[Flow] = []
+    zone: list[LFlow] = []
     floods: dict[tuple[str, frozenset[str]], int] = {}  # (network, chassis ids) -> flood key
     for lf in lflows:  # sorted by table: only the chassis' stages need merging
         if lf.datapath is not None and lf.datapath not in nets:
@@ -135,6 +164,8 @@ def localize(
             head.append(lf)
         elif t == last:
             tail.append(lf)
+        elif t == zt:
+            zone.append(lf)
         elif lf.flood:
             mid.append(_split(lf, here, remote, floods))
         else:
@@ -152,13 +183,16 @@ def localize(
 
     for port, ofport in local:
         net = state.get("network", port.network)
-        flows = cached("binding", port, (chassis, net, port), _binding, (ofport,))
+        z = zone_of[port.id]
+        flows = cached("binding", port, (chassis, net, port), _binding, (ofport, z))
         head.append(flows[0])
         tail.append(flows[1])
+        zone.append(flows[2])
     for port, ofport in leaving:
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
-        head += cached("leaving", port, (chassis, net, port, peer), _leaving, (ofport,))
+        z = zone_of[port.id]
+        head += cached("leaving", port, (chassis, net, port, peer), _leaving, (ofport, z))
     for port in remote_ports:
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
@@ -173,7 +207,9 @@ def localize(
             del memo[k]
     head.sort(key=_order)
     tail.sort(key=_order)
-    return [lf.flow for lf in head] + mid + [lf.flow for lf in tail]
+    zone.sort(key=_order)
+    cut = bisect.bisect_left(mid, zt, key=lambda f: f.table)
+    return [lf.flow for lf in head] + mid[:cut] + [lf.flow for lf in zone] + mid[cut:] + [lf.flow for lf in tail]  # fmt: skip
 
 
 def _split(
@@ -256,22 +292,29 @@ def _receive(net: Network, tunnels: Mapping[str, int]) -> list[LFlow]:
     return e.out
 
 
-def _binding(chassis: Chassis, net: Network, port: Port, ofport: int) -> list[LFlow]:
-    """The input and output stages for one port bound here."""
+def _binding(chassis: Chassis, net: Network, port: Port, ofport: int, zone: int) -> list[LFlow]:
+    """The input, output and zone stages for one port bound here."""
+    e = _Emit("port", port, net)
+    e(ZONE_STAGE, 100, f"bound here: conntrack zone {zone}", {REG_OUTPORT: port.tunnel_key or 0},
+      apply=[_load(REG_ZONE, zone)], goto=NEXT)  # fmt: skip
     return [
-        _enter(net, port, ofport, f"binding on {chassis.name}"),
+        _enter(net, port, ofport, f"binding on {chassis.name}", zone),
         *_exit(chassis, net, port, ofport),
+        *e.out,
     ]
 
 
-def _leaving(chassis: Chassis, net: Network, port: Port, peer: Chassis, ofport: int) -> list[LFlow]:
+def _leaving(
+    chassis: Chassis, net: Network, port: Port, peer: Chassis, ofport: int, zone: int
+) -> list[LFlow]:
     """The input stage for a port bound elsewhere but still plugged here."""
-    return [_enter(net, port, ofport, f"plugged on {chassis.name}, bound to {peer.name}")]
+    return [_enter(net, port, ofport, f"plugged on {chassis.name}, bound to {peer.name}", zone)]
 
 
-def _enter(net: Network, port: Port, ofport: int, rule: str) -> LFlow:
+def _enter(net: Network, port: Port, ofport: int, rule: str, zone: int) -> LFlow:
     e = _Emit("port", port, net)
-    e(PHY_IN.name, 100, rule, {"in_port": ofport}, apply=[_load(REG_INPORT, port.tunnel_key or 0)],
+    load = [_load(REG_INPORT, port.tunnel_key or 0), _load(REG_ZONE, zone)]
+    e(PHY_IN.name, 100, rule, {"in_port": ofport}, apply=load,
       enter=datapath_key(net), goto=SWITCH.ingress[0].name)  # fmt: skip
     return e.out[0]
 

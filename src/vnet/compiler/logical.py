@@ -25,7 +25,7 @@ nothing else.  Output is sorted: the same model gives byte-identical flows.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ from .stages import (
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
+    REG_ZONE,
     StageError,
     check,
     pipeline,
@@ -52,10 +53,12 @@ from .stages import (
 
 __all__ = [
     "Compiler",
+    "Feature",
     "LFlow",
     "To",
     "cookie_for",
     "datapath_key",
+    "feature",
     "network_stage",
     "port_stage",
 ]
@@ -70,6 +73,8 @@ class LFlow:
     # a flood: the logical ports it delivers to (localize splits them into this chassis'
     # own and one tunnelled copy per other chassis)
     flood: tuple[int, ...] = ()
+    # what a flow that sends to the controller means (`acl.Punt`); None for the others
+    punt: Any = field(default=None, compare=False)
     # the output order (table, priority down, match, instructions), computed once: an
     # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
     order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
@@ -100,7 +105,7 @@ _SLOT = {n: lookup(n).index for n in ("eth_src", "eth_dst", "arp_op", "arp_sha",
                                         "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst", "nd_tll",
                                         "icmpv6_type", "nd_reserved", "nd_options_type",
                                         "tun_id", "tun_dst", "tun_metadata0",
-                                        REG_INPORT, REG_OUTPORT, REG_FLAGS)}  # fmt: skip
+                                        REG_INPORT, REG_OUTPORT, REG_FLAGS, REG_ZONE)}  # fmt: skip
 
 
 def _load(reg: str, value: int) -> SetField:
@@ -143,6 +148,8 @@ class _Emit:
         goto: str | None = None,
         enter: int | None = None,
         flood: tuple[int, ...] = (),
+        meter: int | None = None,
+        punt: Any = None,
     ) -> None:
         if self.key is not None:
             scope = scope_of(stage_name)
@@ -150,6 +157,7 @@ class _Emit:
                 match = {**match, scope: self.key}
         ins = Instructions(
             apply=resolved(stage_name, apply),
+            meter=meter,
             goto=None if goto is None else resolve(stage_name, goto),
             metadata=None if enter is None else (enter, (1 << 64) - 1),
         )
@@ -162,7 +170,7 @@ class _Emit:
             origin=f"{self.kind} {self.name} ({self.id}) · {stage_name} · {rule}",
         )
         check(f)
-        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood))
+        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt))
 
 
 class _At:
@@ -231,6 +239,32 @@ def network_flows(net: Network, ports: Sequence[Port]) -> list[LFlow]:
 
 
 @dataclass(frozen=True)
+class Feature:
+    """Flows built from a per-tenant context as well as the network and port (the firewall).
+
+    `context` reads the whole model once per compile (tenant id -> what the
+    builders read; a tenant without one gets no flows of the feature); the
+    builders are memoised like the others, on what they read of the network,
+    the port and the context.
+    """
+
+    name: str
+    context: Callable[[State], Mapping[str, Any]]
+    shared: Callable[[], list[LFlow]]  # flows every datapath shares
+    network: Callable[[Network, Any], list[LFlow]]
+    port: Callable[[Network, Port, Any], list[LFlow]]
+
+
+_FEATURES: list[Feature] = []
+
+
+def feature(f: Feature) -> Feature:
+    """Register a feature's builders with the compiler."""
+    _FEATURES.append(f)
+    return f
+
+
+@dataclass(frozen=True)
 class _Pipeline:
     name: str = "pipeline"
     id: str = "pipeline"
@@ -264,6 +298,9 @@ class Compiler:
     def compile(self, state: State) -> list[LFlow]:
         self.recompiled = 0
         out = default_flows()
+        ctx = [(f, f.context(state)) for f in _FEATURES]
+        for f, _ in ctx:
+            out += f.shared()
         seen: set[tuple[str, ...]] = set()
         ports_by_net: dict[str, list[Port]] = {}
         for p in state.all("port"):
@@ -273,10 +310,22 @@ class Compiler:
             k: tuple[str, ...] = ("network", net.id)
             seen.add(k)
             out += self._cached(k, (net, *ports), lambda n, *ps: network_flows(n, ps))
+            for f, by_tenant in ctx:
+                c = by_tenant.get(net.tenant)
+                if c is not None:
+                    k = (f.name, "network", net.id)
+                    seen.add(k)
+                    out += self._cached(k, (net, c), f.network)
             for p in ports:
                 k = ("port", p.id)
                 seen.add(k)
                 out += self._cached(k, (net, p), port_flows)
+                for f, by_tenant in ctx:
+                    c = by_tenant.get(net.tenant)
+                    if c is not None:
+                        k = (f.name, "port", p.id)
+                        seen.add(k)
+                        out += self._cached(k, (net, p, c), f.port)
         for k in list(self._memo):
             if k not in seen:
                 del self._memo[k]

@@ -27,7 +27,19 @@ Registers carry the logical context between stages, as OVN's do: `reg6`
 the logical input port and `reg7` the logical output port (port tunnel keys,
 unique within a network; keys with bit 15 set name a set of chassis to flood
 to), `reg5` flags (bit 0: the frame came out of a tunnel, so it never goes
-back into one).
+back into one).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
+zone of the port whose rules apply (the input port's, loaded in `phy_in`;
+the output port's, loaded in `ls_out_zone`), `reg8`-`reg11` the guarded
+port's memberships and `reg12`-`reg15` the other end's (bits, see
+`acl.Atoms`), and `reg3` the logged rule a copy sent to `*_acl_log` is for.
+Registers survive `ct(table=)`, so what is loaded before conntrack is there
+after it.
+
+The firewall's stages sit after the lookup in ingress (the sender's egress
+rules need the receiver: `reg7`) and before port security in egress;
+`ls_out_zone` is a chassis stage inside the egress pipeline: only a port
+bound to this chassis gets its zone and its rules checked here, a frame for
+a port elsewhere passes on to its chassis, which checks them.
 """
 
 from __future__ import annotations
@@ -48,9 +60,13 @@ __all__ = [
     "PHY_IN",
     "PHY_OUT",
     "PIPELINE",
+    "REG_ACL_LOCAL",
+    "REG_ACL_REMOTE",
     "REG_FLAGS",
     "REG_INPORT",
+    "REG_LOG",
     "REG_OUTPORT",
+    "REG_ZONE",
     "SWITCH",
     "Datapath",
     "Stage",
@@ -70,6 +86,10 @@ REG_INPORT = "reg6"
 REG_OUTPORT = "reg7"
 REG_FLAGS = "reg5"
 FLAG_FROM_TUNNEL = 1
+REG_ZONE = "reg4"
+REG_LOG = "reg3"
+REG_ACL_LOCAL = ("reg8", "reg9", "reg10", "reg11")
+REG_ACL_REMOTE = ("reg12", "reg13", "reg14", "reg15")
 
 NEXT = "next"
 OUTPUT = "output"
@@ -107,7 +127,7 @@ class Datapath:
 PHY_IN = Stage(
     "phy_in",
     ("in_port", "tun_id", "tun_metadata0"),
-    ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_port_sec"),
+    ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_zone"),
     "OpenFlow port -> datapath key and logical input port (reg6); "
     "a tunnel's VNI -> datapath, its Geneve option -> logical ports",
     chassis=True,
@@ -123,6 +143,61 @@ PHY_OUT = Stage(
 # -- the logical switch ---------------------------------------------------------------------
 _L2 = (REG_INPORT, "eth_src", "eth_dst", "eth_type")
 _RESPONDER = ("arp_op", "arp_tpa", "ip_proto", "icmpv6_type", "ipv6_src", "nd_target", "nd_sll")
+_SERVICE = ("eth_type", "ip_proto", "tp_src", "tp_dst", "icmp_type", "icmp_code", "icmpv6_type",
+            "icmpv6_code")  # fmt: skip
+_RULE = (*_SERVICE, *REG_ACL_LOCAL, *REG_ACL_REMOTE, "ct_state", "ct_mark")
+
+
+def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
+    """The firewall's stages of one pipeline: the rules of the port in `local`."""
+    p = f"ls_{side}"
+    whose = "the sender's egress" if side == "in" else "the receiver's ingress"
+    addr = ("ipv4_dst", "ipv6_dst") if side == "in" else ("ipv4_src", "ipv6_src")
+    return (
+        Stage(
+            f"{p}_pre_acl",
+            (local, REG_FLAGS, *_SERVICE),
+            (NEXT, done),
+            f"a filtered port's IP traffic: its memberships ({REG_ACL_LOCAL[0]}..); "
+            "never-filtered traffic and unfiltered ports pass",
+            default=done,
+        ),
+        Stage(
+            f"{p}_acl_peer",
+            (remote, REG_INPORT, "eth_type", *addr),
+            (f"{p}_acl",),
+            f"the other end's memberships ({REG_ACL_REMOTE[0]}..), then conntrack in the zone",
+        ),
+        Stage(
+            f"{p}_acl",
+            (*_RULE, local, *addr),
+            (NEXT, f"{p}_stateful", done, f"{p}_acl_log"),
+            f"{whose} policies, in order; established and related pass, invalid drop",
+            default=NEXT,
+        ),
+        Stage(
+            f"{p}_acl_sg",
+            (*_RULE, *addr),
+            (NEXT,),
+            f"{whose} security groups: their allow rules, then default deny",
+            default=NEXT,
+        ),
+        Stage(
+            f"{p}_stateful",
+            (),
+            (NEXT,),
+            "commit the allowed connection (not blocked)",
+            default=NEXT,
+        ),
+        Stage(
+            f"{p}_acl_log",
+            (local, REG_LOG),
+            (),
+            "a logged rule's copy: to the controller, metered",
+            branch=True,
+        ),
+    )
+
 
 SWITCH = Datapath(
     "ls",
@@ -151,12 +226,23 @@ SWITCH = Datapath(
         Stage(
             "ls_in_l2_lkup",
             (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst"),
-            (OUTPUT, PHY_OUT.name),
+            (NEXT, PHY_OUT.name),
             "destination MAC -> logical output port (reg7); broadcast to the network's ports "
             "(here, and one copy to each other chassis with ports in the network)",
         ),
+        *_acl("in", REG_INPORT, REG_OUTPORT, OUTPUT),
     ),
     egress=(
+        Stage(
+            "ls_out_zone",
+            (REG_OUTPORT,),
+            (NEXT, "ls_out_port_sec"),
+            "a port bound here: its conntrack zone, and its rules next; "
+            "a port elsewhere: on to its chassis",
+            default="ls_out_port_sec",
+            chassis=True,
+        ),
+        *_acl("out", REG_OUTPORT, REG_INPORT, "ls_out_port_sec"),
         Stage(
             "ls_out_port_sec",
             (*_L2, REG_OUTPORT),

@@ -54,10 +54,10 @@ def _up(net: Network, port: Port) -> bool:
 
 
 def deliver(keys: Iterable[int]) -> list[Action | To]:
-    """Each logical port in turn through the egress pipeline and out."""
+    """Each logical port in turn through the rest of ingress (the firewall), egress and out."""
     acts: list[Action | To] = []
     for k in keys:
-        acts += [_load(REG_OUTPORT, k), To(OUTPUT)]
+        acts += [_load(REG_OUTPORT, k), To(NEXT)]
     return acts
 
 
@@ -129,10 +129,10 @@ def l2_lkup(e: _At, net: Network, port: Port) -> None:
         return
     mac = port.mac or "00:00:00:00:00:00"
     to_me = [_load(REG_OUTPORT, port.tunnel_key or 0)]
-    e(50, "unicast to the port", {"eth_dst": _mac(mac)}, apply=to_me, goto=OUTPUT)
+    e(50, "unicast to the port", {"eth_dst": _mac(mac)}, apply=to_me, goto=NEXT)
     for pair in port.allowed_address_pairs:
         if pair.mac and pair.mac != mac:
-            e(50, "unicast to an address pair's MAC", {"eth_dst": _mac(pair.mac)}, apply=to_me, goto=OUTPUT)  # fmt: skip
+            e(50, "unicast to an address pair's MAC", {"eth_dst": _mac(pair.mac)}, apply=to_me, goto=NEXT)  # fmt: skip
 
 
 @port_stage("ls_out_port_sec")

@@ -268,7 +268,7 @@ def test_check_follows_resubmits_to_table_0_and_ct_recirculation() -> None:
         with pytest.raises(StageError, match="may not go to"):
             check(bad)
     check(flow("ls_in_port_sec", Ct(table=table("ls_in_arp_rsp"))))
-    check(flow("ls_in_l2_lkup", Resubmit(None, table("ls_out_port_sec"))))
+    check(flow("ls_in_l2_lkup", Resubmit(None, table("ls_in_pre_acl"))))
 
 
 def test_a_new_stage_is_one_declaration_and_one_builder(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,462 @@
+"""The distributed firewall: security groups and ordered policies as ACL stages.
+
+`model.policy` says what the model intends; this module makes the switch
+do it, as OVN's `ls_in_acl`/`ls_out_acl` do.  Each port's rules run on the
+port's own chassis: the sender's egress rules in the ingress pipeline (on
+the sender's chassis, after `ls_in_l2_lkup` has named the receiver), the
+receiver's ingress rules in the egress pipeline (on the receiver's chassis:
+`ls_out_zone`, filled by `localize`, lets only ports bound here in).
+
+Membership without products.  Every tenant's groups and selectors become
+atoms, each a bit (`Atoms`); a port's bits are loaded into registers -- the
+guarded port's (`REG_ACL_LOCAL`, by its logical port in `*_pre_acl`) and
+the other end's (`REG_ACL_REMOTE`, in `*_acl_peer`, before `ct`) -- and a
+rule is one flow per service it matches (family, protocol, port prefix)
+testing one bit of each: flows grow with ports + rules, never with their
+product.  Two flag bits carry the defaults: `MEMBER` (in some group: ingress
+is default-deny) and `EGRESS_RULED` (a group of it has egress rules: egress
+is default-deny).  Only flows that send to the controller (reject, log) are
+per port: their cookie must name the port as well as the rule (`Punt`).
+
+Stateful, as OVN.  A filtered port's IP traffic goes through `ct` in the
+port's zone (one per logical port per chassis, `REG_ZONE`); `*_acl` passes
+established and related packets whose connection is not marked blocked
+(`ct_mark` bit 0) on ct state alone -- no rule is read on that path, so a
+change that keeps a connection allowed never drops one of its packets --
+drops invalid ones and evaluates the rules for the rest: policies first
+(`*_acl`, descending OpenFlow priority in the order policies and their
+rules are tried; `pass` goes on to `*_acl_sg`), then the security groups'
+allow rules and the default-deny flags (`*_acl_sg`); allowed packets are
+committed in `*_stateful` with the blocked bit cleared.  A connection a
+change denies is cut by flushing its entry (or marking it blocked): its
+next packet is new and meets the rules.
+
+Never filtered: non-IP frames (ARP), ICMPv6 neighbour discovery, router
+solicitation/advertisement and MLD, DHCP and DHCPv6, and what the switch
+answers itself (those never reach these stages); a port in no group and no
+policy has no ACL flow beyond the stages' pass-through.
+
+Logging and reject: a reject rule's flow sends the packet to the controller
+(`controller(reason=action)`) and drops it; a logged deny does the same
+under the `LOG_METER` meter.  A logged allow may not meter its own packet
+(a meter drops the whole packet), so it forks a copy with `ct(table=)` to
+`*_acl_log`, where the copy goes to the controller under the meter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model.objects import Network, Policy, Port, SecurityGroup
+from ..model.rules import State
+from ..model.secrules import GroupRule, PolicyRule, selects
+from ..pipeline.actions import OFPP_CONTROLLER, Action, Ct, Output, SetField
+from ..pipeline.fields import lookup
+from .logical import Feature, LFlow, To, _Emit, feature
+from .stages import (
+    FLAG_FROM_TUNNEL,
+    NEXT,
+    OUTPUT,
+    REG_ACL_LOCAL,
+    REG_ACL_REMOTE,
+    REG_FLAGS,
+    REG_INPORT,
+    REG_LOG,
+    REG_OUTPORT,
+    REG_ZONE,
+    table,
+)
+
+__all__ = [
+    "BLOCKED",
+    "EGRESS_RULED",
+    "LOG_METER",
+    "MAX_ATOMS",
+    "MEMBER",
+    "Atoms",
+    "MeterSpec",
+    "Punt",
+    "atoms",
+    "bits",
+    "filtered",
+    "global_flows",
+    "network_flows",
+    "port_flows",
+    "punts",
+    "words",
+]
+
+
+@dataclass(frozen=True)
+class Punt:
+    """What a controller-bound ACL flow means."""
+
+    action: str  # "allow" | "deny" | "reject"
+    rule: str  # human text, e.g. "policy web-db rule 2" / "group web rule 0"
+    log: bool
+    direction: str  # "ingress" | "egress" (whose rule: receiver's or sender's)
+    port: str  # the logical port (name) whose rule it is
+
+
+def punts(lflows: Iterable[LFlow]) -> dict[int, Punt]:
+    """cookie -> Punt, for every flow that sends to the controller."""
+    return {lf.flow.cookie: lf.punt for lf in lflows if isinstance(lf.punt, Punt)}
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """A meter the compiled flows use; the controller installs it (pkt/s, one drop band)."""
+
+    name: str
+    meter_id: int
+    rate: int  # packets per second
+    burst: int = 0
+
+
+LOG_METER = MeterSpec("acl-log", 1, 100)
+
+MEMBER, EGRESS_RULED = 0, 1  # the flag bits
+BLOCKED = 0x1  # ct_mark bit 0: the connection was denied since it was committed
+MAX_ATOMS = 32 * len(REG_ACL_LOCAL)
+ETH_IP, ETH_IP6 = 0x0800, 0x86DD
+_ETH = {"IPv4": ETH_IP, "IPv6": ETH_IP6}
+# ICMPv6 never filtered: MLD (130-132, 143), RS, RA, NS, NA (133-136)
+_ND = (130, 131, 132, 133, 134, 135, 136, 143)
+_DHCP = ((ETH_IP, 68, 67), (ETH_IP, 67, 68), (ETH_IP6, 546, 547), (ETH_IP6, 547, 546))
+_SLOT = {n: lookup(n).index for n in (*REG_ACL_LOCAL, *REG_ACL_REMOTE, REG_LOG, "ct_mark")}
+_ZONE = (lookup(REG_ZONE).index, 0, 16)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side of the firewall: whose rules, in which stages, matching what."""
+
+    direction: str  # the rules' direction: egress (the sender's) or ingress (the receiver's)
+    pre: str
+    peer: str
+    acl: str
+    sg: str
+    stateful: str
+    log: str
+    local: str  # the register naming the guarded port
+    remote: str  # the register naming the other end
+    ip4: str  # the other end's address field
+    ip6: str
+    done: str  # where a packet the firewall is done with goes
+
+
+EGRESS = _Side("egress", "ls_in_pre_acl", "ls_in_acl_peer", "ls_in_acl", "ls_in_acl_sg",
+               "ls_in_stateful", "ls_in_acl_log", REG_INPORT, REG_OUTPORT, "ipv4_dst",
+               "ipv6_dst", OUTPUT)  # fmt: skip
+INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl", "ls_out_acl_sg",
+                "ls_out_stateful", "ls_out_acl_log", REG_OUTPORT, REG_INPORT, "ipv4_src",
+                "ipv6_src", "ls_out_port_sec")  # fmt: skip
+SIDES = {"egress": EGRESS, "ingress": INGRESS}
+
+
+def _sel(selector: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(selector.items()))
+
+
+@dataclass(frozen=True)
+class Atoms:
+    """A tenant's groups, policies and the bit each group and selector has.
+
+    Built once per compile per tenant; builders read it through the memo, so
+    a port's flows are rebuilt when its membership or the tenant's atoms change.
+    """
+
+    tenant: str
+    groups: tuple[SecurityGroup, ...]  # by name
+    policies: tuple[Policy, ...]  # in the order they are tried
+    bit: Mapping[tuple[Any, ...], int] = field(default_factory=dict)  # ("group", id) | ("sel", s)
+    applied: frozenset[int] = frozenset()  # the bits of policies' applied_to selectors
+
+    # builders read these through the memo as plain values (a method read from a new
+    # instance never compares equal, so the functions below take the atoms instead)
+
+
+def words(a: Atoms) -> int:
+    """Registers of each side a tenant's bits take."""
+    return max(1, -(-(max(a.bit.values(), default=1) + 1) // 32))
+
+
+def bits(a: Atoms, port: Port) -> int:
+    """A port's memberships: flags, groups and selectors, as bits."""
+    b = 0
+    labels = port.labels
+    mine = [g for g in a.groups if g.id in port.security_groups or selects(g.selector, labels)]
+    if mine:
+        b |= 1 << MEMBER
+        if any(r.direction == "egress" for g in mine for r in g.rules):
+            b |= 1 << EGRESS_RULED
+    for g in mine:
+        i = a.bit.get(("group", g.id))
+        if i is not None:
+            b |= 1 << i
+    for key, i in a.bit.items():
+        if key[0] == "sel" and selects(dict(key[1]), labels):
+            b |= 1 << i
+    return b
+
+
+def filtered(a: Atoms, b: int) -> bool:
+    """Whether a port with bits `b` has rules: it is in a group, or a policy applies to it."""
+    return bool(b & (1 << MEMBER)) or any(b >> i & 1 for i in a.applied)
+
+
+def atoms(state: State) -> dict[str, Atoms]:
+    """Tenant id -> its atoms.  ValueError naming the tenant if they do not fit the registers."""
+    groups: dict[str, list[SecurityGroup]] = {}
+    policies: dict[str, list[Policy]] = {}
+    for g in state.all("security_group"):
+        groups.setdefault(g.tenant, []).append(g)
+    for p in state.all("policy"):
+        policies.setdefault(p.tenant, []).append(p)
+    out = {}
+    for t in sorted(set(groups) | set(policies)):
+        gs = tuple(sorted(groups.get(t, ()), key=lambda g: (g.name, g.id)))
+        ps = tuple(sorted(policies.get(t, ()), key=lambda p: (p.priority, p.name)))
+        # insertion-ordered and unique: the bits follow the groups, then the selectors
+        keys: dict[tuple[Any, ...], None] = {}
+        applied = []
+        for g in gs:
+            if g.rules:
+                keys[("group", g.id)] = None
+        for p in ps:
+            keys[("sel", _sel(p.applied_to))] = None
+            applied.append(("sel", _sel(p.applied_to)))
+        rules: list[GroupRule] = [r for g in gs for r in g.rules]
+        rules += [r for p in ps for r in p.rules]
+        for r in rules:
+            peer = r.remote
+            if peer is not None and peer.group is not None:
+                keys[("group", peer.group)] = None
+            elif peer is not None and peer.selector is not None:
+                keys[("sel", _sel(peer.selector))] = None
+        if len(keys) + 2 > MAX_ATOMS:
+            name = state.get("tenant", t)
+            raise ValueError(
+                f"tenant {name.name if name else t}: {len(keys)} groups and selectors in rules, "
+                f"more than the {MAX_ATOMS - 2} the firewall's registers hold"
+            )
+        bit = {k: i + 2 for i, k in enumerate(keys)}
+        out[t] = Atoms(t, gs, ps, bit, frozenset(bit[k] for k in applied))
+    return out
+
+
+# -- matching ------------------------------------------------------------------------------------
+def _on(regs: Sequence[str], bits: Iterable[int]) -> dict[str, tuple[int, int]]:
+    """A match that the bits are set in the registers `regs` hold."""
+    out: dict[str, tuple[int, int]] = {}
+    for i in bits:
+        r = regs[i // 32]
+        v, _ = out.get(r, (0, 0))
+        v |= 1 << (i % 32)
+        out[r] = (v, v)
+    return out
+
+
+def _load(regs: Sequence[str], bits: int, words: int) -> list[Action]:
+    return [SetField(_SLOT[regs[w]], bits >> (32 * w) & 0xFFFFFFFF) for w in range(words)]
+
+
+def _prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]]:
+    """The range lo..hi as (value, mask) prefixes."""
+    out, full = [], (1 << width) - 1
+    while lo <= hi:
+        size = lo & -lo if lo else 1 << width
+        while size > hi - lo + 1:
+            size >>= 1
+        out.append((lo, full & ~(size - 1)))
+        lo += size
+    return out
+
+
+def _services(
+    r: GroupRule, side: _Side, bit: Mapping[tuple[Any, ...], int]
+) -> list[dict[str, Any]]:
+    """What a rule matches, as matches (without the guarded port's side)."""
+    peer, remote = r.remote, []
+    if peer is not None and peer.group is not None:
+        remote = [bit[("group", peer.group)]]
+    elif peer is not None and peer.selector is not None:
+        remote = [bit[("sel", _sel(peer.selector))]]
+    out = []
+    for fam in r.ethertypes:
+        m: dict[str, Any] = {"eth_type": _ETH[fam], **_on(REG_ACL_REMOTE, remote)}
+        if peer is not None and peer.cidr is not None:
+            net = ipaddress.ip_network(peer.cidr)
+            m[side.ip4 if fam == "IPv4" else side.ip6] = (int(net.network_address), int(net.netmask))  # fmt: skip
+        p = r.protocol_number
+        if p is not None:
+            m["ip_proto"] = p
+        rng = r.port_range
+        if rng is not None:
+            out += [{**m, "tp_dst": vm} for vm in _prefixes(*rng)]
+            continue
+        if r.icmp_type is not None:
+            v6 = fam == "IPv6"
+            m["icmpv6_type" if v6 else "icmp_type"] = r.icmp_type
+            if r.icmp_code is not None:
+                m["icmpv6_code" if v6 else "icmp_code"] = r.icmp_code
+        out.append(m)
+    return out
+
+
+def _ref(kind: str, name: str, index: int) -> str:
+    return f"{kind} {name} rule {index}"
+
+
+def _describe(r: GroupRule) -> str:
+    what = [r.protocol if isinstance(r.protocol, str) else f"proto {r.protocol}"]
+    if r.ports is not None:
+        what.append(r.ports)
+    if r.icmp_type is not None:
+        what.append(f"type {r.icmp_type}" + (f"/{r.icmp_code}" if r.icmp_code is not None else ""))
+    peer = r.remote
+    if peer is not None:
+        where = "from" if r.direction == "ingress" else "to"
+        what.append(f"{where} " + (peer.cidr or (f"group {peer.group}" if peer.group else
+                                   "selector " + ",".join(f"{k}={v}" for k, v in sorted((peer.selector or {}).items())))))  # fmt: skip
+    return " ".join(what)
+
+
+# policy rules take priorities down from here, in the order they are tried
+_TOP = 60000
+_MAX_POLICY_RULES = 50000
+
+
+def _ordered(a: Atoms) -> Iterator[tuple[int, Policy, int, PolicyRule]]:
+    """(OpenFlow priority, policy, index, rule) for every policy rule, in the order tried."""
+    n = 0
+    for p in a.policies:
+        for i, r in enumerate(p.rules):
+            if n >= _MAX_POLICY_RULES:
+                raise ValueError(f"tenant {a.tenant}: more than {_MAX_POLICY_RULES} policy rules")
+            yield _TOP - n, p, i, r
+            n += 1
+
+
+def _punting(r: PolicyRule) -> bool:
+    return r.action == "reject" or r.log
+
+
+# -- the flows ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Pipeline:
+    name: str = "firewall"
+    id: str = "firewall"
+
+
+def _ct(to: str) -> Ct:
+    """Through conntrack in the guarded port's zone, then on at stage `to`."""
+    return Ct(zone_field=_ZONE, table=table(to))
+
+
+def global_flows() -> list[LFlow]:
+    """The stages' flows every datapath shares: what is never filtered, ct state, defaults."""
+    e = _Emit("stage", _Pipeline(), None)
+    ft = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
+    e(EGRESS.pre, 200, "out of a tunnel: checked on the sender's chassis", {REG_FLAGS: ft}, goto=OUTPUT)  # fmt: skip
+    commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0, BLOCKED),))
+    for s in (EGRESS, INGRESS):
+        for t in _ND:
+            e(s.pre, 150, "neighbour discovery and MLD: never filtered",
+              {"eth_type": ETH_IP6, "ip_proto": 58, "icmpv6_type": t}, goto=s.done)  # fmt: skip
+        for eth, sp, dp in _DHCP:
+            e(s.pre, 150, "DHCP: never filtered", {"eth_type": eth, "ip_proto": 17, "tp_src": sp, "tp_dst": dp}, goto=s.done)  # fmt: skip
+        zero = _load(REG_ACL_REMOTE, 0, len(REG_ACL_REMOTE))
+        e(s.peer, 1, "the other end is in no group: conntrack", {}, apply=[*zero, _ct(s.acl)])
+        e(s.acl, 65000, "invalid: drop", {"ct_state": (0x30, 0x30)})
+        e(s.acl, 64000, "established, not blocked: pass", {"ct_state": (0x22, 0x23), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
+        e(s.acl, 64000, "related, not blocked: pass", {"ct_state": (0x24, 0x25), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
+        flag = EGRESS_RULED if s is EGRESS else MEMBER
+        why = ("no egress rule of the port's groups allows it" if s is EGRESS
+               else "no ingress rule of the port's groups allows it")  # fmt: skip
+        e(s.sg, 1000, f"default deny: {why}", _on(REG_ACL_LOCAL, [flag]))
+        e(s.stateful, 100, "commit the allowed connection", {}, apply=[commit], goto=NEXT)
+    return e.out
+
+
+def network_flows(net: Network, a: Atoms) -> list[LFlow]:
+    """The rule flows of a network's tenant, scoped to the network: one per rule and service."""
+    out: list[LFlow] = []
+    for prio, pol, i, r in _ordered(a):
+        if _punting(r):
+            continue  # per port: its cookie names the port
+        s = SIDES[r.direction]
+        e = _Emit("policy", pol, net)
+        local = _on(REG_ACL_LOCAL, [a.bit[("sel", _sel(pol.applied_to))]])
+        text = f"{r.action} by {_ref('policy', pol.name, i)}: {_describe(r)}"
+        goto = {"allow": s.stateful, "pass": NEXT, "deny": None, "reject": None}[r.action]
+        for m in _services(r, s, a.bit):
+            e(s.acl, prio, text, {**local, **m}, goto=goto)
+        out += e.out
+    for g in a.groups:
+        e = _Emit("security_group", g, net)
+        for i, gr in enumerate(g.rules):
+            s = SIDES[gr.direction]
+            local = _on(REG_ACL_LOCAL, [a.bit[("group", g.id)]])
+            text = f"allow by {_ref('group', g.name, i)}: {_describe(gr)}"
+            for m in _services(gr, s, a.bit):
+                e(s.sg, 2000, text, {**local, **m}, goto=NEXT)
+        out += e.out
+    return out
+
+
+def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
+    """A port's membership in registers (both sides), and its reject and logged rules."""
+    e = _Emit("port", port, net)
+    key = port.tunnel_key or 0
+    b, n = bits(a, port), words(a)
+    if filtered(a, b):
+        for s in (EGRESS, INGRESS):
+            for eth in (ETH_IP, ETH_IP6):
+                e(s.pre, 100, f"{s.direction} of a filtered port: its memberships",
+                  {s.local: key, "eth_type": eth}, apply=_load(REG_ACL_LOCAL, b, n), goto=NEXT)  # fmt: skip
+    if b:
+        for s in (EGRESS, INGRESS):
+            load = [*_load(REG_ACL_REMOTE, b, n), _ct(s.acl)]
+            e(s.peer, 100, "the other end's memberships: conntrack", {s.remote: key}, apply=load)
+        # frames out of a VXLAN or NVGRE tunnel carry no logical input port: by its address
+        for ip in port.ips:
+            v6 = ipaddress.ip_address(ip).version == 6
+            m = {REG_INPORT: 0, "eth_type": ETH_IP6 if v6 else ETH_IP,
+                 INGRESS.ip6 if v6 else INGRESS.ip4: int(ipaddress.ip_address(ip))}  # fmt: skip
+            load = [*_load(REG_ACL_REMOTE, b, n), _ct(INGRESS.acl)]
+            e(INGRESS.peer, 90, "the other end's memberships, by its address", m, apply=load)
+    if not filtered(a, b):
+        return e.out
+    for prio, pol, i, r in _ordered(a):
+        if not _punting(r) or not selects(pol.applied_to, port.labels):
+            continue
+        s = SIDES[r.direction]
+        ref = _ref("policy", pol.name, i)
+        punt = Punt(r.action if r.action != "pass" else "allow", ref, r.log, s.direction, port.name)
+        text = f"{r.action} by {ref}: {_describe(r)}"
+        acts: list[Action | To] = []
+        meter = None
+        goto: str | None = None
+        if r.action == "reject":
+            acts = [Output(OFPP_CONTROLLER)]
+        elif r.action == "deny":
+            acts, meter = [Output(OFPP_CONTROLLER)], LOG_METER.meter_id
+        else:  # a logged allow or pass: a copy to the log stage, the packet goes on
+            tag = zlib.crc32(f"{pol.id}/{i}".encode())
+            acts = [SetField(_SLOT[REG_LOG], tag), _ct(s.log)]  # fmt: skip
+            goto = s.stateful if r.action == "allow" else NEXT
+            e(s.log, 100, f"log: {text}", {s.local: key, REG_LOG: tag},
+              apply=[Output(OFPP_CONTROLLER)], meter=LOG_METER.meter_id, punt=punt)  # fmt: skip
+        for m in _services(r, s, a.bit):
+            m = {**m, s.local: key}
+            e(s.acl, prio, text, m, apply=acts, goto=goto, meter=meter,
+              punt=punt if r.action in ("reject", "deny") else None)  # fmt: skip
+    return e.out
+
+
+FIREWALL = feature(Feature("acl", atoms, global_flows, network_flows, port_flows))
