@@ -214,3 +214,49 @@ def test_a_full_queue_drops_and_counts() -> None:
         await pu.stop()
 
     asyncio.run(main())
+
+
+class FakeSouthbound:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int, bytes]] = []
+
+    async def packet_out(self, in_port: int, frame: bytes, out_port: int = 0) -> None:
+        self.sent.append((in_port, out_port, frame))
+
+
+@dataclass
+class FakeLink:
+    southbound: FakeSouthbound
+    chassis: str | None
+    ofports: dict[str, int]
+
+
+def test_the_way_back_and_the_names_come_from_the_model() -> None:
+    """On a chassis the model knows: the rule's port found by name among the ports
+    bound there, the answer's way back chosen by the rule's side, the chassis named."""
+
+    async def main() -> None:
+        ctl = Controller(SqliteStore())
+        ctl.nb.apply({**MODEL, "chassis": [{"name": "hv1"}],
+                      "ports": [{**p, "chassis": "hv1"} for p in MODEL["ports"]]})  # fmt: skip
+        state = ctl.nb.state()
+        hv1 = state.find("chassis", "hv1")
+        p = {o.name: o for o in state.all("port")}
+        link = FakeLink(FakeSouthbound(), hv1.id, {p["p1"].iface: 7, p["p2"].iface: 9})
+        punt: dict[int, FakePunt] = {}
+        pu = Punter(ctl.nb.state, lambda _dpid: link, lambda _s: dict(punt))
+        frame = syn(p["p1"], p["p2"])
+        for n, (side, rule_port) in enumerate((("ingress", "p2"), ("egress", "p1"))):
+            punt[COOKIE + n] = FakePunt("reject", f"rule {n}", True, side, rule_port)
+            pu._punts = None  # a new map, as after a model change
+            await pu.handle(PacketIn(1, 7, COOKIE + n, "action", frame))
+        (in_in, in_out, _), (eg_in, eg_out, _) = link.southbound.sent
+        assert (in_in, in_out) == (9, 0xFFFFFFF9)  # from the receiver's port, into the tables
+        assert (eg_in, eg_out) == (0xFFFFFFFD, 7)  # from the controller, out of the sender's
+        recs = pu.flow_log.query()[0]
+        assert [(r.chassis, r.src_port, r.dst_port, r.port) for r in recs] == [
+            ("hv1", "p1", "p2", "p2"),
+            ("hv1", "p1", "p2", "p1"),
+        ]
+
+    asyncio.run(main())
