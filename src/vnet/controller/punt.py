@@ -43,7 +43,6 @@ frame no answer is due to -- is counted by reason and otherwise ignored.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import logging
 from collections import Counter
@@ -55,6 +54,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import LFlow
+from ..compiler.acl import punts as acl_punts
 from ..model.objects import Port
 from ..model.rules import State
 from ..ofp.channel import SwitchChannel
@@ -148,14 +148,8 @@ async def ask_for_packet_ins(ch: SwitchChannel) -> None:
 
 
 def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, Punt]:
-    """The compiler's cookie -> Punt map (`compiler.acl.punts`); empty while the
-    compiler builds no ACL stages."""
-    try:
-        acl = importlib.import_module("vnet.compiler.acl")
-    except ImportError:
-        return {}
-    punts = getattr(acl, "punts", None)
-    return punts(lflows) if punts is not None else {}
+    """The compiler's cookie -> Punt map of a model's logical flows."""
+    return acl_punts(lflows)
 
 
 class Punter:
