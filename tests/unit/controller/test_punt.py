@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
@@ -25,6 +27,7 @@ from vnet.pipeline.ofctl import parse_flow
 from vnet.store import SqliteStore
 
 COOKIE = 0xC0FFEE
+EXAMPLE = Path(__file__).parents[3] / "examples" / "microseg.yaml"
 RULE = "policy web-db rule 2"
 # ports the model names, on a switch no chassis claims: the controller leaves its
 # flows alone, so the test's own flows stand for what the compiler would make
@@ -258,5 +261,34 @@ def test_the_way_back_and_the_names_come_from_the_model() -> None:
             ("hv1", "p1", "p2", "p2"),
             ("hv1", "p1", "p2", "p1"),
         ]
+
+    asyncio.run(main())
+
+
+def test_with_the_compiled_policy_a_rejected_syn_gets_its_rst() -> None:
+    """examples/microseg.yaml: db's policy rejects client (logged).  The compiled flows
+    punt the SYN, and the answer, entered as db's, passes db's side back to client."""
+
+    async def main() -> None:
+        ctl = Controller(SqliteStore())
+        ctl.nb.apply(yaml.safe_load(EXAMPLE.read_text()))
+        sw = Switch("hv1", fail_mode="secure")
+        for o in ctl.nb.list("port"):
+            sw.add_port(PortConfig(o.iface, kind="memory"), MemoryDevice(o.iface))  # type: ignore[attr-defined]
+        await ctl.start()
+        try:
+            await ctl.attach(LocalSouthbound(sw))
+            await ctl.wait_synced()
+            p = ports(ctl)
+            send(sw, p["client"], syn(p["client"], p["db"]))
+            await until(lambda: ctl.punter.counts["rejected"] == 1)
+            (got,) = [Ether(f) for f in device(sw, p["client"]).frames()]
+            assert got[TCP].flags == "RA" and got[IP].src == p["db"].ips[0]
+            assert device(sw, p["db"]).frames() == []
+            (rec,) = ctl.punter.flow_log.query(port="db")[0]
+            assert (rec.chassis, rec.src_port, rec.verdict) == ("hv1", "client", "reject")
+            assert rec.rule.startswith("policy protect-db")
+        finally:
+            await ctl.stop()
 
     asyncio.run(main())
