@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,10 +22,9 @@ import pytest
 from vnet.datapath.control import request
 from vnet.testing.netns import Lab, run
 from vnet.testing.ovs import ovs_netdev_bridge
-from vnet.testing.switchproc import portless_switch
 
-from .test_ct_wire import Recorder, vnet_wire
-from .test_interop import free_port, ofctl
+from .test_ct_wire import assert_sent_as_vnet_encodes, listening_switch, recording
+from .test_interop import ofctl
 
 pytestmark = pytest.mark.integration
 
@@ -67,11 +65,8 @@ _CHOSEN = re.compile(r"^ *0\. .*priority \d+, cookie (0x[0-9a-f]+)", re.M)
 
 @pytest.fixture
 def switch(tmp_path: Path) -> Iterator[tuple[int, str, dict[str, str]]]:
-    port = free_port()
-    name = "cj" + uuid.uuid4().hex[:8]
-    listen = ("--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")
-    with portless_switch(tmp_path, name, *listen) as env:
-        yield port, name, env
+    with listening_switch(tmp_path, "cj") as running:
+        yield running
 
 
 def vnet_trace(name: str, env: dict[str, str], packet: str) -> int:
@@ -85,23 +80,13 @@ def vnet_trace(name: str, env: dict[str, str], packet: str) -> int:
 
 def test_ovs_ofctl_programs_conjunctions_into_vnet(switch: tuple[int, str, dict[str, str]]) -> None:
     port, name, env = switch
-    rec = Recorder(port)
-    try:
-        target = f"tcp:127.0.0.1:{rec.port}"
-        for text in FLOWS:
-            r = ofctl(target, "add-flow", text)
-            assert r.returncode == 0, (text, r.stderr)
+    with recording(port, FLOWS) as rec:
         for text, why in BAD:
-            r = ofctl(target, "add-flow", text)
+            r = ofctl(rec.target, "add-flow", text)
             assert r.returncode != 0 and why in r.stderr, (text, r.stderr)
         assert rec.errors == []
-        assert len(rec.flow_mods) == len(FLOWS)
-        for text, sent in zip(FLOWS, rec.flow_mods, strict=True):
-            ours = vnet_wire(text)
-            assert ours[8:] == sent[8:], (text, sent.hex(), ours.hex())  # all but the xid
-        dumped = ofctl(target, "dump-flows").stdout
-    finally:
-        rec.close()
+        assert_sent_as_vnet_encodes(FLOWS, rec.flow_mods)
+        dumped = ofctl(rec.target, "dump-flows").stdout
     for text in FLOWS:
         cookie = text.split(",", 1)[0]
         line = next(ln for ln in dumped.splitlines() if f"{cookie}," in ln)

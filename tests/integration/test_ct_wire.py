@@ -54,6 +54,7 @@ class Recorder:
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(4)
         self.port = self.srv.getsockname()[1]
+        self.target = f"tcp:127.0.0.1:{self.port}"
         self.flow_mods: list[bytes] = []
         self.errors: list[bytes] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -95,12 +96,42 @@ class Recorder:
         self.srv.close()
 
 
+@contextlib.contextmanager
+def listening_switch(rundir: Path, prefix: str) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """A portless, fail-secure vnet switch taking OpenFlow on loopback until the block
+    ends: its OpenFlow port, its name and the environment that reaches it."""
+    port = free_port()
+    name = prefix + uuid.uuid4().hex[:8]
+    listen = ("--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")
+    with portless_switch(rundir, name, *listen) as env:
+        yield port, name, env
+
+
+@contextlib.contextmanager
+def recording(port: int, flows: list[str]) -> Iterator[Recorder]:
+    """`ovs-ofctl add-flow` of each of `flows` through a Recorder in front of the switch
+    at `port` (each one taken); the block goes on with it (its `target`), then closes it."""
+    rec = Recorder(port)
+    try:
+        for text in flows:
+            r = ofctl(rec.target, "add-flow", text)
+            assert r.returncode == 0, (text, r.stderr)
+        yield rec
+    finally:
+        rec.close()
+
+
+def assert_sent_as_vnet_encodes(texts: list[str], sent: list[bytes]) -> None:
+    """Each FLOW_MOD `ovs-ofctl` sent is vnet's own encoding of its text, byte for byte."""
+    assert len(sent) == len(texts)
+    for text, msg in zip(texts, sent, strict=True):
+        ours = vnet_wire(text)
+        assert ours[8:] == msg[8:], (text, msg.hex(), ours.hex())  # all but the xid
+
+
 @pytest.fixture
 def switch(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    name = "w" + uuid.uuid4().hex[:8]
-    listen = ("--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")
-    with portless_switch(tmp_path, name, *listen):
+    with listening_switch(tmp_path, "w") as (port, _, _):
         yield port
 
 
@@ -111,24 +142,14 @@ def vnet_wire(text: str) -> bytes:
 
 
 def test_ct_flows_encode_as_ovs_ofctl_sends_them(switch: int) -> None:
-    rec = Recorder(switch)
-    try:
-        target = f"tcp:127.0.0.1:{rec.port}"
-        for text in FLOWS:
-            r = ofctl(target, "add-flow", text)
-            assert r.returncode == 0, (text, r.stderr)
+    with recording(switch, FLOWS) as rec:
         assert rec.errors == []
         for text in REFUSED:
-            r = ofctl(target, "add-flow", text)
+            r = ofctl(rec.target, "add-flow", text)
             assert r.returncode != 0 and "OFPBAC_BAD_TYPE" in r.stderr, (text, r.stderr)
         assert len(rec.errors) == len(REFUSED)
-        assert len(rec.flow_mods) == len(FLOWS) + len(REFUSED)
-        for text, sent in zip(FLOWS + REFUSED, rec.flow_mods, strict=True):
-            ours = vnet_wire(text)
-            assert ours[8:] == sent[8:], (text, sent.hex(), ours.hex())  # all but the xid
-        dumped = ofctl(target, "dump-flows").stdout
-    finally:
-        rec.close()
+        assert_sent_as_vnet_encodes(FLOWS + REFUSED, rec.flow_mods)
+        dumped = ofctl(rec.target, "dump-flows").stdout
     for text in FLOWS:
         actions = text.split("actions=", 1)[1]
         assert f"actions={actions}" in dumped, (actions, dumped)

@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from vnet.testing.netns import Lab
-from vnet.testing.ovs import ovs_netdev_bridge
 
-from .switch_rig import VNET, SwitchRig
-from .test_interop import free_port
+from .switch_rig import ECHO_SERVER, SwitchRig, cabled_hosts, programmed_switch, py
 
 pytestmark = [
     pytest.mark.integration,
@@ -49,18 +46,6 @@ table=1,priority=20,ip,ct_state=+inv+trk,actions=drop
 """
 CLIENT_PORT, SERVER_PORT = 40001, 8080
 
-# echo server: answers each line it reads, for every connection, until killed
-SERVER = """
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); print("listening", flush=True)
-def serve(c):
-    with c:
-        while d := c.recv(100):
-            c.sendall(d)
-while True:
-    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
-"""
 # client: one exchange, a pause (the test forges a RST meanwhile), another exchange
 CLIENT = """
 import socket, sys, time
@@ -71,12 +56,6 @@ print("first", flush=True); time.sleep(float(sys.argv[5]))
 c.sendall(b"two"); assert c.recv(100) == b"two"
 print("second", flush=True)
 """
-
-
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
-        yield lab
 
 
 def ofctl(target: str, *args: str) -> str:
@@ -90,28 +69,7 @@ def ofctl(target: str, *args: str) -> str:
 
 def switch(kind: str, lab: Lab, tmp: Path, ports: list[str]) -> tuple[str, SwitchRig | None]:
     """The switch under test, programmed with the firewall; its OpenFlow target."""
-    sw = None
-    if kind == "vnet":
-        sw = SwitchRig(lab, tmp)
-        port = free_port()
-        sw.start([p + ",port_security=false" for p in ports],
-                 "--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")  # fmt: skip
-        target = f"tcp:127.0.0.1:{port}"
-    else:
-        target = ovs_netdev_bridge(lab, tmp, ports)
-    for flow in FIREWALL.splitlines():
-        r = subprocess.run([*VNET, "ofctl", "add-flow", target, flow],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert r.returncode == 0, (flow, r.stdout + r.stderr)
-    return target, sw
-
-
-def py(lab: Lab, ns: str, code: str, *args: str, timeout: float = 20) -> subprocess.Popen[str]:
-    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # fmt: skip
-    lab.defer(lambda: p.poll() is None and p.kill())
-    return p
+    return programmed_switch(kind, lab, tmp, ports, FIREWALL.splitlines())
 
 
 def inv_packets(target: str) -> int:
@@ -122,21 +80,13 @@ def inv_packets(target: str) -> int:
 
 @pytest.mark.parametrize("kind", ["vnet", "ovs"])
 def test_stateful_firewall_gives_the_same_verdicts(lab: Lab, tmp_path: Path, kind: str) -> None:
-    hosts, ports = [], []
-    for i, (addr, mac) in enumerate(((A, MAC_A), (B, MAC_B))):
-        ns = lab.ns(f"f{i}")
-        end, peer = lab.veth(f"f{i}", ns, [f"{addr}/24"], mac=mac)
-        # checksums in software: Open vSwitch's userspace datapath gets no virtio-net
-        # header, and its tracker refuses a partial checksum (both switches alike)
-        lab.exec(ns, "ethtool", "-K", peer, "tx", "off")
-        hosts.append(ns)
-        ports.append(end)
+    hosts, ports, _ = cabled_hosts(lab, "f", [(A, MAC_A), (B, MAC_B)])
     target, sw = switch(kind, lab, tmp_path, ports)
     ping = ("ping", "-c", "2", "-i", "0.2", "-W", "1")
     assert lab.exec(hosts[0], *ping, B, check=False).returncode == 0  # A -> B, replies pass
     assert lab.exec(hosts[1], *ping, A, check=False).returncode != 0  # B -> A refused
-    srv_b = py(lab, hosts[1], SERVER, B, str(SERVER_PORT))
-    srv_a = py(lab, hosts[0], SERVER, A, str(SERVER_PORT))
+    srv_b = py(lab, hosts[1], ECHO_SERVER, B, str(SERVER_PORT))
+    srv_a = py(lab, hosts[0], ECHO_SERVER, A, str(SERVER_PORT))
     for s in (srv_a, srv_b):
         assert s.stdout is not None and s.stdout.readline().strip() == "listening"
     # B -> A: the SYN is dropped, the connection times out

@@ -25,16 +25,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vnet.testing.netns import Lab, run, wait_for
-from vnet.testing.ovs import ovs_netdev_bridge
 
-from .switch_rig import VNET, SwitchRig
-from .test_interop import free_port
+from .switch_rig import cabled_hosts, programmed_switch
 
 pytestmark = [
     pytest.mark.integration,
@@ -72,12 +69,6 @@ def flows(alg: bool, nat: bool) -> list[str]:
     return [f.replace(",)", ")") for f in text.splitlines()]
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
-        yield lab
-
-
 class Ftp:
     """A client and a vsftpd server namespace, cabled to the switch under test."""
 
@@ -87,30 +78,11 @@ class Ftp:
                 "vsftpd or curl missing: `make test` installs them (scripts/ensure-deps.sh)"
             )
         self.lab, self.tmp = lab, tmp
-        self.client, self.server = lab.ns("fc"), lab.ns("fs")
-        ports, peers = [], []
-        for base, ns, addr, mac in (("vc", self.client, C, MAC_C), ("vs", self.server, S, MAC_S)):
-            end, peer = lab.veth(base, ns, [f"{addr}/24"], mac=mac)
-            # checksums in software: Open vSwitch's userspace tracker refuses a partial one
-            lab.exec(ns, "ethtool", "-K", peer, "tx", "off")
-            ports.append(end)
-            peers.append(peer)
+        (self.client, self.server), ports, peers = cabled_hosts(lab, "ft", [(C, MAC_C), (S, MAC_S)])
         # the translated client address lives behind the switch, at the client's MAC
         lab.exec(self.server, "ip", "neigh", "add", X, "lladdr", MAC_C, "dev", peers[1])
-        self.sw: SwitchRig | None = None
-        if kind == "vnet":
-            self.sw = SwitchRig(lab, tmp)
-            port = free_port()
-            self.sw.start([p + ",port_security=false" for p in ports],
-                          "--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")  # fmt: skip
-            self.target = f"tcp:127.0.0.1:{port}"
-        else:
-            (tmp / "ovs").mkdir()
-            self.target = ovs_netdev_bridge(lab, tmp / "ovs", ports)
-        for flow in rules:
-            r = subprocess.run([*VNET, "ofctl", "add-flow", self.target, flow],
-                               capture_output=True, text=True, timeout=30)  # fmt: skip
-            assert r.returncode == 0, (flow, r.stdout + r.stderr)
+        (tmp / "sw").mkdir()
+        self.target, self.sw = programmed_switch(kind, lab, tmp / "sw", ports, rules)
         self._vsftpd()
 
     def _vsftpd(self) -> None:

@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vnet.testing.netns import Lab
 
-from .test_firewall import MAC_A, MAC_B, A, B, py, switch
+from .switch_rig import cabled_hosts, py
+from .test_firewall import MAC_A, MAC_B, A, B, switch
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-MTU = "1300"
+MTU = 1300
 SIZE = 5000
 PORT = 9000
 
@@ -53,22 +53,9 @@ print(len(d), flush=True)
 """
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
-        yield lab
-
-
 @pytest.mark.parametrize("kind", ["vnet", "ovs"])
 def test_fragmented_datagrams_pass_whole_or_not_at_all(lab: Lab, tmp_path: Path, kind: str) -> None:
-    hosts, ports = [], []
-    for i, (addr, mac) in enumerate(((A, MAC_A), (B, MAC_B))):
-        ns = lab.ns(f"g{i}")
-        end, peer = lab.veth(f"g{i}", ns, [f"{addr}/24"], mac=mac)
-        lab.exec(ns, "ethtool", "-K", peer, "tx", "off")
-        lab.exec(ns, "ip", "link", "set", peer, "mtu", MTU)
-        hosts.append(ns)
-        ports.append(end)
+    hosts, ports, _ = cabled_hosts(lab, "g", [(A, MAC_A), (B, MAC_B)], mtu=MTU)
     _target, sw = switch(kind, lab, tmp_path, ports)
     # ping: 3,000 bytes each way, in three fragments
     ping = ("ping", "-c", "2", "-i", "0.2", "-W", "1", "-s", "3000")

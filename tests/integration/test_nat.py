@@ -19,17 +19,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vnet.testing.netns import Lab, run
-from vnet.testing.ovs import ovs_netdev_bridge
 
-from .switch_rig import VNET, SwitchRig
-from .test_interop import free_port
+from .switch_rig import ECHO_SERVER, SwitchRig, cabled_hosts, programmed_switch, py
 
 pytestmark = [
     pytest.mark.integration,
@@ -58,20 +54,6 @@ table=1,priority=10,in_port=1,ip,ct_state=+est+trk,actions=output:2
 """
 CLIENT_PORT = 40002
 
-# echo server: names each connection's peer, answers what it reads
-SERVER = """
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); print("listening", flush=True)
-def serve(c):
-    with c:
-        while d := c.recv(100):
-            c.sendall(d)
-while True:
-    c, peer = s.accept()
-    print("peer %s %d" % peer, flush=True)
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
 # client: one exchange from a fixed port; says where its socket is connected
 CLIENT = """
 import socket, sys
@@ -82,47 +64,14 @@ print("echo %s %d" % c.getpeername(), flush=True)
 """
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    with Lab() as lab:
-        yield lab
-
-
-def py(lab: Lab, ns: str, code: str, *args: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)  # fmt: skip
-    lab.defer(lambda: p.poll() is None and p.kill())
-    return p
-
-
 def setup(kind: str, lab: Lab, tmp: Path, flows: str) -> tuple[list[str], SwitchRig | None]:
     """Hosts A and B on the switch under test, programmed with `flows`."""
-    hosts, ports, peers = [], [], []
-    for i, (addr, mac) in enumerate(((A, MAC_A), (B, MAC_B))):
-        ns = lab.ns(f"n{i}")
-        end, peer = lab.veth(f"n{i}", ns, [f"{addr}/24"], mac=mac)
-        lab.exec(ns, "ethtool", "-K", peer, "tx", "off")  # checksums in software (see above)
-        hosts.append(ns)
-        ports.append(end)
-        peers.append(peer)
+    hosts, ports, peers = cabled_hosts(lab, "n", [(A, MAC_A), (B, MAC_B)])
     # the translated addresses are reached through the switch, at the other host's MAC
     run("ip", "-n", hosts[0], "neigh", "replace", V, "lladdr", MAC_B, "dev", peers[0])
     run("ip", "-n", hosts[1], "neigh", "replace", X, "lladdr", MAC_A, "dev", peers[1])
     run("ip", "-n", hosts[1], "neigh", "replace", V, "lladdr", MAC_A, "dev", peers[1])
-    sw = None
-    if kind == "vnet":
-        sw = SwitchRig(lab, tmp)
-        port = free_port()
-        sw.start([p + ",port_security=false" for p in ports],
-                 "--listen", f"ptcp:{port}:127.0.0.1", "--fail-mode", "secure")  # fmt: skip
-        target = f"tcp:127.0.0.1:{port}"
-    else:
-        target = ovs_netdev_bridge(lab, tmp, ports)
-    for flow in flows.splitlines():
-        r = subprocess.run([*VNET, "ofctl", "add-flow", target, flow],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert r.returncode == 0, (flow, r.stdout + r.stderr)
+    _, sw = programmed_switch(kind, lab, tmp, ports, flows.splitlines())
     return hosts, sw
 
 
@@ -137,7 +86,7 @@ def conntrack(sw: SwitchRig | None, tmp: Path, zone: int) -> str:
 
 
 def serve(lab: Lab, ns: str, addr: str, port: int) -> subprocess.Popen[str]:
-    srv = py(lab, ns, SERVER, addr, str(port))
+    srv = py(lab, ns, ECHO_SERVER, addr, str(port))
     assert srv.stdout is not None and srv.stdout.readline().strip() == "listening"
     return srv
 
