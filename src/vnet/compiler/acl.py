@@ -23,7 +23,9 @@ port's zone (one per logical port per chassis, `REG_ZONE`); `*_acl` passes
 established and related packets whose connection is not marked blocked
 (`ct_mark` bit 0) on ct state alone -- no rule is read on that path, so a
 change that keeps a connection allowed never drops one of its packets --
-drops invalid ones and evaluates the rules for the rest: policies first
+drops invalid TCP, UDP and ICMP (another protocol a tracker does not
+follow -- vnet's follows only these -- meets the rules packet by packet) and
+evaluates the rules for the rest: policies first
 (`*_acl`, descending OpenFlow priority in the order policies and their
 rules are tried; `pass` goes on to `*_acl_sg`), then the security groups'
 allow rules and the default-deny flags (`*_acl_sg`); allowed packets are
@@ -33,7 +35,10 @@ next packet is new and meets the rules.
 
 Never filtered: non-IP frames (ARP), ICMPv6 neighbour discovery, router
 solicitation/advertisement and MLD, DHCP and DHCPv6, and what the switch
-answers itself (those never reach these stages); a port in no group and no
+answers itself -- the responder's answers never reach these stages, and a
+reject's answer, which the controller sends with a packet-out through the
+pipeline, carries `FLAG_ANSWER` in `reg5` (set it before `output:TABLE`);
+a port in no group and no
 policy has no ACL flow beyond the stages' pass-through.
 
 Logging and reject: a reject rule's flow sends the packet to the controller
@@ -58,6 +63,7 @@ from ..pipeline.actions import OFPP_CONTROLLER, Action, Ct, Output, SetField
 from ..pipeline.fields import lookup
 from .logical import Feature, LFlow, To, _Emit, feature
 from .stages import (
+    FLAG_ANSWER,
     FLAG_FROM_TUNNEL,
     NEXT,
     OUTPUT,
@@ -67,6 +73,7 @@ from .stages import (
     REG_INPORT,
     REG_LOG,
     REG_OUTPORT,
+    REG_TENANT,
     REG_ZONE,
     table,
 )
@@ -84,9 +91,9 @@ __all__ = [
     "bits",
     "filtered",
     "global_flows",
-    "network_flows",
     "port_flows",
     "punts",
+    "tenant_flows",
     "words",
 ]
 
@@ -126,8 +133,13 @@ ETH_IP, ETH_IP6 = 0x0800, 0x86DD
 _ETH = {"IPv4": ETH_IP, "IPv6": ETH_IP6}
 # ICMPv6 never filtered: MLD (130-132, 143), RS, RA, NS, NA (133-136)
 _ND = (130, 131, 132, 133, 134, 135, 136, 143)
+# what every tracker follows; another protocol the switch's tracker may not (vnet's
+# follows these only): its packets, "invalid", meet the rules one by one
+_TRACKED = ((ETH_IP, 6), (ETH_IP, 17), (ETH_IP, 1), (ETH_IP6, 6), (ETH_IP6, 17), (ETH_IP6, 58))
 _DHCP = ((ETH_IP, 68, 67), (ETH_IP, 67, 68), (ETH_IP6, 546, 547), (ETH_IP6, 547, 546))
-_SLOT = {n: lookup(n).index for n in (*REG_ACL_LOCAL, *REG_ACL_REMOTE, REG_LOG, "ct_mark")}
+_SLOT = {
+    n: lookup(n).index for n in (*REG_ACL_LOCAL, *REG_ACL_REMOTE, REG_LOG, REG_TENANT, "ct_mark")
+}
 _ZONE = (lookup(REG_ZONE).index, 0, 16)
 
 
@@ -138,6 +150,7 @@ class _Side:
     direction: str  # the rules' direction: egress (the sender's) or ingress (the receiver's)
     pre: str
     peer: str
+    ct: str
     acl: str
     sg: str
     stateful: str
@@ -149,10 +162,10 @@ class _Side:
     done: str  # where a packet the firewall is done with goes
 
 
-EGRESS = _Side("egress", "ls_in_pre_acl", "ls_in_acl_peer", "ls_in_acl", "ls_in_acl_sg",
+EGRESS = _Side("egress", "ls_in_pre_acl", "ls_in_acl_peer", "ls_in_acl_ct", "ls_in_acl", "ls_in_acl_sg",
                "ls_in_stateful", "ls_in_acl_log", REG_INPORT, REG_OUTPORT, "ipv4_dst",
                "ipv6_dst", OUTPUT)  # fmt: skip
-INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl", "ls_out_acl_sg",
+INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl_ct", "ls_out_acl", "ls_out_acl_sg",
                 "ls_out_stateful", "ls_out_acl_log", REG_OUTPORT, REG_INPORT, "ipv4_src",
                 "ipv6_src", "ls_out_port_sec")  # fmt: skip
 SIDES = {"egress": EGRESS, "ingress": INGRESS}
@@ -171,10 +184,14 @@ class Atoms:
     """
 
     tenant: str
+    key: int  # the tenant's number in REG_TENANT: the rule flows are the tenant's by it
     groups: tuple[SecurityGroup, ...]  # by name
     policies: tuple[Policy, ...]  # in the order they are tried
     bit: Mapping[tuple[Any, ...], int] = field(default_factory=dict)  # ("group", id) | ("sel", s)
     applied: frozenset[int] = frozenset()  # the bits of policies' applied_to selectors
+    # some chassis receives VXLAN or NVGRE, whose frames carry no logical input port:
+    # the other end's memberships are found by its address too
+    by_address: bool = False
 
     # builders read these through the memo as plain values (a method read from a new
     # instance never compares equal, so the functions below take the atoms instead)
@@ -217,7 +234,9 @@ def atoms(state: State) -> dict[str, Atoms]:
         groups.setdefault(g.tenant, []).append(g)
     for p in state.all("policy"):
         policies.setdefault(p.tenant, []).append(p)
+    by_address = any(c.encap != "geneve" and c.underlay for c in state.all("chassis"))
     out = {}
+    keys_used: set[int] = set()
     for t in sorted(set(groups) | set(policies)):
         gs = tuple(sorted(groups.get(t, ()), key=lambda g: (g.name, g.id)))
         ps = tuple(sorted(policies.get(t, ()), key=lambda p: (p.priority, p.name)))
@@ -245,7 +264,13 @@ def atoms(state: State) -> dict[str, Atoms]:
                 f"more than the {MAX_ATOMS - 2} the firewall's registers hold"
             )
         bit = {k: i + 2 for i, k in enumerate(keys)}
-        out[t] = Atoms(t, gs, ps, bit, frozenset(bit[k] for k in applied))
+        # a tenant keeps its number while others come and go (unless a newcomer's hash
+        # collides with it first): its rule flows do not change with other tenants
+        tk = zlib.crc32(t.encode()) or 1
+        while tk in keys_used:
+            tk = tk % 0xFFFFFFFF + 1
+        keys_used.add(tk)
+        out[t] = Atoms(t, tk, gs, ps, bit, frozenset(bit[k] for k in applied), by_address)
     return out
 
 
@@ -364,44 +389,53 @@ def global_flows() -> list[LFlow]:
     ft = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
     e(EGRESS.pre, 200, "out of a tunnel: checked on the sender's chassis", {REG_FLAGS: ft}, goto=OUTPUT)  # fmt: skip
     commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0, BLOCKED),))
+    answer = (FLAG_ANSWER, FLAG_ANSWER)
     for s in (EGRESS, INGRESS):
+        e(s.pre, 200, "the switch's own answer (reject): never filtered", {REG_FLAGS: answer}, goto=s.done)  # fmt: skip
         for t in _ND:
             e(s.pre, 150, "neighbour discovery and MLD: never filtered",
               {"eth_type": ETH_IP6, "ip_proto": 58, "icmpv6_type": t}, goto=s.done)  # fmt: skip
         for eth, sp, dp in _DHCP:
             e(s.pre, 150, "DHCP: never filtered", {"eth_type": eth, "ip_proto": 17, "tp_src": sp, "tp_dst": dp}, goto=s.done)  # fmt: skip
         zero = _load(REG_ACL_REMOTE, 0, len(REG_ACL_REMOTE))
-        e(s.peer, 1, "the other end is in no group: conntrack", {}, apply=[*zero, _ct(s.acl)])
-        e(s.acl, 65000, "invalid: drop", {"ct_state": (0x30, 0x30)})
+        e(s.peer, 1, "the other end is in no group", {}, apply=zero, goto=NEXT)
+        for eth in (ETH_IP, ETH_IP6):
+            e(s.ct, 100, "conntrack in the guarded port's zone", {"eth_type": eth}, apply=[_ct(s.acl)])  # fmt: skip
+        for eth, proto in _TRACKED:
+            e(s.acl, 65000, "invalid: drop", {"ct_state": (0x30, 0x30), "eth_type": eth, "ip_proto": proto})  # fmt: skip
         e(s.acl, 64000, "established, not blocked: pass", {"ct_state": (0x22, 0x23), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
         e(s.acl, 64000, "related, not blocked: pass", {"ct_state": (0x24, 0x25), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
         flag = EGRESS_RULED if s is EGRESS else MEMBER
         why = ("no egress rule of the port's groups allows it" if s is EGRESS
                else "no ingress rule of the port's groups allows it")  # fmt: skip
         e(s.sg, 1000, f"default deny: {why}", _on(REG_ACL_LOCAL, [flag]))
-        e(s.stateful, 100, "commit the allowed connection", {}, apply=[commit], goto=NEXT)
+        for eth in (ETH_IP, ETH_IP6):
+            e(s.stateful, 100, "commit the allowed connection", {"eth_type": eth}, apply=[commit], goto=NEXT)  # fmt: skip
     return e.out
 
 
-def network_flows(net: Network, a: Atoms) -> list[LFlow]:
-    """The rule flows of a network's tenant, scoped to the network: one per rule and service."""
+def tenant_flows(a: Atoms) -> list[LFlow]:
+    """A tenant's rule flows, one per rule and service, scoped by the tenant's number
+    (`REG_TENANT`, loaded with the guarded port's memberships): one copy for all its
+    networks."""
     out: list[LFlow] = []
+    mine = {REG_TENANT: a.key}
     for prio, pol, i, r in _ordered(a):
         if _punting(r):
             continue  # per port: its cookie names the port
         s = SIDES[r.direction]
-        e = _Emit("policy", pol, net)
-        local = _on(REG_ACL_LOCAL, [a.bit[("sel", _sel(pol.applied_to))]])
+        e = _Emit("policy", pol, None)
+        local = {**mine, **_on(REG_ACL_LOCAL, [a.bit[("sel", _sel(pol.applied_to))]])}
         text = f"{r.action} by {_ref('policy', pol.name, i)}: {_describe(r)}"
         goto = {"allow": s.stateful, "pass": NEXT, "deny": None, "reject": None}[r.action]
         for m in _services(r, s, a.bit):
             e(s.acl, prio, text, {**local, **m}, goto=goto)
         out += e.out
     for g in a.groups:
-        e = _Emit("security_group", g, net)
+        e = _Emit("security_group", g, None)
         for i, gr in enumerate(g.rules):
             s = SIDES[gr.direction]
-            local = _on(REG_ACL_LOCAL, [a.bit[("group", g.id)]])
+            local = {**mine, **_on(REG_ACL_LOCAL, [a.bit[("group", g.id)]])}
             text = f"allow by {_ref('group', g.name, i)}: {_describe(gr)}"
             for m in _services(gr, s, a.bit):
                 e(s.sg, 2000, text, {**local, **m}, goto=NEXT)
@@ -416,20 +450,21 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
     b, n = bits(a, port), words(a)
     if filtered(a, b):
         for s in (EGRESS, INGRESS):
-            for eth in (ETH_IP, ETH_IP6):
-                e(s.pre, 100, f"{s.direction} of a filtered port: its memberships",
-                  {s.local: key, "eth_type": eth}, apply=_load(REG_ACL_LOCAL, b, n), goto=NEXT)  # fmt: skip
+            load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_LOCAL, b, n)]
+            e(s.pre, 100, f"{s.direction} of a filtered port: its memberships", {s.local: key},
+              apply=load, goto=NEXT)  # fmt: skip
     if b:
         for s in (EGRESS, INGRESS):
-            load = [*_load(REG_ACL_REMOTE, b, n), _ct(s.acl)]
-            e(s.peer, 100, "the other end's memberships: conntrack", {s.remote: key}, apply=load)
+            load = _load(REG_ACL_REMOTE, b, n)
+            e(s.peer, 100, "the other end's memberships", {s.remote: key}, apply=load, goto=NEXT)
+    if b and a.by_address:
         # frames out of a VXLAN or NVGRE tunnel carry no logical input port: by its address
         for ip in port.ips:
             v6 = ipaddress.ip_address(ip).version == 6
             m = {REG_INPORT: 0, "eth_type": ETH_IP6 if v6 else ETH_IP,
                  INGRESS.ip6 if v6 else INGRESS.ip4: int(ipaddress.ip_address(ip))}  # fmt: skip
-            load = [*_load(REG_ACL_REMOTE, b, n), _ct(INGRESS.acl)]
-            e(INGRESS.peer, 90, "the other end's memberships, by its address", m, apply=load)
+            load = _load(REG_ACL_REMOTE, b, n)
+            e(INGRESS.peer, 90, "the other end's memberships, by its address", m, apply=load, goto=NEXT)  # fmt: skip
     if not filtered(a, b):
         return e.out
     for prio, pol, i, r in _ordered(a):
@@ -448,7 +483,7 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
             acts, meter = [Output(OFPP_CONTROLLER)], LOG_METER.meter_id
         else:  # a logged allow or pass: a copy to the log stage, the packet goes on
             tag = zlib.crc32(f"{pol.id}/{i}".encode())
-            acts = [SetField(_SLOT[REG_LOG], tag), _ct(s.log)]  # fmt: skip
+            acts = [SetField(_SLOT[REG_LOG], tag), _ct(s.log)]  # IP: the rule matches eth_type  # fmt: skip
             goto = s.stateful if r.action == "allow" else NEXT
             e(s.log, 100, f"log: {text}", {s.local: key, REG_LOG: tag},
               apply=[Output(OFPP_CONTROLLER)], meter=LOG_METER.meter_id, punt=punt)  # fmt: skip
@@ -459,4 +494,4 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
     return e.out
 
 
-FIREWALL = feature(Feature("acl", atoms, global_flows, network_flows, port_flows))
+FIREWALL = feature(Feature("acl", atoms, global_flows, tenant_flows, port_flows))

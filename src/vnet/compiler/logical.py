@@ -244,14 +244,15 @@ class Feature:
 
     `context` reads the whole model once per compile (tenant id -> what the
     builders read; a tenant without one gets no flows of the feature); the
-    builders are memoised like the others, on what they read of the network,
-    the port and the context.
+    builders are memoised like the others, on what they read of the context
+    (`tenant`: flows every chassis gets, scoped by the feature itself) and of
+    the network and the port (`port`).
     """
 
     name: str
     context: Callable[[State], Mapping[str, Any]]
     shared: Callable[[], list[LFlow]]  # flows every datapath shares
-    network: Callable[[Network, Any], list[LFlow]]
+    tenant: Callable[[Any], list[LFlow]]
     port: Callable[[Network, Port, Any], list[LFlow]]
 
 
@@ -299,9 +300,13 @@ class Compiler:
         self.recompiled = 0
         out = default_flows()
         ctx = [(f, f.context(state)) for f in _FEATURES]
-        for f, _ in ctx:
-            out += f.shared()
         seen: set[tuple[str, ...]] = set()
+        for f, by_tenant in ctx:
+            out += f.shared()
+            for tid, c in sorted(by_tenant.items()):
+                tk: tuple[str, ...] = (f.name, "tenant", tid)
+                seen.add(tk)
+                out += self._cached(tk, (c,), f.tenant)
         ports_by_net: dict[str, list[Port]] = {}
         for p in state.all("port"):
             ports_by_net.setdefault(p.network, []).append(p)
@@ -310,12 +315,6 @@ class Compiler:
             k: tuple[str, ...] = ("network", net.id)
             seen.add(k)
             out += self._cached(k, (net, *ports), lambda n, *ps: network_flows(n, ps))
-            for f, by_tenant in ctx:
-                c = by_tenant.get(net.tenant)
-                if c is not None:
-                    k = (f.name, "network", net.id)
-                    seen.add(k)
-                    out += self._cached(k, (net, c), f.network)
             for p in ports:
                 k = ("port", p.id)
                 seen.add(k)

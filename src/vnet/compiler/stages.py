@@ -27,11 +27,14 @@ Registers carry the logical context between stages, as OVN's do: `reg6`
 the logical input port and `reg7` the logical output port (port tunnel keys,
 unique within a network; keys with bit 15 set name a set of chassis to flood
 to), `reg5` flags (bit 0: the frame came out of a tunnel, so it never goes
-back into one).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
+back into one; bit 1: the switch's own answer -- a reject's RST or ICMP
+error the controller sends with a packet-out -- which the firewall passes).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
 zone of the port whose rules apply (the input port's, loaded in `phy_in`;
 the output port's, loaded in `ls_out_zone`), `reg8`-`reg11` the guarded
 port's memberships and `reg12`-`reg15` the other end's (bits, see
-`acl.Atoms`), and `reg3` the logged rule a copy sent to `*_acl_log` is for.
+`acl.Atoms`), `reg2` the guarded port's tenant (its rule flows are shared
+by its networks, and told from other tenants' by it) and `reg3` the logged
+rule a copy sent to `*_acl_log` is for.
 Registers survive `ct(table=)`, so what is loaded before conntrack is there
 after it.
 
@@ -54,6 +57,7 @@ from ..pipeline.flow import Flow
 
 __all__ = [
     "DATAPATH_KEY",
+    "FLAG_ANSWER",
     "FLAG_FROM_TUNNEL",
     "NEXT",
     "OUTPUT",
@@ -66,6 +70,7 @@ __all__ = [
     "REG_INPORT",
     "REG_LOG",
     "REG_OUTPORT",
+    "REG_TENANT",
     "REG_ZONE",
     "SWITCH",
     "Datapath",
@@ -86,8 +91,10 @@ REG_INPORT = "reg6"
 REG_OUTPORT = "reg7"
 REG_FLAGS = "reg5"
 FLAG_FROM_TUNNEL = 1
+FLAG_ANSWER = 2  # the switch's own answer (a controller's packet-out): never filtered
 REG_ZONE = "reg4"
 REG_LOG = "reg3"
+REG_TENANT = "reg2"
 REG_ACL_LOCAL = ("reg8", "reg9", "reg10", "reg11")
 REG_ACL_REMOTE = ("reg12", "reg13", "reg14", "reg15")
 
@@ -145,7 +152,7 @@ _L2 = (REG_INPORT, "eth_src", "eth_dst", "eth_type")
 _RESPONDER = ("arp_op", "arp_tpa", "ip_proto", "icmpv6_type", "ipv6_src", "nd_target", "nd_sll")
 _SERVICE = ("eth_type", "ip_proto", "tp_src", "tp_dst", "icmp_type", "icmp_code", "icmpv6_type",
             "icmpv6_code")  # fmt: skip
-_RULE = (*_SERVICE, *REG_ACL_LOCAL, *REG_ACL_REMOTE, "ct_state", "ct_mark")
+_RULE = (*_SERVICE, REG_TENANT, *REG_ACL_LOCAL, *REG_ACL_REMOTE, "ct_state", "ct_mark")
 
 
 def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
@@ -158,15 +165,22 @@ def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
             f"{p}_pre_acl",
             (local, REG_FLAGS, *_SERVICE),
             (NEXT, done),
-            f"a filtered port's IP traffic: its memberships ({REG_ACL_LOCAL[0]}..); "
+            f"a filtered port's frames: its memberships ({REG_ACL_LOCAL[0]}..); "
             "never-filtered traffic and unfiltered ports pass",
             default=done,
         ),
         Stage(
             f"{p}_acl_peer",
             (remote, REG_INPORT, "eth_type", *addr),
-            (f"{p}_acl",),
-            f"the other end's memberships ({REG_ACL_REMOTE[0]}..), then conntrack in the zone",
+            (NEXT,),
+            f"the other end's memberships ({REG_ACL_REMOTE[0]}..)",
+        ),
+        Stage(
+            f"{p}_acl_ct",
+            ("eth_type",),
+            (f"{p}_acl", done),
+            "IP through conntrack in the guarded port's zone; other frames pass",
+            default=done,
         ),
         Stage(
             f"{p}_acl",
@@ -184,7 +198,7 @@ def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
         ),
         Stage(
             f"{p}_stateful",
-            (),
+            ("eth_type",),
             (NEXT,),
             "commit the allowed connection (not blocked)",
             default=NEXT,

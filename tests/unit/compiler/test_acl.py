@@ -323,3 +323,35 @@ def test_a_blocked_connection_meets_the_rules_again() -> None:
     # still allowed by the rules: committed again, unblocked, and it passes
     assert db.id in rig.send(web, _frame(web, db, 6, data))
     assert all(not c.mark & 1 for sw in rig.switches.values() for c in sw.conntrack.conns(None))
+
+
+def test_a_reject_answer_sent_through_the_pipeline_passes_with_the_answer_flag() -> None:
+    from vnet.compiler.stages import FLAG_ANSWER, REG_FLAGS
+    from vnet.pipeline.actions import OFPP_TABLE, Output, SetField
+    from vnet.pipeline.fields import lookup
+
+    doc = copy.deepcopy(MICROSEG)  # db's egress default-deny: it may only ask DNS
+    doc["security_groups"][2]["rules"].append(
+        {"direction": "egress", "protocol": "udp", "ports": "53"}
+    )
+    st = state_of(doc)
+    rig, p = Rig(st), ports(st)
+    client, db = p["client"], p["db"]
+    assert rig.probe(client, db, Service("IPv4", 6, port=5432)).action == "reject"
+    rst = tcp.build(5432, 40000, flags=0x14, seq=0, ack=1001, ip_src=_ip(db), ip_dst=_ip(client))
+    sw = rig.where[db.id]
+    no = next(n for n, q in sw.ports.items() if q.name == db.iface)
+    flag = SetField(lookup(REG_FLAGS).index, FLAG_ANSWER, FLAG_ANSWER)
+    for acts, reaches in (([Output(OFPP_TABLE)], False), ([flag, Output(OFPP_TABLE)], True)):
+        rig.reset()
+        syn = tcp.build(40000, 5432, flags=0x02, seq=1000, ip_src=_ip(client), ip_dst=_ip(db))
+        rig.send(client, _frame(client, db, 6, syn))
+        sw.packet_out(no, acts, _frame(db, client, 6, rst))
+        sw._flush()
+        assert (
+            bool(
+                client.id
+                in {k for k, v in ((pid, d.frames()) for pid, d in rig.devices.items()) if v}
+            )
+            is reaches
+        )
