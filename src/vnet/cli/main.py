@@ -25,6 +25,7 @@ from .flowlog import register_flow_log
 from .lab import lab_app
 from .lab_demo import run_lab_demo
 from .switch import ofctl_app, switch_app
+from .verify import register_verify
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="vnet: software-defined virtual networking."
@@ -44,6 +45,7 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(port_app, name="port")
 register(app)
 register_flow_log(flows_app)
+register_verify(app)
 
 
 def _version(value: bool) -> None:

@@ -388,7 +388,9 @@ def global_flows() -> list[LFlow]:
     e = _Emit("stage", _Pipeline(), None)
     ft = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
     e(EGRESS.pre, 200, "out of a tunnel: checked on the sender's chassis", {REG_FLAGS: ft}, goto=OUTPUT)  # fmt: skip
-    commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0, BLOCKED),))
+    # the whole mark cleared, not bit 0 alone: the firewall owns ct_mark today, and a
+    # masked write inside ct() does not survive the OpenFlow 1.3 codec's round trip
+    commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0),))
     answer = (FLAG_ANSWER, FLAG_ANSWER)
     for s in (EGRESS, INGRESS):
         e(s.pre, 200, "the switch's own answer (reject): never filtered", {REG_FLAGS: answer}, goto=s.done)  # fmt: skip

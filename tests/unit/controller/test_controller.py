@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from vnet.compiler import table
 from vnet.controller.service import Controller, LocalSouthbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
@@ -65,10 +66,11 @@ def test_drift_reports_a_hand_made_flow_and_repair_removes_it() -> None:
         sw.commit(
             [FlowMod(FlowModCommand.ADD, parse_flow("table=3,priority=200,actions=drop").flow)]
         )
-        victim = next(r.flow for r in sw.pipeline.rules() if r.flow.table == 5)
+        out_sec = table("ls_out_port_sec")
+        victim = next(r.flow for r in sw.pipeline.rules() if r.flow.table == out_sec)
         sw.commit([FlowMod(FlowModCommand.DELETE_STRICT, victim)])
         found = {(d.kind, d.flow.table) for d in await ctl.drift("hv1")}
-        assert found == {("extra", 3), ("missing", 5)}
+        assert found == {("extra", 3), ("missing", out_sec)}
         report = await ctl.drift("hv1", repair=True)
         assert {d.kind for d in report} == {"extra", "missing"}
         assert "no cookie" in next(d.origin for d in report if d.kind == "extra")
