@@ -365,10 +365,10 @@ def test_the_pipeline_refuses_a_conjunction_with_other_actions() -> None:
 
 def test_the_compilers_check_takes_conjunctive_flows() -> None:
     # a stage that declares conj_id may hold a conjunction's flow and its clauses
-    acl = Stage("ls_in_acl", ("eth_type", "ipv4_src", "ipv4_dst", "conj_id"), (NEXT,), "acl")
+    acl = Stage("ls_in_trial_acl", ("eth_type", "ipv4_src", "ipv4_dst", "conj_id"), (NEXT,), "acl")
     ls = stages.SWITCH
     with stages.declared(replace(ls, ingress=(ls.ingress[0], acl, *ls.ingress[1:]))):
-        t = stages.table("ls_in_acl")
+        t = stages.table("ls_in_trial_acl")
         stages.check(flow(f"table={t},priority=10,ip,{SRC1},actions=conjunction(7,1/2)"))
         stages.check(flow(f"table={t},priority=1,conj_id=7,actions=goto_table:{t + 1}"))
         with pytest.raises(stages.StageError, match="undeclared field"):
