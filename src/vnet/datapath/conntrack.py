@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -167,7 +167,9 @@ class _Expected(NamedTuple):
     expires: float
 
 
-class _Pkt(NamedTuple):
+class Packet(NamedTuple):
+    """A packet as the tracker reads it: its tuple, and what it is."""
+
     tup: Tuple
     kind: str  # tcp | udp | icmp | error
     inner: Tuple | None  # an ICMP error's quoted tuple, inverted (the reply it answers)
@@ -229,6 +231,15 @@ class Tracker:
     def _note(self, what: str) -> None:
         self.helpers[what] = self.helpers.get(what, 0) + 1
 
+    def reading(self, key: Sequence[int], zone: int) -> Packet | None:
+        """How `process` reads every TCP or UDP packet with `key` in `zone` (its
+        tuple is all in the key), for a caller to keep and hand back; None for
+        what needs the packet's bytes too (ICMP) or cannot be tracked."""
+        if key[fk.IP_PROTO] not in (6, 17):
+            return None
+        p = _classify(None, key, zone)
+        return p if isinstance(p, Packet) else None
+
     # -- changing ----------------------------------------------------------------------
     def flush(self, zone: int | None = None) -> int:
         gone = [c for c in self.conns(zone)]
@@ -269,6 +280,7 @@ class Tracker:
         nat: NatRange | None = None,
         force: bool = False,
         alg: int = 0,
+        pkt: Packet | None = None,
     ) -> CtResult:
         """Track one packet in `zone`: its state, and the connection's mark and label.
 
@@ -279,15 +291,19 @@ class Tracker:
         translated in this zone already: `key`'s ct fields are what an earlier
         `ct` said of it.  `force` (implies commit): a connection found in the
         reply direction is deleted and the packet starts a new one.  `alg` 21: a
-        TCP connection committed now gets the FTP helper."""
+        TCP connection committed now gets the FTP helper.  `pkt`: the tracker's
+        `reading` of `key` in `zone`, when the caller kept it."""
         commit = commit or force
-        p = _classify(frame, key, zone)
+        p = pkt if pkt is not None else _classify(frame, key, zone)
         if isinstance(p, str):
             self._count(p)
             return CtResult(TRK | INV, zone)
         # NAT bits an earlier ct in this zone set stay, and keep it from translating twice
         done = key[fk.CT_STATE] & (SNAT | DNAT) if key[fk.CT_ZONE] == zone else 0
-        hit = self._live(p.tup, now)
+        hit = self._table.get(p.tup)  # `_live`, written out: every packet comes here
+        if hit is not None and hit[0].expires <= now:
+            self._remove(hit[0])
+            hit = None
         if hit is not None and force and hit[1]:
             self._remove(hit[0])
             hit = None
@@ -304,7 +320,10 @@ class Tracker:
                 # acknowledgement goes back into it before the tracker reads it
                 seen = bytearray(frame)
                 ftp.adjust_ack(seen, key[fk.L4_OFS], conn.seqadj[1 - d])
-            verdict = _update(conn, d, p, seen, key, self.timeouts, now)
+            if conn.peers is not None:
+                verdict = tcp_update(conn, d, seen, key, self.timeouts, now)
+            else:
+                verdict = _update(conn, d, p, seen, key, self.timeouts, now)
             if verdict == "new":  # a closed TCP connection opened again
                 self._remove(conn)
                 hit = None
@@ -332,7 +351,7 @@ class Tracker:
                 if conn.master is not None:
                     state |= REL
                     orig = conn.master
-                return CtResult(state, zone, conn.mark, conn.label, orig, rewrite=rw, edit=edit)
+                return CtResult(state, zone, conn.mark, conn.label, orig, None, rw, edit)
         if p.inner is not None:
             rel = self._live(p.inner, now)
             if rel is None:
@@ -447,7 +466,7 @@ class Tracker:
         master.expecting = exp.key
         self._note("ftp_expected")
 
-    def _expected(self, p: _Pkt, now: float) -> _Expected | None:
+    def _expected(self, p: Packet, now: float) -> _Expected | None:
         """The expectation a new connection's first packet fulfils (any source port)."""
         t = p.tup
         if t[2] != 6:
@@ -551,7 +570,7 @@ class Tracker:
         return bool(zl) and self._per_zone.get(zone, 0) >= zl
 
     def _create(
-        self, p: _Pkt, frame: bytes | bytearray, key: Any, now: float, reply: Tuple, nat: str
+        self, p: Packet, frame: bytes | bytearray, key: Any, now: float, reply: Tuple, nat: str
     ) -> Conn:
         t = p.tup
         timeout = {"udp": "udp", "icmp": "icmp"}.get(p.kind, "tcp_syn_sent")
@@ -606,8 +625,9 @@ def _state_name(conn: Conn) -> str:
 
 
 # -- what a packet is, for the tracker ------------------------------------------------
-def _classify(frame: bytes | bytearray, key: Any, zone: int) -> _Pkt | str:
-    """The packet's tuple, or why it cannot be tracked (a drop-counter reason)."""
+def _classify(frame: bytes | bytearray | None, key: Any, zone: int) -> Packet | str:
+    """The packet's tuple, or why it cannot be tracked (a drop-counter reason).
+    No `frame`: a TCP or UDP packet's reading, its length known to be enough."""
     et = key[fk.ETH_TYPE]
     if et == 0x0800:
         v, src, dst = 4, key[fk.IPV4_SRC], key[fk.IPV4_DST]
@@ -622,10 +642,12 @@ def _classify(frame: bytes | bytearray, key: Any, zone: int) -> _Pkt | str:
     if key[fk.PARSE_ERROR] or not l4:
         return "ct_malformed"
     if proto == 6 or proto == 17 or proto == 132:
-        if len(frame) < l4 + (20 if proto == 6 else 8):
+        if frame is not None and len(frame) < l4 + (20 if proto == 6 else 8):
             return "ct_malformed"
         kind = "tcp" if proto == 6 else "udp"
-        return _Pkt((zone, v, proto, src, dst, key[fk.TP_SRC], key[fk.TP_DST]), kind, None)
+        return Packet((zone, v, proto, src, dst, key[fk.TP_SRC], key[fk.TP_DST]), kind, None)
+    if frame is None:
+        return "ct_protocol"
     if (v == 4 and proto == 1) or (v == 6 and proto == 58):
         if len(frame) < l4 + 8:
             return "ct_malformed"
@@ -633,12 +655,12 @@ def _classify(frame: bytes | bytearray, key: Any, zone: int) -> _Pkt | str:
         echo, errors = (_ECHO4, _ERR4) if v == 4 else (_ECHO6, _ERR6)
         if typ in echo:
             ident = (frame[l4 + 4] << 8) | frame[l4 + 5]
-            return _Pkt((zone, v, proto, src, dst, ident, typ), "icmp", None)
+            return Packet((zone, v, proto, src, dst, ident, typ), "icmp", None)
         if typ in errors:
             inner = _quoted(frame, l4 + 8, v, zone)
             if inner is None:
                 return "ct_malformed"
-            return _Pkt((zone, v, proto, src, dst, 0, typ), "error", inner)
+            return Packet((zone, v, proto, src, dst, 0, typ), "error", inner)
         return "ct_icmp_type"
     return "ct_protocol"
 
@@ -678,7 +700,7 @@ def _quoted(frame: bytes | bytearray, o: int, v: int, zone: int) -> Tuple | None
 def _update(
     conn: Conn,
     d: int,
-    p: _Pkt,
+    p: Packet,
     frame: bytes | bytearray,
     key: Any,
     timeouts: dict[str, float],

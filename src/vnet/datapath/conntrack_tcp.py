@@ -42,21 +42,9 @@ _M32 = 0xFFFFFFFF
 _TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
 
 
-def _seq_lt(a: int, b: int) -> bool:
-    return ((a - b) & _M32) >= 0x80000000
-
-
 def _seq_geq(a: int, b: int) -> bool:
-    return not _seq_lt(a, b)
-
-
-def _seq_gt(a: int, b: int) -> bool:
-    return _seq_lt(b, a)
-
-
-def _signed(v: int) -> int:
-    v &= _M32
-    return v - (1 << 32) if v & 0x80000000 else v
+    """a >= b in sequence space (RFC 1982)."""
+    return (a - b) & _M32 < 0x80000000
 
 
 @dataclass(slots=True)
@@ -75,6 +63,9 @@ def _tcp_invalid_flags(flags: int) -> bool:
     elif not flags & (ACK | RST):
         return True
     return not flags & ACK and bool(flags & (FIN | PSH | URG))
+
+
+_BAD_FLAGS = bytes(_tcp_invalid_flags(f) for f in range(0x1000))
 
 
 def tcp_valid_new(flags: int) -> bool:
@@ -145,20 +136,30 @@ def tcp_update(
     timeouts: dict[str, float],
     now: float,
 ) -> str:
-    assert conn.peers is not None
-    src, dst = (conn.peers[1], conn.peers[0]) if d else conn.peers
+    """Advance `conn` by a segment travelling in direction `d`: valid | invalid | new.
+
+    Run for every segment of every tracked connection, so the sequence
+    comparisons are written out (`(a - b) & _M32 < 2**31` is `a >= b` in
+    sequence space) rather than called."""
+    peers = conn.peers
+    assert peers is not None
+    if d:
+        dst, src = peers
+    else:
+        src, dst = peers
     flags = key[fk.TCP_FLAGS]
-    if _tcp_invalid_flags(flags):
+    if _BAD_FLAGS[flags & 0xFFF]:
         return "invalid"
     if flags & (SYN | ACK) == SYN and dst.state >= FIN_WAIT_2 and src.state >= FIN_WAIT_2 and not d:
         return "new"
     l4 = key[fk.L4_OFS]
     seq, ack, win, hlen, plen = _tcp_fields(frame, key)
     sws = dws = 0
-    if src.wscale & WSCALE_SEEN and dst.wscale & WSCALE_SEEN and not flags & SYN:
-        sws, dws = src.wscale & 0x0F, dst.wscale & 0x0F
-    elif src.wscale & WSCALE_UNKNOWN and dst.wscale & WSCALE_UNKNOWN and not flags & SYN:
-        sws = dws = MAX_WSCALE
+    if not flags & SYN:
+        if src.wscale & WSCALE_SEEN and dst.wscale & WSCALE_SEEN:
+            sws, dws = src.wscale & 0x0F, dst.wscale & 0x0F
+        elif src.wscale & WSCALE_UNKNOWN and dst.wscale & WSCALE_UNKNOWN:
+            sws = dws = MAX_WSCALE
     orig_seq = seq
     check_ackskew = True
     end = (seq + plen) & _M32
@@ -183,7 +184,7 @@ def tcp_update(
             check_ackskew = False  # a new connection, or one picked up: be lenient
         if win > src.max_win:
             src.max_win = win
-    else:
+    elif flags & (SYN | FIN):
         if flags & SYN:
             end = (end + 1) & _M32
         if flags & FIN:
@@ -192,38 +193,23 @@ def tcp_update(
         ack = dst.seqlo  # nothing acknowledged: let it pass the ack skew check
     if seq == end:  # no data: ease the sequence checks
         seq = end = src.seqlo
-    ackskew = _signed(dst.seqlo - ack) if check_ackskew else 0
+    ackskew = 0
+    if check_ackskew:
+        ackskew = (dst.seqlo - ack) & _M32
+        if ackskew & 0x80000000:
+            ackskew -= 1 << 32
     if (
-        _seq_geq(src.seqhi, end)
-        and _seq_geq(seq, (src.seqlo - (dst.max_win << dws)) & _M32)
-        and ackskew >= -MAX_ACK_WINDOW
-        and ackskew <= (MAX_ACK_WINDOW << sws)
+        (src.seqhi - end) & _M32 < 0x80000000  # seqhi >= end
+        and (seq - src.seqlo + (dst.max_win << dws)) & _M32 < 0x80000000  # seq >= seqlo - win
+        and -MAX_ACK_WINDOW <= ackskew <= (MAX_ACK_WINDOW << sws)
         and (
             not flags & RST
             or orig_seq in (src.seqlo, (src.seqlo + 1) & _M32, (src.seqlo - 1) & _M32)
         )
     ):
         _slide(src, dst, win, sws, end, ack)
-        if flags & SYN and src.state < SYN_SENT:
-            src.state = SYN_SENT
-        if flags & FIN and src.state < CLOSING:
-            src.state = CLOSING
-        if flags & ACK:
-            if dst.state == SYN_SENT:
-                dst.state = ESTABLISHED
-            elif dst.state == CLOSING:
-                dst.state = FIN_WAIT_2
-        if flags & RST:
-            src.state = dst.state = TIME_WAIT
-            conn.rst = True
-        if src.state >= FIN_WAIT_2 and dst.state >= FIN_WAIT_2:
-            name = "tcp_close" if conn.rst else "tcp_time_wait"
-        elif src.state >= CLOSING and dst.state >= CLOSING:
-            name = "tcp_last_ack"
-        elif src.state < ESTABLISHED or dst.state < ESTABLISHED:
-            name = "tcp_syn_recv" if d or conn.replied else "tcp_syn_sent"
-        elif src.state >= CLOSING or dst.state >= CLOSING:
-            name = "tcp_fin_wait"
+        if flags & (SYN | FIN | RST) or dst.state != ESTABLISHED or src.state != ESTABLISHED:
+            name = _moved(conn, src, dst, flags, d)
         else:
             name = "tcp_established"
         conn.timeout, conn.expires = name, now + timeouts[name]
@@ -245,10 +231,36 @@ def tcp_update(
     return "invalid"
 
 
+def _moved(conn: Conn, src: Peer, dst: Peer, flags: int, d: int) -> str:
+    """The ends' states after an accepted segment with `flags`, and the timeout's name."""
+    if flags & SYN and src.state < SYN_SENT:
+        src.state = SYN_SENT
+    if flags & FIN and src.state < CLOSING:
+        src.state = CLOSING
+    if flags & ACK:
+        if dst.state == SYN_SENT:
+            dst.state = ESTABLISHED
+        elif dst.state == CLOSING:
+            dst.state = FIN_WAIT_2
+    if flags & RST:
+        src.state = dst.state = TIME_WAIT
+        conn.rst = True
+    if src.state >= FIN_WAIT_2 and dst.state >= FIN_WAIT_2:
+        return "tcp_close" if conn.rst else "tcp_time_wait"
+    if src.state >= CLOSING and dst.state >= CLOSING:
+        return "tcp_last_ack"
+    if src.state < ESTABLISHED or dst.state < ESTABLISHED:
+        return "tcp_syn_recv" if d or conn.replied else "tcp_syn_sent"
+    if src.state >= CLOSING or dst.state >= CLOSING:
+        return "tcp_fin_wait"
+    return "tcp_established"
+
+
 def _slide(src: Peer, dst: Peer, win: int, sws: int, end: int, ack: int) -> None:
     if src.max_win < win:
         src.max_win = win
-    if _seq_gt(end, src.seqlo):
+    if (src.seqlo - end) & _M32 >= 0x80000000:  # end > seqlo
         src.seqlo = end
-    if _seq_geq((ack + (win << sws)) & _M32, dst.seqhi):
-        dst.seqhi = (ack + max(win << sws, 1)) & _M32
+    w = win << sws
+    if (ack + w - dst.seqhi) & _M32 < 0x80000000:  # ack + window >= seqhi
+        dst.seqhi = (ack + (w or 1)) & _M32

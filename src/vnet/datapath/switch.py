@@ -91,7 +91,7 @@ from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.match import Match
 from ..pipeline.trace import Tracer
 from . import ftp, offload
-from .conntrack import NEW, TRK, CtResult, Tracker
+from .conntrack import NEW, TRK, CtResult, Packet, Tracker
 from .ctnat import nat_range
 from .ipf import Ipf, Refused
 from .mac_table import DEFAULT_AGING, MacTable
@@ -122,7 +122,7 @@ class _Entry:
     it was made for (rewrites patch at its offsets) and, for a plain output, where
     each copy goes (`Switch._egress`, decided once)."""
 
-    __slots__ = ("d", "direct", "key", "nbytes", "packets", "plan", "queue", "used")
+    __slots__ = ("ct", "d", "direct", "key", "nbytes", "packets", "plan", "queue", "used")
 
     def __init__(
         self,
@@ -141,6 +141,26 @@ class _Entry:
         self.packets = 0  # frames served since the last `settle`, their bytes and last time
         self.nbytes = 0
         self.used = 0.0
+        self.ct: _CtStep | None = None  # the decision is one `ct(table=)`: see `_CtStep`
+
+
+class _CtStep:
+    """A cached decision that is one `ct(table=N)` of the frame as it came in: each
+    frame is tracked (the tracker's lookup and update, every time), and what
+    the recirculation decides is cached too, per answer of the tracker --
+    `next`, keyed by the ct fields it sets (state, zone, mark, label, original
+    tuple), as Open vSwitch's megaflows after a recirculation are keyed by the
+    recirculation point and the ct fields they match (the tracker's answer is the
+    key: it holds the ct fields, and no translation or edit)."""
+
+    __slots__ = ("act", "at", "next", "pkt", "zone")
+
+    def __init__(self, act: Ct, at: tuple[int, ...], zone: int, pkt: Packet | None) -> None:
+        self.act = act
+        self.at = at  # the flow key at the `ct`: what the tracker reads
+        self.zone = zone
+        self.pkt = pkt  # the tracker's reading of the key (TCP and UDP: one per signature)
+        self.next: dict[CtResult, _Entry] = {}
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -211,6 +231,18 @@ def _ct_write(a: Action) -> tuple[int, int]:
         return a.value, full if a.mask is None else a.mask
     assert isinstance(a, RegLoad)
     return a.value << a.ofs, ((1 << a.nbits) - 1) << a.ofs
+
+
+def _ct_exec(ct: Ct) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """What the `exec` of `ct` writes: (value, mask) for ct_mark and for ct_label."""
+    mark = label = None
+    for a in ct.exec_:
+        v, m = _ct_write(a)
+        if a.slot == fk.CT_MARK:  # type: ignore[attr-defined]
+            mark = (v, m)
+        else:
+            label = (v, m)
+    return mark, label
 
 
 class FailMode:
@@ -458,14 +490,28 @@ class Switch:
     def _remember(self, port: Port, sig: fk.Signature, d: Decision, key: tuple[int, ...]) -> None:
         """Cache the full path's decision for `sig`: later frames of it skip the flow
         key, the lookup and (for a plain output) the egress checks."""
-        if not d.cacheable:
+        e = self._entry(port, d, key)
+        if e is None:
             return
+        if d.plain is None and len(d.odp) == 1 and d.odp[0][0] == "ct":
+            _, act, at, zone = d.odp[0]
+            if act.table is not None and not key[fk.IP_FRAG]:
+                e.ct = _CtStep(act, at, zone, self.conntrack.reading(at, zone))
+        cache = self._pipeline.signatures(port.port_no)
+        if len(cache) >= FAST_ENTRIES:
+            cache.pop(next(iter(cache)))
+        cache[sig] = e
+
+    def _entry(self, port: Port, d: Decision, key: tuple[int, ...]) -> _Entry | None:
+        """An entry for `d`, made for `key` on frames from `port` (None: not cacheable)."""
+        if not d.cacheable:
+            return None
         plan: tuple[tuple[Port | None, str | None], ...] = ()
         if d.plain is not None:
             dst = key[fk.ETH_DST]
             plan = tuple(self._egress(p, dst) for p in d.plain)
             if any(way[1] == HOLD for way in plan):
-                return  # a held frame waits on its port, for as long as there is room
+                return None  # a held frame waits on its port, for as long as there is room
         direct: tuple[Port, ...] | None = None
         vnet = port.device.vnet_hdr
         if plan and all(
@@ -473,14 +519,22 @@ class Switch:
             for out, why in plan
         ):
             direct = tuple(out for out, _ in plan if out is not None)
-        cache = self._pipeline.signatures(port.port_no)
-        if len(cache) >= FAST_ENTRIES:
-            cache.pop(next(iter(cache)))
-        cache[sig] = _Entry(d, key, plan, direct)
+        return _Entry(d, key, plan, direct)
 
     def _drain(self, port: Port, touched: list[_Entry]) -> None:
         """Forward the entries' queued frames, entry after entry; charge the ingress
         port now, and what they owe rules, tables, groups and MAC ages at `settle`."""
+        total, total_bytes = self._serve(port, touched)
+        st = port.stats
+        st.rx_packets += total
+        st.rx_bytes += total_bytes
+        self.rx_packets += total
+        self.fast_hits += total
+        self._pipeline.cache_hits += total
+
+    def _serve(self, port: Port, touched: list[_Entry]) -> tuple[int, int]:
+        """`_drain`'s forwarding, also of what a recirculation's cached decisions
+        took (`_track`): the frames and bytes served."""
         now = self.now
         unsettled = self._unsettled
         total = total_bytes = 0
@@ -510,19 +564,70 @@ class Switch:
                         tx[1][0] += nbytes
                 continue
             d = e.d
-            if d.plain is None:
+            if e.ct is not None:
+                self._track(port, e, e.ct, q)
+            elif d.plain is None:
                 self._forward(d, e.key, q)
             elif not e.plan:
                 self.drop(d.drop_reason or "no_output", n)
             else:
                 for way in e.plan:
                     send(way, q, nbytes, e.key)
-        st = port.stats
-        st.rx_packets += total
-        st.rx_bytes += total_bytes
-        self.rx_packets += total
-        self.fast_hits += total
-        self._pipeline.cache_hits += total
+        return total, total_bytes
+
+    def _track(self, port: Port, e: _Entry, step: _CtStep, q: list[Frame]) -> None:
+        """Frames of a cached `ct(table=N)` decision: each tracked as the full path's
+        `_ct` tracks it, then sent where the cached decision of table N for the
+        tracker's answer sends it (`_CtStep.next`, made by the full path's
+        recirculation of the first frame that got that answer).  A frame whose
+        answer translates or edits it takes the full path from the tracker on;
+        whatever is queued goes first, so a flow keeps its order."""
+        act, at, zone, pkt = step.act, step.at, step.zone, step.pkt
+        mark, label = _ct_exec(act)
+        nat = None if act.nat is None else nat_range(act.nat)
+        process = self.conntrack.process
+        pipeline = self._pipeline
+        version = pipeline.version
+        nxt = step.next
+        meta = at[fk.META_SLOTS]
+        now = self.now
+        touched: list[_Entry] = []
+        for f in q:
+            hdr, frame = f
+            r = process(frame, at, zone, now, act.commit, mark, label, nat, act.force, act.alg, pkt)
+            if r.drop is not None:
+                self.drop(r.drop)
+                continue
+            # the tracker's answer is the key (its translation and edit are None)
+            sub = nxt.get(r) if r.rewrite is None and r.edit is None else None
+            if sub is not None and pipeline.version == version:
+                sq = sub.queue
+                if not sq:
+                    touched.append(sub)
+                sq.append(f)
+                continue
+            if touched:  # what came before goes first
+                self._recirculated(port, touched)
+                touched = []
+            self._csum_partial = bool(hdr) and bool(hdr[0] & offload.F_NEEDS_CSUM)
+            op, data = self._forked(act, r, _ct_fields(r), frame, at, meta)
+            h = offload.shift(hdr, len(data) - len(frame) - op[3])
+            got = self._recirculate(op, at, h, data)
+            if got is None or op[3] or data is not frame or pipeline.version != version:
+                continue
+            sub = self._entry(port, *got)
+            if sub is not None:
+                nxt[r] = sub
+        if touched:
+            self._recirculated(port, touched)
+
+    def _recirculated(self, port: Port, touched: list[_Entry]) -> None:
+        """The queued frames of cached decisions after a recirculation, one pass deep."""
+        self._recirculations += 1
+        try:
+            self._serve(port, touched)
+        finally:
+            self._recirculations -= 1
 
     def settle(self) -> None:
         """Charge what cached frames owe since the last call: rules, tables and groups
@@ -720,13 +825,7 @@ class Switch:
         if md is not None:  # an earlier ct in this action list: the datapath's view
             meta = (*meta[:s], *md, *meta[s + len(md) :])
         tracked = fk.extract(buf, key[fk.IN_PORT], meta=meta)  # after the rewrites before it
-        mark = label = None
-        for a in ct.exec_:
-            v, m = _ct_write(a)
-            if a.slot == fk.CT_MARK:  # type: ignore[attr-defined]
-                mark = (v, m)
-            else:
-                label = (v, m)
+        mark, label = _ct_exec(ct)
         if tracked[fk.IP_FRAG] and self.ipf.enabled[4 if tracked[fk.ETH_TYPE] == 0x0800 else 6]:
             return self._fragment(op, buf, key, tracked, meta, mark, label)
         r = self.conntrack.process(
@@ -754,13 +853,31 @@ class Switch:
             # the FTP helper resized the payload: the outputs after this one are longer
             # behind the headers, which moves no offset of the virtio-net header
             return (("grown", grown), b"") if grown else True
-        data = buf
+        return self._forked(ct, r, ctf, buf, tracked, meta)
+
+    def _forked(
+        self,
+        ct: Ct,
+        r: CtResult,
+        ctf: tuple[int, ...],
+        buf: bytes | bytearray,
+        tracked: Sequence[int],
+        meta: tuple[int, ...],
+    ) -> tuple[odp.Op, bytes]:
+        """`ct(table=)`'s copy of the packet: translated, the helper's edit written,
+        with the tracker's ct fields -- the recirculation (the packet itself, when
+        nothing changed it: `buf` as bytes)."""
+        s = fk.CT_STATE - fk.METADATA
         if r.rewrite is not None or r.edit is not None:
             data = bytearray(buf)
-        if r.rewrite is not None:
-            natpkt.rewrite(data, tracked, r.rewrite, self._csum_partial)
-        grown = self._helper_edit(data, tracked, r.edit)
-        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]), grown), bytes(data)
+            if r.rewrite is not None:
+                natpkt.rewrite(data, tracked, r.rewrite, self._csum_partial)
+            grown = self._helper_edit(data, tracked, r.edit)
+            out = bytes(data)
+        else:
+            grown = 0
+            out = buf if isinstance(buf, bytes) else bytes(buf)
+        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]), grown), out
 
     def _helper_edit(self, buf: bytearray, key: Sequence[int], e: ftp.Edit | None) -> int:
         """What the FTP helper writes into a control segment, after NAT; the change
@@ -839,20 +956,25 @@ class Switch:
                 else:
                     self._apply(held.rest, held.key, held.hdr, frame, None, ctf)
 
-    def _recirculate(self, op: odp.Op, key: Sequence[int], hdr: bytes, frame: bytes) -> None:
+    def _recirculate(
+        self, op: odp.Op, key: Sequence[int], hdr: bytes, frame: bytes
+    ) -> tuple[Decision, tuple[int, ...]] | None:
         """`ct(table=N)`'s tracked packet through the pipeline again from table N --
         the full path's charges and egress, like any packet (Open vSwitch's
-        recirculation)."""
+        recirculation).  The decision and the key it was made for (None: over
+        the limit, dropped)."""
         if self._recirculations >= MAX_RECIRCULATIONS:
             self.drop("recirculation_limit")
-            return
+            return None
         table: int = op[1].table
         again = fk.extract(frame, key[fk.IN_PORT], meta=op[2])
         self._recirculations += 1
         try:
-            self._execute(self._pipeline.decide(again, self, table), again, hdr, frame)
+            d = self._pipeline.decide(again, self, table)
+            self._execute(d, again, hdr, frame)
         finally:
             self._recirculations -= 1
+        return d, again
 
     # -- egress: the one way frames leave the switch --------------------------------
     def _egress(self, port_no: int, dst: int) -> tuple[Port | None, str | None]:
