@@ -26,8 +26,11 @@ No answer (RFC 1122 3.2.2, RFC 4443 2.4 e): to a reset, to an ICMP error
 (only queries get one), to a fragment but the first, to a packet for a
 multicast or broadcast address or from an unspecified, multicast or
 broadcast one, or to a frame too short to hold its headers.  The quoted bytes
-end where the IP datagram does (Ethernet padding is no part of it) or where
-the frame given does, when it was cut short (a packet-in's `max_len`).
+are the datagram as it came, checksums (SCTP's CRC32c too) not mended, as
+Linux's `icmp_send` and OVN's pinctrl quote it: the sender finds its packet
+by what it sent.  They end where the IP datagram does (Ethernet padding is
+no part of it) or where the frame given does, when it was cut short (a
+packet-in's `max_len`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrFragment,
 )
 from scapy.layers.l2 import Dot1Q, Ether
+from scapy.layers.sctp import SCTP, SCTPChunkInit
 from scapy.packet import Packet, Raw
 
 from tests.checksums import bad_checksums
@@ -117,8 +118,25 @@ def test_ipv6_quote_keeps_the_answer_within_1280_bytes() -> None:
 
 
 def test_sctp_and_other_protocols_get_host_unreachable() -> None:
-    p = judged(unreachable(frame(IP(src=A, dst=B, proto=132) / Raw(b"\0" * 16))))
+    sent = IP(src=A, dst=B) / SCTP(sport=5000, dport=9) / SCTPChunkInit(init_tag=7)
+    p = judged(unreachable(frame(sent)))
     assert (p[ICMP].type, p[ICMP].code) == (3, 1)
+    assert bytes(p[IPerror]) == bytes(sent)  # its CRC32c as sent
+    gre = IP(src=A, dst=B, proto=47) / Raw(b"\0" * 16)
+    assert judged(unreachable(frame(gre)))[ICMP].code == 1
+
+
+def test_the_quote_is_the_datagram_as_it_was_wrong_checksums_and_all() -> None:
+    """As Linux's icmp_send and OVN's pinctrl quote it: the bytes received, not
+    mended -- the sender matches its error by what it sent."""
+    for sent in (
+        IP(src=A, dst=B) / UDP(sport=7, dport=9, chksum=0xBAD) / b"data",
+        IP(src=A, dst=B) / SCTP(sport=5000, dport=9, chksum=0xBAD) / SCTPChunkInit(),
+    ):
+        out = unreachable(frame(sent))
+        assert out is not None and out[14 + 28 :] == bytes(sent)
+        assert [b for b in bad_checksums(out) if " in ICMP" not in b] == []
+        assert any(" in ICMP" in b for b in bad_checksums(out))  # the quote's, left as sent
 
 
 @pytest.mark.parametrize(
