@@ -28,9 +28,25 @@ def ct_dump(switch: Switch, zone: Zone = None) -> None:
 
 
 @ct_app.command("flush")
-def ct_flush(switch: Switch, zone: Zone = None) -> None:
-    """Forget every connection (of one zone)."""
-    r = _ctl(switch, "ct-flush", zone=zone)
+def ct_flush(
+    switch: Switch,
+    tuple_: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[TUPLE]",
+            help="Only connections with this original tuple, as dpctl/flush-conntrack takes it: "
+            "ct_nw_src=A,ct_nw_dst=B,ct_nw_proto=6,ct_tp_src=P,ct_tp_dst=Q "
+            "(ct_ipv6_src/dst; icmp_id, icmp_type, icmp_code).",
+            show_default=False,
+        ),
+    ] = None,
+    zone: Zone = None,
+) -> None:
+    """Forget every connection (of one zone; with the original tuple given)."""
+    args: dict[str, Any] = {"zone": zone}
+    if tuple_ is not None:
+        args["tuple"] = tuple_
+    r = _ctl(switch, "ct-flush", **args)
     out.print(f"{r['flushed']} connections flushed", highlight=False)
 
 

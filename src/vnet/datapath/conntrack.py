@@ -241,12 +241,15 @@ class Tracker:
         return p if isinstance(p, Packet) else None
 
     # -- changing ----------------------------------------------------------------------
-    def flush(self, zone: int | None = None) -> int:
-        gone = [c for c in self.conns(zone)]
+    def flush(self, zone: int | None = None, where: Callable[[Conn], bool] | None = None) -> int:
+        """Forget the connections (of `zone`; those `where` picks), and what they expect;
+        how many went.  Without `where`, the zone's expectations go too."""
+        gone = [c for c in self.conns(zone) if where is None or where(c)]
         for c in gone:
             self._remove(c)
-        for k in [k for k in self._expect if zone is None or k[0] == zone]:
-            del self._expect[k]
+        if where is None:
+            for k in [k for k in self._expect if zone is None or k[0] == zone]:
+                del self._expect[k]
         return len(gone)
 
     def expire(self, now: float) -> int:

@@ -7,6 +7,11 @@ line, `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.  A
 bad request is answered with an error naming what is wrong; the switch is
 unchanged and the connection stays open.
 
+`ct-flush` forgets connections as `ovs-appctl dpctl/flush-conntrack` does:
+all, a zone's, or (`tuple`, in its ct-orig-tuple syntax) those whose
+original direction has the fields given -- how the controller cuts a
+connection a policy change denies.
+
 `show` also says the switch-wide port-security default (what `add-port`
 gives a port whose spec does not say) and, through `info`, what the layers
 above the datapath report (the OpenFlow agent's connections): the datapath
@@ -24,16 +29,16 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from ..packet.addr import mac_str
+from ..packet.addr import ip4_int, ip6_int, mac_str
 from ..pipeline.fields import FieldError
 from ..pipeline.ofctl import FlowSyntaxError, parse_packet
-from .conntrack import format_conn
+from .conntrack import Conn, format_conn
 from .ipf import MAX_FRAGS_BOUND, MIN_FRAG_BOUND
 from .port import PortConfigError, parse_port_spec
 from .runner import Runner
 from .switch import SwitchError
 
-__all__ = ["ControlServer", "JsonLineServer", "request", "rundir"]
+__all__ = ["ControlServer", "JsonLineServer", "orig_tuple", "request", "rundir"]
 
 
 def rundir() -> str:
@@ -183,7 +188,11 @@ class ControlServer(JsonLineServer):
         return sorted(lines)
 
     def ct_flush(self, args: dict[str, Any]) -> Any:
-        return {"flushed": self.runner.switch.conntrack.flush(self._zone(args))}
+        """Every connection (of a zone), or those whose original tuple matches `tuple`."""
+        zone = self._zone(args)
+        text = args.get("tuple")
+        where = orig_tuple(text) if text is not None else None
+        return {"flushed": self.runner.switch.conntrack.flush(zone, where)}
 
     def ct_stats(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch
@@ -225,6 +234,56 @@ class ControlServer(JsonLineServer):
             {"port": p, "vlan": v, "mac": mac_str(m), "age": round(a, 1)}
             for p, v, m, a in sw.macs.dump(sw.now)
         ]
+
+
+# Open vSwitch's ct-orig-tuple fields (dpctl/flush-conntrack): name -> (index in a
+# tracker tuple, IP version it implies, parser); ICMP's id and type are the tuple's ports
+_TUPLE_FIELDS: dict[str, tuple[int | None, int | None, Callable[[str], int]]] = {
+    "ct_nw_src": (3, 4, ip4_int),
+    "ct_nw_dst": (4, 4, ip4_int),
+    "ct_ipv6_src": (3, 6, ip6_int),
+    "ct_ipv6_dst": (4, 6, ip6_int),
+    "ct_nw_proto": (2, None, int),
+    "ct_tp_src": (5, None, int),
+    "ct_tp_dst": (6, None, int),
+    "icmp_id": (5, None, int),
+    "icmp_type": (6, None, int),
+    "icmp_code": (None, None, int),  # the tracker keys ICMP by id and type only
+}
+_TUPLE_MAX = {2: 255, 5: 65535, 6: 65535}
+
+
+def orig_tuple(text: Any) -> Callable[[Conn], bool]:
+    """Which connections an original-direction tuple in Open vSwitch's syntax
+    (`ct_nw_src=10.0.0.1,ct_nw_dst=10.0.0.2,ct_nw_proto=6,ct_tp_src=40000,ct_tp_dst=80`)
+    names: those whose fields equal every field given.  SwitchError names a bad field."""
+    if not isinstance(text, str) or not text.strip():
+        raise SwitchError(f"tuple: expected FIELD=VALUE[,...], got {text!r}")
+    want: dict[int, int] = {}
+    version = None
+    for item in text.split(","):
+        name, eq, value = item.strip().partition("=")
+        spec = _TUPLE_FIELDS.get(name)
+        if spec is None or not eq:
+            known = ", ".join(_TUPLE_FIELDS)
+            raise SwitchError(f"tuple: unknown field {item.strip()!r} (one of {known})")
+        index, v, parse = spec
+        try:
+            n = parse(value.strip())
+        except ValueError:
+            raise SwitchError(f"tuple: {name}: bad value {value!r}") from None
+        if index is not None and (n < 0 or n > _TUPLE_MAX.get(index, n)):
+            raise SwitchError(f"tuple: {name}: {n} is out of range")
+        if v is not None:
+            if version is not None and v != version:
+                raise SwitchError(f"tuple: {name}: IPv4 and IPv6 fields mixed")
+            version = v
+        if index is not None:
+            want[index] = n
+    if version is not None:
+        want[1] = version
+    items = tuple(want.items())
+    return lambda conn: all(conn.orig[i] == n for i, n in items)
 
 
 def _versions(given: Any, name: str, ok: Callable[[Any], bool], expected: str) -> dict[int, Any]:
