@@ -26,8 +26,11 @@ unreachable), by a packet-out on the chassis that punted:
   in_port = the receiver's port, output to TABLE), as OVN's reject does: the
   frame is what the receiver would send (its MAC and address as source, the
   last hop's MAC as destination), and the pipeline routes and tunnels it
-  back to the sender like any reply.  It passes the receiver's egress stages
-  on the way: those must let the switch's own answers through.
+  back to the sender like any reply.  The packet-out loads `FLAG_ANSWER`
+  into `REG_FLAGS` before its output: the firewall's stages on the way (the
+  receiver's egress, the sender's ingress) let the switch's own answers
+  through, whatever the connection's state -- the refused packet was never
+  committed anywhere.
 
 Logged punts become records in the connection log (`flowlog.FlowLog`) with
 the chassis, the tuple and the logical ports at both ends by name (the
@@ -55,12 +58,15 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import LFlow
 from ..compiler.acl import punts as acl_punts
+from ..compiler.stages import FLAG_ANSWER, REG_FLAGS
 from ..model.objects import Port
 from ..model.rules import State
 from ..ofp.channel import SwitchChannel
 from ..ofp.convert import DP
 from ..packet import flowkey as fk
 from ..packet.reject import answer
+from ..pipeline.actions import Action, RegLoad
+from ..pipeline.fields import lookup
 from .flowlog import FlowLog
 
 __all__ = [
@@ -80,6 +86,8 @@ OFPP_TABLE, OFPP_CONTROLLER = ofp.OFPP_TABLE, ofp.OFPP_CONTROLLER
 _REASONS = {ofp.OFPR_NO_MATCH: "no_match", ofp.OFPR_ACTION: "action",
             ofp.OFPR_INVALID_TTL: "invalid_ttl"}  # fmt: skip
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+# an answer the pipeline carries: the firewall's flag bit set, the other flags kept
+ANSWER: tuple[Action, ...] = (RegLoad(lookup(REG_FLAGS).index, FLAG_ANSWER.bit_length() - 1, 1, 1),)
 
 
 class Punt(Protocol):
@@ -251,7 +259,7 @@ class Punter:
         sb = link.southbound
         receiver = link.ofports.get(port.iface) if port is not None else None
         if p.direction == "ingress" and receiver is not None:
-            await sb.packet_out(receiver, out, out_port=OFPP_TABLE)
+            await sb.packet_out(receiver, out, out_port=OFPP_TABLE, actions=ANSWER)
         else:
             await sb.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port)
         self.counts["rejected"] += 1

@@ -7,7 +7,9 @@ session belongs to the chassis whose datapath id the switch reports.
 
 On (re)connect a session does a full comparison: it reads the switch's port
 descriptions and installed state (flows, groups, meters: `read_state`),
-compiles and localizes the model for that chassis into its `Desired` state,
+compiles and localizes the model for that chassis into its `Desired` state
+(its flows, and the meters the model's flows name: the firewall's log
+meter, so a logged deny's flow is never refused for a missing meter),
 and sends only the difference (`reconcile.diff`) in one southbound apply
 (`apply`), which ends with a barrier.
 Afterwards it keeps a mirror of what it installed and sends deltas when the
@@ -27,7 +29,9 @@ vSwitch then dials in over OpenFlow like a vnet switch, and from there on
 the session is the same.
 
 Packet-ins from every session go to the punt handler (`punt.Punter`): it
-answers what the firewall rejects and keeps the connection log.
+answers what the firewall rejects and keeps the connection log.  A
+packet-out may run actions before its output (the punt handler's answers
+load the firewall's answer flag into a register the pipeline reads).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import Compiler, LFlow, Memo, localize
-from ..datapath.meters import Band, MeterConfig
+from ..compiler.acl import LOG_METER, MeterSpec
+from ..datapath.meters import OFPMF_PKTPS, Band, MeterConfig
 from ..model.objects import Chassis, Port
 from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect, flow_mod_to_ofp
@@ -53,7 +58,7 @@ from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
 from ..ofp.target import parse_target
 from ..packet import flowkey as fk
 from ..packet.announce import announcements
-from ..pipeline.actions import OFPP_TABLE, Output
+from ..pipeline.actions import OFPP_TABLE, Action, Output
 from ..pipeline.engine import Pipeline
 from ..pipeline.fields import FieldError
 from ..pipeline.flow import Flow, FlowMod
@@ -74,6 +79,11 @@ MIGRATE_WAIT = 5.0  # how long a migration waits for the switches before it answ
 # vnet's Geneve option (OVN's: class 0x0102, type 0x80, 4 bytes) as tun_metadata0
 GENEVE_TLV = (0x0102, 0x80, 4, 0)
 OVSDB_RETRY = 2.0
+METERS = (LOG_METER,)  # the meters compiled flows may name
+
+
+def _meter(m: MeterSpec) -> MeterConfig:
+    return MeterConfig(m.meter_id, OFPMF_PKTPS, (Band(m.rate, m.burst),))
 
 
 class Southbound(Protocol):
@@ -87,7 +97,13 @@ class Southbound(Protocol):
 
     async def send_flow_mods(self, mods: Sequence[FlowMod]) -> list[tuple[FlowMod, int, int]]: ...
 
-    async def packet_out(self, in_port: int, frame: bytes, out_port: int = OFPP_TABLE) -> None: ...
+    async def packet_out(
+        self,
+        in_port: int,
+        frame: bytes,
+        out_port: int = OFPP_TABLE,
+        actions: Sequence[Action] = (),
+    ) -> None: ...
 
 
 class LocalSouthbound:
@@ -121,8 +137,14 @@ class LocalSouthbound:
                 refused.append((m, 0, 0))
         return refused
 
-    async def packet_out(self, in_port: int, frame: bytes, out_port: int = OFPP_TABLE) -> None:
-        self.switch.packet_out(in_port, [Output(out_port)], frame)
+    async def packet_out(
+        self,
+        in_port: int,
+        frame: bytes,
+        out_port: int = OFPP_TABLE,
+        actions: Sequence[Action] = (),
+    ) -> None:
+        self.switch.packet_out(in_port, [*actions, Output(out_port)], frame)
 
     def deliver_packet_ins(self, to: Callable[[PacketIn], None]) -> None:
         """Hand the switch's packet-ins to `to`, as a connected controller would get them."""
@@ -271,6 +293,7 @@ class Controller:
         self.servers: list[asyncio.Server] = []
         self.flow_mods_total = 0
         self._lflows: tuple[int, list[LFlow]] | None = None
+        self._meters: tuple[int, list[MeterConfig]] | None = None
         self._dirty: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -403,14 +426,22 @@ class Controller:
             self._lflows = (state.revision, self.compiler.compile(state))
         return self._lflows[1]
 
+    def meters(self, state: State) -> list[MeterConfig]:
+        """The meters the model's flows use (the firewall's log meter), for every chassis."""
+        if self._meters is None or self._meters[0] != state.revision:
+            used = {lf.flow.instructions.meter for lf in self.logical_flows(state)}
+            self._meters = (state.revision, [_meter(m) for m in METERS if m.meter_id in used])
+        return self._meters[1]
+
     def desired(self, state: State, sess: Session) -> Desired | None:
-        """What the session's switch should hold: the chassis' flows (groups and
-        meters as the compiler comes to make them)."""
+        """What the session's switch should hold: the chassis' flows and the meters
+        they use (groups as the compiler comes to make them)."""
         ch = self.chassis_of(state, sess.dpid)
         sess.chassis = ch.id if ch else None
         if ch is None:
             return None  # a switch no chassis claims: left alone
-        return Desired(localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings))
+        flows = localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings)
+        return Desired(flows, meters=list(self.meters(state)))
 
     def _track_moves(self, state: State) -> None:
         """A port whose chassis changed is to be announced from its new chassis."""

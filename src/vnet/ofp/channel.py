@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from ..pipeline.actions import Action, Output
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand
-from .convert import DP, flow_from_ofp, match_to_ofp
+from .convert import DP, actions_to_ofp, flow_from_ofp, match_to_ofp
 from .convert import flow_mod_to_ofp as _flow_mod
 
 T = TypeVar("T")
@@ -237,11 +238,18 @@ class SwitchChannel:
             if x in self._errors
         ]
 
-    async def packet_out(self, in_port: int, frame: bytes, out_port: int = ofp.OFPP_TABLE) -> None:
+    async def packet_out(
+        self,
+        in_port: int,
+        frame: bytes,
+        out_port: int = ofp.OFPP_TABLE,
+        actions: Sequence[Action] = (),
+    ) -> None:
         """Send `frame` through the switch's pipeline as if it came in on `in_port`
-        (or, with `out_port`, straight out of that port)."""
-        out = parser.OFPActionOutput(out_port, 0)
-        msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, [out], frame)
+        (or, with `out_port`, straight out of that port), `actions` run first
+        (e.g. a register load the pipeline reads)."""
+        acts = actions_to_ofp([*actions, Output(out_port)])
+        msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, acts, frame)
         self._send(msg)
         await self.writer.drain()
 

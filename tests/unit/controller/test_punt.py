@@ -8,7 +8,7 @@ switch in this process or over OpenFlow on loopback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from vnet.controller.service import Controller, LocalSouthbound
 from vnet.datapath import PortConfig, Switch
 from vnet.datapath.ports.memory import MemoryDevice
 from vnet.ofp.agent import Agent
+from vnet.pipeline.actions import Action
 from vnet.pipeline.flow import FlowMod, FlowModCommand
 from vnet.pipeline.ofctl import parse_flow
 from vnet.store import SqliteStore
@@ -149,6 +150,11 @@ def test_ingress_reject_enters_the_pipeline_as_the_receivers_answer() -> None:
         # the receiver's rule: the answer goes in from p2 and the flows carry it
         use(ctl, FakePunt("reject", RULE, False, "ingress", p["p2"].id))
         punt_flow(sw, "udp,tp_dst=53")
+        # as the firewall's stages: from p2, only the switch's own answers (reg5 bit 1)
+        p2 = sw.port_by_name(p["p2"].iface)
+        assert p2 is not None
+        guard = f"table=0,priority=65001,in_port={p2.port_no},reg5=0/0x2,actions=drop"
+        sw.commit([FlowMod(FlowModCommand.ADD, parse_flow(guard).flow)])
         device(sw, p["p1"]).frames()
         frame = bytes(
             Ether(src=p["p1"].mac, dst=p["p2"].mac)
@@ -222,9 +228,13 @@ def test_a_full_queue_drops_and_counts() -> None:
 class FakeSouthbound:
     def __init__(self) -> None:
         self.sent: list[tuple[int, int, bytes]] = []
+        self.actions: list[tuple[Action, ...]] = []
 
-    async def packet_out(self, in_port: int, frame: bytes, out_port: int = 0) -> None:
+    async def packet_out(
+        self, in_port: int, frame: bytes, out_port: int = 0, actions: Sequence[Action] = ()
+    ) -> None:
         self.sent.append((in_port, out_port, frame))
+        self.actions.append(tuple(actions))
 
 
 @dataclass
@@ -256,6 +266,10 @@ def test_the_way_back_and_the_names_come_from_the_model() -> None:
         (in_in, in_out, _), (eg_in, eg_out, _) = link.southbound.sent
         assert (in_in, in_out) == (9, 0xFFFFFFF9)  # from the receiver's port, into the tables
         assert (eg_in, eg_out) == (0xFFFFFFFD, 7)  # from the controller, out of the sender's
+        # through the tables, the answer carries the firewall's answer flag (reg5 bit 1)
+        into_tables, straight_out = link.southbound.actions
+        assert [a.format() for a in into_tables] == ["load:0x1->NXM_NX_REG5[1]"]
+        assert straight_out == ()
         recs = pu.flow_log.query()[0]
         assert [(r.chassis, r.src_port, r.dst_port, r.port) for r in recs] == [
             ("hv1", "p1", "p2", "p2"),
