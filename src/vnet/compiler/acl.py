@@ -19,19 +19,27 @@ is default-deny).  Only flows that send to the controller (reject, log) are
 per port: their cookie must name the port as well as the rule (`Punt`).
 
 Stateful, as OVN.  A filtered port's IP traffic goes through `ct` in the
-port's zone (one per logical port per chassis, `REG_ZONE`); `*_acl` passes
-established and related packets whose connection is not marked blocked
-(`ct_mark` bit 0) on ct state alone -- no rule is read on that path, so a
-change that keeps a connection allowed never drops one of its packets --
-drops invalid TCP, UDP and ICMP (another protocol a tracker does not
-follow -- vnet's follows only these -- meets the rules packet by packet) and
-evaluates the rules for the rest: policies first
-(`*_acl`, descending OpenFlow priority in the order policies and their
-rules are tried; `pass` goes on to `*_acl_sg`), then the security groups'
-allow rules and the default-deny flags (`*_acl_sg`); allowed packets are
-committed in `*_stateful` with the blocked bit cleared.  A connection a
-change denies is cut by flushing its entry (or marking it blocked): its
-next packet is new and meets the rules.
+port's zone (one per logical port per chassis, `REG_ZONE`).  `*_acl` passes
+replies and related packets of a connection not marked blocked (`ct_mark`
+bit 0) on ct state alone, drops replies of a blocked one, drops invalid
+TCP, UDP and ICMP (another protocol a tracker does not follow -- vnet's
+follows only these -- meets the rules packet by packet) and evaluates the
+rules for the rest -- new connections and every packet of an established
+one in its original direction: policies first (`*_acl`, descending
+OpenFlow priority in the order policies and their rules are tried; `pass`
+goes on to `*_acl_sg`), then the security groups' allow rules and the
+default-deny flags (`*_acl_sg`).  Allowed: `*_stateful` commits a new (or
+blocked) connection with the mark cleared, an established one goes on
+uncommitted.  Denied (deny, reject, default deny): `*_acl_block` drops, and
+an established connection is first committed blocked -- so a change that
+denies a connection cuts it at its next original-direction packet, and its
+replies drop from then on (reject also punts, so the sender gets its RST);
+a blocked connection the rules allow again is committed unblocked.  A
+change that keeps a connection allowed never sends its packets to a deny:
+the reconciler adds before it deletes, and a tenant's rules have distinct
+priorities, so while old and new flows coexist the highest match is an
+allow of one or the other.  The controller removes the entries of what a
+change denies (`controller/cut.py`).
 
 Never filtered: non-IP frames (ARP), ICMPv6 neighbour discovery, router
 solicitation/advertisement and MLD, DHCP and DHCPv6, and what the switch
@@ -128,6 +136,12 @@ LOG_METER = MeterSpec("acl-log", 1, 100)
 
 MEMBER, EGRESS_RULED = 0, 1  # the flag bits
 BLOCKED = 0x1  # ct_mark bit 0: the connection was denied since it was committed
+# ct_state bits (value, mask): tracked (0x20), new (0x01), established (0x02),
+# related (0x04), reply (0x08), invalid (0x10)
+_INVALID = (0x30, 0x30)  # tracked, invalid
+_ESTABLISHED = (0x22, 0x23)  # tracked, established, not new
+_REPLY = {"ct_state": (0x2A, 0x2B)}  # ... and in the reply direction
+_RELATED = (0x24, 0x25)
 MAX_ATOMS = 32 * len(REG_ACL_LOCAL)
 ETH_IP, ETH_IP6 = 0x0800, 0x86DD
 _ETH = {"IPv4": ETH_IP, "IPv6": ETH_IP6}
@@ -155,6 +169,7 @@ class _Side:
     sg: str
     stateful: str
     log: str
+    block: str
     local: str  # the register naming the guarded port
     remote: str  # the register naming the other end
     ip4: str  # the other end's address field
@@ -163,10 +178,10 @@ class _Side:
 
 
 EGRESS = _Side("egress", "ls_in_pre_acl", "ls_in_acl_peer", "ls_in_acl_ct", "ls_in_acl", "ls_in_acl_sg",
-               "ls_in_stateful", "ls_in_acl_log", REG_INPORT, REG_OUTPORT, "ipv4_dst",
+               "ls_in_stateful", "ls_in_acl_log", "ls_in_acl_block", REG_INPORT, REG_OUTPORT, "ipv4_dst",
                "ipv6_dst", OUTPUT)  # fmt: skip
 INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl_ct", "ls_out_acl", "ls_out_acl_sg",
-                "ls_out_stateful", "ls_out_acl_log", REG_OUTPORT, REG_INPORT, "ipv4_src",
+                "ls_out_stateful", "ls_out_acl_log", "ls_out_acl_block", REG_OUTPORT, REG_INPORT, "ipv4_src",
                 "ipv6_src", "ls_out_port_sec")  # fmt: skip
 SIDES = {"egress": EGRESS, "ingress": INGRESS}
 
@@ -391,6 +406,7 @@ def global_flows() -> list[LFlow]:
     # the whole mark cleared, not bit 0 alone: the firewall owns ct_mark today, and a
     # masked write inside ct() does not survive the OpenFlow 1.3 codec's round trip
     commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0),))
+    block = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], BLOCKED),))
     answer = (FLAG_ANSWER, FLAG_ANSWER)
     for s in (EGRESS, INGRESS):
         e(s.pre, 200, "the switch's own answer (reject): never filtered", {REG_FLAGS: answer}, goto=s.done)  # fmt: skip
@@ -404,15 +420,22 @@ def global_flows() -> list[LFlow]:
         for eth in (ETH_IP, ETH_IP6):
             e(s.ct, 100, "conntrack in the guarded port's zone", {"eth_type": eth}, apply=[_ct(s.acl)])  # fmt: skip
         for eth, proto in _TRACKED:
-            e(s.acl, 65000, "invalid: drop", {"ct_state": (0x30, 0x30), "eth_type": eth, "ip_proto": proto})  # fmt: skip
-        e(s.acl, 64000, "established, not blocked: pass", {"ct_state": (0x22, 0x23), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
-        e(s.acl, 64000, "related, not blocked: pass", {"ct_state": (0x24, 0x25), "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
+            e(s.acl, 65000, "invalid: drop", {"ct_state": _INVALID, "eth_type": eth, "ip_proto": proto})  # fmt: skip
+        # replies pass on ct state alone, unless a change denied the connection since;
+        # the original direction meets the rules on every packet (as OVN's ACLs do)
+        e(s.acl, 64000, "reply, not blocked: pass", {**_REPLY, "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
+        e(s.acl, 64000, "reply of a blocked connection: drop", {**_REPLY, "ct_mark": (BLOCKED, BLOCKED)})  # fmt: skip
+        e(s.acl, 64000, "related, not blocked: pass", {"ct_state": _RELATED, "ct_mark": (0, BLOCKED)}, goto=s.done)  # fmt: skip
         flag = EGRESS_RULED if s is EGRESS else MEMBER
         why = ("no egress rule of the port's groups allows it" if s is EGRESS
                else "no ingress rule of the port's groups allows it")  # fmt: skip
-        e(s.sg, 1000, f"default deny: {why}", _on(REG_ACL_LOCAL, [flag]))
+        e(s.sg, 1000, f"default deny: {why}", _on(REG_ACL_LOCAL, [flag]), goto=s.block)
         for eth in (ETH_IP, ETH_IP6):
-            e(s.stateful, 100, "commit the allowed connection", {"eth_type": eth}, apply=[commit], goto=NEXT)  # fmt: skip
+            est = {"eth_type": eth, "ct_state": _ESTABLISHED, "ct_mark": (0, BLOCKED)}
+            e(s.stateful, 110, "established, still allowed: on, nothing to commit", est, goto=NEXT)  # fmt: skip
+            e(s.stateful, 100, "commit the allowed connection (unblocked)", {"eth_type": eth}, apply=[commit], goto=NEXT)  # fmt: skip
+            e(s.block, 100, "denied since it was committed: mark the connection blocked, drop",
+              est, apply=[block])  # fmt: skip
     return e.out
 
 
@@ -429,7 +452,7 @@ def tenant_flows(a: Atoms) -> list[LFlow]:
         e = _Emit("policy", pol, None)
         local = {**mine, **_on(REG_ACL_LOCAL, [a.bit[("sel", _sel(pol.applied_to))]])}
         text = f"{r.action} by {_ref('policy', pol.name, i)}: {_describe(r)}"
-        goto = {"allow": s.stateful, "pass": NEXT, "deny": None, "reject": None}[r.action]
+        goto = {"allow": s.stateful, "pass": NEXT, "deny": s.block, "reject": s.block}[r.action]
         for m in _services(r, s, a.bit):
             e(s.acl, prio, text, {**local, **m}, goto=goto)
         out += e.out
@@ -477,22 +500,21 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
         punt = Punt(r.action if r.action != "pass" else "allow", ref, r.log, s.direction, port.name)
         text = f"{r.action} by {ref}: {_describe(r)}"
         acts: list[Action | To] = []
-        meter = None
-        goto: str | None = None
+        goto: str | None = s.block
         if r.action == "reject":
             acts = [Output(OFPP_CONTROLLER)]
-        elif r.action == "deny":
-            acts, meter = [Output(OFPP_CONTROLLER)], LOG_METER.meter_id
-        else:  # a logged allow or pass: a copy to the log stage, the packet goes on
+        else:
+            # logged: a copy to the log stage, where the meter may drop it; the packet goes
+            # on (allowed, passed, or denied -- a meter must not keep a deny from blocking)
             tag = zlib.crc32(f"{pol.id}/{i}".encode())
             acts = [SetField(_SLOT[REG_LOG], tag), _ct(s.log)]  # IP: the rule matches eth_type  # fmt: skip
-            goto = s.stateful if r.action == "allow" else NEXT
+            goto = {"allow": s.stateful, "pass": NEXT}.get(r.action, s.block)
             e(s.log, 100, f"log: {text}", {s.local: key, REG_LOG: tag},
               apply=[Output(OFPP_CONTROLLER)], meter=LOG_METER.meter_id, punt=punt)  # fmt: skip
         for m in _services(r, s, a.bit):
             m = {**m, s.local: key}
-            e(s.acl, prio, text, m, apply=acts, goto=goto, meter=meter,
-              punt=punt if r.action in ("reject", "deny") else None)  # fmt: skip
+            e(s.acl, prio, text, m, apply=acts, goto=goto,
+              punt=punt if r.action == "reject" else None)  # fmt: skip
     return e.out
 
 

@@ -185,22 +185,23 @@ def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
         Stage(
             f"{p}_acl",
             (*_RULE, local, *addr),
-            (NEXT, f"{p}_stateful", done, f"{p}_acl_log"),
-            f"{whose} policies, in order; established and related pass, invalid drop",
+            (NEXT, f"{p}_stateful", done, f"{p}_acl_log", f"{p}_acl_block"),
+            f"{whose} policies, in order; replies and related pass, invalid and blocked "
+            "replies drop, the original direction meets the rules",
             default=NEXT,
         ),
         Stage(
             f"{p}_acl_sg",
             (*_RULE, *addr),
-            (NEXT,),
+            (NEXT, f"{p}_acl_block"),
             f"{whose} security groups: their allow rules, then default deny",
             default=NEXT,
         ),
         Stage(
             f"{p}_stateful",
-            ("eth_type",),
+            ("eth_type", "ct_state", "ct_mark"),
             (NEXT,),
-            "commit the allowed connection (not blocked)",
+            "commit the allowed connection (not blocked); an established one passes",
             default=NEXT,
         ),
         Stage(
@@ -208,6 +209,13 @@ def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
             (local, REG_LOG),
             (),
             "a logged rule's copy: to the controller, metered",
+            branch=True,
+        ),
+        Stage(
+            f"{p}_acl_block",
+            ("eth_type", "ct_state", "ct_mark"),
+            (),
+            "denied: drop, and an established connection is marked blocked",
             branch=True,
         ),
     )
