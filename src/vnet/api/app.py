@@ -10,7 +10,8 @@ invalid input, 409 for conflicts, 404 for missing objects -- the same
 are installed on their chassis), security groups their `members` (the
 ports listed or selected).  `/v1/apply` takes a whole model (dry run or
 not; a dry run also says which connections between ports it would open and
-close, `reachability`), `/v1/drift/{chassis}` compares a switch with the model,
+close, `reachability`, and which live connections it would cut, `cuts`: the
+chassis' conntrack entries whose connection it denies, `controller.cut`), `/v1/drift/{chassis}` compares a switch with the model,
 `/v1/flows/log` reads the connection log (filters by port, verdict and time;
 `after` and `wait` make it a long poll for a follower), and `/openapi.json`
 describes it all.
@@ -33,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
+from ..controller.cut import survey, trackers
 from ..controller.flowlog import VERDICTS
 from ..controller.northbound import Diff
 from ..controller.service import Controller
@@ -125,7 +127,7 @@ def create_app(ctl: Controller) -> FastAPI:
         _routes(app, ctl, kind, cls, render)
 
     @app.post("/v1/apply", tags=["model"])
-    def apply(
+    async def apply(
         doc: dict[str, Any] = Body(..., description="{tenants: [...], networks: [...], ...}"),
         dry_run: bool = Query(False),
     ) -> dict[str, Any]:
@@ -133,10 +135,12 @@ def create_app(ctl: Controller) -> FastAPI:
             diffs = nb.plan(doc)
             before = nb.state()
             after = before.apply(d.change() for d in diffs)
+            cuts = await survey(before, after, trackers(before, ctl.sessions.values()), False)
             return {
                 "dry_run": True,
                 "changes": [diff_json(d) for d in diffs],
                 "reachability": [reach_json(r, after) for r in delta(before, after)],
+                "cuts": cuts.as_dict(),
                 "flow_mods": ctl.preview(diffs),
             }
         diffs = nb.apply(doc)

@@ -306,6 +306,19 @@ def _print_reachability(reach: list[dict[str, Any]]) -> None:
     out.print(f"reachability: {opens} opened, {len(reach) - opens} closed")
 
 
+def _print_cuts(cuts: dict[str, Any] | None, closes: bool) -> None:
+    """The live connections a dry run would cut, and the chassis it could not read."""
+    if cuts is None or not (closes or cuts["count"] or cuts["unreachable"]):
+        return
+    for c in cuts["connections"]:
+        where = ", ".join(f"{e['chassis']} zone {e['zone']}" for e in c["entries"])
+        out.print(f"  cuts {c['from']} -> {c['to']} {c['service']} ({c['tuple']}) on {where}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    out.print(f"live connections cut: {cuts['count']}")
+    for ch, why in cuts["unreachable"].items():
+        out.print(f"chassis {ch}: connections not counted: {why}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("apply")
     def apply(
@@ -349,6 +362,8 @@ def register(app: typer.Typer) -> None:
         verb = "would change" if dry_run else "changed"
         out.print(f"{len(res['changes'])} object(s) {verb}")
         _print_reachability(res.get("reachability") or [])
+        closes = any(r["change"] == "closes" for r in res.get("reachability") or [])
+        _print_cuts(res.get("cuts"), closes)
         for chassis, fm in (res.get("flow_mods") or {}).items():
             if not fm["connected"]:
                 out.print(f"chassis {chassis}: not connected (flows are computed when it connects)")

@@ -337,20 +337,18 @@ class CutReport:
         return len({(c.src, c.dst, c.entry.tuple_text()) for c in self.cuts})
 
     def as_dict(self) -> dict[str, Any]:
+        """One record per connection, with its entries (chassis and zone)."""
+        conns: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for c in self.cuts:
+            rec = conns.setdefault(
+                (c.src, c.dst, c.entry.tuple_text()),
+                {"from": c.src, "to": c.dst, "service": str(c.service),
+                 "tuple": c.entry.tuple_text(), "after": c.after, "entries": []},
+            )  # fmt: skip
+            rec["entries"].append({"chassis": c.chassis, "zone": c.entry.zone})
         return {
-            "count": self.connections,
-            "connections": [
-                {
-                    "chassis": c.chassis,
-                    "from": c.src,
-                    "to": c.dst,
-                    "service": str(c.service),
-                    "zone": c.entry.zone,
-                    "tuple": c.entry.tuple_text(),
-                    "after": c.after,
-                }
-                for c in self.cuts
-            ],
+            "count": len(conns),
+            "connections": list(conns.values()),
             "unreachable": dict(self.unreachable),
         }
 
