@@ -32,6 +32,8 @@ Packet-ins from every session go to the punt handler (`punt.Punter`): it
 answers what the firewall rejects and keeps the connection log.  A
 packet-out may run actions before its output (the punt handler's answers
 load the firewall's answer flag into a register the pipeline reads).
+After each reconcile pass the cutter (`cut.Cutter`) flushes the conntrack
+entries of connections the model change denies.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
 from ..pipeline.trace import Tracer
 from ..store import Store
+from .cut import Cutter
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
 from .punt import PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
@@ -307,6 +310,7 @@ class Controller:
         self.announce: dict[str, str] = {}
         self._left: set[str] = set()  # chassis a port just left: synced after the others
         self.announced = 0
+        self.cutter = Cutter()
         self.punter = Punter(
             self.nb.state, self.sessions.get, lambda st: compiled_punts(self.logical_flows(st))
         )
@@ -524,6 +528,8 @@ class Controller:
                     await self.sync(sess)
                 except (ChannelError, OSError) as e:
                     log.warning("switch %016x: %s", sess.dpid, e)
+            # the flows stop what the change denies; its connections' entries go too
+            await self.cutter.model_changed(self.nb.state(), self.sessions.values())
 
     def _in_order(self) -> list[Session]:
         """Sessions to sync: where ports moved to first, where they moved from last.
@@ -783,4 +789,5 @@ class Controller:
                 for s in self.sessions.values()
             ],
             "punts": self.punter.stats(),
+            "connections_cut": self.cutter.total,
         }

@@ -175,3 +175,21 @@ def test_a_dry_run_counts_and_cuts_nothing() -> None:
 
 def sw_ports(sw: Switch) -> dict[str, int]:
     return {p.name: no for no, p in sw.ports.items()}
+
+
+def test_the_controller_cuts_on_its_own_after_a_change() -> None:
+    async def run(ctl: Controller, sw: Switch) -> None:
+        web = Conn(ctl, sw, "client", "web", 80)
+        web.open()
+        Conn(ctl, sw, "web", "db", 5432).open()
+        await asyncio.sleep(0.2)  # the reconciler has seen the model the connections began in
+        ctl.nb.apply(closed_to_web(DOC))
+        for _ in range(100):
+            if len(list(sw.conntrack.conns())) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert all(c.orig[6] == 5432 for c in sw.conntrack.conns())
+        assert len(list(sw.conntrack.conns())) == 2 and ctl.stats()["connections_cut"] == 2
+        assert not web.send(0, "PA", b"more")
+
+    rig(run)
