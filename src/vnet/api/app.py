@@ -11,7 +11,9 @@ are installed on their chassis), security groups their `members` (the
 ports listed or selected).  `/v1/apply` takes a whole model (dry run or
 not; a dry run also says which connections between ports it would open and
 close, `reachability`, and which live connections it would cut, `cuts`: the
-chassis' conntrack entries whose connection it denies, `controller.cut`), `/v1/drift/{chassis}` compares a switch with the model,
+chassis' conntrack entries whose connection it denies, `controller.cut`);
+`/v1/verify` proves the current model's reachability matrix on its compiled
+flows (`lab.verify`), `/v1/drift/{chassis}` compares a switch with the model,
 `/v1/flows/log` reads the connection log (filters by port, verdict and time;
 `after` and `wait` make it a long poll for a follower), and `/openapi.json`
 describes it all.
@@ -38,6 +40,7 @@ from ..controller.cut import survey, trackers
 from ..controller.flowlog import VERDICTS
 from ..controller.northbound import Diff
 from ..controller.service import Controller
+from ..lab.verify import Report, check
 from ..model.objects import KINDS, Port, Resource, SecurityGroup
 from ..model.policy import Evaluator, Reach, delta
 from ..model.rules import ModelError, State
@@ -83,6 +86,27 @@ def reach_json(r: Reach, st: State) -> dict[str, Any]:
         "before": str(r.before),
         "after": str(r.after),
         "side": step.direction if step is not None else None,
+    }
+
+
+def verify_json(report: Report, src: str | None = None, dst: str | None = None) -> dict[str, Any]:
+    """A verification's cells (those from `src`'s class, to `dst`'s), disagreements, untried."""
+    cells = []
+    for cell, got in report.cells:
+        if src is not None and src not in {p.name for p in cell.src.ports}:
+            continue
+        if dst is not None and dst not in {p.name for p in cell.dst.ports}:
+            continue
+        want = cell.verdict
+        cells.append({
+            "from": str(cell.src), "to": str(cell.dst), "service": str(cell.service),
+            "intended": want.action, "reason": want.reason, "flows": got.action,
+            "agrees": want.allowed == (got.action == "allow"),
+        })  # fmt: skip
+    return {
+        "cells": cells,
+        "disagreements": [str(d) for d in report.disagreements],
+        "untried": len(report.untried),
     }
 
 
@@ -146,6 +170,23 @@ def create_app(ctl: Controller) -> FastAPI:
         diffs = nb.apply(doc)
         ctl.kick()
         return {"dry_run": False, "changes": [diff_json(d) for d in diffs]}
+
+    @app.get("/v1/verify", tags=["model"])
+    async def verify(
+        tenant: str | None = None,
+        src: str | None = Query(None, alias="from", description="cells from this port's class"),
+        dst: str | None = Query(None, alias="to", description="cells to this port's class"),
+    ) -> dict[str, Any]:
+        """The current model's reachability matrix proved on its compiled flows."""
+        st = nb.state()
+        tid = None
+        if tenant is not None:
+            t = st.find("tenant", tenant)
+            if t is None:
+                raise ModelError("missing", ("tenant",), f"no tenant {tenant!r}")
+            tid = t.id
+        report = await asyncio.to_thread(check, st, tid)
+        return {"revision": st.revision, **verify_json(report, src, dst)}
 
     @app.get("/v1/drift/{chassis}", tags=["switches"])
     async def drift(chassis: str, repair: bool = False) -> dict[str, Any]:

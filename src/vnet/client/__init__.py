@@ -142,6 +142,14 @@ class Client:
         params = {"dry_run": "true"} if dry_run else {}
         return self._call("POST", "/v1/apply", json=doc, params=params)  # type: ignore[no-any-return]
 
+    def verify(
+        self, tenant: str | None = None, src: str | None = None, dst: str | None = None
+    ) -> dict[str, Any]:
+        """The current model's reachability matrix proved on its compiled flows: `cells`
+        (from `src`'s class, to `dst`'s), `disagreements`, `untried`."""
+        params = self._params(tenant=tenant, **{"from": src, "to": dst})
+        return self._call("GET", "/v1/verify", params=params, timeout=600)  # type: ignore[no-any-return]
+
     def drift(self, chassis: str, repair: bool = False) -> dict[str, Any]:
         params = {"repair": "true"} if repair else {}
         return self._call("GET", f"/v1/drift/{chassis}", params=params)  # type: ignore[no-any-return]
