@@ -145,22 +145,33 @@ class _Entry:
 
 
 class _CtStep:
-    """A cached decision that is one `ct(table=N)` of the frame as it came in: each
+    """A cached decision that begins with a `ct` of the frame as it came in: each
     frame is tracked (the tracker's lookup and update, every time), and what
-    the recirculation decides is cached too, per answer of the tracker --
-    `next`, keyed by the ct fields it sets (state, zone, mark, label, original
-    tuple), as Open vSwitch's megaflows after a recirculation are keyed by the
-    recirculation point and the ct fields they match (the tracker's answer is the
-    key: it holds the ct fields, and no translation or edit)."""
+    follows is cached too.  After `ct(table=N)`, what the recirculation
+    decides, per answer of the tracker -- `next`, keyed by the answer (it
+    holds the ct fields: state, zone, mark, label, original tuple), as Open
+    vSwitch's megaflows after a recirculation are keyed by the recirculation
+    point and the ct fields they match.  After a `ct` without `table=`, the
+    outputs that follow it (`tail`: the same whatever the tracker says)."""
 
-    __slots__ = ("act", "at", "next", "pkt", "zone")
+    __slots__ = ("act", "at", "next", "pkt", "rest", "tail", "zone")
 
-    def __init__(self, act: Ct, at: tuple[int, ...], zone: int, pkt: Packet | None) -> None:
+    def __init__(
+        self,
+        act: Ct,
+        at: tuple[int, ...],
+        zone: int,
+        pkt: Packet | None,
+        rest: Sequence[odp.Op] = (),
+        tail: _Entry | None = None,
+    ) -> None:
         self.act = act
         self.at = at  # the flow key at the `ct`: what the tracker reads
         self.zone = zone
         self.pkt = pkt  # the tracker's reading of the key (TCP and UDP: one per signature)
         self.next: dict[CtResult, _Entry] = {}
+        self.rest = rest  # without `table=`: the actions after the `ct`, and their entry
+        self.tail = tail
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -469,6 +480,7 @@ class Switch:
         cache = pipeline.signatures(port.port_no)
         touched: list[_Entry] = []
         sig_of = fk.signature
+        tracking: _Entry | None = None  # the touched entry whose frames the tracker will see
         for f in frames:
             sig = sig_of(f[1])
             e = cache.get(sig) if sig is not None else None
@@ -476,9 +488,17 @@ class Switch:
                 if touched:  # what came before goes first
                     self._drain(port, touched)
                     touched = []
+                    tracking = None
                 self._receive(port, f[0], f[1], None, sig)
                 cache = pipeline.signatures(port.port_no)  # emptied if the version moved
                 continue
+            if e.ct is not None and e is not tracking:
+                # the tracker sees frames in the order they came: another signature's
+                # frames it is to see go first
+                if tracking is not None:
+                    self._drain(port, touched)
+                    touched = []
+                tracking = e
             q = e.queue
             if not q:
                 touched.append(e)
@@ -493,10 +513,6 @@ class Switch:
         e = self._entry(port, d, key)
         if e is None:
             return
-        if d.plain is None and len(d.odp) == 1 and d.odp[0][0] == "ct":
-            _, act, at, zone = d.odp[0]
-            if act.table is not None and not key[fk.IP_FRAG]:
-                e.ct = _CtStep(act, at, zone, self.conntrack.reading(at, zone))
         cache = self._pipeline.signatures(port.port_no)
         if len(cache) >= FAST_ENTRIES:
             cache.pop(next(iter(cache)))
@@ -519,7 +535,27 @@ class Switch:
             for out, why in plan
         ):
             direct = tuple(out for out, _ in plan if out is not None)
-        return _Entry(d, key, plan, direct)
+        e = _Entry(d, key, plan, direct)
+        if d.plain is None and d.odp[0][0] == "ct" and not key[fk.IP_FRAG]:
+            e.ct = self._ct_step(port, d, key)
+        return e
+
+    def _ct_step(self, port: Port, d: Decision, key: tuple[int, ...]) -> _CtStep | None:
+        """The `_CtStep` of a decision that begins with a `ct` (None: the full path's):
+        `ct(table=)` alone, or a `ct` followed by outputs only."""
+        _, act, at, zone = d.odp[0]
+        pkt = self.conntrack.reading(at, zone)
+        if act.table is not None:
+            return _CtStep(act, at, zone, pkt) if len(d.odp) == 1 else None
+        rest = d.odp[1:]
+        if not all(op[0] == "output" and len(op) == 2 for op in rest):
+            return None
+        # the outputs, charged to nothing: the entry that holds the step charges `d`
+        after = d._replace(
+            odp=rest, rules=(), tables=(), groups=(), side=(), plain=tuple(op[1] for op in rest)
+        )
+        tail = self._entry(port, after, key)
+        return None if tail is None else _CtStep(act, at, zone, pkt, rest, tail)
 
     def _drain(self, port: Port, touched: list[_Entry]) -> None:
         """Forward the entries' queued frames, entry after entry; charge the ingress
@@ -576,13 +612,13 @@ class Switch:
         return total, total_bytes
 
     def _track(self, port: Port, e: _Entry, step: _CtStep, q: list[Frame]) -> None:
-        """Frames of a cached `ct(table=N)` decision: each tracked as the full path's
-        `_ct` tracks it, then sent where the cached decision of table N for the
-        tracker's answer sends it (`_CtStep.next`, made by the full path's
-        recirculation of the first frame that got that answer).  A frame whose
-        answer translates or edits it takes the full path from the tracker on;
-        whatever is queued goes first, so a flow keeps its order."""
-        act, at, zone, pkt = step.act, step.at, step.zone, step.pkt
+        """Frames of a cached decision that begins with a `ct`: each tracked as the
+        full path's `_ct` tracks it, then sent where the cached rest sends it
+        (`_CtStep`), made by the full path for the first frame that got that
+        answer of the tracker.  A frame whose answer translates or edits it
+        takes the full path from the tracker on; whatever is queued goes first,
+        so a flow keeps its order."""
+        act, at, zone, pkt, tail = step.act, step.at, step.zone, step.pkt, step.tail
         mark, label = _ct_exec(act)
         nat = None if act.nat is None else nat_range(act.nat)
         process = self.conntrack.process
@@ -598,19 +634,35 @@ class Switch:
             if r.drop is not None:
                 self.drop(r.drop)
                 continue
-            # the tracker's answer is the key (its translation and edit are None)
-            sub = nxt.get(r) if r.rewrite is None and r.edit is None else None
-            if sub is not None and pipeline.version == version:
-                sq = sub.queue
-                if not sq:
-                    touched.append(sub)
-                sq.append(f)
-                continue
+            if r.rewrite is None and r.edit is None:
+                sub = tail if tail is not None else nxt.get(r)
+                if sub is not None and pipeline.version == version:
+                    sq = sub.queue
+                    if sub.ct is None:
+                        if not sq:
+                            touched.append(sub)
+                        sq.append(f)
+                        continue
+                    # tracked again: now, so the tracker sees every frame's passes in order
+                    if touched:
+                        self._recirculated(port, touched, tail is None)
+                        touched = []
+                    sq.append(f)
+                    self._recirculated(port, [sub], tail is None)
+                    continue
             if touched:  # what came before goes first
-                self._recirculated(port, touched)
+                self._recirculated(port, touched, tail is None)
                 touched = []
             self._csum_partial = bool(hdr) and bool(hdr[0] & offload.F_NEEDS_CSUM)
-            op, data = self._forked(act, r, _ct_fields(r), frame, at, meta)
+            ctf = _ct_fields(r)
+            if tail is not None:  # translated or edited: the actions after the ct, on it
+                buf = bytearray(frame)
+                if r.rewrite is not None:
+                    natpkt.rewrite(buf, at, r.rewrite, self._csum_partial)
+                self._helper_edit(buf, at, r.edit)
+                self._apply(step.rest, e.key, hdr, bytes(buf), None, ctf)
+                continue
+            op, data = self._forked(act, r, ctf, frame, at, meta)
             h = offload.shift(hdr, len(data) - len(frame) - op[3])
             got = self._recirculate(op, at, h, data)
             if got is None or op[3] or data is not frame or pipeline.version != version:
@@ -619,10 +671,14 @@ class Switch:
             if sub is not None:
                 nxt[r] = sub
         if touched:
-            self._recirculated(port, touched)
+            self._recirculated(port, touched, tail is None)
 
-    def _recirculated(self, port: Port, touched: list[_Entry]) -> None:
-        """The queued frames of cached decisions after a recirculation, one pass deep."""
+    def _recirculated(self, port: Port, touched: list[_Entry], deeper: bool) -> None:
+        """The queued frames of cached decisions after a `ct`: one recirculation
+        deeper (`deeper`), or the same pass's outputs."""
+        if not deeper:
+            self._serve(port, touched)
+            return
         self._recirculations += 1
         try:
             self._serve(port, touched)
