@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-switch bench-ct bench-overlay bench-controller deps bench-deps clean
+.PHONY: demo test lint unit bench bench-switch bench-ct bench-fw bench-overlay bench-controller deps bench-deps clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-deps.sh venv
@@ -50,6 +50,9 @@ bench-switch: $(STAMP) bench-deps
 
 bench-ct: $(STAMP) bench-deps
 	$(BIN)/python benchmarks/ct_bench.py
+
+bench-fw: $(STAMP) bench-deps
+	$(BIN)/python benchmarks/fw_bench.py
 
 bench-overlay: $(STAMP) deps
 	$(BIN)/python benchmarks/overlay_bench.py
