@@ -25,6 +25,7 @@ case "$target" in
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     if [ "${2:-vnet}" = ovs ]; then
       command -v ovs-vswitchd >/dev/null 2>&1 || need+=(openvswitch-switch)
+      command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
     fi
     ;;
   test|bench)
