@@ -8,12 +8,13 @@ receiver's ingress rules in the egress pipeline (on the receiver's chassis:
 `ls_out_zone`, filled by `localize`, lets only ports bound here in).
 
 Membership without products.  Every tenant's groups and selectors become
-atoms, each a bit (`Atoms`); a port's bits are loaded into registers -- the
-guarded port's (`REG_ACL_LOCAL`, by its logical port in `*_pre_acl`) and
-the other end's (`REG_ACL_REMOTE`, in `*_acl_peer`, before `ct`) -- and a
-rule is one flow per service it matches (family, protocol, port prefix)
-testing one bit of each: flows grow with ports + rules, never with their
-product.  Two flag bits carry the defaults: `MEMBER` (in some group: ingress
+atoms, each a bit (`Atoms`); a port's bits (and its tenant's number) are
+one flow of `ls_in_acl_bits`, keyed by the port's key in `REG_LOG`, which
+both pipelines resubmit to: `*_pre_acl` looks up the guarded port
+(`REG_ACL_LOCAL`), `*_acl_peer` -- for a filtered port only -- the other end
+(`REG_ACL_REMOTE`, before `ct`).  A rule is one flow per service it
+matches (family, protocol, port prefix) testing one bit of each side: flows
+grow with ports + rules, never with their product.  Two flag bits carry the defaults: `MEMBER` (in some group: ingress
 is default-deny) and `EGRESS_RULED` (a group of it has egress rules: egress
 is default-deny).  Only flows that send to the controller (reject, log) are
 per port: their cookie must name the port as well as the rule (`Punt`).
@@ -67,10 +68,11 @@ from typing import Any
 from ..model.objects import Network, Policy, Port, SecurityGroup
 from ..model.rules import State
 from ..model.secrules import GroupRule, PolicyRule, selects
-from ..pipeline.actions import OFPP_CONTROLLER, Action, Ct, Output, SetField
+from ..pipeline.actions import OFPP_CONTROLLER, Action, Ct, Output, RegMove, Resubmit, SetField
 from ..pipeline.fields import lookup
 from .logical import Feature, LFlow, To, _Emit, feature
 from .stages import (
+    BITS,
     FLAG_ANSWER,
     FLAG_FROM_TUNNEL,
     NEXT,
@@ -152,7 +154,16 @@ _ND = (130, 131, 132, 133, 134, 135, 136, 143)
 _TRACKED = ((ETH_IP, 6), (ETH_IP, 17), (ETH_IP, 1), (ETH_IP6, 6), (ETH_IP6, 17), (ETH_IP6, 58))
 _DHCP = ((ETH_IP, 68, 67), (ETH_IP, 67, 68), (ETH_IP6, 546, 547), (ETH_IP6, 547, 546))
 _SLOT = {
-    n: lookup(n).index for n in (*REG_ACL_LOCAL, *REG_ACL_REMOTE, REG_LOG, REG_TENANT, "ct_mark")
+    n: lookup(n).index
+    for n in (
+        *REG_ACL_LOCAL,
+        *REG_ACL_REMOTE,
+        REG_LOG,
+        REG_TENANT,
+        REG_INPORT,
+        REG_OUTPORT,
+        "ct_mark",
+    )
 }
 _ZONE = (lookup(REG_ZONE).index, 0, 16)
 
@@ -305,6 +316,15 @@ def _load(regs: Sequence[str], bits: int, words: int) -> list[Action]:
     return [SetField(_SLOT[regs[w]], bits >> (32 * w) & 0xFFFFFFFF) for w in range(words)]
 
 
+def _lookup(key: str, local: bool = False) -> list[Action | To]:
+    """The memberships of the port named in register `key`, looked up in `BITS` (into the
+    other end's registers; the guarded port's are moved on to theirs)."""
+    acts: list[Action | To] = [RegMove(_SLOT[key], 0, _SLOT[REG_LOG], 0, 32), Resubmit(table=table(BITS))]  # fmt: skip
+    if local:
+        acts += [RegMove(_SLOT[r], 0, _SLOT[g], 0, 32) for r, g in zip(REG_ACL_REMOTE, REG_ACL_LOCAL, strict=True)]  # fmt: skip
+    return acts
+
+
 def _prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]]:
     """The range lo..hi as (value, mask) prefixes."""
     out, full = [], (1 << width) - 1
@@ -408,6 +428,9 @@ def global_flows() -> list[LFlow]:
     commit = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], 0),))
     block = Ct(commit=True, zone_field=_ZONE, exec_=(SetField(_SLOT["ct_mark"], BLOCKED),))
     answer = (FLAG_ANSWER, FLAG_ANSWER)
+    # the tenant is left as it is: the guarded port's, when the other end is such a port
+    zero = _load(REG_ACL_REMOTE, 0, len(REG_ACL_REMOTE))
+    e(BITS, 1, "a port in no group and no selector", {}, apply=zero)
     for s in (EGRESS, INGRESS):
         e(s.pre, 200, "the switch's own answer (reject): never filtered", {REG_FLAGS: answer}, goto=s.done)  # fmt: skip
         for t in _ND:
@@ -415,8 +438,9 @@ def global_flows() -> list[LFlow]:
               {"eth_type": ETH_IP6, "ip_proto": 58, "icmpv6_type": t}, goto=s.done)  # fmt: skip
         for eth, sp, dp in _DHCP:
             e(s.pre, 150, "DHCP: never filtered", {"eth_type": eth, "ip_proto": 17, "tp_src": sp, "tp_dst": dp}, goto=s.done)  # fmt: skip
-        zero = _load(REG_ACL_REMOTE, 0, len(REG_ACL_REMOTE))
-        e(s.peer, 1, "the other end is in no group", {}, apply=zero, goto=NEXT)
+        e(s.pre, 100, "the guarded port's memberships", {}, apply=_lookup(s.local, local=True), goto=NEXT)  # fmt: skip
+        e(s.peer, 100, "a member of a group: the other end's memberships",
+          _on(REG_ACL_LOCAL, [MEMBER]), apply=_lookup(s.remote), goto=NEXT)  # fmt: skip
         for eth in (ETH_IP, ETH_IP6):
             e(s.ct, 100, "conntrack in the guarded port's zone", {"eth_type": eth}, apply=[_ct(s.acl)])  # fmt: skip
         for eth, proto in _TRACKED:
@@ -445,6 +469,12 @@ def tenant_flows(a: Atoms) -> list[LFlow]:
     networks."""
     out: list[LFlow] = []
     mine = {REG_TENANT: a.key}
+    e = _Emit("stage", _Pipeline(), None)
+    for i in sorted(a.applied):
+        for s in (EGRESS, INGRESS):
+            e(s.peer, 100, "a policy applies: the other end's memberships",
+              {**mine, **_on(REG_ACL_LOCAL, [i])}, apply=_lookup(s.remote), goto=NEXT)  # fmt: skip
+    out += e.out
     for prio, pol, i, r in _ordered(a):
         if _punting(r):
             continue  # per port: its cookie names the port
@@ -472,24 +502,18 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
     """A port's membership in registers (both sides), and its reject and logged rules."""
     e = _Emit("port", port, net)
     key = port.tunnel_key or 0
-    b, n = bits(a, port), words(a)
-    if filtered(a, b):
-        for s in (EGRESS, INGRESS):
-            load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_LOCAL, b, n)]
-            e(s.pre, 100, f"{s.direction} of a filtered port: its memberships", {s.local: key},
-              apply=load, goto=NEXT)  # fmt: skip
+    b = bits(a, port)
     if b:
-        for s in (EGRESS, INGRESS):
-            load = _load(REG_ACL_REMOTE, b, n)
-            e(s.peer, 100, "the other end's memberships", {s.remote: key}, apply=load, goto=NEXT)
+        # one flow for both pipelines and both ends: looked up by the port's key
+        load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_REMOTE, b, len(REG_ACL_REMOTE))]
+        e(BITS, 100, "its memberships", {REG_LOG: key}, apply=load)
     if b and a.by_address:
         # frames out of a VXLAN or NVGRE tunnel carry no logical input port: by its address
         for ip in port.ips:
             v6 = ipaddress.ip_address(ip).version == 6
-            m = {REG_INPORT: 0, "eth_type": ETH_IP6 if v6 else ETH_IP,
-                 INGRESS.ip6 if v6 else INGRESS.ip4: int(ipaddress.ip_address(ip))}  # fmt: skip
-            load = _load(REG_ACL_REMOTE, b, n)
-            e(INGRESS.peer, 90, "the other end's memberships, by its address", m, apply=load, goto=NEXT)  # fmt: skip
+            m = {REG_LOG: 0, "eth_type": ETH_IP6 if v6 else ETH_IP,
+                 "ipv6_src" if v6 else "ipv4_src": int(ipaddress.ip_address(ip))}  # fmt: skip
+            e(BITS, 90, "its memberships, by its address (the other end, out of a tunnel)", m, apply=load)  # fmt: skip
     if not filtered(a, b):
         return e.out
     for prio, pol, i, r in _ordered(a):

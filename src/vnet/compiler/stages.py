@@ -33,8 +33,10 @@ zone of the port whose rules apply (the input port's, loaded in `phy_in`;
 the output port's, loaded in `ls_out_zone`), `reg8`-`reg11` the guarded
 port's memberships and `reg12`-`reg15` the other end's (bits, see
 `acl.Atoms`), `reg2` the guarded port's tenant (its rule flows are shared
-by its networks, and told from other tenants' by it) and `reg3` the logged
-rule a copy sent to `*_acl_log` is for.
+by its networks, and told from other tenants' by it) and `reg3` first the
+port whose memberships `ls_in_acl_bits` looks up (one flow a port, a branch
+both pipelines resubmit to), then the logged rule a copy sent to
+`*_acl_log` is for.
 Registers survive `ct(table=)`, so what is loaded before conntrack is there
 after it.
 
@@ -155,6 +157,9 @@ _SERVICE = ("eth_type", "ip_proto", "tp_src", "tp_dst", "icmp_type", "icmp_code"
 _RULE = (*_SERVICE, REG_TENANT, *REG_ACL_LOCAL, *REG_ACL_REMOTE, "ct_state", "ct_mark")
 
 
+BITS = "ls_in_acl_bits"  # a port's memberships by its key in reg3, for both pipelines
+
+
 def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
     """The firewall's stages of one pipeline: the rules of the port in `local`."""
     p = f"ls_{side}"
@@ -163,17 +168,19 @@ def _acl(side: str, local: str, remote: str, done: str) -> tuple[Stage, ...]:
     return (
         Stage(
             f"{p}_pre_acl",
-            (local, REG_FLAGS, *_SERVICE),
-            (NEXT, done),
-            f"a filtered port's frames: its memberships ({REG_ACL_LOCAL[0]}..); "
-            "never-filtered traffic and unfiltered ports pass",
+            (REG_FLAGS, *_SERVICE),
+            (NEXT, done, BITS),
+            f"the guarded port's memberships ({REG_ACL_LOCAL[0]}.., looked up in {BITS}); "
+            "never-filtered traffic passes",
             default=done,
         ),
         Stage(
             f"{p}_acl_peer",
-            (remote, REG_INPORT, "eth_type", *addr),
-            (NEXT,),
-            f"the other end's memberships ({REG_ACL_REMOTE[0]}..)",
+            (REG_TENANT, *REG_ACL_LOCAL),
+            (NEXT, done, BITS),
+            f"a filtered port: the other end's memberships ({REG_ACL_REMOTE[0]}..); "
+            "an unfiltered port passes",
+            default=done,
         ),
         Stage(
             f"{p}_acl_ct",
@@ -253,6 +260,14 @@ SWITCH = Datapath(
             "(here, and one copy to each other chassis with ports in the network)",
         ),
         *_acl("in", REG_INPORT, REG_OUTPORT, OUTPUT),
+        Stage(
+            BITS,
+            (REG_LOG, "eth_type", "ipv4_src", "ipv6_src"),
+            (),
+            f"a port's memberships by its key in {REG_LOG}, into {REG_ACL_REMOTE[0]}.. "
+            "(resubmitted to by both pipelines' firewall)",
+            branch=True,
+        ),
     ),
     egress=(
         Stage(

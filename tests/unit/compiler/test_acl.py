@@ -251,6 +251,7 @@ def test_relabelling_a_port_changes_only_its_membership_flows() -> None:
     assert {lf.owner for lf in changed} == {("port", web.id)}
     stages = {lf.flow.origin.split(" · ")[1] for lf in changed}
     assert stages <= {
+        "ls_in_acl_bits",
         "ls_in_pre_acl",
         "ls_out_pre_acl",
         "ls_in_acl_peer",
