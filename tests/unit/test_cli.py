@@ -74,5 +74,10 @@ def test_pipeline_demo_runs() -> None:
 def test_simulated_demo_pings_and_isolates() -> None:
     r = runner.invoke(app, ["demo", "--sim"])
     assert r.exit_code == 0, r.output
-    assert r.output.count("3/3 replies") == 2 and "0/3 replies" in r.output
-    assert "UNEXPECTED" not in r.output and "ls_in_l2_lkup" in r.output
+    tenants, seg = r.output.split("-- micro-segmentation", 1)
+    assert tenants.count("3/3 replies") == 2 and "0/3 replies" in tenants
+    assert "UNEXPECTED" not in r.output and "ls_in_l2_lkup" in tenants
+    # the firewall: one allowed, one denied, each with the rule that decided
+    assert "client -> web ping: 3/3 replies" in seg and "client -> db ping: 0/3 replies" in seg
+    assert "allow: ingress of web: allow by security group web rule 1" in seg
+    assert "deny: ingress of db: deny by no ingress rule of its groups (db)" in seg
