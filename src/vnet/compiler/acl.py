@@ -95,8 +95,10 @@ __all__ = [
     "MAX_ATOMS",
     "MEMBER",
     "Atoms",
+    "Freed",
     "MeterSpec",
     "Punt",
+    "allocate",
     "atoms",
     "bits",
     "filtered",
@@ -197,8 +199,20 @@ INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl_ct",
 SIDES = {"egress": EGRESS, "ingress": INGRESS}
 
 
+Key = tuple[Any, ...]  # an atom: ("group", id) | ("sel", selector items)
+
+
 def _sel(selector: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(selector.items()))
+
+
+@dataclass(frozen=True)
+class Freed:
+    """A bit no atom holds any more: the atom it was, and (a group's) its selector then."""
+
+    bit: int
+    key: Key
+    selector: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +232,9 @@ class Atoms:
     # some chassis receives VXLAN or NVGRE, whose frames carry no logical input port:
     # the other end's memberships are found by its address too
     by_address: bool = False
+    # bits no atom holds any more, freed longest ago first: their atoms' members keep them
+    # set until a new atom takes one -- old rule flows testing it may still be installed
+    freed: tuple[Freed, ...] = ()
 
     # builders read these through the memo as plain values (a method read from a new
     # instance never compares equal, so the functions below take the atoms instead)
@@ -244,6 +261,11 @@ def bits(a: Atoms, port: Port) -> int:
     for key, i in a.bit.items():
         if key[0] == "sel" and selects(dict(key[1]), labels):
             b |= 1 << i
+    for f in a.freed:
+        if f.key[0] == "sel":
+            b |= selects(dict(f.key[1]), labels) << f.bit
+        elif f.key[1] in port.security_groups or (f.selector and selects(dict(f.selector), labels)):
+            b |= 1 << f.bit
     return b
 
 
@@ -252,8 +274,62 @@ def filtered(a: Atoms, b: int) -> bool:
     return bool(b & (1 << MEMBER)) or any(b >> i & 1 for i in a.applied)
 
 
-def atoms(state: State) -> dict[str, Atoms]:
-    """Tenant id -> its atoms.  ValueError naming the tenant if they do not fit the registers."""
+def _atom_keys(gs: Sequence[SecurityGroup], ps: Sequence[Policy]) -> tuple[list[Key], list[Key]]:
+    """A tenant's atoms in a fixed order (the groups, then the selectors) and the
+    policies' `applied_to` among them."""
+    keys: dict[Key, None] = {}  # insertion-ordered and unique
+    applied = []
+    for g in gs:
+        if g.rules:
+            keys[("group", g.id)] = None
+    for p in ps:
+        keys[("sel", _sel(p.applied_to))] = None
+        applied.append(("sel", _sel(p.applied_to)))
+    rules: list[GroupRule] = [r for g in gs for r in g.rules]
+    rules += [r for p in ps for r in p.rules]
+    for r in rules:
+        peer = r.remote
+        if peer is not None and peer.group is not None:
+            keys[("group", peer.group)] = None
+        elif peer is not None and peer.selector is not None:
+            keys[("sel", _sel(peer.selector))] = None
+    return list(keys), applied
+
+
+def allocate(
+    keys: Sequence[Key], before: Mapping[Key, int] | None, freed: Sequence[Freed] = ()
+) -> tuple[dict[Key, int], list[Freed]]:
+    """Each atom's bit, keeping the bits of `before`: (atom -> bit, the freed bits not
+    taken again, freed longest ago first).
+
+    An atom that stays keeps its bit; an atom that goes frees its bit at the end of
+    `freed`; a new one takes the lowest bit never used, else the bit freed longest
+    ago -- a bit freed by this very change only when the tenant has no other, so the
+    old and the new flows never read one bit as two atoms while the ones are replaced
+    by the others.  An atom back before its bit was taken gets it again.  Without
+    `before` the bits are numbered in the order of `keys`.
+    """
+    if before is None:
+        return {k: i + 2 for i, k in enumerate(keys)}, []
+    live = set(keys)
+    bit = {k: b for k, b in before.items() if k in live}
+    bit |= {f.key: f.bit for f in freed if f.key in live}  # back before its bit was taken
+    gone = [Freed(b, k) for k, b in sorted(before.items(), key=lambda kb: kb[1]) if k not in live]
+    old = [f for f in freed if f.key not in live]
+    used = set(bit.values()) | {f.bit for f in old} | {f.bit for f in gone}
+    fresh = (b for b in range(2, MAX_ATOMS) if b not in used)
+    reuse = [*old, *gone]  # oldest first: this change's freed bits last
+    for k in keys:
+        if k not in bit:
+            b = next(fresh, None)
+            bit[k] = b if b is not None else reuse.pop(0).bit
+    return bit, reuse
+
+
+def atoms(state: State, before: Mapping[str, Atoms] | None = None) -> dict[str, Atoms]:
+    """Tenant id -> its atoms; with `before` (the previous compile's), every atom that
+    stays keeps its bit (`allocate`).  ValueError naming the tenant if they do not fit
+    the registers."""
     groups: dict[str, list[SecurityGroup]] = {}
     policies: dict[str, list[Policy]] = {}
     for g in state.all("security_group"):
@@ -266,37 +342,30 @@ def atoms(state: State) -> dict[str, Atoms]:
     for t in sorted(set(groups) | set(policies)):
         gs = tuple(sorted(groups.get(t, ()), key=lambda g: (g.name, g.id)))
         ps = tuple(sorted(policies.get(t, ()), key=lambda p: (p.priority, p.name)))
-        # insertion-ordered and unique: the bits follow the groups, then the selectors
-        keys: dict[tuple[Any, ...], None] = {}
-        applied = []
-        for g in gs:
-            if g.rules:
-                keys[("group", g.id)] = None
-        for p in ps:
-            keys[("sel", _sel(p.applied_to))] = None
-            applied.append(("sel", _sel(p.applied_to)))
-        rules: list[GroupRule] = [r for g in gs for r in g.rules]
-        rules += [r for p in ps for r in p.rules]
-        for r in rules:
-            peer = r.remote
-            if peer is not None and peer.group is not None:
-                keys[("group", peer.group)] = None
-            elif peer is not None and peer.selector is not None:
-                keys[("sel", _sel(peer.selector))] = None
+        keys, applied = _atom_keys(gs, ps)
         if len(keys) + 2 > MAX_ATOMS:
             name = state.get("tenant", t)
             raise ValueError(
                 f"tenant {name.name if name else t}: {len(keys)} groups and selectors in rules, "
                 f"more than the {MAX_ATOMS - 2} the firewall's registers hold"
             )
-        bit = {k: i + 2 for i, k in enumerate(keys)}
+        prev = before.get(t) if before is not None else None
+        if prev is None and before is not None:
+            prev = Atoms(t, 0, (), ())  # a tenant new since the last compile
+        bit, freed = allocate(keys, prev.bit if prev else None, prev.freed if prev else ())
+        if prev is not None:  # a group freed now: who its members were, by its selector then
+            was = {g.id: g.selector for g in prev.groups}
+            freed = [Freed(f.bit, f.key, _sel(was[f.key[1]] or {}) if f.key[1] in was else None)
+                     if f.key[0] == "group" and f.selector is None else f for f in freed]  # fmt: skip
         # a tenant keeps its number while others come and go (unless a newcomer's hash
         # collides with it first): its rule flows do not change with other tenants
         tk = zlib.crc32(t.encode()) or 1
         while tk in keys_used:
             tk = tk % 0xFFFFFFFF + 1
         keys_used.add(tk)
-        out[t] = Atoms(t, tk, gs, ps, bit, frozenset(bit[k] for k in applied), by_address)
+        out[t] = Atoms(
+            t, tk, gs, ps, bit, frozenset(bit[k] for k in applied), by_address, tuple(freed)
+        )
     return out
 
 

@@ -243,14 +243,16 @@ class Feature:
     """Flows built from a per-tenant context as well as the network and port (the firewall).
 
     `context` reads the whole model once per compile (tenant id -> what the
-    builders read; a tenant without one gets no flows of the feature); the
+    builders read; a tenant without one gets no flows of the feature), given
+    the previous compile's (None on the first) so what it numbers can keep its
+    numbers (the firewall's membership bits); the
     builders are memoised like the others, on what they read of the context
     (`tenant`: flows every chassis gets, scoped by the feature itself) and of
     the network and the port (`port`).
     """
 
     name: str
-    context: Callable[[State], Mapping[str, Any]]
+    context: Callable[[State, Mapping[str, Any] | None], Mapping[str, Any]]
     shared: Callable[[], list[LFlow]]  # flows every datapath shares
     tenant: Callable[[Any], list[LFlow]]
     port: Callable[[Network, Port, Any], list[LFlow]]
@@ -286,10 +288,16 @@ def default_flows() -> list[LFlow]:
 
 @dataclass
 class Compiler:
-    """Memoised compile: `compile(state)` recomputes only objects whose inputs changed."""
+    """Memoised compile: `compile(state)` recomputes only objects whose inputs changed.
+
+    It also keeps each feature's context from one compile to the next (`kept`),
+    so numbers a feature allocates stay put; `Compiler(kept=other.kept)` starts
+    from another compiler's (a scratch compile that must agree with the live one).
+    """
 
     _memo: Memo = field(default_factory=dict)
     recompiled: int = 0  # objects compiled by the last call (the rest came from the memo)
+    kept: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # feature -> context
 
     def _cached(self, key: tuple[str, ...], objs: Sequence[Any], build: Any) -> list[LFlow]:
         flows, built = recall(self._memo, key, objs, build)
@@ -299,7 +307,8 @@ class Compiler:
     def compile(self, state: State) -> list[LFlow]:
         self.recompiled = 0
         out = default_flows()
-        ctx = [(f, f.context(state)) for f in _FEATURES]
+        ctx = [(f, f.context(state, self.kept.get(f.name))) for f in _FEATURES]
+        self.kept = {f.name: c for f, c in ctx}
         seen: set[tuple[str, ...]] = set()
         for f, by_tenant in ctx:
             out += f.shared()

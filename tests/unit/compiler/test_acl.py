@@ -520,18 +520,7 @@ _KEEPING: dict[str, Any] = {
 }
 
 
-# a group or selector that appears or goes renumbers the tenant's bits: while the flows of
-# the ports are replaced one by one, two ends may be read in different numberings
-_RENUMBERING = pytest.mark.xfail(strict=True, reason="bits renumbered: a window between ports")
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        c if c not in ("a group ahead", "the allow moves") else pytest.param(c, marks=_RENUMBERING)
-        for c in sorted(_KEEPING)
-    ],
-)
+@pytest.mark.parametrize("change", sorted(_KEEPING))
 def test_a_change_that_keeps_a_connection_allowed_never_drops_a_packet(change: str) -> None:
     nb = Northbound(SqliteStore())
     nb.apply(copy.deepcopy(MICROSEG))
