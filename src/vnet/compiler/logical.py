@@ -24,6 +24,7 @@ nothing else.  Output is sorted: the same model gives byte-identical flows.
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,6 +299,8 @@ class Compiler:
     _memo: Memo = field(default_factory=dict)
     recompiled: int = 0  # objects compiled by the last call (the rest came from the memo)
     kept: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # feature -> context
+    # the last compile: its model, output and each network's ports (for `_ports_only`)
+    _last: tuple[State, list[LFlow], dict[str, list[Port]]] | None = None
 
     def _cached(self, key: tuple[str, ...], objs: Sequence[Any], build: Any) -> list[LFlow]:
         flows, built = recall(self._memo, key, objs, build)
@@ -306,6 +309,9 @@ class Compiler:
 
     def compile(self, state: State) -> list[LFlow]:
         self.recompiled = 0
+        quick = self._ports_only(state)
+        if quick is not None:
+            return quick
         out = default_flows()
         ctx = [(f, f.context(state, self.kept.get(f.name))) for f in _FEATURES]
         self.kept = {f.name: c for f, c in ctx}
@@ -338,7 +344,71 @@ class Compiler:
             if k not in seen:
                 del self._memo[k]
         out.sort(key=_order)
+        self._last = (state, out, ports_by_net)
         return out
+
+    def _ports_only(self, state: State) -> list[LFlow] | None:
+        """The compile of a change to a few ports' fields (a relabel): only their flows and
+        their networks' are recalled, and the last output patched -- not a walk over every
+        port's memo entry.  None when anything else changed (a port added, removed, moved
+        to another network or renamed; any other object): the full walk does it."""
+        if self._last is None:
+            return None
+        prev, last, by_net = self._last
+        for kind, objs in state.objects.items():
+            was = prev.objects.get(kind, {})
+            if kind == "port" or objs is was:
+                continue
+            if len(objs) != len(was) or any(was.get(k) is not o for k, o in objs.items()):
+                return None
+        ports: dict[str, Any] = state.objects.get("port", {})
+        before: dict[str, Any] = prev.objects.get("port", {})
+        if len(ports) != len(before) or len(state.objects) != len(prev.objects):
+            return None
+        changed = [(before.get(k), p) for k, p in ports.items() if before.get(k) is not p]
+        if len(changed) > _FEW:
+            return None
+        for old, p in changed:
+            if old is None or (old.network, old.name) != (p.network, p.name):
+                return None
+        out = list(last)
+        by_net = {n: list(ps) for n, ps in by_net.items()}
+        for old, p in changed:
+            assert old is not None
+            ps = by_net[p.network]
+            ps[next(i for i, q in enumerate(ps) if q is old)] = p
+        for _, p in changed:
+            net = state.get("network", p.network)
+            todo: list[tuple[tuple[str, ...], Sequence[Any], Any]] = [
+                (("network", net.id), (net, *by_net[net.id]), lambda n, *ps: network_flows(n, ps)),
+                (("port", p.id), (net, p), port_flows),
+            ]
+            for f in _FEATURES:
+                c = self.kept.get(f.name, {}).get(net.tenant)
+                if c is not None:
+                    todo.append(((f.name, "port", p.id), (net, p, c), f.port))
+            for k, given, build in todo:
+                hit = self._memo.get(k)
+                gone = hit.value if hit is not None else []
+                flows = self._cached(k, given, build)
+                if flows is not gone:
+                    _patch(out, gone, flows)
+        self._last = (state, out, by_net)
+        return out
+
+
+_FEW = 64  # ports changed at once that the quick path takes
+
+
+def _patch(out: list[LFlow], gone: Sequence[LFlow], new: Sequence[LFlow]) -> None:
+    """Replace `gone` by `new` in the sorted list `out` (each found by its order)."""
+    for lf in gone:
+        i = bisect.bisect_left(out, lf.order, key=_order)
+        while out[i] is not lf:
+            i += 1
+        del out[i]
+    for lf in new:
+        bisect.insort_right(out, lf, key=_order)
 
 
 def _order(lf: LFlow) -> tuple[int, int, str, str]:

@@ -74,3 +74,22 @@ def test_adding_or_removing_a_group_changes_no_other_atoms_bit() -> None:
     assert bits(a, port) >> second[("group", db.id)] & 1
     # a scratch compile that starts from the live one's numbering agrees with it
     assert Compiler(kept=comp.kept).compile(nb.state()) == comp.compile(nb.state())
+
+
+def test_a_relabel_is_compiled_from_the_last_output_as_a_full_compile_would() -> None:
+    from vnet.testing.secmodel import relabel, secmodel
+
+    state = secmodel(300, 6, 40, networks=3, chassis=4)
+    comp = Compiler()
+    comp.compile(state)
+    for i in range(6):
+        state = relabel(state, f"p{i * 37 % 300}", f"a{i % 6}")
+        quick = comp.compile(state)
+        assert comp.recompiled <= 3  # the port's two builders and its network's
+        full = Compiler(kept=comp.kept).compile(state)
+        assert [lf.flow for lf in quick] == [lf.flow for lf in full]
+    # anything but ports changed: the full walk
+    other = state.copy()
+    other.objects["chassis"] = dict(other.objects["chassis"])
+    other.objects["chassis"]["c0"] = state.get("chassis", "c0").model_copy(update={"name": "x"})
+    assert comp._ports_only(other) is None and comp._ports_only(relabel(state, "p1", "a1"))
