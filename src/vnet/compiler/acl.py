@@ -14,7 +14,23 @@ both pipelines resubmit to: `*_pre_acl` looks up the guarded port
 (`REG_ACL_LOCAL`), `*_acl_peer` -- for a filtered port only -- the other end
 (`REG_ACL_REMOTE`, before `ct`).  A rule is one flow per service it
 matches (family, protocol, port prefix) testing one bit of each side: flows
-grow with ports + rules, never with their product.  Two flag bits carry the defaults: `MEMBER` (in some group: ingress
+grow with ports + rules, never with their product.
+
+Bits that stay put.  A group or selector that appears or goes must not
+renumber the others: the reconciler replaces the ports' membership flows
+one by one, and two ends read in different numberings would meet a default
+deny.  So the compiler keeps each tenant's allocation from one compile to
+the next (`Compiler.kept`, `allocate`), as OVN's northd keeps tunnel keys once given:
+an atom that stays keeps its bit, a new one takes the lowest bit never used
+(else the one freed longest ago), and a gone atom's members keep its bit set
+(`Atoms.freed`) until a new atom takes it -- old rule flows testing it may
+still be installed, and none of the new ones tests it.  The allocation lives
+in the controller's memory, not in the store: a fresh compiler (a restart,
+`vnet verify -f`) numbers the atoms in the model's order (groups by name,
+then the selectors), which equals the live numbering only while no atom has
+come or gone out of that order; a restart after such churn renumbers once,
+with the window described.  A scratch compile that must agree with the live
+one starts from it (`Compiler(kept=live.kept)`).  Two flag bits carry the defaults: `MEMBER` (in some group: ingress
 is default-deny) and `EGRESS_RULED` (a group of it has egress rules: egress
 is default-deny).  Only flows that send to the controller (reject, log) are
 per port: their cookie must name the port as well as the rule (`Punt`).

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import count
 
 from ..datapath.meters import MeterConfig
 from ..pipeline.actions import Action, RegLoad, SetField
@@ -121,10 +122,10 @@ def flow_diff(desired: Sequence[Flow], installed: Sequence[Flow]) -> list[FlowMo
     # the very same flow object on both sides is unchanged: the compiler's memo hands
     # out the same flows while their inputs stay, so a one-port change compares only
     # the few flows it rebuilt (a side's keys are distinct: one flow per key)
-    same = {id(f) for f in installed}.intersection(map(id, desired))
-    if same:
-        desired = [f for f in desired if id(f) not in same]
-        installed = [f for f in installed if id(f) not in same]
+    wpos = dict(zip(map(id, desired), count()))
+    hpos = dict(zip(map(id, installed), count()))
+    desired = [desired[wpos[i]] for i in sorted(wpos.keys() - hpos.keys(), key=wpos.__getitem__)]
+    installed = [installed[hpos[i]] for i in sorted(hpos.keys() - wpos.keys(), key=hpos.__getitem__)]  # fmt: skip
     want, have = _index(desired), _index(installed)
     adds = [
         FlowMod(FlowModCommand.ADD, f)
