@@ -138,6 +138,9 @@ class Conn:
     rst: bool = False
     packets: list[int] = field(default_factory=lambda: [0, 0])  # per direction
     nbytes: list[int] = field(default_factory=lambda: [0, 0])
+    # the last answer given for a packet of it, handed out again while it holds
+    # (the switch keys its cache of what follows a `ct` on the answer)
+    answer: CtResult | None = None
 
     @property
     def zone(self) -> int:
@@ -354,7 +357,12 @@ class Tracker:
                 if conn.master is not None:
                     state |= REL
                     orig = conn.master
-                return CtResult(state, zone, conn.mark, conn.label, orig, None, rw, edit)
+                if rw is not None or edit is not None:
+                    return CtResult(state, zone, conn.mark, conn.label, orig, None, rw, edit)
+                r = conn.answer
+                if r is None or r.state != state or r.mark != conn.mark or r.label != conn.label:
+                    r = conn.answer = CtResult(state, zone, conn.mark, conn.label, orig)
+                return r
         if p.inner is not None:
             rel = self._live(p.inner, now)
             if rel is None:

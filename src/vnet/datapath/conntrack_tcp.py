@@ -73,17 +73,29 @@ def tcp_valid_new(flags: int) -> bool:
     return not _tcp_invalid_flags(flags) and (flags & (SYN | ACK)) != (SYN | ACK)
 
 
+# per IP version and distance from the IP header to the TCP header: one struct reading
+# the IP payload length field and the TCP header's seq, ack, data offset and window
+_FIELDS: dict[tuple[int, int], Any] = {}
+
+
+def _fields_struct(v6: bool, gap: int) -> Any:
+    at = 4 if v6 else 2  # the length field; IPv6's counts from after the 40-byte header
+    s = _FIELDS[(v6, gap)] = struct.Struct(f"!{at}xH{gap - at - 2 + 4}xIIBxH").unpack_from
+    return s
+
+
 def _tcp_fields(frame: bytes | bytearray, key: Any) -> tuple[int, int, int, int, int]:
     """seq, ack, window, header length, payload length (from the IP header's length:
     Ethernet padding is not data)."""
     l3, l4 = key[fk.L3_OFS], key[fk.L4_OFS]
-    _, _, seq, ack, off, _, win = _TCP.unpack_from(frame, l4)
+    v6 = key[fk.ETH_TYPE] != 0x0800
+    unpack = _FIELDS.get((v6, l4 - l3)) or _fields_struct(v6, l4 - l3)
+    tlen, seq, ack, off, win = unpack(frame, l3)
     hlen = (off >> 4) * 4
-    if key[fk.ETH_TYPE] == 0x0800:
-        end = l3 + ((frame[l3 + 2] << 8) | frame[l3 + 3])
-    else:
-        end = l3 + 40 + ((frame[l3 + 4] << 8) | frame[l3 + 5])
-    return seq, ack, win, hlen, max(0, min(end, len(frame)) - l4 - hlen)
+    end = l3 + tlen + 40 if v6 else l3 + tlen
+    n = len(frame)
+    plen = (end if end < n else n) - l4 - hlen
+    return seq, ack, win, hlen, plen if plen > 0 else 0
 
 
 def _wscale(frame: bytes | bytearray, l4: int, hlen: int) -> int:

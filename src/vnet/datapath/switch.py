@@ -154,7 +154,7 @@ class _CtStep:
     point and the ct fields they match.  After a `ct` without `table=`, the
     outputs that follow it (`tail`: the same whatever the tracker says)."""
 
-    __slots__ = ("act", "at", "next", "pkt", "rest", "tail", "zone")
+    __slots__ = ("act", "args", "at", "next", "pkt", "rest", "tail", "zone")
 
     def __init__(
         self,
@@ -172,6 +172,10 @@ class _CtStep:
         self.next: dict[CtResult, _Entry] = {}
         self.rest = rest  # without `table=`: the actions after the `ct`, and their entry
         self.tail = tail
+        mark, label = _ct_exec(act)
+        nat = None if act.nat is None else nat_range(act.nat)
+        # what `Tracker.process` is asked after the frame, its key, zone and the time
+        self.args = (act.commit, mark, label, nat, act.force, act.alg, pkt)
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -618,9 +622,7 @@ class Switch:
         answer of the tracker.  A frame whose answer translates or edits it
         takes the full path from the tracker on; whatever is queued goes first,
         so a flow keeps its order."""
-        act, at, zone, pkt, tail = step.act, step.at, step.zone, step.pkt, step.tail
-        mark, label = _ct_exec(act)
-        nat = None if act.nat is None else nat_range(act.nat)
+        act, at, zone, tail, args = step.act, step.at, step.zone, step.tail, step.args
         process = self.conntrack.process
         pipeline = self._pipeline
         version = pipeline.version
@@ -628,14 +630,23 @@ class Switch:
         meta = at[fk.META_SLOTS]
         now = self.now
         touched: list[_Entry] = []
+        last: CtResult | None = None
+        last_sub: _Entry | None = None
+        sub: _Entry | None
         for f in q:
             hdr, frame = f
-            r = process(frame, at, zone, now, act.commit, mark, label, nat, act.force, act.alg, pkt)
+            r = process(frame, at, zone, now, *args)
             if r.drop is not None:
                 self.drop(r.drop)
                 continue
             if r.rewrite is None and r.edit is None:
-                sub = tail if tail is not None else nxt.get(r)
+                if tail is not None:
+                    sub = tail
+                elif r is last:  # the tracker hands out one answer while it holds
+                    sub = last_sub
+                else:
+                    sub = last_sub = nxt.get(r)
+                    last = r
                 if sub is not None and pipeline.version == version:
                     sq = sub.queue
                     if sub.ct is None:
@@ -647,8 +658,19 @@ class Switch:
                     if touched:
                         self._recirculated(port, touched, tail is None)
                         touched = []
-                    sq.append(f)
-                    self._recirculated(port, [sub], tail is None)
+                    if not sub.packets:  # `_serve`'s charges, for one frame
+                        self._unsettled.append(sub)
+                    sub.packets += 1
+                    sub.nbytes += len(frame)
+                    sub.used = now
+                    if tail is not None:
+                        self._track(port, sub, sub.ct, [f])
+                        continue
+                    self._recirculations += 1
+                    try:
+                        self._track(port, sub, sub.ct, [f])
+                    finally:
+                        self._recirculations -= 1
                     continue
             if touched:  # what came before goes first
                 self._recirculated(port, touched, tail is None)
@@ -669,7 +691,8 @@ class Switch:
                 continue
             sub = self._entry(port, *got)
             if sub is not None:
-                nxt[r] = sub
+                nxt[r] = last_sub = sub
+                last = r
         if touched:
             self._recirculated(port, touched, tail is None)
 
