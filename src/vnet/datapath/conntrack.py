@@ -198,6 +198,9 @@ class Tracker:
         self.committed = 0
         # the FTP helper: expected data connections (zone, version, proto, src, dst, dport)
         self._expect: dict[tuple[int, ...], _Expected] = {}
+        # the connection and direction of the last `process` that handed out a
+        # connection's standing answer, for `follow`; None after any other answer
+        self.hot: tuple[Conn, int, Packet] | None = None
         self.helpers: dict[str, int] = {}  # what the helper did and refused, by name
         # NAT: `random` draws from here; the hash of the other flags starts from the basis
         self._rand = random.Random(seed)
@@ -274,6 +277,38 @@ class Tracker:
             del self._per_zone[z]
 
     # -- the ct action -----------------------------------------------------------------
+    def follow(self, q: list[tuple[bytes, bytes]], start: int, key: Any, now: float) -> int:
+        """How many frames of `q` from `start` on get the answer the last `process`
+        gave, tracked here as it would track them one by one.
+
+        For a run of frames with the same headers (the same key and arguments)
+        after one whose answer was its connection's standing one (`hot`): the
+        lookup, the state and the answer cannot change within the run, so only
+        each frame's window check and counters remain.  It stops at the first
+        frame that is not plainly valid (expired, out of window, a closed
+        connection opened again), leaving it, untouched, to `process`."""
+        hot = self.hot
+        if hot is None:
+            return 0
+        conn, d, p = hot
+        timeouts = self.timeouts
+        packets, nbytes = conn.packets, conn.nbytes
+        tcp = conn.peers is not None
+        i, n = start, len(q)
+        while i < n:
+            frame = q[i][1]
+            if conn.expires <= now:
+                break
+            if tcp:
+                if tcp_update(conn, d, frame, key, timeouts, now) != "valid":
+                    break
+            elif _update(conn, d, p, frame, key, timeouts, now) != "valid":
+                break
+            packets[d] += 1
+            nbytes[d] += len(frame)
+            i += 1
+        return i - start
+
     def process(
         self,
         frame: bytes | bytearray,
@@ -300,6 +335,7 @@ class Tracker:
         TCP connection committed now gets the FTP helper.  `pkt`: the tracker's
         `reading` of `key` in `zone`, when the caller kept it."""
         commit = commit or force
+        self.hot = None
         p = pkt if pkt is not None else _classify(frame, key, zone)
         if isinstance(p, str):
             self._count(p)
@@ -362,6 +398,8 @@ class Tracker:
                 r = conn.answer
                 if r is None or r.state != state or r.mark != conn.mark or r.label != conn.label:
                     r = conn.answer = CtResult(state, zone, conn.mark, conn.label, orig)
+                if not conn.helper and not force:
+                    self.hot = (conn, d, p)
                 return r
         if p.inner is not None:
             rel = self._live(p.inner, now)

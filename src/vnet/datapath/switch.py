@@ -621,9 +621,12 @@ class Switch:
         (`_CtStep`), made by the full path for the first frame that got that
         answer of the tracker.  A frame whose answer translates or edits it
         takes the full path from the tracker on; whatever is queued goes first,
-        so a flow keeps its order."""
+        so a flow keeps its order.  After a frame that got its connection's
+        standing answer, the tracker `follow`s the run of frames behind it
+        (same headers, so the same answer) with their window checks alone."""
         act, at, zone, tail, args = step.act, step.at, step.zone, step.tail, step.args
-        process = self.conntrack.process
+        tracker = self.conntrack
+        process, follow = tracker.process, tracker.follow
         pipeline = self._pipeline
         version = pipeline.version
         nxt = step.next
@@ -633,7 +636,10 @@ class Switch:
         last: CtResult | None = None
         last_sub: _Entry | None = None
         sub: _Entry | None
-        for f in q:
+        i, n = 0, len(q)
+        while i < n:
+            f = q[i]
+            i += 1
             hdr, frame = f
             r = process(frame, at, zone, now, *args)
             if r.drop is not None:
@@ -653,6 +659,11 @@ class Switch:
                         if not sq:
                             touched.append(sub)
                         sq.append(f)
+                        if i < n and tracker.hot is not None:  # the same answer for a run
+                            k = follow(q, i, at, now)
+                            if k:
+                                sq.extend(q[i : i + k])
+                                i += k
                         continue
                     # tracked again: now, so the tracker sees every frame's passes in order
                     if touched:

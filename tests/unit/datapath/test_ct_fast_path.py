@@ -143,7 +143,9 @@ def state(sw: Switch, devs: list[MemoryDevice]) -> dict[str, object]:
         "rules": sorted((str(r.flow), r.packet_count, r.byte_count) for r in sw.pipeline.rules()),
         "tables": [(t.lookups, t.matches) for t in sw.pipeline.tables[:3]],
         "ct": sw.conntrack.stats(now),
-        "conns": sorted(format_conn(c, now) for c in sw.conntrack.conns()),
+        "conns": sorted(
+            (format_conn(c, now), tuple(c.packets), tuple(c.nbytes)) for c in sw.conntrack.conns()
+        ),
     }
 
 
