@@ -31,13 +31,12 @@ import pytest
 
 from vnet.lab.real import Lab
 
+from .microseg_rig import IP, microseg_lab, vnet
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
-ROOT = Path(__file__).resolve().parents[2]
-VNET = [sys.executable, "-m", "vnet"]
-IP = {"client": "10.20.0.10", "web": "10.20.0.11", "db": "10.20.0.12"}
 
 # a server answering every connection with one line, until killed
 SERVE = """
@@ -79,28 +78,8 @@ print(c.getsockname()[1], flush=True); time.sleep(float(sys.argv[2]))
 
 @pytest.fixture(params=["vnet", "ovs"])
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    r = subprocess.run(
-        [*VNET, "lab", "up", str(ROOT / "examples/microseg.yaml"), "--dir", str(tmp_path),
-         "--switch", request.param],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    lab = Lab(tmp_path)
-    servers: list[subprocess.Popen[str]] = []
-    lab.servers = servers  # type: ignore[attr-defined]
-    try:
-        assert r.returncode == 0, r.stderr + r.stdout
-        # Open vSwitch's userspace tracker gets no virtio-net header from a veth and
-        # takes a partial checksum for a bad one: the workloads send whole ones
-        for port in IP:
-            r = lab.exec(port, ["ethtool", "-K", "eth0", "tx", "off"], timeout=30)
-            assert r.returncode == 0, r.stderr
+    with microseg_lab(tmp_path, request.param) as lab:
         yield lab
-    finally:
-        for p in servers:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
-        subprocess.run([*VNET, "lab", "down", "--dir", str(tmp_path)], timeout=60)
 
 
 def serve(lab: Lab, port: str, tcp_port: int) -> None:
@@ -129,13 +108,6 @@ def dest_unreachs(lab: Lab, port: str) -> int:
     lines = [ln.split() for ln in lab.exec(port, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
     head, values = [ln for ln in lines if ln[0] == "Icmp:"][:2]
     return int(values[head.index("InDestUnreachs")])
-
-
-def vnet(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VNET_API": lab.api, "VNET_RUNDIR": str(lab.dir)}
-    if lab.token:
-        env["VNET_TOKEN"] = lab.token
-    return subprocess.run([*VNET, *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_the_example_on_namespaces(lab: Lab) -> None:
