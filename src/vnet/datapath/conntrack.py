@@ -73,7 +73,7 @@ from ..packet import flowkey as fk
 from ..packet.addr import ip4_str, ip6_str
 from ..packet.nat import Rewrite
 from . import ftp
-from .conntrack_tcp import SYN, TCP_STATE_NAMES, Peer, tcp_new, tcp_update, tcp_valid_new
+from .conntrack_tcp import SYN, TCP_STATE_NAMES, Peer, tcp_new, tcp_run, tcp_update, tcp_valid_new
 from .ctnat import NatRange, Tuple, allocate, error_rewrite, packet_rewrite
 
 __all__ = [
@@ -294,6 +294,12 @@ class Tracker:
         timeouts = self.timeouts
         packets, nbytes = conn.packets, conn.nbytes
         tcp = conn.peers is not None
+        if tcp:
+            k, size = tcp_run(conn, d, q, start, key, timeouts, now)
+            if k >= 0:  # established both ways, no SYN, FIN or RST
+                packets[d] += k
+                nbytes[d] += size
+                return k
         i, n = start, len(q)
         while i < n:
             frame = q[i][1]

@@ -22,7 +22,15 @@ from ..packet import flowkey as fk
 if TYPE_CHECKING:
     from .conntrack import Conn
 
-__all__ = ["SYN", "TCP_STATE_NAMES", "Peer", "tcp_new", "tcp_update", "tcp_valid_new"]
+__all__ = [
+    "SYN",
+    "TCP_STATE_NAMES",
+    "Peer",
+    "tcp_new",
+    "tcp_run",
+    "tcp_update",
+    "tcp_valid_new",
+]
 
 # one end's TCP state, in the order the window algorithm compares them
 CLOSED, LISTEN, SYN_SENT, SYN_RECV, ESTABLISHED, CLOSE_WAIT = range(6)
@@ -241,6 +249,79 @@ def tcp_update(
             conn.rst = True
         return "valid"
     return "invalid"
+
+
+def tcp_run(
+    conn: Conn,
+    d: int,
+    q: list[tuple[bytes, bytes]],
+    start: int,
+    key: Any,
+    timeouts: dict[str, float],
+    now: float,
+) -> tuple[int, int]:
+    """`tcp_update` for a run of segments with the same headers -- `key`, flags
+    among them -- of a connection established at both ends, carrying no SYN,
+    FIN or RST: how many of `q` from `start` on are valid (each moving the
+    window as `tcp_update` moves it; the first invalid one ends the run,
+    untouched), and their bytes.  Neither end's state can change in such a
+    run, nor the timeout, nor what a check reads of the other end, so those
+    are read once.  (-1, 0) for a run of any other kind."""
+    peers = conn.peers
+    flags = key[fk.TCP_FLAGS]
+    if peers is None or flags & (SYN | FIN | RST) or not flags & ACK or _BAD_FLAGS[flags & 0xFFF]:
+        return -1, 0
+    if d:
+        dst, src = peers
+    else:
+        src, dst = peers
+    expires = now + timeouts["tcp_established"]
+    if src.state != ESTABLISHED or dst.state != ESTABLISHED or expires <= now:
+        return -1, 0
+    sws = dws = 0
+    if src.wscale & WSCALE_SEEN and dst.wscale & WSCALE_SEEN:
+        sws, dws = src.wscale & 0x0F, dst.wscale & 0x0F
+    elif src.wscale & WSCALE_UNKNOWN and dst.wscale & WSCALE_UNKNOWN:
+        sws = dws = MAX_WSCALE
+    l3, l4 = key[fk.L3_OFS], key[fk.L4_OFS]
+    v6 = key[fk.ETH_TYPE] != 0x0800
+    unpack = _FIELDS.get((v6, l4 - l3)) or _fields_struct(v6, l4 - l3)
+    ip_end = l3 + 40 if v6 else l3  # where the IP length field counts from
+    seqhi, peer_lo = src.seqhi, dst.seqlo  # only src.seqlo and dst.seqhi move
+    back = dst.max_win << dws
+    top = MAX_ACK_WINDOW << sws
+    i, n, nbytes = start, len(q), 0
+    while i < n:
+        frame = q[i][1]
+        tlen, seq, ack, off, win = unpack(frame, l3)
+        size = len(frame)
+        e = ip_end + tlen
+        plen = (e if e < size else size) - l4 - (off >> 4) * 4
+        lo = src.seqlo
+        end = (seq + plen) & _M32 if plen > 0 else seq
+        if seq == end:  # no data: ease the sequence checks
+            seq = end = lo
+        ackskew = (peer_lo - ack) & _M32
+        if ackskew & 0x80000000:
+            ackskew -= 1 << 32
+        if not (
+            (seqhi - end) & _M32 < 0x80000000
+            and (seq - lo + back) & _M32 < 0x80000000
+            and -MAX_ACK_WINDOW <= ackskew <= top
+        ):
+            break
+        if src.max_win < win:  # `_slide`, written out
+            src.max_win = win
+        if (lo - end) & _M32 >= 0x80000000:
+            src.seqlo = end
+        w = win << sws
+        if (ack + w - dst.seqhi) & _M32 < 0x80000000:
+            dst.seqhi = (ack + (w or 1)) & _M32
+        nbytes += size
+        i += 1
+    if i > start:
+        conn.timeout, conn.expires = "tcp_established", expires
+    return i - start, nbytes
 
 
 def _moved(conn: Conn, src: Peer, dst: Peer, flags: int, d: int) -> str:

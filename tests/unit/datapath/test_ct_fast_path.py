@@ -17,6 +17,7 @@ statistics.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
@@ -62,10 +63,13 @@ class Conn:
         self.seq = [rng.randrange(1 << 32), rng.randrange(1 << 32)]
         self.open = False
 
-    def seg(self, d: int, flags: str, data: bytes = b"", seq: int | None = None) -> bytes:
+    def seg(
+        self, d: int, flags: str, data: bytes = b"", seq: int | None = None, ack: int | None = None
+    ) -> bytes:
         sp, dp = (self.sport, 80) if d == 0 else (80, self.sport)
         s = self.seq[d] if seq is None else seq
-        ack = self.seq[1 - d] if "A" in flags else 0
+        if ack is None:
+            ack = self.seq[1 - d] if "A" in flags else 0
         f = frame(d, TCP(sport=sp, dport=dp, flags=flags, seq=s, ack=ack, window=65535), data)
         if seq is None:
             self.seq[d] = (self.seq[d] + len(data) + ("S" in flags) + ("F" in flags)) % (1 << 32)
@@ -77,6 +81,7 @@ class Conn:
         if not self.open:
             self.open = True
             return [(0, [self.seg(0, "S")]), (1, [self.seg(1, "SA")]), (0, [self.seg(0, "A")])]
+        first = self.seq[0]
         burst = [
             self.seg(0, "PA", rng.randbytes(rng.randint(1, 40)))
             if rng.random() < 0.8
@@ -97,7 +102,12 @@ class Conn:
             self.open = False
         elif odd < 0.35:  # a reset in the middle: what follows it meets a closed connection
             burst.insert(rng.randrange(len(burst)), self.seg(0, "R"))
-        out = [(0, burst), (1, [self.seg(1, "A")])]
+        sent = (self.seq[0] - first) % (1 << 32)
+        acks = [  # acknowledged a part at a time: the same headers, a growing ack
+            self.seg(1, "A", ack=(first + k) % (1 << 32))
+            for k in sorted(rng.sample(range(sent), min(sent, rng.randint(0, 3))))
+        ]
+        out = [(0, burst), (1, [*acks, self.seg(1, "A")])]
         if not self.open and rng.random() < 0.5:
             out.append((1, [self.seg(1, "FA")]))
             out.append((0, [self.seg(0, "A")]))
@@ -134,6 +144,11 @@ def by_flow(frames: list[bytes]) -> dict[object, list[bytes]]:
     return out
 
 
+def windows(c: Any) -> tuple[tuple[int, ...], ...]:
+    """Both ends' window tracking of a TCP connection."""
+    return tuple((p.seqlo, p.seqhi, p.max_win, p.wscale, p.state) for p in c.peers or ())
+
+
 def state(sw: Switch, devs: list[MemoryDevice]) -> dict[str, object]:
     now = sw.now
     return {
@@ -144,7 +159,8 @@ def state(sw: Switch, devs: list[MemoryDevice]) -> dict[str, object]:
         "tables": [(t.lookups, t.matches) for t in sw.pipeline.tables[:3]],
         "ct": sw.conntrack.stats(now),
         "conns": sorted(
-            (format_conn(c, now), tuple(c.packets), tuple(c.nbytes)) for c in sw.conntrack.conns()
+            (format_conn(c, now), tuple(c.packets), tuple(c.nbytes), c.expires, windows(c))
+            for c in sw.conntrack.conns()
         ),
     }
 
