@@ -34,13 +34,14 @@ from ..api import serve as serve_api
 from ..controller.service import Controller, LocalSouthbound
 from ..datapath.control import JsonLineServer
 from ..datapath.port import PortConfig
-from ..datapath.ports.memory import MemoryDevice, MemoryTunnel, split_outer
+from ..datapath.ports.memory import MemoryDevice, MemoryTunnel
 from ..datapath.switch import Switch
 from ..model.objects import Port, tunnel_iface
 from ..packet import arp, ethernet, icmp, icmpv6, ipv4, ipv6
 from ..packet.addr import ip4_int, ip6_int, mac_int
 from ..store import SqliteStore
 from .topology import with_underlay
+from .underlay import carry
 
 __all__ = ["SimControl", "SimHost", "SimLab", "serve"]
 
@@ -258,22 +259,7 @@ class SimLab:
 
     def _carry(self) -> bool:
         """The underlay: each outer packet to the tunnel port of the chassis it is sent to."""
-        moved = False
-        for sw in self.switches.values():
-            for port in list(sw.ports.values()):
-                if not isinstance(port.device, MemoryTunnel):
-                    continue
-                for dst, packet in port.device.take():
-                    moved = True
-                    peer, outer = self.underlay.get(dst), split_outer(packet)
-                    if peer is None or outer is None:
-                        continue  # nobody there: lost on the wire
-                    kind, src, payload = outer
-                    into = peer.port_by_name(tunnel_iface(kind))
-                    if into is not None:
-                        self.underlay_rx[peer.name] = self.underlay_rx.get(peer.name, 0) + 1
-                        peer.receive_tunnel_batch(into, [(src, payload)], 0.0)
-        return moved
+        return carry(self.switches.values(), self.underlay, 0.0, self.underlay_rx)
 
     def ping(self, port: str, addr: str, count: int = 3) -> int:
         """Echo requests from `port`'s workload to `addr` (IPv4 or IPv6); the number answered."""

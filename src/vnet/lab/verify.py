@@ -34,7 +34,7 @@ from ..compiler import Compiler, localize
 from ..compiler.acl import LOG_METER, Punt, punts
 from ..datapath.meters import OFPMF_PKTPS, Band, MeterConfig
 from ..datapath.port import PortConfig
-from ..datapath.ports.memory import MemoryDevice, MemoryTunnel, split_outer
+from ..datapath.ports.memory import MemoryDevice, MemoryTunnel
 from ..datapath.switch import PacketIn, Switch
 from ..model.objects import Port, tunnel_iface
 from ..model.policy import Cell, Evaluator, Service, address, matrix
@@ -42,6 +42,7 @@ from ..model.rules import State
 from ..packet import ethernet, icmp, icmpv6, ipv4, ipv6, tcp, udp
 from ..packet.addr import ip4_int, mac_int
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand
+from .underlay import carry
 
 __all__ = ["Disagreement", "Outcome", "Report", "Rig", "check", "verify"]
 
@@ -164,21 +165,7 @@ class Rig:
         return out
 
     def _carry(self) -> bool:
-        moved = False
-        for sw in self.switches.values():
-            for port in list(sw.ports.values()):
-                if not isinstance(port.device, MemoryTunnel):
-                    continue
-                for dst, packet in port.device.take():
-                    moved = True
-                    peer, outer = self.underlay.get(dst), split_outer(packet)
-                    if peer is None or outer is None:
-                        continue
-                    kind, src, payload = outer
-                    into = peer.port_by_name(tunnel_iface(kind))
-                    if into is not None:
-                        peer.receive_tunnel_batch(into, [(src, payload)], peer.now)
-        return moved
+        return carry(self.switches.values(), self.underlay)
 
     def probe(self, src: Port, dst: Port, svc: Service, sport: int = 40000) -> Outcome:
         """The first packet of a connection for `svc` from `src` to `dst`, and its reply."""
