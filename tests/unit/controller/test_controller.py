@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from vnet.compiler import table
@@ -28,6 +30,27 @@ def switch_for(ctl: Controller) -> Switch:
     for p in ctl.nb.list("port"):
         sw.add_port(PortConfig(p.iface, kind="memory"), MemoryDevice(p.iface))  # type: ignore[attr-defined]
     return sw
+
+
+@contextlib.asynccontextmanager
+async def over_openflow(ctl: Controller, sw: Switch) -> AsyncIterator[None]:
+    """`sw` behind an OpenFlow agent on loopback, `ctl` dialling it as chassis hv1:
+    inside, every session installed and synced; both stopped after."""
+    agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
+    await agent.start()
+    try:
+        port = agent.bound_ports()[0]
+        ctl.nb.update("chassis", "hv1", {"endpoint": f"tcp:127.0.0.1:{port}"})
+        await ctl.start()
+        for _ in range(100):
+            if ctl.sessions and all(s.installed for s in ctl.sessions.values()):
+                break
+            await asyncio.sleep(0.05)
+        await ctl.wait_synced()
+        yield
+    finally:
+        await ctl.stop()
+        await agent.stop()
 
 
 def test_full_sync_then_nothing_and_a_restart_sends_nothing() -> None:

@@ -12,14 +12,13 @@ from vnet.controller.service import Controller, LocalSouthbound, Session
 from vnet.datapath import Switch
 from vnet.datapath.meters import Band, MeterConfig
 from vnet.model.rules import State
-from vnet.ofp.agent import Agent
 from vnet.pipeline.actions import Output
 from vnet.pipeline.flow import FlowMod
 from vnet.pipeline.groups import Bucket, GroupDesc, GroupMod, GroupModCommand, GroupType
 from vnet.pipeline.ofctl import parse_flow
 from vnet.store import SqliteStore
 
-from .test_controller import MODEL, switch_for
+from .test_controller import MODEL, over_openflow, switch_for
 
 GROUP = GroupDesc(7, GroupType.SELECT, (Bucket((Output(1),)), Bucket((Output(2),))))
 METER = MeterConfig(3, 1, (Band(1000),))
@@ -104,17 +103,7 @@ def test_over_openflow_groups_and_meters_are_installed_read_back_and_removed(
         ctl = Controller(store)
         ctl.nb.apply(MODEL)
         sw = switch_for(ctl)
-        agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
-        await agent.start()
-        try:
-            port = agent.bound_ports()[0]
-            ctl.nb.update("chassis", "hv1", {"endpoint": f"tcp:127.0.0.1:{port}"})
-            await ctl.start()
-            for _ in range(100):
-                if ctl.sessions and all(s.installed for s in ctl.sessions.values()):
-                    break
-                await asyncio.sleep(0.05)
-            await ctl.wait_synced()
+        async with over_openflow(ctl, sw):
             assert _has(sw) == (True, True, True)
             # a full comparison reads groups and meters back: nothing to send
             (sess,) = ctl.sessions.values()
@@ -124,8 +113,5 @@ def test_over_openflow_groups_and_meters_are_installed_read_back_and_removed(
             sess.full = True
             assert await ctl.sync(sess) == 3
             assert _has(sw) == (False, False, False)
-        finally:
-            await ctl.stop()
-            await agent.stop()
 
     asyncio.run(main())

@@ -13,10 +13,9 @@ from typing import Any
 from vnet.compiler.acl import LOG_METER
 from vnet.controller.service import Controller, LocalSouthbound
 from vnet.datapath.meters import OFPMF_PKTPS, Band, MeterConfig
-from vnet.ofp.agent import Agent
 from vnet.store import SqliteStore
 
-from .test_controller import MODEL, switch_for
+from .test_controller import MODEL, over_openflow, switch_for
 
 WANT = MeterConfig(LOG_METER.meter_id, OFPMF_PKTPS, (Band(LOG_METER.rate, LOG_METER.burst),))
 LOGGED_DENY: dict[str, Any] = {
@@ -62,24 +61,11 @@ def test_over_openflow_the_meter_is_installed_and_reads_back_equal() -> None:
         ctl = Controller(SqliteStore())
         ctl.nb.apply({**MODEL, "policies": [LOGGED_DENY]})
         sw = switch_for(ctl)
-        agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
-        await agent.start()
-        try:
-            port = agent.bound_ports()[0]
-            ctl.nb.update("chassis", "hv1", {"endpoint": f"tcp:127.0.0.1:{port}"})
-            await ctl.start()
-            for _ in range(100):
-                if ctl.sessions and all(s.installed for s in ctl.sessions.values()):
-                    break
-                await asyncio.sleep(0.05)
-            await ctl.wait_synced()
+        async with over_openflow(ctl, sw):
             assert [m.config for m in sw.meters.meters.values()] == [WANT]
             assert _metered(sw)
             (sess,) = ctl.sessions.values()
             sess.full = True
             assert await ctl.sync(sess) == 0
-        finally:
-            await ctl.stop()
-            await agent.stop()
 
     asyncio.run(main())
