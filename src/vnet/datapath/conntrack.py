@@ -369,7 +369,13 @@ class Tracker:
                 seen = bytearray(frame)
                 ftp.adjust_ack(seen, key[fk.L4_OFS], conn.seqadj[1 - d])
             if conn.peers is not None:
-                verdict = tcp_update(conn, d, seen, key, self.timeouts, now)
+                # an established connection's plain segment: the run's check, for one
+                verdict = "valid"
+                if (
+                    seen is not frame
+                    or tcp_run(conn, d, ((b"", frame),), 0, key, self.timeouts, now)[0] != 1
+                ):
+                    verdict = tcp_update(conn, d, seen, key, self.timeouts, now)
             else:
                 verdict = _update(conn, d, p, seen, key, self.timeouts, now)
             if verdict == "new":  # a closed TCP connection opened again

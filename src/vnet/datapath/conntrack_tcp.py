@@ -14,6 +14,7 @@ timeout; the tracker (`conntrack`) owns the table.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -254,7 +255,7 @@ def tcp_update(
 def tcp_run(
     conn: Conn,
     d: int,
-    q: list[tuple[bytes, bytes]],
+    q: Sequence[tuple[bytes, bytes | bytearray]],
     start: int,
     key: Any,
     timeouts: dict[str, float],
@@ -287,38 +288,52 @@ def tcp_run(
     v6 = key[fk.ETH_TYPE] != 0x0800
     unpack = _FIELDS.get((v6, l4 - l3)) or _fields_struct(v6, l4 - l3)
     ip_end = l3 + 40 if v6 else l3  # where the IP length field counts from
-    seqhi, peer_lo = src.seqhi, dst.seqlo  # only src.seqlo and dst.seqhi move
+    seqhi, peer_lo = src.seqhi, dst.seqlo  # only src.seqlo, src.max_win and dst.seqhi move
+    lo, hi, max_win = src.seqlo, dst.seqhi, src.max_win
     back = dst.max_win << dws
-    top = MAX_ACK_WINDOW << sws
+    # the ack's skew from the peer's seqlo, signed, within [-MAX_ACK_WINDOW, MAX_ACK_WINDOW << sws]: one
+    # unsigned compare after a shift by MAX_ACK_WINDOW (the span stays under 2**32)
+    span = (MAX_ACK_WINDOW << sws) + MAX_ACK_WINDOW
+    skew0 = peer_lo + MAX_ACK_WINDOW
     i, n, nbytes = start, len(q), 0
+    # the ack and window of the last segment checked in full: a segment in order
+    # (at seqlo) that repeats them passes the ack and window checks as that one did,
+    # and moves neither max_win nor the peer's seqhi, so only its end is checked
+    ack0 = win0 = -1
     while i < n:
         frame = q[i][1]
         tlen, seq, ack, off, win = unpack(frame, l3)
         size = len(frame)
         e = ip_end + tlen
         plen = (e if e < size else size) - l4 - (off >> 4) * 4
-        lo = src.seqlo
+        if seq == lo and ack == ack0 and win == win0:
+            end = (seq + plen) & _M32 if plen > 0 else lo
+            if (seqhi - end) & _M32 >= 0x80000000:
+                break
+            lo = end
+            nbytes += size
+            i += 1
+            continue
         end = (seq + plen) & _M32 if plen > 0 else seq
         if seq == end:  # no data: ease the sequence checks
             seq = end = lo
-        ackskew = (peer_lo - ack) & _M32
-        if ackskew & 0x80000000:
-            ackskew -= 1 << 32
         if not (
             (seqhi - end) & _M32 < 0x80000000
             and (seq - lo + back) & _M32 < 0x80000000
-            and -MAX_ACK_WINDOW <= ackskew <= top
+            and (skew0 - ack) & _M32 <= span
         ):
             break
-        if src.max_win < win:  # `_slide`, written out
-            src.max_win = win
+        if max_win < win:  # `_slide`, written out
+            max_win = win
         if (lo - end) & _M32 >= 0x80000000:
-            src.seqlo = end
+            lo = end
         w = win << sws
-        if (ack + w - dst.seqhi) & _M32 < 0x80000000:
-            dst.seqhi = (ack + (w or 1)) & _M32
+        if (ack + w - hi) & _M32 < 0x80000000:
+            hi = (ack + (w or 1)) & _M32
+        ack0, win0 = ack, win
         nbytes += size
         i += 1
+    src.seqlo, dst.seqhi, src.max_win = lo, hi, max_win
     if i > start:
         conn.timeout, conn.expires = "tcp_established", expires
     return i - start, nbytes

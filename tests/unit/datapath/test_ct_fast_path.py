@@ -6,7 +6,7 @@ dropped), a `ct(commit)` without `table=` followed by outputs, source NAT --
 one with the cache (`fast`, where a cached `ct` decision tracks each frame
 and reuses what the recirculation decided), one parsing and deciding every
 frame.  The traffic is TCP connections opened, streamed, acknowledged in
-batches, with segments out of the window, resets right and wrong, FINs,
+batches, with segments out of the window (far off, or in order past a window closed down), resets right and wrong, FINs,
 UDP that nobody answers and UDP that is answered; time moves on (timeouts),
 and the tracker is flushed now and then.  After every batch both must have
 sent the same frames, each flow's in the same order, and agree on every
@@ -62,6 +62,7 @@ class Conn:
         self.sport = sport
         self.seq = [rng.randrange(1 << 32), rng.randrange(1 << 32)]
         self.open = False
+        self.win = [65535, 65535]  # what each end advertises
 
     def seg(
         self, d: int, flags: str, data: bytes = b"", seq: int | None = None, ack: int | None = None
@@ -70,7 +71,7 @@ class Conn:
         s = self.seq[d] if seq is None else seq
         if ack is None:
             ack = self.seq[1 - d] if "A" in flags else 0
-        f = frame(d, TCP(sport=sp, dport=dp, flags=flags, seq=s, ack=ack, window=65535), data)
+        f = frame(d, TCP(sport=sp, dport=dp, flags=flags, seq=s, ack=ack, window=self.win[d]), data)
         if seq is None:
             self.seq[d] = (self.seq[d] + len(data) + ("S" in flags) + ("F" in flags)) % (1 << 32)
         return f
@@ -82,6 +83,9 @@ class Conn:
             self.open = True
             return [(0, [self.seg(0, "S")]), (1, [self.seg(1, "SA")]), (0, [self.seg(0, "A")])]
         first = self.seq[0]
+        # now and then b's acknowledgements close its window down: a's next burst runs
+        # past it in order, with the same ack and window on every segment
+        self.win[1] = 65535 if rng.random() < 0.7 else rng.choice([1, 30, 100])
         burst = [
             self.seg(0, "PA", rng.randbytes(rng.randint(1, 40)))
             if rng.random() < 0.8
