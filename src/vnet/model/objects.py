@@ -1,7 +1,8 @@
 """The declarative model: typed, validated objects users declare.
 
-Each kind (tenant, network, subnet, port, chassis, security group, policy)
-is a frozen pydantic model that checks what one object can check alone:
+Each kind (tenant, network, subnet, port, chassis, security group, policy,
+router, floating IP) is a frozen pydantic model that checks what one object
+can check alone:
 formats (names, MACs, CIDRs, addresses, label selectors), ranges (a VNI fits
 24 bits, a port range lies in 1-65535) and consistency inside the object (a
 subnet's gateway inside its CIDR, a rule's ports only on TCP or UDP, a
@@ -52,6 +53,8 @@ __all__ = [
     "AddressPair",
     "Chassis",
     "FixedIP",
+    "FloatingIP",
+    "Gateway",
     "GroupRule",
     "Network",
     "Peer",
@@ -59,7 +62,11 @@ __all__ = [
     "PolicyRule",
     "Pool",
     "Port",
+    "PortForwarding",
     "Resource",
+    "Route",
+    "Router",
+    "RouterInterface",
     "SecurityGroup",
     "Subnet",
     "Tenant",
@@ -70,9 +77,11 @@ __all__ = [
 
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+IFNAME_RE = r"^[A-Za-z0-9_.-]{1,15}$"  # a Linux interface name
 MAC_RE = re.compile(r"^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$")
 MAX_VNI = (1 << 24) - 1
 MAX_PORT_KEY = (1 << 15) - 1  # Geneve's option room, as OVN
+MAX_ROUTER_KEY = (1 << 24) - 1
 
 
 def new_id() -> str:
@@ -151,6 +160,21 @@ class Network(Resource):
     # None: what every chassis' underlay carries after its encapsulation (filled in on admission)
     mtu: Annotated[int, Field(ge=576, le=9000)] | None = None
     admin_up: bool = True
+    # a segment of the physical network (a provider network, OVN's localnet): reached on
+    # each chassis that maps `physnet` to an uplink (`Chassis.physnets`), flat or on `vlan`
+    external: bool = False
+    physnet: Annotated[str, Field(pattern=NAME_RE)] | None = None
+    vlan: Annotated[int, Field(ge=1, le=4094)] | None = None
+
+    @model_validator(mode="after")
+    def _physical(self) -> Network:
+        if self.external and self.physnet is None:
+            raise ValueError("physnet: an external network names the physical network it is on")
+        if not self.external and self.physnet is not None:
+            raise ValueError("physnet: only an external network is on a physical network")
+        if self.vlan is not None and self.physnet is None:
+            raise ValueError("vlan: only an external network's segment has a VLAN")
+        return self
 
 
 class Pool(BaseModel):
@@ -168,6 +192,30 @@ class Pool(BaseModel):
         return self
 
 
+class Route(BaseModel):
+    """A static route: `cidr` via `nexthop` (several routes for one CIDR: ECMP)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cidr: str
+    nexthop: str
+
+    _hop = field_validator("nexthop")(lambda cls, v: _address(v))
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_network(v, strict=True))
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a network in CIDR notation ({e})") from None
+
+    @model_validator(mode="after")
+    def _family(self) -> Route:
+        if ipaddress.ip_network(self.cidr).version != ipaddress.ip_address(self.nexthop).version:
+            raise ValueError(f"nexthop: {self.nexthop} is not of {self.cidr}'s family")
+        return self
+
+
 class Subnet(Resource):
     kind: ClassVar[str] = "subnet"
     plural: ClassVar[str] = "subnets"
@@ -176,6 +224,18 @@ class Subnet(Resource):
     cidr: str
     gateway: str | None = None
     allocation_pools: list[Pool] = Field(default_factory=list)
+    # what the switch answers DHCP (v4; v6 stateful or stateless) and router
+    # solicitations with, from the model: no DHCP server process
+    dhcp: bool = True
+    dns_nameservers: list[str] = Field(default_factory=list)
+    host_routes: list[Route] = Field(default_factory=list)  # DHCP option 121 (and 3)
+    lease_time: Annotated[int, Field(ge=60, le=1 << 31)] = 43200
+    # IPv6: how workloads get their address -- SLAAC from the router's advertisement
+    # (the port's address must be the EUI-64 of its MAC), or DHCPv6 (stateful), or
+    # SLAAC plus DHCPv6 for the rest (stateless); None: neither (static)
+    ipv6_mode: Literal["slaac", "dhcpv6-stateful", "dhcpv6-stateless"] | None = None
+
+    _dns = field_validator("dns_nameservers")(lambda cls, v: [_address(a) for a in v])
 
     @field_validator("cidr")
     @classmethod
@@ -225,6 +285,14 @@ class Subnet(Resource):
             first = net.network_address + 2
             last = net.broadcast_address - (1 if net.version == 4 else 0)
             object.__setattr__(self, "allocation_pools", [Pool(start=str(first), end=str(last))])
+        return self
+
+    @model_validator(mode="after")
+    def _v6_only(self) -> Subnet:
+        if self.ipv6_mode is not None and self.network_obj.version != 6:
+            raise ValueError("ipv6_mode: only an IPv6 subnet has one")
+        if self.ipv6_mode in ("slaac", "dhcpv6-stateless") and self.network_obj.prefixlen != 64:
+            raise ValueError(f"ipv6_mode: SLAAC needs a /64, {self.cidr} is not one")
         return self
 
     def usable(self, addr: str) -> bool:
@@ -316,6 +384,10 @@ class Chassis(Resource):
     ovsdb: str | None = None
     bridge: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$")] = "br-int"
     datapath_type: Literal["system", "netdev"] = "netdev"
+    # physical network name -> the uplink interface that reaches it on this chassis
+    physnets: dict[
+        Annotated[str, Field(pattern=NAME_RE)], Annotated[str, Field(pattern=IFNAME_RE)]
+    ] = Field(default_factory=dict)
 
     _addr = field_validator("underlay")(lambda cls, v: None if v is None else _address(v))
 
@@ -366,9 +438,87 @@ class Policy(Resource):
     rules: list[PolicyRule] = Field(default_factory=list)
 
 
+class RouterInterface(BaseModel):
+    """A router's leg on a subnet: the subnet's gateway address is the router's there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    subnet: str
+    # filled in on admission: the router's MAC on that network, and its logical port's
+    # number in the network (as a port's `tunnel_key`)
+    mac: str | None = None
+    tunnel_key: Annotated[int, Field(ge=1, le=MAX_PORT_KEY)] | None = None
+
+    _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
+
+
+class Gateway(BaseModel):
+    """A router's way out: an address on an external network, on gateway chassis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    network: str
+    ip: str | None = None  # allocated from the network's subnet unless given
+    chassis: list[str] = Field(default_factory=list)  # in priority order: the first alive is active
+    snat: bool = True  # the router's internal IPv4 subnets leave as its gateway address
+    mac: str | None = None  # filled in on admission
+    tunnel_key: Annotated[int, Field(ge=1, le=MAX_PORT_KEY)] | None = None  # on admission
+
+    _ip = field_validator("ip")(lambda cls, v: None if v is None else _address(v))
+    _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
+
+
+class Router(Resource):
+    """A distributed logical router: routes between its subnets on the sender's chassis."""
+
+    kind: ClassVar[str] = "router"
+    plural: ClassVar[str] = "routers"
+    tenant: str
+    interfaces: list[RouterInterface] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    gateway: Gateway | None = None
+    admin_up: bool = True
+    # the router's datapath number (its logical pipeline's key); filled in on admission
+    tunnel_key: Annotated[int, Field(ge=1, le=MAX_ROUTER_KEY)] | None = None
+
+
+class PortForwarding(BaseModel):
+    """A floating IP's `external_port` (protocol) to a port's `internal_port`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    protocol: Literal["tcp", "udp"]
+    external_port: Annotated[int, Field(ge=1, le=65535)]
+    port: str
+    internal_port: Annotated[int, Field(ge=1, le=65535)]
+    internal_ip: str | None = None  # the port's (first IPv4) address unless given
+
+    _ip = field_validator("internal_ip")(lambda cls, v: None if v is None else _address(v))
+
+
+class FloatingIP(Resource):
+    """An address of an external network translated 1:1 to a port's, or per port
+    (`port_forwardings`), by the router of the port's subnet."""
+
+    kind: ClassVar[str] = "floating_ip"
+    plural: ClassVar[str] = "floating_ips"
+    tenant: str
+    network: str
+    ip: str | None = None  # allocated from the network's subnet unless given
+    port: str | None = None
+    port_forwardings: list[PortForwarding] = Field(default_factory=list)
+
+    _ip = field_validator("ip")(lambda cls, v: None if v is None else _address(v))
+
+    @model_validator(mode="after")
+    def _one_use(self) -> FloatingIP:
+        if self.port is not None and self.port_forwardings:
+            raise ValueError("port_forwardings: a floating IP of a port forwards all its ports")
+        return self
+
+
 KINDS: dict[str, type[Resource]] = {
-    c.kind: c for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy)
+    c.kind: c
+    for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy, Router, FloatingIP)
 }
 # dependency order: what must exist before what refers to it (ports name groups;
 # policies come last so a file's ports exist before the policies that select them)
-ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "policy")
+ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "router",
+         "floating_ip", "policy")  # fmt: skip
