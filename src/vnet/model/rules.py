@@ -18,6 +18,15 @@ priorities.  A group is not deleted while a port lists it (a cascade takes
 it off those ports) or a rule names it (refused even when cascading:
 dropping a rule would change what it decides).
 
+Routers and floating IPs are admitted by `l3`, which the other kinds ask
+too: a port never takes a router port's key or MAC, a gateway's or a
+floating IP's address, and on a SLAAC subnet its address is its MAC's
+EUI-64; a network, chassis, subnet or port does not change, and nothing is
+deleted, from under a router or floating IP (refused even when cascading: a
+router's interfaces and a floating IP's port are changed on purpose; a
+tenant's cascade takes its own floating IPs and routers first).  The
+snapshot and `ModelError` live in `state`.
+
 Allocation is deterministic: the lowest free VNI, the lowest free address of
 a subnet's pools, a MAC derived from the port's id.  The same requests in
 the same order give the same model.
@@ -25,15 +34,13 @@ the same order give the same model.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from ..ids import datapath_id
+from . import l3
 from .objects import (
-    KINDS,
     MAX_PORT_KEY,
     MAX_VNI,
     Chassis,
@@ -46,99 +53,9 @@ from .objects import (
     Subnet,
     Tenant,
 )
+from .state import Change, ModelError, State, allocate, derived_mac, in_tenant, unique_name
 
 __all__ = ["Change", "ModelError", "State", "admit", "naming_rules", "plan_delete", "resolve"]
-
-
-class ModelError(ValueError):
-    """A refused request: `status` is invalid (422), conflict (409) or missing (404)."""
-
-    def __init__(self, status: str, loc: Sequence[str | int], message: str) -> None:
-        self.status = status
-        self.loc = tuple(loc)
-        self.message = message
-        where = ".".join(str(x) for x in self.loc)
-        super().__init__(f"{where}: {message}" if where else message)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "loc": list(self.loc), "message": self.message}
-
-
-@dataclass(frozen=True)
-class Change:
-    """One step of a transaction: put `obj`, or delete (`obj` is what goes)."""
-
-    op: str  # put | delete
-    obj: Resource
-    expect: int | None = None  # the revision the caller read; None: no check
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.obj.kind, self.obj.id)
-
-
-@dataclass
-class State:
-    """A snapshot of the model: kind -> id -> object, at a store revision."""
-
-    objects: dict[str, dict[str, Resource]] = field(default_factory=dict)
-    revision: int = 0
-
-    @staticmethod
-    def of(objs: Iterable[Resource], revision: int = 0) -> State:
-        s = State({k: {} for k in KINDS}, revision)
-        for o in objs:
-            s.objects[o.kind][o.id] = o
-        return s
-
-    def all(self, kind: str) -> list[Any]:
-        return sorted(self.objects.get(kind, {}).values(), key=lambda o: (o.name, o.id))
-
-    def get(self, kind: str, oid: str) -> Any:
-        return self.objects.get(kind, {}).get(oid)
-
-    def find(self, kind: str, ref: str, tenant: str | None = None) -> Any:
-        """By id, else by name (within `tenant` if given); None if there is none."""
-        o = self.get(kind, ref)
-        if o is not None:
-            return o
-        hits = [
-            o
-            for o in self.objects.get(kind, {}).values()
-            if o.name == ref and (tenant is None or getattr(o, "tenant", tenant) == tenant)
-        ]
-        if len(hits) > 1:
-            tenants = sorted({self._tenant_name(getattr(o, "tenant", "")) for o in hits})
-            raise ModelError(
-                "invalid",
-                (kind,),
-                f"{kind} {ref!r} is ambiguous (in tenants {', '.join(tenants)}); name the tenant or give the id",
-            )
-        return hits[0] if hits else None
-
-    def _tenant_name(self, tid: str) -> str:
-        t = self.get("tenant", tid)
-        return t.name if t is not None else tid
-
-    def copy(self) -> State:
-        return State({k: dict(v) for k, v in self.objects.items()}, self.revision)
-
-    def apply(self, changes: Iterable[Change]) -> State:
-        s = self.copy()
-        for c in changes:
-            bucket = s.objects.setdefault(c.obj.kind, {})
-            if c.op == "put":
-                bucket[c.obj.id] = c.obj
-            else:
-                bucket.pop(c.obj.id, None)
-        return s
-
-    def ports_of(self, network_id: str) -> list[Port]:
-        return [p for p in self.all("port") if p.network == network_id]
-
-    def subnets_of(self, network_id: str) -> list[Subnet]:
-        subs = [s for s in self.all("subnet") if s.network == network_id]
-        return sorted(subs, key=lambda s: (s.ip_version, ipaddress.ip_network(s.cidr)))
 
 
 # -- references ------------------------------------------------------------------------
@@ -149,7 +66,7 @@ REFS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-TENANTED = ("network", "subnet", "port", "security_group", "policy")
+TENANTED = ("network", "subnet", "port", "security_group", "policy", "router", "floating_ip")
 
 
 def resolve(state: State, kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -185,6 +102,8 @@ def resolve(state: State, kind: str, data: dict[str, Any]) -> dict[str, Any]:
             out["security_groups"] = _resolve_groups(state, out["security_groups"], net.tenant)
     if kind in ("security_group", "policy") and isinstance(tenant, str) and "rules" in out:
         out["rules"] = _resolve_rules(state, out.get("rules"), tenant)
+    if kind in ("router", "floating_ip"):
+        l3.resolve_refs(state, kind, out, tenant if isinstance(tenant, str) and tenant else None)
     return out
 
 
@@ -225,13 +144,6 @@ def _resolve_rules(state: State, rules: Any, tenant: str) -> Any:
 
 
 # -- admission ------------------------------------------------------------------------
-def _unique_name(state: State, obj: Resource, scope: str | None) -> None:
-    for o in state.all(obj.kind):
-        if o.id != obj.id and o.name == obj.name and getattr(o, "tenant", None) == scope:
-            where = f" in tenant {scope}" if scope else ""
-            raise ModelError("conflict", ("name",), f"{obj.kind} {obj.name!r} exists{where}")
-
-
 def admit(state: State, obj: Resource, old: Resource | None = None) -> Resource:
     """`obj` checked against `state` and completed; ModelError if it cannot join."""
     if old is not None and old.kind != obj.kind:
@@ -241,13 +153,13 @@ def admit(state: State, obj: Resource, old: Resource | None = None) -> Resource:
 
 
 def _admit_tenant(state: State, obj: Resource, old: Resource | None) -> Resource:
-    _unique_name(state, obj, None)
+    unique_name(state, obj, None)
     return obj
 
 
 def _admit_chassis(state: State, obj: Resource, old: Resource | None) -> Resource:
     assert isinstance(obj, Chassis)
-    _unique_name(state, obj, None)
+    unique_name(state, obj, None)
     if obj.datapath_id is None:
         obj = obj.changed(datapath_id=f"{datapath_id(obj.name):016x}")
         assert isinstance(obj, Chassis)
@@ -270,6 +182,7 @@ def _admit_chassis(state: State, obj: Resource, old: Resource | None) -> Resourc
                 f"{obj.encap} over an underlay MTU of {obj.underlay_mtu} carries {room} bytes; "
                 f"network {n.name!r} has MTU {n.mtu}",
             )  # fmt: skip
+    l3.chassis_uplinks(state, obj)
     return obj
 
 
@@ -287,7 +200,7 @@ def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resourc
         raise ModelError("invalid", ("tenant",), f"no tenant {obj.tenant!r}")
     if old is not None and old.tenant != obj.tenant:  # type: ignore[attr-defined]
         raise ModelError("invalid", ("tenant",), "a network cannot move to another tenant")
-    _unique_name(state, obj, obj.tenant)
+    unique_name(state, obj, obj.tenant)
     room, ch = overlay_mtu(state)
     if obj.mtu is None:
         obj = obj.changed(mtu=room)
@@ -306,6 +219,8 @@ def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resourc
         raise ModelError(
             "conflict", ("segment_id",), f"VNI {obj.segment_id} is in use by network {other.name!r}"
         )
+    assert isinstance(obj, Network)
+    l3.network_change(state, obj)
     return obj
 
 
@@ -326,7 +241,7 @@ def _admit_subnet(state: State, obj: Resource, old: Resource | None) -> Resource
     net = _network_of(state, obj, old)
     obj = obj.changed(tenant=net.tenant)
     assert isinstance(obj, Subnet)
-    _unique_name(state, obj, net.tenant)
+    unique_name(state, obj, net.tenant)
     if isinstance(old, Subnet) and old.cidr != obj.cidr:
         raise ModelError("invalid", ("cidr",), "the CIDR of a subnet cannot change")
     mine = obj.network_obj
@@ -339,12 +254,8 @@ def _admit_subnet(state: State, obj: Resource, old: Resource | None) -> Resource
     for p in state.ports_of(net.id):
         if gw in p.ips:
             raise ModelError("conflict", ("gateway",), f"{gw} is port {p.name!r}'s address")
+    l3.subnet_change(state, obj, net)
     return obj
-
-
-def _mac_for(port_id: str, salt: int) -> str:
-    h = hashlib.sha256(f"{port_id}/{salt}".encode()).digest()
-    return ":".join(f"{b:02x}" for b in (0x02, *h[:5]))  # locally administered unicast
 
 
 def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
@@ -352,28 +263,33 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
     net = _network_of(state, obj, old)
     if obj.chassis is not None and state.get("chassis", obj.chassis) is None:
         raise ModelError("invalid", ("chassis",), f"no chassis {obj.chassis!r}")
-    _unique_name(state, obj, net.tenant)
+    unique_name(state, obj, net.tenant)
     others = [p for p in state.ports_of(net.id) if p.id != obj.id]
-    macs = {p.mac: p for p in others}
+    legs = l3.legs(state, net.id)  # routers' ports on this network
+    macs = {p.mac: f"port {p.name!r}" for p in others if p.mac}
+    macs.update((leg.mac, str(leg)) for leg in legs if leg.mac)
     mac = obj.mac
     if mac is None:
         salt = 0
-        while (mac := _mac_for(obj.id, salt)) in macs:
+        while (mac := derived_mac(obj.id, salt)) in macs:
             salt += 1
     elif mac in macs:
-        raise ModelError(
-            "conflict", ("mac",), f"{mac} is port {macs[mac].name!r}'s in this network"
-        )
-    keys = {p.tunnel_key for p in others}
+        raise ModelError("conflict", ("mac",), f"{mac} is {macs[mac]}'s in this network")
+    keys = {p.tunnel_key: f"port {p.name!r}" for p in others if p.tunnel_key}
+    keys.update((leg.tunnel_key, str(leg)) for leg in legs if leg.tunnel_key)
     key = obj.tunnel_key
     if key is None:
         key = next((k for k in range(1, MAX_PORT_KEY + 1) if k not in keys), None)
         if key is None:
             raise ModelError("conflict", ("tunnel_key",), f"network {net.name!r} is full")
     elif key in keys:
-        raise ModelError("conflict", ("tunnel_key",), f"{key} is in use in network {net.name!r}")
+        raise ModelError(
+            "conflict", ("tunnel_key",), f"{key} is {keys[key]}'s in network {net.name!r}"
+        )
+    assert mac is not None
     subnets = state.subnets_of(net.id)
-    taken = {ip: p for p in others for ip in p.ips}
+    taken = {ip: f"port {p.name!r}" for p in others for ip in p.ips}
+    taken.update(l3.held_addresses(state, net.id))
     fixed = list(obj.fixed_ips)
     if not fixed and old is None:  # on create: an address from every subnet of the network
         fixed = [FixedIP(subnet=s.id) for s in subnets]
@@ -382,16 +298,22 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
     for i, fip in enumerate(fixed):
         sub = _subnet_for(subnets, fip, net, i)
         ip = fip.ip
+        slaac = l3.eui64(sub.cidr, mac) if sub.ipv6_mode in l3.SLAAC else None
+        if slaac is not None and ip is not None and ip != slaac:
+            raise ModelError(
+                "invalid",
+                ("fixed_ips", i, "ip"),
+                f"{ip} is not {slaac}, the EUI-64 address of the port's MAC {mac}: subnet "
+                f"{sub.name!r} ({sub.ipv6_mode}) gives addresses by SLAAC",
+            )
         if ip is None:
-            ip = _allocate(sub, taken.keys() | mine)
+            ip = slaac or allocate(sub, taken.keys() | mine)
             if ip is None:
                 raise ModelError(
                     "conflict", ("fixed_ips", i, "ip"), f"subnet {sub.name!r} has no free address"
                 )
-        elif ip in taken:
-            raise ModelError(
-                "conflict", ("fixed_ips", i, "ip"), f"{ip} is in use by port {taken[ip].name!r}"
-            )
+        if ip in taken:
+            raise ModelError("conflict", ("fixed_ips", i, "ip"), f"{ip} is in use by {taken[ip]}")
         elif ip == sub.gateway:
             raise ModelError(
                 "conflict", ("fixed_ips", i, "ip"), f"{ip} is subnet {sub.name!r}'s gateway"
@@ -422,6 +344,8 @@ def _admit_port(state: State, obj: Resource, old: Resource | None) -> Resource:
     out = obj.changed(
         tenant=net.tenant, mac=mac, tunnel_key=key, fixed_ips=[f.model_dump() for f in done]
     )
+    assert isinstance(out, Port)
+    l3.port_floating_ips(state, out, old if isinstance(old, Port) else None)
     return out
 
 
@@ -452,26 +376,6 @@ def _subnet_for(subnets: list[Subnet], fip: FixedIP, net: Network, i: int) -> Su
     return sub
 
 
-def _allocate(sub: Subnet, taken: Iterable[str]) -> str | None:
-    used = set(taken) | {sub.gateway}
-    for pool in sub.allocation_pools:
-        a, b = ipaddress.ip_address(pool.start), ipaddress.ip_address(pool.end)
-        n = int(b) - int(a) + 1
-        for k in range(min(n, 1 << 20)):  # a /64 is not walked to its end
-            cand = str(a + k)
-            if cand not in used:
-                return cand
-    return None
-
-
-def _in_tenant(state: State, obj: SecurityGroup | Policy, old: Resource | None) -> None:
-    if state.get("tenant", obj.tenant) is None:
-        raise ModelError("invalid", ("tenant",), f"no tenant {obj.tenant!r}")
-    if old is not None and getattr(old, "tenant", None) != obj.tenant:
-        raise ModelError("invalid", ("tenant",), f"a {obj.kind} cannot move to another tenant")
-    _unique_name(state, obj, obj.tenant)
-
-
 def _rule_groups(state: State, obj: SecurityGroup | Policy) -> Resource:
     """`obj` with every group its rules name checked, a group naming itself given its id."""
     data = obj.model_dump(mode="json")
@@ -500,13 +404,13 @@ def _rule_groups(state: State, obj: SecurityGroup | Policy) -> Resource:
 
 def _admit_security_group(state: State, obj: Resource, old: Resource | None) -> Resource:
     assert isinstance(obj, SecurityGroup)
-    _in_tenant(state, obj, old)
+    in_tenant(state, obj, old)
     return _rule_groups(state, obj)
 
 
 def _admit_policy(state: State, obj: Resource, old: Resource | None) -> Resource:
     assert isinstance(obj, Policy)
-    _in_tenant(state, obj, old)
+    in_tenant(state, obj, old)
     for o in state.all("policy"):
         if o.id != obj.id and o.tenant == obj.tenant and o.priority == obj.priority:
             raise ModelError(
@@ -525,6 +429,8 @@ _ADMIT = {
     "port": _admit_port,
     "security_group": _admit_security_group,
     "policy": _admit_policy,
+    "router": l3.admit_router,
+    "floating_ip": l3.admit_floating_ip,
 }
 
 
@@ -561,12 +467,19 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
         nets = [n for n in state.all("network") if n.tenant == oid]
         groups = [g for g in state.all("security_group") if g.tenant == oid]
         policies = [p for p in state.all("policy") if p.tenant == oid]
-        for what, objs in (("networks", nets), ("security groups", groups), ("policies", policies)):
+        routers = [r for r in state.all("router") if r.tenant == oid]
+        fips = [f for f in state.all("floating_ip") if f.tenant == oid]
+        for what, objs in (
+            ("floating IPs", fips), ("routers", routers), ("networks", nets),
+            ("security groups", groups), ("policies", policies),
+        ):  # fmt: skip
             if objs and not cascade:
                 refuse(what, [o.name for o in objs])
         out += [Change("delete", p) for p in policies]
+        out += [Change("delete", o) for o in (*fips, *routers)]
+        rest = state.apply(out)  # the tenant's routers go before its networks
         for n in nets:
-            out += plan_delete(state, "network", n.id, cascade=True)
+            out += plan_delete(rest, "network", n.id, cascade=True)
         out += [Change("delete", g) for g in groups]
     elif isinstance(obj, Network):
         ports = state.ports_of(oid)
@@ -604,4 +517,20 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
             keep = [g for g in p.security_groups if g != oid]
             out.append(Change("put", p.changed(security_groups=keep)))
     out.append(Change("delete", obj))
+    _keeps_routing(state, kind, obj, out)
     return out
+
+
+def _keeps_routing(state: State, kind: str, obj: Resource, out: list[Change]) -> None:
+    """Refuse a deletion that would take what a router or floating IP refers to --
+    cascading or not: they are changed first, on purpose."""
+    if kind in ("security_group", "policy", "floating_ip"):
+        return
+    before = set(l3.dangling(state))
+    broken = [x for x in l3.dangling(state.apply(out), state) if x not in before]
+    if broken:
+        shown = ", ".join(broken[:5]) + (" ..." if len(broken) > 5 else "")
+        what = kind.replace("_", " ")
+        raise ModelError(
+            "conflict", (), f"{what} {obj.name!r} is in use by {shown} (change those first)"
+        )
