@@ -1,7 +1,7 @@
 """The northbound REST API: a thin FastAPI adapter over the controller.
 
-`/v1/{tenants,networks,subnets,ports,chassis,security_groups,policies}` each
-with list (pagination,
+`/v1/{tenants,networks,subnets,ports,chassis,security_groups,policies,routers,
+floating_ips}` each with list (pagination,
 filters by tenant and labels), get, create, update (PATCH; with `revision`
 in the body, a stale one is refused with 409) and delete (`?cascade=true`).
 Errors are JSON: `{"error": {"status", "loc", "message"}}` with 422 for
@@ -115,7 +115,7 @@ def create_app(ctl: Controller) -> FastAPI:
         title="vnet",
         version=__version__,
         description="Declarative virtual networks: tenants, networks, subnets, ports, chassis, "
-        "security groups and policies.",
+        "security groups, policies, routers and floating IPs.",
     )
     nb = ctl.nb
 

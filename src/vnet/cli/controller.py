@@ -191,6 +191,22 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("APPLIED TO", "applied_to"),
         ("RULES", "rules"),
     ],
+    "router": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("INTERFACES", "interfaces"),
+        ("ROUTES", "routes"),
+        ("GATEWAY", "gateway"),
+        ("ADMIN", "admin_up"),
+    ],
+    "floating_ip": [
+        ("NAME", "name"),
+        ("TENANT", "tenant"),
+        ("NETWORK", "network"),
+        ("IP", "ip"),
+        ("PORT", "port"),
+        ("FORWARDS", "port_forwardings"),
+    ],
 }
 
 
@@ -220,11 +236,15 @@ def _cell(field: str, value: Any, names: dict[str, str]) -> str:
         if field != "labels" and not value:
             return "every port"
         return ",".join(f"{k}={v}" for k, v in value.items())
-    if field == "rules":
+    if field in ("rules", "routes", "port_forwardings"):
         return str(len(value))
+    if field == "interfaces":
+        return ", ".join(names.get(i["subnet"], i["subnet"]) for i in value) or "-"
+    if field == "gateway":
+        return f"{names.get(value['network'], value['network'])} {value.get('ip') or ''}".strip()
     if field in ("members", "security_groups"):
         return ", ".join(names.get(str(v), str(v)) for v in value) or "-"
-    if field in ("tenant", "network", "chassis"):
+    if field in ("tenant", "network", "chassis", "port"):
         return names.get(str(value), str(value))
     if isinstance(value, bool):
         return "up" if value else "down"
@@ -376,7 +396,10 @@ def register(app: typer.Typer) -> None:
     def get(
         kind: Annotated[
             str,
-            typer.Argument(help="tenant, network, subnet, port, chassis, security_group or policy"),
+            typer.Argument(
+                help="tenant, network, subnet, port, chassis, security_group, policy, router "
+                "or floating_ip"
+            ),
         ],
         name: Annotated[str | None, typer.Argument()] = None,
         tenant: TenantOpt = None,
@@ -429,7 +452,9 @@ def register(app: typer.Typer) -> None:
         for fip in o.get("fixed_ips") or []:
             if isinstance(fip, dict) and fip.get("subnet") in names:
                 fip["subnet"] = f"{names[fip['subnet']]} ({fip['subnet']})"
-        for key in ("security_groups", "members", "rules"):  # groups and ports by name
+        # groups, ports, subnets, networks and chassis by name
+        for key in ("security_groups", "members", "rules", "interfaces", "gateway", "port",
+                    "port_forwardings"):  # fmt: skip
             if o.get(key):
                 o[key] = _named(o[key], names)
         if related:

@@ -8,7 +8,7 @@
 Every call returns the JSON the API answered; an error answer raises
 `ApiError` with the API's status (422, 409, 404), the field path and the
 message.  Kinds may be given singular or plural (`security-group` as
-`security_group`).  A `token` (or
+`security_group`, `floating-ips` as `floating_ips`).  A `token` (or
 $VNET_TOKEN) is sent as a bearer token, for an API that asks for one.
 """
 
@@ -30,6 +30,8 @@ PLURAL = {
     "chassis": "chassis",
     "security_group": "security_groups",
     "policy": "policies",
+    "router": "routers",
+    "floating_ip": "floating_ips",
 }
 
 
