@@ -1,16 +1,29 @@
 """Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
 
 from . import acl as acl  # registers the firewall's builders
+from . import router as router  # registers the logical router's builders
 from . import switch as switch  # registers the logical switch's builders
-from .localize import local_ports, localize
+from .localize import local_groups, local_ports, localize
 from .logical import Compiler, LFlow, cookie_for
 from .memo import Memo
-from .stages import NEXT, OUTPUT, PIPELINE, SWITCH, Datapath, Stage, StageError, check, table
+from .stages import (
+    NEXT,
+    OUTPUT,
+    PIPELINE,
+    ROUTER,
+    SWITCH,
+    Datapath,
+    Stage,
+    StageError,
+    check,
+    table,
+)
 
 __all__ = [
     "NEXT",
     "OUTPUT",
     "PIPELINE",
+    "ROUTER",
     "SWITCH",
     "Compiler",
     "Datapath",
@@ -20,6 +33,7 @@ __all__ = [
     "StageError",
     "check",
     "cookie_for",
+    "local_groups",
     "local_ports",
     "localize",
     "table",

@@ -2,7 +2,11 @@
 
 `localize` is a pure function: the logical flows of the networks that have a
 port on this chassis (a chassis carries no flows for networks it does not
-host), plus the two physical stages -- `phy_in` maps each local OpenFlow
+host) -- and of every router of those networks, with all of that router's
+networks (`hosted`: routing happens on the sender's chassis, so the routed
+frame must find the destination network's flows and tunnels here; and so on
+through routers behind routers, as OVN's local datapaths) -- plus the two
+physical stages -- `phy_in` maps each local OpenFlow
 port to its network and logical port, `phy_out` maps a logical output port
 back to its OpenFlow port.  OpenFlow port numbers come from the switch
 (`ofports`: interface name -> number, read from its port description), so
@@ -33,6 +37,9 @@ into `REG_ZONE` as its frames enter (`phy_in`) and as frames for it enter
 the egress pipeline (`ls_out_zone`, where a frame for a port bound
 elsewhere skips the firewall: that port's chassis runs it).
 
+The groups the kept flows name (a router's ECMP) are `local_groups`, for
+the same chassis.
+
 Incremental like the compiler: the logical flows arrive sorted, so only the
 chassis' stages are sorted again with the bindings, and each binding's
 flows are memoised (`memo`) on what their builder read, so one changed port
@@ -51,6 +58,7 @@ from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
 from ..model.rules import State
 from ..pipeline.actions import Action, Output, RegMove
 from ..pipeline.flow import Flow
+from ..pipeline.groups import GroupDesc
 from .logical import _SLOT, LFlow, To, _Emit, _load, _order, datapath_key, resolved
 from .memo import Memo, recall
 from .stages import (
@@ -68,7 +76,17 @@ from .stages import (
 )
 from .switch import deliver
 
-__all__ = ["FLOOD_KEY", "ZONE_STAGE", "Memo", "local_ports", "localize", "peers", "zones"]
+__all__ = [
+    "FLOOD_KEY",
+    "ZONE_STAGE",
+    "Memo",
+    "hosted",
+    "local_groups",
+    "local_ports",
+    "localize",
+    "peers",
+    "zones",
+]
 
 FLOOD_KEY = 0x8000  # reg7 / the Geneve option's egress port: "flood to your own ports"
 _FLAG = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
@@ -106,6 +124,48 @@ def peers(state: State, chassis: Chassis, kinds: Sequence[str] = ENCAPS) -> dict
     return out
 
 
+def hosted(state: State, nets: set[str]) -> tuple[set[str], set[str]]:
+    """The networks and routers a chassis whose ports are on `nets` needs: every router
+    of those networks, every network of those routers, and so on (a frame routed here
+    may be routed again into a network behind another router, all on this chassis)."""
+    links: dict[str, set[str]] = {}  # network or router id -> the ids it is patched to
+    for r in state.objects.get("router", {}).values():
+        for itf in r.interfaces:  # type: ignore[attr-defined]
+            sub = state.get("subnet", itf.subnet)
+            if sub is not None:
+                links.setdefault(r.id, set()).add(sub.network)
+                links.setdefault(sub.network, set()).add(r.id)
+    seen, todo = set(nets), list(nets)
+    while todo:
+        for other in links.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    routers = {i for i in seen if state.get("router", i) is not None}
+    return seen - routers, routers
+
+
+def local_groups(
+    lflows: Sequence[LFlow], state: State, chassis: Chassis, ofports: Mapping[str, int]
+) -> list[GroupDesc]:
+    """The groups the flows of `chassis` name (a router's ECMP), by id."""
+    local = local_ports(state, chassis, ofports)
+    leaving = _leaving_ports(state, peers(state, chassis, tuple(tunnel_ports(ofports))), ofports)
+    nets, routers = hosted(state, {p.network for p, _ in local + leaving})
+    kept = nets | routers
+    used = {lf.group.group_id: lf.group for lf in lflows
+            if lf.group is not None and lf.datapath in kept}  # fmt: skip
+    return [used[g] for g in sorted(used)]
+
+
+def _leaving_ports(
+    state: State, far: Mapping[str, Chassis], ofports: Mapping[str, int]
+) -> list[tuple[Port, int]]:
+    """Ports bound to another chassis but still plugged here (a workload in migration)."""
+    return [(p, ofports[p.iface]) for p in state.all("port")
+            if p.chassis in far and p.iface in ofports]  # fmt: skip
+
+
 def local_ports(
     state: State, chassis: Chassis, ofports: Mapping[str, int]
 ) -> list[tuple[Port, int]]:
@@ -136,9 +196,9 @@ def localize(
     far = peers(state, chassis, tuple(tunnels))
     # ports bound elsewhere but still plugged here (a workload in migration): their
     # frames still enter here until the cable is gone; frames for them go to the new chassis
-    leaving = [(p, ofports[p.iface]) for p in state.all("port")
-               if p.chassis in far and p.iface in ofports]  # fmt: skip
-    nets = {p.network for p, _ in local} | {p.network for p, _ in leaving}
+    leaving = _leaving_ports(state, far, ofports)
+    nets, routers = hosted(state, {p.network for p, _ in local} | {p.network for p, _ in leaving})
+    kept = nets | routers
     # (network, port key) -> the other chassis the port is bound to
     remote: dict[tuple[str, int], Chassis] = {}
     remote_ports: list[Port] = []
@@ -157,7 +217,7 @@ def localize(
     zone: list[LFlow] = []
     floods: dict[tuple[str, frozenset[str]], int] = {}  # (network, chassis ids) -> flood key
     for lf in lflows:  # sorted by table: only the chassis' stages need merging
-        if lf.datapath is not None and lf.datapath not in nets:
+        if lf.datapath is not None and lf.datapath not in kept:
             continue
         t = lf.flow.table
         if t == first:

@@ -9,17 +9,22 @@ rule, and the cookie is derived from the same (high 32 bits: the object's
 id, low 32: the rule), so a flow dump or a trace answers "which object put
 this here".
 
-Builders are registered per stage (`port_stage`, `network_stage`): each gets
-an emitter bound to its stage and datapath, which scopes every flow to the
+Builders are registered per stage (`port_stage`, `network_stage`), per
+feature (`feature`: the firewall) or per datapath kind (`datapath_kind`: the
+router, whose flows are built per router, and per port of a network it is
+attached to for what the port adds to it): each gets an emitter bound to its
+stage and datapath, which scopes every flow to the
 datapath (the key goes into the match here, in one place), resolves `NEXT`,
 `OUTPUT` and stage names to tables, and checks the flow against the stage's
 declaration.  Actions that jump (`To`) are resolved the same way.
 
 Compiling is a pure function of the model, and incremental by construction:
-each port's flows and each network's flows are memoised (`memo.recall`) on
-exactly the fields their builders read, recorded as they read them, so a
-change to one port recompiles that port and its network's flood flows,
-nothing else.  Output is sorted: the same model gives byte-identical flows.
+each port's flows and each network's flows (and each router's, and each
+port's next-hop flows in a router) are memoised (`memo.recall`) on exactly
+the fields their builders read, recorded as they read them, so a change to
+one port recompiles that port and its network's flood flows, nothing else.
+A flow may name a group (a router's ECMP): the group travels with it
+(`LFlow.group`) and is installed on the chassis that get the flow.  Output is sorted: the same model gives byte-identical flows.
 A change to a few ports' fields alone (a relabel) does not even walk the
 other ports' memo entries: their flows and their networks' are recalled and
 the last output patched (`_ports_only`), so it costs milliseconds at 10,000
@@ -40,6 +45,7 @@ from ..model.rules import State
 from ..pipeline.actions import Action, Resubmit, SetField
 from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow, Instructions
+from ..pipeline.groups import GroupDesc
 from ..pipeline.match import Match
 from .memo import Memo, recall
 from .stages import (
@@ -60,10 +66,12 @@ from .stages import (
 __all__ = [
     "Compiler",
     "Feature",
+    "Kind",
     "LFlow",
     "To",
     "cookie_for",
     "datapath_key",
+    "datapath_kind",
     "feature",
     "network_stage",
     "port_stage",
@@ -79,8 +87,11 @@ class LFlow:
     # a flood: the logical ports it delivers to (localize splits them into this chassis'
     # own and one tunnelled copy per other chassis)
     flood: tuple[int, ...] = ()
-    # what a flow that sends to the controller means (`acl.Punt`); None for the others
+    # what a flow that sends to the controller means (`acl.Punt`, `router.Punt`); None for
+    # the others
     punt: Any = field(default=None, compare=False)
+    # the group the flow's actions name (a router's ECMP), installed with it
+    group: GroupDesc | None = field(default=None, compare=False)
     # the output order (table, priority down, match, instructions), computed once: an
     # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
     order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
@@ -103,7 +114,9 @@ def cookie_for(owner_id: str, rule: str) -> int:
 
 
 def datapath_key(net: Network) -> int:
-    """A logical switch's key in `metadata` and on the wire: its network's VNI."""
+    """A logical switch's key in `metadata` and on the wire: its network's VNI.
+
+    A router's is `router.router_key`: above every VNI, so the two never meet."""
     return net.segment_id or 0
 
 
@@ -131,14 +144,15 @@ class _Emit:
     """Collects the flows of one model object, stamped with their provenance.
 
     `net` is the datapath the flows belong to: every flow of a datapath's stage
-    matches its key.  The chassis' stages match or write it themselves (`key`).
+    matches its key -- a network's VNI, or `key` for another kind (a router).  The
+    chassis' stages match or write it themselves.
     """
 
-    def __init__(self, kind: str, obj: Any, net: Network | None) -> None:
+    def __init__(self, kind: str, obj: Any, net: Any, key: int | None = None) -> None:
         self.kind, self.name, self.id = kind, obj.name, obj.id
         self.hi = zlib.crc32(self.id.encode()) << 32  # the cookie's owner half
-        self.datapath = None if net is None else net.id
-        self.key = None if net is None else datapath_key(net)
+        self.datapath: str | None = None if net is None else net.id
+        self.key = None if net is None else datapath_key(net) if key is None else key
         self.out: list[LFlow] = []
 
     def at(self, stage_name: str) -> _At:
@@ -156,6 +170,7 @@ class _Emit:
         flood: tuple[int, ...] = (),
         meter: int | None = None,
         punt: Any = None,
+        group: GroupDesc | None = None,
     ) -> None:
         if self.key is not None:
             scope = scope_of(stage_name)
@@ -176,7 +191,7 @@ class _Emit:
             origin=f"{self.kind} {self.name} ({self.id}) · {stage_name} · {rule}",
         )
         check(f)
-        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt))
+        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt, group))
 
 
 class _At:
@@ -274,6 +289,36 @@ def feature(f: Feature) -> Feature:
 
 
 @dataclass(frozen=True)
+class Kind:
+    """A kind of logical datapath besides the switch (the router), attached to networks.
+
+    `objects` names each datapath of the kind in the model with what its
+    builder reads: `(id, objs, args)`, and `build(*objs, *args)` makes its
+    flows -- memoised on what it reads of `objs` and on `args` whole.  What a
+    port of a network it attaches to adds to it (a router's next hop to the
+    port's MAC) is built per port: `attach` gives, per network id, values the
+    port's builder is given beside the network and the port
+    (`port(net, port, *attach[net])`).  `attach` reads no port: a change to
+    ports alone leaves it as it was.
+    """
+
+    name: str
+    objects: Callable[[State], list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]]
+    build: Callable[..., list[LFlow]]
+    attach: Callable[[State], Mapping[str, tuple[Any, ...]]]
+    port: Callable[..., list[LFlow]]
+
+
+_KINDS: list[Kind] = []
+
+
+def datapath_kind(k: Kind) -> Kind:
+    """Register a datapath kind's builders with the compiler."""
+    _KINDS.append(k)
+    return k
+
+
+@dataclass(frozen=True)
 class _Pipeline:
     name: str = "pipeline"
     id: str = "pipeline"
@@ -304,11 +349,15 @@ class Compiler:
     _memo: Memo = field(default_factory=dict)
     recompiled: int = 0  # objects compiled by the last call (the rest came from the memo)
     kept: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # feature -> context
+    # each datapath kind's `attach` of the last compile (what `_ports_only` builds ports with)
+    _attached: dict[str, Mapping[str, tuple[Any, ...]]] = field(default_factory=dict)
     # the last compile: its model, output and each network's ports (for `_ports_only`)
     _last: tuple[State, list[LFlow], dict[str, list[Port]]] | None = None
 
-    def _cached(self, key: tuple[str, ...], objs: Sequence[Any], build: Any) -> list[LFlow]:
-        flows, built = recall(self._memo, key, objs, build)
+    def _cached(
+        self, key: tuple[str, ...], objs: Sequence[Any], build: Any, args: tuple[Any, ...] = ()
+    ) -> list[LFlow]:
+        flows, built = recall(self._memo, key, objs, build, args)
         self.recompiled += built
         return flows  # type: ignore[no-any-return]
 
@@ -327,6 +376,13 @@ class Compiler:
                 tk: tuple[str, ...] = (f.name, "tenant", tid)
                 seen.add(tk)
                 out += self._cached(tk, (c,), f.tenant)
+        attached = {k.name: k.attach(state) for k in _KINDS}
+        self._attached = attached
+        for kind in _KINDS:
+            for oid, objs, args in kind.objects(state):
+                k0: tuple[str, ...] = (kind.name, oid)
+                seen.add(k0)
+                out += self._cached(k0, objs, kind.build, args)
         ports_by_net: dict[str, list[Port]] = {}
         for p in state.all("port"):
             ports_by_net.setdefault(p.network, []).append(p)
@@ -345,6 +401,12 @@ class Compiler:
                         k = (f.name, "port", p.id)
                         seen.add(k)
                         out += self._cached(k, (net, p, c), f.port)
+                for kind in _KINDS:
+                    at = attached[kind.name].get(net.id)
+                    if at:
+                        k = (kind.name, "port", p.id)
+                        seen.add(k)
+                        out += self._cached(k, (net, p), kind.port, at)
         for k in list(self._memo):
             if k not in seen:
                 del self._memo[k]
@@ -384,18 +446,27 @@ class Compiler:
             ps[next(i for i, q in enumerate(ps) if q is old)] = p
         for _, p in changed:
             net = state.get("network", p.network)
-            todo: list[tuple[tuple[str, ...], Sequence[Any], Any]] = [
-                (("network", net.id), (net, *by_net[net.id]), lambda n, *ps: network_flows(n, ps)),
-                (("port", p.id), (net, p), port_flows),
+            todo: list[tuple[tuple[str, ...], Sequence[Any], Any, tuple[Any, ...]]] = [
+                (
+                    ("network", net.id),
+                    (net, *by_net[net.id]),
+                    lambda n, *ps: network_flows(n, ps),
+                    (),
+                ),
+                (("port", p.id), (net, p), port_flows, ()),
             ]
             for f in _FEATURES:
                 c = self.kept.get(f.name, {}).get(net.tenant)
                 if c is not None:
-                    todo.append(((f.name, "port", p.id), (net, p, c), f.port))
-            for k, given, build in todo:
+                    todo.append(((f.name, "port", p.id), (net, p, c), f.port, ()))
+            for dk in _KINDS:
+                at = self._attached.get(dk.name, {}).get(net.id)
+                if at:
+                    todo.append(((dk.name, "port", p.id), (net, p), dk.port, at))
+            for k, given, build, args in todo:
                 hit = self._memo.get(k)
                 gone = hit.value if hit is not None else []
-                flows = self._cached(k, given, build)
+                flows = self._cached(k, given, build, args)
                 if flows is not gone:
                     _patch(out, gone, flows)
         self._last = (state, out, by_net)

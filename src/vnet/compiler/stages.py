@@ -1,9 +1,9 @@
 """The pipeline's wiring, declared as data: logical datapaths and their stages.
 
-As in OVN, the pipeline is made of logical datapaths (a logical switch today;
-a logical router is one more `Datapath` later), each with an ingress and an
-egress pipeline of stages, framed by the chassis-specific stages that map
-OpenFlow ports and tunnels to logical ports and back (`localize` fills them).
+As in OVN, the pipeline is made of logical datapaths (the logical switch,
+`ls_*`, and the logical router, `lr_*`), each with an ingress and an egress
+pipeline of stages, framed by the chassis-specific stages that map OpenFlow
+ports and tunnels to logical ports and back (`localize` fills them).
 A stage declares the fields its flows may match, where its flows may go and
 what happens to what none of its flows claims (`default`).  Table numbers are
 positions in `PIPELINE` and nowhere else: builders say `NEXT` (the next stage
@@ -14,10 +14,14 @@ and `resolve` turns that into a table.  So a new stage is one `Stage` in its
 datapath's tuple and one builder, and the flows that said `NEXT` before it
 now reach it.  The declaration is checked and worked out once at import
 (`_Layout`); `declared` swaps in another one, for tests of a new stage.
+Datapaths meet only through patches, flows that load the other datapath's
+key and ports and resubmit to its stage (a router's port's output in
+`phy_out` into `lr_in_admission`; `lr_out_delivery` into the switch's
+`ls_in_l2_lkup`), declared like any other jump.
 
 Every flow of a datapath's stage is scoped to one datapath: the emitter adds
-the datapath's key (`Datapath.key`, today `metadata` = the network's VNI)
-to its match, so builders never match it themselves and a frame never
+the datapath's key (`Datapath.key`: `metadata` = the network's VNI, or
+`ROUTER_BASE | router.tunnel_key` for a router, above every VNI) to its match, so builders never match it themselves and a frame never
 leaves its datapath.  `check` refuses a flow that matches a field its stage
 did not declare, or goes -- by goto, resubmit (to table 0 as well; a
 resubmit without a table goes back to its own) or `ct(table=)` -- where its
@@ -38,7 +42,10 @@ port whose memberships `ls_in_acl_bits` looks up (one flow a port, a branch
 both pipelines resubmit to), then the logged rule a copy sent to
 `*_acl_log` is for.
 Registers survive `ct(table=)`, so what is loaded before conntrack is there
-after it.
+after it.  In a router's pipeline `reg6`/`reg7` are the router's own port
+numbers (its interfaces, from 1), `reg0` the next hop (`REG_NEXTHOP`: 0 the
+destination itself, else a static route's next hop by number); the patch
+back into a network loads the router port's key there into `reg6`.
 
 The firewall's stages sit after the lookup in ingress (the sender's egress
 rules need the receiver: `reg7`) and before port security in egress;
@@ -71,9 +78,11 @@ __all__ = [
     "REG_FLAGS",
     "REG_INPORT",
     "REG_LOG",
+    "REG_NEXTHOP",
     "REG_OUTPORT",
     "REG_TENANT",
     "REG_ZONE",
+    "ROUTER",
     "SWITCH",
     "Datapath",
     "Stage",
@@ -99,6 +108,7 @@ REG_LOG = "reg3"
 REG_TENANT = "reg2"
 REG_ACL_LOCAL = ("reg8", "reg9", "reg10", "reg11")
 REG_ACL_REMOTE = ("reg12", "reg13", "reg14", "reg15")
+REG_NEXTHOP = "reg0"  # the router's next hop: 0 the destination itself, else its number
 
 NEXT = "next"
 OUTPUT = "output"
@@ -144,8 +154,9 @@ PHY_IN = Stage(
 PHY_OUT = Stage(
     "phy_out",
     (DATAPATH_KEY, REG_OUTPORT, REG_FLAGS),
-    (),
-    "logical output port -> OpenFlow port here, or a tunnel to the port's chassis",
+    ("lr_in_admission",),
+    "logical output port -> OpenFlow port here, or a tunnel to the port's chassis; "
+    "a router's port: into the router's pipeline here (the patch)",
     chassis=True,
 )
 
@@ -290,7 +301,58 @@ SWITCH = Datapath(
     reentry="ls_in_l2_lkup",
 )
 
-DATAPATHS: tuple[Datapath, ...] = (SWITCH,)
+# -- the logical router ---------------------------------------------------------------------
+_IP_DST = ("ipv4_dst", "ipv6_dst")
+_IP_INPUT = (REG_INPORT, "eth_type", "ip_proto", "ip_ttl", "icmp_type", "icmpv6_type",
+             "ipv4_src", "ipv6_src", *_IP_DST)  # fmt: skip
+ROUTER = Datapath(
+    "lr",
+    DATAPATH_KEY,
+    ingress=(
+        Stage(
+            "lr_in_admission",
+            (REG_INPORT, "eth_dst", "eth_type"),
+            (NEXT,),
+            "frames for the interface's MAC (of its family), and broadcast ARP; "
+            "nothing else enters the router",
+        ),
+        Stage(
+            "lr_in_ip_input",
+            _IP_INPUT,
+            (NEXT,),
+            "echo requests to a router address answered in place; the rest to router "
+            "addresses and martians dropped; TTL <= 1 to the controller (time exceeded)",
+            default=NEXT,
+        ),
+        Stage(
+            "lr_in_ip_routing",
+            (REG_INPORT, "eth_type", *_IP_DST),
+            (NEXT, "lr_in_arp_resolve"),
+            f"longest prefix first: dec_ttl, out interface ({REG_OUTPORT}), next hop "
+            f"({REG_NEXTHOP}), the interface's MAC as source; ECMP by a select group; "
+            "no route: to the controller (unreachable)",
+        ),
+        Stage(
+            "lr_in_arp_resolve",
+            (REG_OUTPORT, REG_NEXTHOP, "eth_type", *_IP_DST),
+            (NEXT,),
+            "next hop -> its MAC as destination, from the model's ports (unknown: dropped, "
+            "counted)",
+        ),
+    ),
+    egress=(
+        Stage(
+            "lr_out_delivery",
+            (REG_OUTPORT,),
+            ("ls_in_l2_lkup",),
+            "the out interface: into its network's lookup here (the patch), the router's "
+            f"port there in {REG_INPORT}",
+        ),
+    ),
+    reentry="lr_in_admission",
+)
+
+DATAPATHS: tuple[Datapath, ...] = (SWITCH, ROUTER)
 PIPELINE: tuple[Stage, ...] = (PHY_IN, *(s for dp in DATAPATHS for s in dp.stages), PHY_OUT)
 
 
@@ -359,9 +421,12 @@ _layout = _Layout(DATAPATHS)
 
 @contextmanager
 def declared(*datapaths: Datapath) -> Iterator[None]:
-    """The pipeline as if `datapaths` were declared (a new stage tried out in a test)."""
+    """The pipeline as if `datapaths` were declared in place of the kinds they name, the
+    other kinds as they are (a new stage tried out in a test)."""
     global _layout
-    before, _layout = _layout, _Layout(datapaths)
+    given = {d.kind: d for d in datapaths}
+    full = (*(given.pop(d.kind, d) for d in DATAPATHS), *given.values())
+    before, _layout = _layout, _Layout(full)
     try:
         yield
     finally:

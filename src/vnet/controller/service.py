@@ -50,7 +50,7 @@ from typing import Any, Protocol
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from ..compiler import Compiler, LFlow, Memo, localize
+from ..compiler import Compiler, LFlow, Memo, local_groups, localize
 from ..compiler.acl import LOG_METER, MeterSpec
 from ..datapath.meters import OFPMF_PKTPS, Band, MeterConfig
 from ..model.objects import Chassis, Port
@@ -438,14 +438,16 @@ class Controller:
         return self._meters[1]
 
     def desired(self, state: State, sess: Session) -> Desired | None:
-        """What the session's switch should hold: the chassis' flows and the meters
-        they use (groups as the compiler comes to make them)."""
+        """What the session's switch should hold: the chassis' flows, the groups and
+        the meters they use."""
         ch = self.chassis_of(state, sess.dpid)
         sess.chassis = ch.id if ch else None
         if ch is None:
             return None  # a switch no chassis claims: left alone
-        flows = localize(self.logical_flows(state), state, ch, sess.ofports, self._bindings)
-        return Desired(flows, meters=list(self.meters(state)))
+        lflows = self.logical_flows(state)
+        flows = localize(lflows, state, ch, sess.ofports, self._bindings)
+        groups = local_groups(lflows, state, ch, sess.ofports)  # a router's ECMP
+        return Desired(flows, groups, list(self.meters(state)))
 
     def _track_moves(self, state: State) -> None:
         """A port whose chassis changed is to be announced from its new chassis."""

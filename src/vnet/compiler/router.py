@@ -1,0 +1,472 @@
+"""The logical router's flows: east-west routing at the first hop.
+
+A router is a logical datapath of its own (`stages.ROUTER`, key
+`ROUTER_BASE | router.tunnel_key` in `metadata`, above every VNI), joined to
+each network it has an interface on by a logical port of that network (the
+interface's `tunnel_key`, MAC and address -- the subnet's gateway).  On the
+switch's side that port is a port like any other: the lookup delivers the
+router's MAC to it, the responder answers ARP and neighbour solicitations
+for its addresses (the gateway's, and for IPv6 its link-local one), egress
+port security lets it receive what is addressed to it.  Its "output" is a
+patch (`phy_out`, the same flow on every chassis): into the router's
+ingress on the same chassis, with `reg6` = the interface's number in the
+router.  The router's output to an interface is the patch back
+(`lr_out_delivery`): into that network's lookup with `reg6` = the router's
+port there.  So a frame is routed on its sender's chassis and the
+destination switch's usual output stage tunnels it straight to the
+destination port's chassis -- no hop through another chassis.
+
+Registers.  In the router's pipeline `reg6`/`reg7` hold the router's own
+port numbers (`routing.Interface.number`: the interface's position in
+`Router.interfaces`, from 1) -- an interface's `tunnel_key` is unique in its
+network only, so two interfaces of one router may share one.  `reg0` holds
+the next hop (`routing.NextHop.id`: 0 the destination itself, else the
+number of a static route's next hop), so no register needs 128 bits for an
+IPv6 next hop.  The firewall's registers are left alone; conntrack state is
+cleared at each patch (a router's NAT zone comes later).
+
+The stages (as OVN's `lr_in_*`):
+- `lr_in_admission`: frames for the interface's MAC of its own family (an
+  IPv4 interface takes IPv4 and ARP, an IPv6 one IPv6), and broadcast ARP;
+- `lr_in_ip_input`: martian addresses dropped; an echo request to a router
+  address answered in place -- addresses swapped, the reply routed back like
+  any packet (both families, in flows: moves of 128-bit addresses are what
+  the switch's ND responder already does); the reply leaves with `in_port`
+  cleared, so it may go back out of the port it came in by; anything else
+  to a router address dropped; TTL (hop limit) <= 1 to the controller;
+  ARP dropped (the switch answers for router addresses; learned
+  neighbours come with the gateway);
+- `lr_in_ip_routing`: one flow per prefix of the effective routing table
+  (`model.routing`), priority from the prefix length, a connected route
+  above a static one of the same length: `dec_ttl`, out interface, next hop,
+  the interface's MAC as source.  Several next hops (ECMP): `dec_ttl` and a
+  select group, one bucket per next hop, each setting the three and
+  resubmitting to `lr_in_arp_resolve` -- the bucket is chosen by a hash of
+  the addresses and ports (vnet's `select_hash`; Open vSwitch's default
+  selection), so a connection keeps its path.  No route: to the controller;
+- `lr_in_arp_resolve`: the next hop's MAC as destination, from the model --
+  each port of an attached network, by its addresses and allowed address
+  pairs (built per port, so a port's change recompiles that port); an
+  unknown next hop is dropped by a per-router flow that counts them;
+- `lr_out_delivery`: the patch into the out interface's network.
+
+Punts: the controller's contract.  A packet the router cannot route is
+sent to the controller (`controller(reason=action)`) on the chassis that
+routed it -- the sender's, and the packet-in's `in_port` is the sender's
+OpenFlow port -- by a flow whose cookie `punts(lflows)` maps to a `Punt`:
+why (`ttl-expired`, `no-route`; `too-big` later), the router, the interface
+the packet came in by (its number, subnet, network, MAC and address: the
+source to answer from) and the ICMP or ICMPv6 type and code to answer with
+(time exceeded 11/0 and 3/0, net unreachable 3/0, no route 1/0).  The
+controller answers with the error (`packet.reject`'s machinery): Ethernet
+source the interface's MAC, destination the packet's source MAC, IP source
+the interface's address, destination the packet's source, by a packet-out
+straight out of `in_port` -- never an error about an ICMP error, a
+fragment other than the first, or a multicast or broadcast packet (RFC 1812
+4.3.2.7).  The punt flows are not metered yet: the controller's bounded
+queue is what limits their cost.
+
+The firewall sees the router's port as the other end of a routed frame on
+each network (`reg6` on the destination's, `reg7` on the sender's): a port
+in no group, so a rule whose remote is an address range matches routed
+traffic and one whose remote is a group or selector does not.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..model.l3 import ROUTER_BASE  # a router's datapath key: above every VNI (< 2^24)
+from ..model.objects import Network, Port, Router
+from ..model.routing import Interface, NextHop, RouteEntry, build, interfaces
+from ..model.rules import State
+from ..pipeline.actions import (
+    OFPP_CONTROLLER,
+    OFPP_IN_PORT,
+    Action,
+    CtClear,
+    DecTtl,
+    Group,
+    Output,
+    RegMove,
+    Resubmit,
+    SetField,
+)
+from ..pipeline.fields import lookup
+from ..pipeline.groups import Bucket, GroupDesc, GroupType
+from .logical import Kind, LFlow, To, _Emit, datapath_key, datapath_kind
+from .stages import (
+    FLAG_FROM_TUNNEL,
+    NEXT,
+    OUTPUT,
+    REG_FLAGS,
+    REG_INPORT,
+    REG_NEXTHOP,
+    REG_OUTPORT,
+    ROUTER,
+    resolve,
+    table,
+)
+from .switch import _arp_reply, _na_reply, _ns, eui64_link_local
+
+__all__ = [
+    "ECMP_MAX",
+    "ROUTER_BASE",
+    "Attach",
+    "Punt",
+    "group_id",
+    "groups",
+    "punts",
+    "router_key",
+]
+
+ETH_IP, ETH_ARP, ETH_IP6 = 0x0800, 0x0806, 0x86DD
+_ETH = {4: ETH_IP, 6: ETH_IP6}
+_DST = {4: "ipv4_dst", 6: "ipv6_dst"}
+_SRC = {4: "ipv4_src", 6: "ipv6_src"}
+BROADCAST = (1 << 48) - 1
+_NOT_FROM_TUNNEL = (0, FLAG_FROM_TUNNEL)
+ECMP_MAX = 127  # ECMP prefixes a router's groups number (group id: key << 7 | n)
+_SLOT = {n: lookup(n).index for n in ("in_port", "metadata", "eth_src", "eth_dst", "ipv4_src",
+                                        "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_ttl", "icmp_type",
+                                        "icmpv6_type", "nd_tll", REG_INPORT, REG_OUTPORT,
+                                        REG_NEXTHOP)}  # fmt: skip
+# ICMP errors the controller answers with: (type, code) by family
+TIME_EXCEEDED = {4: (11, 0), 6: (3, 0)}
+UNREACHABLE = {4: (3, 0), 6: (1, 0)}  # net unreachable / no route to destination
+# addresses never routed (RFC 1812 5.3.7, RFC 4291 2.5.6): (family, field side, prefix)
+_MARTIANS = (
+    (4, "src", "0.0.0.0/8"), (4, "dst", "0.0.0.0/8"), (4, "src", "127.0.0.0/8"),
+    (4, "dst", "127.0.0.0/8"), (4, "src", "224.0.0.0/4"), (4, "dst", "224.0.0.0/4"),
+    (4, "src", "255.255.255.255/32"), (4, "dst", "255.255.255.255/32"),
+    (6, "src", "::/128"), (6, "src", "::1/128"), (6, "dst", "::1/128"),
+    (6, "src", "fe80::/10"), (6, "dst", "fe80::/10"), (6, "src", "ff00::/8"),
+    (6, "dst", "ff00::/8"),
+)  # fmt: skip
+
+
+def router_key(r: Router) -> int:
+    """A router's datapath key in `metadata`."""
+    return ROUTER_BASE | (r.tunnel_key or 0)
+
+
+def group_id(r: Router, n: int) -> int:
+    """The select group of a router's `n`-th ECMP prefix (1..ECMP_MAX): unique across
+    routers, as their keys are."""
+    return (r.tunnel_key or 0) << 7 | n
+
+
+@dataclass(frozen=True)
+class Punt:
+    """What a router's controller-bound flow means: the ICMP error to answer with."""
+
+    reason: str  # ttl-expired | no-route  (too-big later)
+    router: str  # the router's id
+    router_name: str
+    interface: int  # the router's port number the packet came in by
+    subnet: str  # that interface's subnet (id)
+    network: str  # and network (id)
+    mac: str  # its MAC: the answer's Ethernet source
+    address: str  # its address: the answer's IP source
+    family: int  # 4 | 6
+    icmp: tuple[int, int]  # the ICMP (4) or ICMPv6 (6) type and code to answer with
+
+
+def punts(lflows: Iterable[LFlow]) -> dict[int, Punt]:
+    """cookie -> Punt, for every router flow that sends to the controller."""
+    return {lf.flow.cookie: lf.punt for lf in lflows if isinstance(lf.punt, Punt)}
+
+
+def groups(lflows: Iterable[LFlow]) -> list[GroupDesc]:
+    """The groups `lflows` name (a router's ECMP), by id."""
+    return sorted({lf.group.group_id: lf.group for lf in lflows if lf.group}.values(),
+                  key=lambda g: g.group_id)  # fmt: skip
+
+
+def _mac(text: str) -> int:
+    return int(text.replace(":", ""), 16)
+
+
+def _prefix(text: str) -> tuple[int, int]:
+    net = ipaddress.ip_network(text, strict=False)
+    return int(net.network_address), int(net.netmask)
+
+
+def _load(reg: str, value: int) -> SetField:
+    return SetField(_SLOT[reg], value)
+
+
+@dataclass(frozen=True)
+class _Datapath:
+    """The router as the emitter's datapath (its id; its key comes with it)."""
+
+    id: str
+
+
+def _live(itfs: Sequence[Interface]) -> list[Interface]:
+    """Interfaces admission completed (a MAC and a key in the network)."""
+    return [i for i in itfs if i.mac and i.tunnel_key]
+
+
+def _objects(state: State) -> list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]:
+    """Each router, with the networks of its interfaces; the interfaces as values."""
+    out = []
+    for r in state.all("router"):
+        itfs = tuple(interfaces(state, r))
+        nets = {i.network: state.get("network", i.network) for i in itfs}
+        out.append((r.id, (r, *(n for n in nets.values() if n is not None)), (itfs,)))
+    return out
+
+
+def router_flows(r: Router, *rest: Any) -> list[LFlow]:
+    """A router's pipeline, and its ports on its networks' switches."""
+    *nets, itfs = rest
+    by_id: dict[str, Network] = {n.id: n for n in nets}
+    if r.tunnel_key is None or not r.admin_up:
+        return []
+    live = [i for i in _live(itfs) if i.network in by_id]
+    out: list[LFlow] = []
+    for itf in live:
+        net = by_id[itf.network]
+        if net.admin_up:
+            out += _switch_side(r, net, itf)
+    e = _Emit("router", r, _Datapath(r.id), key=router_key(r))
+    _admission(e, live)
+    _ip_input(e, r, live)
+    _routing(e, r, live, build(r, live))
+    _delivery(e, live, by_id)
+    return out + e.out
+
+
+def _iface(itf: Interface) -> str:
+    return f"interface {itf.number} (subnet {itf.subnet_name})"
+
+
+def _switch_side(r: Router, net: Network, itf: Interface) -> list[LFlow]:
+    """The router's port on `net`: looked up, answered for, received by, patched."""
+    e = _Emit("router", r, net)
+    mac, key, me = itf.mac or "", itf.tunnel_key or 0, _iface(itf)
+    e("ls_in_l2_lkup", 50, f"{me}: unicast to the router's MAC", {"eth_dst": _mac(mac)},
+      apply=[_load(REG_OUTPORT, key)], goto=NEXT)  # fmt: skip
+    if itf.family == 4:
+        req = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(itf.address)}
+        e("ls_in_arp_rsp", 50, f"{me}: arp reply for the router's address", req,
+          apply=_arp_reply(mac, itf.address))  # fmt: skip
+    else:
+        for a in (itf.address, eui64_link_local(mac)):
+            ns = _ns(a)
+            e("ls_in_arp_rsp", 55, f"{me}: duplicate address detection: pass",
+              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto=NEXT)  # fmt: skip
+            e("ls_in_arp_rsp", 55, f"{me}: no source link-layer address: pass",
+              {**ns, "nd_sll": 0}, goto=NEXT)  # fmt: skip
+            e("ls_in_arp_rsp", 50, f"{me}: neighbour advertisement for the router's address",
+              ns, apply=_na_reply(mac, a), goto="ls_in_nd_na")  # fmt: skip
+            e("ls_in_nd_na", 50, f"{me}: the router's link-layer address",
+              {**ns, "icmpv6_type": 136},
+              apply=[SetField(_SLOT["nd_tll"], _mac(mac)), Output(OFPP_IN_PORT)])  # fmt: skip
+    out = {REG_OUTPORT: key}
+    e("ls_out_port_sec", 100, f"{me}: never back to the router", {**out, REG_INPORT: key})
+    e("ls_out_port_sec", 50, f"{me}: to the router", out, goto=OUTPUT)
+    patch: list[Action | To] = [
+        CtClear(),
+        SetField(_SLOT["metadata"], router_key(r)),
+        _load(REG_INPORT, itf.number),
+        _load(REG_OUTPORT, 0),
+        _load(REG_NEXTHOP, 0),
+        Resubmit(None, table(ROUTER.ingress[0].name)),
+    ]
+    e("phy_out", 100, f"{me}: into router {r.name}'s pipeline here",
+      {REG_OUTPORT: key, REG_FLAGS: _NOT_FROM_TUNNEL}, apply=patch)  # fmt: skip
+    return e.out
+
+
+def _admission(e: _Emit, live: Sequence[Interface]) -> None:
+    at = "lr_in_admission"
+    for itf in live:
+        mine = {REG_INPORT: itf.number}
+        mac = _mac(itf.mac or "")
+        me = _iface(itf)
+        e(at, 50, f"{me}: IPv{itf.family} to its MAC", {**mine, "eth_dst": mac, "eth_type": _ETH[itf.family]}, goto=NEXT)  # fmt: skip
+        if itf.family == 4:
+            e(at, 50, f"{me}: ARP to its MAC", {**mine, "eth_dst": mac, "eth_type": ETH_ARP}, goto=NEXT)  # fmt: skip
+            e(at, 50, f"{me}: broadcast ARP", {**mine, "eth_dst": BROADCAST, "eth_type": ETH_ARP}, goto=NEXT)  # fmt: skip
+
+
+def _ip_input(e: _Emit, r: Router, live: Sequence[Interface]) -> None:
+    at = "lr_in_ip_input"
+    families = sorted({i.family for i in live})
+    e(at, 100, "ARP: the switch answers for the router's addresses; dropped", {"eth_type": ETH_ARP})  # fmt: skip
+    for fam, side, prefix in _MARTIANS:
+        if fam in families:
+            f = _SRC[fam] if side == "src" else _DST[fam]
+            e(at, 100, f"martian {side} {prefix}: drop", {"eth_type": _ETH[fam], f: _prefix(prefix)})  # fmt: skip
+    for itf in live:
+        fam, me = itf.family, _iface(itf)
+        dst = {"eth_type": _ETH[fam], _DST[fam]: _prefix(itf.address)}
+        e(at, 90, f"{me}: echo request to {itf.address}: reply", {**dst, **_echo(fam)},
+          apply=_echo_reply(itf), goto=NEXT)  # fmt: skip
+        e(at, 80, f"{me}: other traffic to {itf.address}: drop", dst)
+        punt = _punt("ttl-expired", r, itf, TIME_EXCEEDED[fam])
+        for ttl in (0, 1):
+            e(at, 70, f"{me}: TTL {ttl}: to the controller (time exceeded)",
+              {REG_INPORT: itf.number, "eth_type": _ETH[fam], "ip_ttl": ttl},
+              apply=[Output(OFPP_CONTROLLER)], punt=punt)  # fmt: skip
+
+
+def _echo(fam: int) -> dict[str, int]:
+    if fam == 4:
+        return {"ip_proto": 1, "icmp_type": 8}
+    return {"ip_proto": 58, "icmpv6_type": 128}
+
+
+def _echo_reply(itf: Interface) -> list[Action | To]:
+    """The request turned into its reply in place, from the address it was sent to; it
+    then goes through routing like any packet (and may leave by the port it came in by)."""
+    s, fam = _SLOT, itf.family
+    src, dst = s[_SRC[fam]], s[_DST[fam]]
+    addr = int(ipaddress.ip_address(itf.address))
+    return [
+        RegMove(src, 0, dst, 0, 32 if fam == 4 else 128),
+        SetField(src, addr),
+        SetField(s["icmp_type"] if fam == 4 else s["icmpv6_type"], 0 if fam == 4 else 129),
+        SetField(s["ip_ttl"], 255),
+        SetField(s["in_port"], 0),
+    ]
+
+
+def _punt(reason: str, r: Router, itf: Interface, icmp: tuple[int, int]) -> Punt:
+    return Punt(reason, r.id, r.name, itf.number, itf.subnet, itf.network, itf.mac or "",
+                itf.address, itf.family, icmp)  # fmt: skip
+
+
+def _routing(e: _Emit, r: Router, live: Sequence[Interface], routes: Sequence[RouteEntry]) -> None:
+    at = "lr_in_ip_routing"
+    by_no = {i.number: i for i in live}
+    n = 0
+    for rt in routes:
+        if not rt.active:
+            continue
+        prio = 10 + 2 * rt.prefix.prefixlen + (rt.kind == "connected")
+        match = {"eth_type": _ETH[rt.family], _DST[rt.family]: _prefix(rt.cidr)}
+        what = f"{rt.kind} {rt.cidr}"
+        if len(rt.nexthops) == 1 or n >= ECMP_MAX:
+            hop = rt.nexthops[0]
+            how = f" via {hop.ip}" if hop.ip else ""
+            e(at, prio, f"{what}{how}: out of {_iface(by_no[hop.interface])}", match,
+              apply=[DecTtl(), *_hop(hop, by_no)], goto=NEXT)  # fmt: skip
+            continue
+        n += 1
+        resolve_at = resolve(at, "lr_in_arp_resolve")
+        g = GroupDesc(group_id(r, n), GroupType.SELECT, tuple(
+            Bucket((*_hop(h, by_no), Resubmit(None, resolve_at))) for h in rt.nexthops))  # fmt: skip
+        via = ", ".join(h.ip or "" for h in rt.nexthops)
+        e(at, prio, f"{what} via {via}: ECMP (group {g.group_id})", match,
+          apply=[DecTtl(), Group(g.group_id)], group=g)  # fmt: skip
+    for itf in live:
+        fam = itf.family
+        e(at, 1, f"{_iface(itf)}: no route: to the controller (unreachable)",
+          {REG_INPORT: itf.number, "eth_type": _ETH[fam]}, apply=[Output(OFPP_CONTROLLER)],
+          punt=_punt("no-route", r, itf, UNREACHABLE[fam]))  # fmt: skip
+    for fam in sorted({i.family for i in live}):
+        e("lr_in_arp_resolve", 1, f"IPv{fam} next hop unknown: drop (learned neighbours come "
+          "with the gateway)", {"eth_type": _ETH[fam]})  # fmt: skip
+
+
+def _hop(h: NextHop, by_no: Mapping[int, Interface]) -> list[Action]:
+    itf = by_no[h.interface]
+    return [
+        _load(REG_OUTPORT, h.interface),
+        _load(REG_NEXTHOP, h.id),
+        SetField(_SLOT["eth_src"], _mac(itf.mac or "")),
+    ]
+
+
+def _delivery(e: _Emit, live: Sequence[Interface], nets: Mapping[str, Network]) -> None:
+    for itf in live:
+        net = nets[itf.network]
+        patch: list[Action | To] = [
+            CtClear(),
+            SetField(_SLOT["metadata"], datapath_key(net)),
+            _load(REG_INPORT, itf.tunnel_key or 0),
+            _load(REG_OUTPORT, 0),
+            To("ls_in_l2_lkup"),
+        ]
+        e("lr_out_delivery", 50, f"{_iface(itf)}: into network {net.name}'s lookup here",
+          {REG_OUTPORT: itf.number}, apply=patch)  # fmt: skip
+
+
+# -- per port: the next hops a port of an attached network is ------------------------------
+@dataclass(frozen=True)
+class Attach:
+    """A router as a port of one of its networks sees it (what the port's builder reads)."""
+
+    router: str  # id
+    name: str
+    key: int  # the router's datapath key
+    ports: tuple[tuple[int, int], ...]  # (interface number, family) on this network
+    hops: tuple[tuple[int, str, int], ...]  # static next hops here: (id, address, interface)
+
+
+def _attach(state: State) -> dict[str, tuple[Attach, ...]]:
+    """Network id -> the routers attached to it (admitted, up)."""
+    out: dict[str, list[Attach]] = {}
+    for r in state.all("router"):
+        if r.tunnel_key is None or not r.admin_up:
+            continue
+        live = _live(interfaces(state, r))
+        on: dict[str, list[Interface]] = {}
+        for i in live:
+            on.setdefault(i.network, []).append(i)
+        hops = {(h.id, h.ip, h.interface) for rt in build(r, live) for h in rt.nexthops if h.ip}
+        for net_id, its in on.items():
+            nos = {i.number for i in its}
+            here = tuple(sorted(h for h in hops if h[2] in nos))
+            ports = tuple((i.number, i.family) for i in its)
+            out.setdefault(net_id, []).append(Attach(r.id, r.name, router_key(r), ports, here))
+    return {n: tuple(a) for n, a in out.items()}
+
+
+def _addresses(port: Port) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]]:
+    """(address or prefix, MAC) a port answers for: its own, then its address pairs'."""
+    mac = port.mac or ""
+    out = [(ipaddress.ip_network(a), mac) for a in port.ips]
+    out += [(ipaddress.ip_network(p.ip), p.mac or mac) for p in port.allowed_address_pairs]
+    return out
+
+
+def port_flows(net: Network, port: Port, *attached: Attach) -> list[LFlow]:
+    """`lr_in_arp_resolve` for one port: its addresses (and any static next hop among
+    them) -> its MAC, in each router attached to its network."""
+    if not port.mac:
+        return []
+    owned = _addresses(port)
+    out: list[LFlow] = []
+    for a in attached:
+        e = _Emit("port", port, _Datapath(a.router), key=a.key)
+        for no, fam in a.ports:
+            for prefix, mac in owned:
+                if prefix.version != fam:
+                    continue
+                m = {REG_OUTPORT: no, REG_NEXTHOP: 0, "eth_type": _ETH[fam],
+                     _DST[fam]: (int(prefix.network_address), int(prefix.netmask))}  # fmt: skip
+                e("lr_in_arp_resolve", 100 + prefix.prefixlen, f"router {a.name}: {prefix} is {port.name}'s",
+                  m, apply=[SetField(_SLOT["eth_dst"], _mac(mac))], goto=NEXT)  # fmt: skip
+        for hid, ip, no in a.hops:
+            addr = ipaddress.ip_address(ip)
+            best = max(((p, mac) for p, mac in owned if addr in p), key=lambda pm: pm[0].prefixlen,
+                       default=None)  # fmt: skip
+            if best is None:
+                continue
+            prefix, mac = best
+            e("lr_in_arp_resolve", 100 + prefix.prefixlen,
+              f"router {a.name}: next hop {ip} is {port.name}'s",
+              {REG_OUTPORT: no, REG_NEXTHOP: hid}, apply=[SetField(_SLOT["eth_dst"], _mac(mac))],
+              goto=NEXT)  # fmt: skip
+        out += e.out
+    return out
+
+
+ROUTERS = datapath_kind(Kind("router", _objects, router_flows, _attach, port_flows))
