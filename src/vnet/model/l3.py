@@ -112,17 +112,23 @@ def _fips(state: State) -> Iterable[FloatingIP]:
 
 def legs(state: State, network_id: str, skip: str | None = None) -> list[Leg]:
     """The routers' ports on network `network_id` (but router `skip`'s)."""
-    out = []
+    return legs_by_network(state, skip).get(network_id, [])
+
+
+def legs_by_network(state: State, skip: str | None = None) -> dict[str, list[Leg]]:
+    """Network id -> the routers' ports on it (but router `skip`'s), in one pass."""
+    out: dict[str, list[Leg]] = {}
     for r in _routers(state):
         if r.id == skip:
             continue
         for i, itf in enumerate(r.interfaces):
             sub = state.get("subnet", itf.subnet)
-            if sub is not None and sub.network == network_id:
-                out.append(Leg(r, ("interfaces", i), itf.mac, itf.tunnel_key, sub.gateway))
+            if sub is not None:
+                leg = Leg(r, ("interfaces", i), itf.mac, itf.tunnel_key, sub.gateway)
+                out.setdefault(sub.network, []).append(leg)
         g = r.gateway
-        if g is not None and g.network == network_id:
-            out.append(Leg(r, ("gateway",), g.mac, g.tunnel_key, g.ip))
+        if g is not None:
+            out.setdefault(g.network, []).append(Leg(r, ("gateway",), g.mac, g.tunnel_key, g.ip))
     return out
 
 
@@ -130,10 +136,11 @@ def held_addresses(state: State, network_id: str, skip: Resource | None = None) 
     """Addresses of a network that routers' gateways and floating IPs hold, and by what
     (`skip`'s own are not counted)."""
     out: dict[str, str] = {}
-    for leg in legs(state, network_id, skip.id if isinstance(skip, Router) else None):
-        if leg.loc == ("gateway",) and leg.ip is not None:
-            out[leg.ip] = str(leg)
-    mine = skip.id if isinstance(skip, FloatingIP) else None
+    mine = skip.id if isinstance(skip, Router | FloatingIP) else None
+    for r in _routers(state):
+        g = r.gateway
+        if g is not None and g.network == network_id and g.ip is not None and r.id != mine:
+            out[g.ip] = f"router {r.name!r}'s gateway"
     for f in _fips(state):
         if f.network == network_id and f.ip is not None and f.id != mine:
             out[f.ip] = f"floating IP {f.name!r}"
@@ -143,8 +150,9 @@ def held_addresses(state: State, network_id: str, skip: Resource | None = None) 
 def _in_use(state: State, net: Network, skip: Resource) -> dict[str, str]:
     """Every address of `net` something has: ports, subnets' gateways, gateways, floating IPs."""
     out = {s.gateway: f"subnet {s.name!r}'s gateway" for s in state.subnets_of(net.id) if s.gateway}
-    for p in state.ports_of(net.id):
-        out.update((ip, f"port {p.name!r}") for ip in p.ips)
+    for p in state.objects.get("port", {}).values():
+        if isinstance(p, Port) and p.network == net.id:
+            out.update((ip, f"port {p.name!r}") for ip in p.ips)
     out.update(held_addresses(state, net.id, skip))
     return out
 
@@ -177,9 +185,9 @@ def admit_router(state: State, obj: Resource, old: Resource | None) -> Resource:
         key = next((k for k in range(1, MAX_ROUTER_KEY + 1) if k not in used), None)
         if key is None:
             raise ModelError("conflict", ("tunnel_key",), "every router key is in use")
-    claimed = _Claimed()
-    interfaces, subs = _interfaces(state, obj, prev, claimed)
-    gateway, ext = _gateway(state, obj, prev, subs, claimed) if obj.gateway else (None, [])
+    room = _Room(state, obj)
+    interfaces, subs = _interfaces(state, obj, prev, room)
+    gateway, ext = _gateway(state, obj, prev, subs, room) if obj.gateway else (None, [])
     connected = [(s, s.gateway) for s in subs]
     connected += [(s, gateway.ip if gateway else None) for s in ext]
     _routes(obj, connected)
@@ -194,35 +202,47 @@ def admit_router(state: State, obj: Resource, old: Resource | None) -> Resource:
     return new
 
 
-class _Claimed:
-    """MACs and keys this router has taken so far, per network (two interfaces of one
-    router on one network -- its IPv4 and IPv6 subnets -- are two ports)."""
+class _Room:
+    """The MACs and keys a router's ports must keep off, per network: ports', other
+    routers', and those this router took so far (its IPv4 and IPv6 interfaces on one
+    network are two ports).  Indexed once per admission: a model of many routers."""
 
-    def __init__(self) -> None:
-        self.macs: dict[str, set[str]] = {}
-        self.keys: dict[str, set[int]] = {}
+    def __init__(self, state: State, router: Router) -> None:
+        self.state, self.router = state, router
+        self.taken: dict[str, tuple[dict[str, str], dict[int, str]]] = {}
+        self.ports: dict[str, list[Port]] | None = None
+        self.legs: dict[str, list[Leg]] = {}
+
+    def of(self, net_id: str) -> tuple[dict[str, str], dict[int, str]]:
+        if net_id in self.taken:
+            return self.taken[net_id]
+        if self.ports is None:
+            self.ports = {}
+            for p in self.state.objects.get("port", {}).values():
+                assert isinstance(p, Port)
+                self.ports.setdefault(p.network, []).append(p)
+            self.legs = legs_by_network(self.state, skip=self.router.id)
+        ports, others = self.ports.get(net_id, []), self.legs.get(net_id, [])
+        macs = {p.mac: f"port {p.name!r}'s" for p in ports if p.mac}
+        macs.update((leg.mac, f"{leg}'s") for leg in others if leg.mac)
+        keys = {p.tunnel_key: f"port {p.name!r}'s" for p in ports if p.tunnel_key}
+        keys.update((leg.tunnel_key, f"{leg}'s") for leg in others if leg.tunnel_key)
+        self.taken[net_id] = (macs, keys)
+        return macs, keys
 
 
 def _port_on(
-    state: State,
     net: Network,
     router: Router,
     loc: tuple[str | int, ...],
     given: tuple[str | None, int | None],
     was: tuple[str | None, int | None] | None,
     ref: str,
-    claimed: _Claimed,
+    room: _Room,
 ) -> tuple[str, int]:
     """The MAC and key of the router's port `loc` on `net`: as given (if free), else as
     it was (if still free), else derived / allocated."""
-    ports = state.ports_of(net.id)
-    others = legs(state, net.id, skip=router.id)
-    macs = {p.mac: f"port {p.name!r}" for p in ports if p.mac}
-    macs.update((leg.mac, str(leg)) for leg in others if leg.mac)
-    macs.update((m, f"router {router.name!r}'s") for m in claimed.macs.get(net.id, ()))
-    keys = {p.tunnel_key: f"port {p.name!r}" for p in ports if p.tunnel_key}
-    keys.update((leg.tunnel_key, str(leg)) for leg in others if leg.tunnel_key)
-    keys.update((k, f"router {router.name!r}'s") for k in claimed.keys.get(net.id, ()))
+    macs, keys = room.of(net.id)
     mac, key = given
     if mac is not None and mac in macs:
         raise ModelError("conflict", (*loc, "mac"), f"{mac} is {macs[mac]} in network {net.name!r}")
@@ -243,13 +263,12 @@ def _port_on(
         key = next((k for k in range(MAX_PORT_KEY, 0, -1) if k not in keys), None)
         if key is None:
             raise ModelError("conflict", (*loc, "tunnel_key"), f"network {net.name!r} is full")
-    claimed.macs.setdefault(net.id, set()).add(mac)
-    claimed.keys.setdefault(net.id, set()).add(key)
+    macs[mac] = keys[key] = f"router {router.name!r}'s {'.'.join(map(str, loc))}"
     return mac, key
 
 
 def _interfaces(
-    state: State, obj: Router, prev: Router | None, claimed: _Claimed
+    state: State, obj: Router, prev: Router | None, room: _Room
 ) -> tuple[list[RouterInterface], list[Subnet]]:
     before = {i.subnet: i for i in prev.interfaces} if prev is not None else {}
     owner = {i.subnet: r for r in _routers(state) if r.id != obj.id for i in r.interfaces}
@@ -295,8 +314,8 @@ def _interfaces(
                 )
         was = before.get(sub.id)
         mac, key = _port_on(
-            state, net, obj, loc, (itf.mac, itf.tunnel_key),
-            (was.mac, was.tunnel_key) if was is not None else None, sub.id, claimed,
+            net, obj, loc, (itf.mac, itf.tunnel_key),
+            (was.mac, was.tunnel_key) if was is not None else None, sub.id, room,
         )  # fmt: skip
         done.append(RouterInterface(subnet=sub.id, mac=mac, tunnel_key=key))
         subs.append(sub)
@@ -304,7 +323,7 @@ def _interfaces(
 
 
 def _gateway(
-    state: State, obj: Router, prev: Router | None, subs: list[Subnet], claimed: _Claimed
+    state: State, obj: Router, prev: Router | None, subs: list[Subnet], room: _Room
 ) -> tuple[Gateway, list[Subnet]]:
     g = obj.gateway
     assert g is not None
@@ -355,8 +374,8 @@ def _gateway(
         if ip is None:
             raise ModelError("conflict", (*loc, "ip"), f"network {net.name!r} has no free address")
     mac, key = _port_on(
-        state, net, obj, loc, (g.mac, g.tunnel_key),
-        (was.mac, was.tunnel_key) if was is not None else None, net.id, claimed,
+        net, obj, loc, (g.mac, g.tunnel_key),
+        (was.mac, was.tunnel_key) if was is not None else None, net.id, room,
     )  # fmt: skip
     seen: set[str] = set()
     for i, cid in enumerate(g.chassis):

@@ -126,8 +126,8 @@ class State:
 
 def unique_name(state: State, obj: Resource, scope: str | None) -> None:
     """Refuse `obj` if another object of its kind has its name in `scope` (a tenant's id)."""
-    for o in state.all(obj.kind):
-        if o.id != obj.id and o.name == obj.name and getattr(o, "tenant", None) == scope:
+    for o in state.objects.get(obj.kind, {}).values():
+        if o.name == obj.name and o.id != obj.id and getattr(o, "tenant", None) == scope:
             where = f" in tenant {scope}" if scope else ""
             raise ModelError("conflict", ("name",), f"{obj.kind} {obj.name!r} exists{where}")
 
