@@ -117,3 +117,28 @@ def test_deletions_under_a_router_are_refused(api: Served) -> None:
         code, out = vnet(api, "delete", *args)
         assert code == 2 and "in use by" in out, (args, out)
     assert api.ctl.nb.state().revision == before
+
+
+def test_create_adds_a_files_routers_all_or_nothing(api: Served, tmp_path: Path) -> None:
+    doc = {
+        "routers": [{"name": "r2", "tenant": "shop", "interfaces": [{"subnet": "spare-v4"}],
+                     "routes": [{"cidr": "10.9.0.0/16", "nexthop": "10.1.0.140"}]}],
+        "floating_ips": [{"name": "b-public", "tenant": "shop", "network": "public", "port": "b"}],
+    }  # fmt: skip
+    code, out = vnet(api, "create", "-f", write(tmp_path, doc))
+    assert code == 0 and "created router r2" in out and "2 object(s) created" in out, out
+    st = api.ctl.nb.state()
+    assert sorted(r.name for r in st.all("router")) == ["r1", "r2"]
+    assert [f.ip for f in st.all("floating_ip") if f.name == "b-public"] == ["203.0.113.4"]
+    before = st.revision
+    code, out = vnet(api, "create", "-f", write(tmp_path, doc))
+    assert code == 2 and "routers.0.name" in out and "exists" in out, out
+    doc = {
+        "routers": [{"name": "r3", "tenant": "shop", "interfaces": [{"subnet": "spare-v4"}]}],
+        "floating_ips": [{"name": "f3", "tenant": "shop", "network": "public", "port": "c"}],
+    }  # fmt: skip
+    code, out = vnet(api, "create", "-f", write(tmp_path, doc))
+    assert code == 2 and "routers.0.interfaces.0.subnet" in out and "router 'r2'" in out, out
+    code, out = vnet(api, "create", "-f", write(tmp_path, {"floating_ips": doc["floating_ips"]}))
+    assert code == 2 and "floating_ips.0.port" in out and "no IPv4 address" in out, out
+    assert api.ctl.nb.state().revision == before

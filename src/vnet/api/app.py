@@ -8,7 +8,8 @@ Errors are JSON: `{"error": {"status", "loc", "message"}}` with 422 for
 invalid input, 409 for conflicts, 404 for missing objects -- the same
 `ModelError` the CLI prints.  Ports carry their status (`up` once their flows
 are installed on their chassis), security groups their `members` (the
-ports listed or selected).  `/v1/apply` takes a whole model (dry run or
+ports listed or selected).  `/v1/create` adds a file's objects (refusing
+any that exists), `/v1/apply` takes a whole model (dry run or
 not; a dry run also says which connections between ports it would open and
 close, `reachability`, and which live connections it would cut, `cuts`: the
 chassis' conntrack entries whose connection it denies, `controller.cut`);
@@ -170,6 +171,15 @@ def create_app(ctl: Controller) -> FastAPI:
         diffs = nb.apply(doc)
         ctl.kick()
         return {"dry_run": False, "changes": [diff_json(d) for d in diffs]}
+
+    @app.post("/v1/create", tags=["model"], status_code=201)
+    def create_all(
+        doc: dict[str, Any] = Body(..., description="{routers: [...], floating_ips: [...], ...}"),
+    ) -> dict[str, Any]:
+        """Add a file's objects to the model, in one transaction; refused if one exists."""
+        made = nb.create_all(doc)
+        ctl.kick()
+        return {"created": [{"kind": o.kind, "object": render(o)} for o in made]}
 
     @app.get("/v1/verify", tags=["model"])
     async def verify(

@@ -1,4 +1,4 @@
-"""`vnet controller run`, and the model commands: apply, get, describe, delete, drift.
+"""`vnet controller run`, and the model commands: apply, create, get, describe, delete, drift.
 
 `controller run` is the daemon: the store (SQLite), the OpenFlow listener
 switches dial, the reconciler, and the REST API on one asyncio loop.  The
@@ -391,6 +391,25 @@ def register(app: typer.Typer) -> None:
             out.print(f"chassis {chassis}: {len(fm['flow_mods'])} flow-mod(s)")
             for line in fm["flow_mods"]:
                 out.print(f"  {line}", highlight=False, soft_wrap=True)
+
+    @app.command("create")
+    def create(
+        file: Annotated[Path, typer.Option("-f", "--file", help="Model file (YAML).")],
+        api: ApiOpt = None,
+        output: Output = "table",
+    ) -> None:
+        """Add the objects of FILE to the model (all or none; refused if one exists)."""
+        doc = load_yaml(file)
+        try:
+            with _client(api) as c:
+                made = c.create_all(doc)
+        except ApiError as e:
+            _api_fail(ApiError(e.status, e.loc, f"{file}: {e.message}"))
+        if _emit(made, output):
+            return
+        for m in made:
+            out.print(f"created {m['kind']} {m['object']['name']}", highlight=False)
+        out.print(f"{len(made)} object(s) created")
 
     @app.command("get")
     def get(

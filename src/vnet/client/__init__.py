@@ -14,6 +14,7 @@ $VNET_TOKEN) is sent as a bearer token, for an API that asks for one.
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Any
 
@@ -139,6 +140,11 @@ class Client:
         return self._call(  # type: ignore[no-any-return]
             "POST", f"/v1/ports/{port}/migrate", json={"to": to}, params=self._params(tenant=tenant)
         )
+
+    def create_all(self, doc: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+        """Add the objects of a model document ({plural: [objects]}) in one transaction:
+        `[{kind, object}]`, the objects as stored, in the order they were admitted."""
+        return self._call("POST", "/v1/create", json=doc)["created"]  # type: ignore[no-any-return]
 
     def apply(self, doc: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         params = {"dry_run": "true"} if dry_run else {}

@@ -10,6 +10,8 @@ changed object was read at, so a concurrent writer makes the commit fail
 `plan` compares a whole desired model (a YAML file) with the store and
 returns the creates, updates and deletes that make them equal, in dependency
 order; `--dry-run` prints them, `apply` commits them in one transaction.
+`create_all` only adds a file's objects to the model (`vnet create -f`), also
+in one transaction, refusing any that exists.
 Fields the system allocates (VNI, MAC, addresses, datapath id) keep their
 current values when the file leaves them out, so re-applying a file is a
 no-op.  Kinds are admitted in dependency order (`ORDER`: security groups
@@ -345,3 +347,41 @@ class Northbound:
         if changes:
             self._commit(changes)
         return diffs
+
+    def create_all(self, doc: Mapping[str, Any]) -> builtins.list[Resource]:
+        """Add the objects of `doc` ({plural: [objects]}) to the model in one transaction,
+        in dependency order, each admitted against the model and the file's objects before
+        it; one that exists already (by id, or by name in its scope) is refused."""
+        if not isinstance(doc, Mapping):
+            raise ModelError("invalid", (), "a model file is a mapping of kinds to lists")
+        for key in doc:
+            if PLURALS.get(key, key) not in KINDS:
+                raise ModelError("invalid", (key,), f"unknown kind (one of {', '.join(PLURALS)})")
+        st = self.state()
+        work, made = st, []
+        for kind in ORDER:
+            plural = KINDS[kind].plural
+            items = doc.get(plural, doc.get(kind)) or []
+            if not isinstance(items, list):
+                raise ModelError("invalid", (plural,), "must be a list")
+            for i, raw in enumerate(items):
+                loc: tuple[str | int, ...] = (plural, i)
+                if not isinstance(raw, Mapping):
+                    raise ModelError("invalid", loc, f"a {kind} must be a mapping of fields")
+                try:
+                    if "revision" in raw:
+                        raise ModelError("invalid", ("revision",), "is set by the store")
+                    data = resolve(work, kind, dict(raw))
+                    if self._match(work, kind, data) is not None:
+                        raise ModelError(
+                            "conflict", ("name",), f"{kind} {raw.get('name')!r} exists"
+                        )
+                    obj = admit(work, parse(kind, data))
+                except ModelError as e:
+                    raise ModelError(e.status, (*loc, *e.loc), e.message) from None
+                work = work.apply([Change("put", obj)])
+                made.append(obj)
+        if not made:
+            return []
+        rev = self._commit([Change("put", o, expect=0) for o in made])
+        return [o.changed(revision=rev) for o in made]

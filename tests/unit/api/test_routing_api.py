@@ -120,3 +120,21 @@ def test_overlapping_interfaces_and_deletions_under_a_router_are_refused(api: Cl
         assert "in use by" in e.message and ("r1" in e.message or "a-public" in e.message)
     e = refused(api, 409, api.update, "chassis", "hv1", {"physnets": {}})
     assert e.loc == ["physnets"]
+
+
+def test_create_all_adds_in_one_transaction(api: Client) -> None:
+    doc = {
+        "floating_ips": [{"name": "f2", "tenant": "shop", "network": "public", "port": "c"}],
+        "routers": [{"name": "r2", "tenant": "shop", "interfaces": [{"subnet": "spare-v4"}],
+                     "gateway": {"network": "public"}}],
+    }  # fmt: skip
+    made = api.create_all(doc)  # the router first: the floating IP needs it
+    assert [(m["kind"], m["object"]["name"]) for m in made] == [
+        ("router", "r2"), ("floating_ip", "f2")
+    ]  # fmt: skip
+    assert made[1]["object"]["ip"] == "203.0.113.5"  # after r1's .2, a-public's .3, r2's .4
+    e = refused(api, 409, api.create_all, doc)
+    assert e.loc == ["routers", 0, "name"]
+    doc["routers"][0]["name"] = "r3"
+    e = refused(api, 409, api.create_all, doc)
+    assert e.loc == ["routers", 0, "interfaces", 0, "subnet"]
