@@ -66,11 +66,20 @@ __all__ = [
     "Leg",
     "admit_floating_ip",
     "admit_router",
+    "chassis_uplinks",
     "dangling",
     "eui64",
+    "gateway_users",
     "held_addresses",
+    "interface_subnets",
     "legs",
+    "legs_by_network",
+    "network_change",
+    "physnet_users",
+    "port_floating_ips",
+    "resolve_refs",
     "routers_of",
+    "subnet_change",
 ]
 
 # a router's datapath key (`metadata`): apart from every network's VNI (< 2^24)
