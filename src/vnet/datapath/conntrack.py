@@ -141,6 +141,7 @@ class Conn:
     # the last answer given for a packet of it, handed out again while it holds
     # (the switch keys its cache of what follows a `ct` on the answer)
     answer: CtResult | None = None
+    gone: bool = False  # removed from the table (a caller may still hold it)
 
     @property
     def zone(self) -> int:
@@ -267,6 +268,7 @@ class Tracker:
         return len(gone)
 
     def _remove(self, conn: Conn) -> None:
+        conn.gone = True
         self._table.pop(conn.orig, None)
         self._table.pop(conn.reply, None)
         if conn.expecting is not None:  # what a master expected goes with it
@@ -314,6 +316,32 @@ class Tracker:
             nbytes[d] += len(frame)
             i += 1
         return i - start
+
+    def resume(
+        self,
+        hot: tuple[Conn, int, Packet],
+        r: CtResult,
+        q: list[tuple[bytes, bytes]],
+        key: Any,
+        now: float,
+    ) -> int:
+        """`follow` from the head of `q`: how many of its frames get `r`, the answer
+        `process` gave a frame with the same key earlier (`hot` was its `hot`).
+
+        For a caller that kept `hot` and `r` from one batch of frames to the
+        next: the connection must still be in the table and unexpired, and its
+        state, mark and label still give `r`; then the frames are tracked as
+        `process` would track them one by one.  Only for a `ct` that neither
+        commits nor translates (what `process` would write is not written)."""
+        conn, d, _ = hot
+        if conn.gone or conn.expires <= now or conn.mark != r.mark or conn.label != r.label:
+            return 0
+        state = TRK | (EST if conn.replied else NEW) | (RPL if d else 0)
+        state |= r.state & (SNAT | DNAT) | (REL if conn.master is not None else 0)
+        if state != r.state:
+            return 0
+        self.hot = hot
+        return self.follow(q, 0, key, now)
 
     def process(
         self,

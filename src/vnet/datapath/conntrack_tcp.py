@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from ..packet import flowkey as fk
@@ -291,17 +292,17 @@ def tcp_run(
     seqhi, peer_lo = src.seqhi, dst.seqlo  # only src.seqlo, src.max_win and dst.seqhi move
     lo, hi, max_win = src.seqlo, dst.seqhi, src.max_win
     back = dst.max_win << dws
-    # the ack's skew from the peer's seqlo, signed, within [-MAX_ACK_WINDOW, MAX_ACK_WINDOW << sws]: one
-    # unsigned compare after a shift by MAX_ACK_WINDOW (the span stays under 2**32)
+    # the ack's skew from the peer's seqlo, signed, within [-MAX_ACK_WINDOW,
+    # MAX_ACK_WINDOW << sws]: one unsigned compare after a shift by MAX_ACK_WINDOW
+    # (the span stays under 2**32)
     span = (MAX_ACK_WINDOW << sws) + MAX_ACK_WINDOW
     skew0 = peer_lo + MAX_ACK_WINDOW
-    i, n, nbytes = start, len(q), 0
+    k = nbytes = 0
     # the ack and window of the last segment checked in full: a segment in order
     # (at seqlo) that repeats them passes the ack and window checks as that one did,
     # and moves neither max_win nor the peer's seqhi, so only its end is checked
     ack0 = win0 = -1
-    while i < n:
-        frame = q[i][1]
+    for _, frame in islice(q, start, None):
         tlen, seq, ack, off, win = unpack(frame, l3)
         size = len(frame)
         e = ip_end + tlen
@@ -312,7 +313,7 @@ def tcp_run(
                 break
             lo = end
             nbytes += size
-            i += 1
+            k += 1
             continue
         end = (seq + plen) & _M32 if plen > 0 else seq
         if seq == end:  # no data: ease the sequence checks
@@ -332,11 +333,11 @@ def tcp_run(
             hi = (ack + (w or 1)) & _M32
         ack0, win0 = ack, win
         nbytes += size
-        i += 1
+        k += 1
     src.seqlo, dst.seqhi, src.max_win = lo, hi, max_win
-    if i > start:
+    if k:
         conn.timeout, conn.expires = "tcp_established", expires
-    return i - start, nbytes
+    return k, nbytes
 
 
 def _moved(conn: Conn, src: Peer, dst: Peer, flags: int, d: int) -> str:

@@ -154,7 +154,7 @@ class _CtStep:
     point and the ct fields they match.  After a `ct` without `table=`, the
     outputs that follow it (`tail`: the same whatever the tracker says)."""
 
-    __slots__ = ("act", "args", "at", "next", "pkt", "rest", "tail", "zone")
+    __slots__ = ("act", "args", "at", "hot", "next", "pkt", "rest", "resumable", "tail", "zone")
 
     def __init__(
         self,
@@ -176,6 +176,10 @@ class _CtStep:
         nat = None if act.nat is None else nat_range(act.nat)
         # what `Tracker.process` is asked after the frame, its key, zone and the time
         self.args = (act.commit, mark, label, nat, act.force, act.alg, pkt)
+        # a `ct` that only reads: the tracker's standing answer for the last frame
+        # (`Tracker.resume`) carries over to the next batch's first frames
+        self.resumable = not (act.commit or mark or label or nat or act.force or act.alg)
+        self.hot: tuple[Any, CtResult] | None = None
 
 
 FAST_ENTRIES = 8192  # per ingress port
@@ -637,11 +641,25 @@ class Switch:
         last_sub: _Entry | None = None
         sub: _Entry | None
         i, n = 0, len(q)
+        hot = step.hot
+        if hot is not None:  # the last batch's standing answer, if it still holds
+            r = hot[1]
+            sub = tail if tail is not None else nxt.get(r)
+            if sub is not None and sub.ct is None:
+                i = tracker.resume(hot[0], r, q, at, now)
+                if i:
+                    last, last_sub = r, sub
+                    if not sub.queue:
+                        touched.append(sub)
+                    sub.queue.extend(q[:i])
         while i < n:
             f = q[i]
             i += 1
             hdr, frame = f
             r = process(frame, at, zone, now, *args)
+            if step.resumable:
+                held = tracker.hot
+                step.hot = None if held is None else (held, r)
             if r.drop is not None:
                 self.drop(r.drop)
                 continue
