@@ -7,7 +7,8 @@
 #   ensure-deps.sh test          the peers the tests and benchmarks run against: Open vSwitch
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
 #                                ping, iproute2 and ethtool (offloads off where a peer needs it),
-#                                vsftpd and curl (an FTP server and client for the FTP helper)
+#                                vsftpd and curl (an FTP server and client for the FTP helper),
+#                                traceroute (Debian's, the router hop across subnets)
 #   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
 #                                the switch benchmarks, and ab (apache2-utils) against nginx
 #                                (nginx-light), the connection-rate load of the ct benchmark
@@ -40,6 +41,7 @@ case "$target" in
     # the tests run vsftpd with a configuration of their own, in a namespace
     [ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
     command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v traceroute >/dev/null 2>&1 || need+=(traceroute)
     if [ "$target" = bench ]; then
       command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
       command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
