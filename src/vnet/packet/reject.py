@@ -41,6 +41,7 @@ from . import flowkey as fk
 from . import icmp, icmpv6, ipv4, ipv6, tcp
 from .errors import DecodeError
 from .ethernet import header_len
+from .icmperr import ip_end
 
 __all__ = ["ICMP4_MAX", "ICMP6_MAX", "answer", "tcp_reset", "unreachable"]
 
@@ -78,16 +79,6 @@ def _refusable(frame: bytes, key: tuple[int, ...]) -> bool:
     if et == 0x0800:
         return _v4_refusable(key)
     return et == 0x86DD and _v6_refusable(key)
-
-
-def _ip_end(frame: bytes, key: tuple[int, ...]) -> int:
-    """Where the IP datagram ends in `frame` (its own length, or the frame's if cut)."""
-    l3 = key[fk.L3_OFS]
-    if key[fk.ETH_TYPE] == 0x0800:
-        total = int.from_bytes(frame[l3 + 2 : l3 + 4], "big")
-    else:
-        total = 40 + int.from_bytes(frame[l3 + 4 : l3 + 6], "big")
-    return min(len(frame), l3 + total)
 
 
 def tcp_reset(frame: bytes) -> bytes | None:
@@ -135,7 +126,7 @@ def unreachable(frame: bytes) -> bytes | None:
     l2, _ = header_len(frame)
     eth = _swapped_eth(frame, l2)
     l3 = key[fk.L3_OFS]
-    end = _ip_end(frame, key)
+    end = ip_end(frame, key)
     if key[fk.ETH_TYPE] == 0x0800:
         if proto == _ICMP and key[fk.ICMP_TYPE] not in _ICMP4_QUERIES:
             return None
