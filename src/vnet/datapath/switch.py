@@ -122,7 +122,7 @@ class _Entry:
     it was made for (rewrites patch at its offsets) and, for a plain output, where
     each copy goes (`Switch._egress`, decided once)."""
 
-    __slots__ = ("ct", "d", "direct", "key", "nbytes", "packets", "plan", "queue", "used")
+    __slots__ = ("ct", "d", "direct", "key", "nbytes", "packets", "plan", "queue", "tracks", "used")
 
     def __init__(
         self,
@@ -141,7 +141,10 @@ class _Entry:
         self.packets = 0  # frames served since the last `settle`, their bytes and last time
         self.nbytes = 0
         self.used = 0.0
-        self.ct: _CtStep | None = None  # the decision is one `ct(table=)`: see `_CtStep`
+        # the decision reaches the tracker (a `ct` anywhere in it): its frames are
+        # tracked in the order they came, and after a `ct`, one at a time
+        self.tracks = False
+        self.ct: _CtStep | None = None  # the decision begins with a `ct`: see `_CtStep`
 
 
 class _CtStep:
@@ -241,6 +244,11 @@ def _after(ops: Sequence[odp.Op], target: odp.Op) -> Sequence[odp.Op] | None:
             if r is not None:
                 return r
     return None
+
+
+def _tracks(ops: Sequence[odp.Op]) -> bool:
+    """Whether `ops` reach the tracker: a `ct`, also inside a clone (a group's bucket)."""
+    return any(op[0] == "ct" or (op[0] == "clone" and _tracks(op[1])) for op in ops)
 
 
 def _ct_write(a: Action) -> tuple[int, int]:
@@ -500,7 +508,7 @@ class Switch:
                 self._receive(port, f[0], f[1], None, sig)
                 cache = pipeline.signatures(port.port_no)  # emptied if the version moved
                 continue
-            if e.ct is not None and e is not tracking:
+            if e.tracks and e is not tracking:
                 # the tracker sees frames in the order they came: another signature's
                 # frames it is to see go first
                 if tracking is not None:
@@ -544,8 +552,10 @@ class Switch:
         ):
             direct = tuple(out for out, _ in plan if out is not None)
         e = _Entry(d, key, plan, direct)
-        if d.plain is None and d.odp[0][0] == "ct" and not key[fk.IP_FRAG]:
-            e.ct = self._ct_step(port, d, key)
+        if d.plain is None and _tracks(d.odp):
+            e.tracks = True
+            if d.odp[0][0] == "ct" and not key[fk.IP_FRAG]:
+                e.ct = self._ct_step(port, d, key)
         return e
 
     def _ct_step(self, port: Port, d: Decision, key: tuple[int, ...]) -> _CtStep | None:
@@ -627,7 +637,12 @@ class Switch:
         takes the full path from the tracker on; whatever is queued goes first,
         so a flow keeps its order.  After a frame that got its connection's
         standing answer, the tracker `follow`s the run of frames behind it
-        (same headers, so the same answer) with their window checks alone."""
+        (same headers, so the same answer) with their window checks alone --
+        unless what the answer leads to reaches the tracker again (a `ct`
+        anywhere in it: `_Entry.tracks`): then each frame goes through it at
+        once (`_again`), before the next frame is tracked, as on the full path,
+        where a commit there may create the connection or change the answer
+        the next frame gets."""
         act, at, zone, tail, args = step.act, step.at, step.zone, step.tail, step.args
         tracker = self.conntrack
         process, follow = tracker.process, tracker.follow
@@ -645,13 +660,18 @@ class Switch:
         if hot is not None:  # the last batch's standing answer, if it still holds
             r = hot[1]
             sub = tail if tail is not None else nxt.get(r)
-            if sub is not None and sub.ct is None:
+            if sub is not None and not sub.tracks:
                 i = tracker.resume(hot[0], r, q, at, now)
                 if i:
                     last, last_sub = r, sub
                     if not sub.queue:
                         touched.append(sub)
                     sub.queue.extend(q[:i])
+            elif sub is not None and tracker.resume(hot[0], r, q[:1], at, now):
+                # the first frame alone: what follows tracks it again before the next
+                i = 1
+                last, last_sub = r, sub
+                self._again(port, sub, q[0], tail is None)
         while i < n:
             f = q[i]
             i += 1
@@ -673,7 +693,7 @@ class Switch:
                     last = r
                 if sub is not None and pipeline.version == version:
                     sq = sub.queue
-                    if sub.ct is None:
+                    if not sub.tracks:
                         if not sq:
                             touched.append(sub)
                         sq.append(f)
@@ -687,19 +707,7 @@ class Switch:
                     if touched:
                         self._recirculated(port, touched, tail is None)
                         touched = []
-                    if not sub.packets:  # `_serve`'s charges, for one frame
-                        self._unsettled.append(sub)
-                    sub.packets += 1
-                    sub.nbytes += len(frame)
-                    sub.used = now
-                    if tail is not None:
-                        self._track(port, sub, sub.ct, [f])
-                        continue
-                    self._recirculations += 1
-                    try:
-                        self._track(port, sub, sub.ct, [f])
-                    finally:
-                        self._recirculations -= 1
+                    self._again(port, sub, f, tail is None)
                     continue
             if touched:  # what came before goes first
                 self._recirculated(port, touched, tail is None)
@@ -724,6 +732,26 @@ class Switch:
                 last = r
         if touched:
             self._recirculated(port, touched, tail is None)
+
+    def _again(self, port: Port, sub: _Entry, f: Frame, deeper: bool) -> None:
+        """One frame through a cached decision after a `ct` that reaches the tracker
+        again (`ct(table=)`, or a `ct` after outputs or rewrites): at once, with
+        `_serve`'s charges, so the tracker sees this frame's later passes before
+        the next frame's first, as on the full path -- a commit there may create
+        the connection, or change the answer, the next frame gets."""
+        if not sub.packets:
+            self._unsettled.append(sub)
+        sub.packets += 1
+        sub.nbytes += len(f[1])
+        sub.used = self.now
+        self._recirculations += deeper
+        try:
+            if sub.ct is not None:
+                self._track(port, sub, sub.ct, [f])
+            else:
+                self._forward(sub.d, sub.key, [f])
+        finally:
+            self._recirculations -= deeper
 
     def _recirculated(self, port: Port, touched: list[_Entry], deeper: bool) -> None:
         """The queued frames of cached decisions after a `ct`: one recirculation
