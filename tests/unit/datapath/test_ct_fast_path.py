@@ -2,7 +2,8 @@
 
 Two switches get the same random life through stateful pipelines -- the
 classic firewall (`ct(table=1)`, commit new, established both ways, invalid
-dropped), a `ct(commit)` without `table=` followed by outputs, source NAT --
+dropped), a `ct(commit)` without `table=` followed by outputs, source NAT,
+a `ct(table=)` that only reads and whose `+new` answer outputs, then commits --
 one with the cache (`fast`, where a cached `ct` decision tracks each frame
 and reuses what the recirculation decided), one parsing and deciding every
 frame.  The traffic is TCP connections opened, streamed, acknowledged in
