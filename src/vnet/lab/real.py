@@ -9,9 +9,12 @@ the chassis use; and gives each port a network namespace as its workload: a
 veth pair whose switch end, in the chassis' namespace, is named after the
 port (`Port.iface`, so the controller finds it by name) and whose other end,
 `eth0` in the workload's namespace, carries the port's MAC, addresses and
-MTU (the network's: what the tunnels carry).  It then applies the file and
-waits until every port is up (its flows are installed).  `migrate` moves a
-workload's cable to another chassis (see there).
+MTU (the network's: what the tunnels carry), and on a subnet of a router a
+default route via the subnet's gateway, per family (`addressing`).  Each
+workload's hosts file (`/etc/netns/NS/hosts`, which `ip netns exec` puts
+over /etc/hosts) names its tenant's ports, so `ping db1` works.  It then
+applies the file and waits until every port is up (its flows are installed).
+`migrate` moves a workload's cable to another chassis (see there).
 
 A chassis with `switch: ovs` gets an Open vSwitch of its own, from Debian's
 openvswitch-switch: an ovsdb-server with a fresh database and an
@@ -63,12 +66,14 @@ from ..client import ApiError, Client
 from ..datapath.control import request, rundir
 from ..datapath.switch import SwitchError
 from ..model.objects import iface_name, tunnel_iface
+from .addressing import Address, addresses, default_routes, hosts_file, routed_subnets
 from .topology import TopologyError, with_underlay
 
 __all__ = ["Lab", "LabError", "default_dir", "find_lab", "running_labs"]
 
 UNDERLAY_BRIDGE = "br-underlay"
 UNDERLAY_IFACE = "underlay0"
+NETNS_ETC = Path("/etc/netns")  # `ip netns exec NS` binds /etc/netns/NS/* over /etc/*
 
 
 class LabError(RuntimeError):
@@ -188,12 +193,15 @@ class Lab:
                 chassis = {ch["id"]: ch for ch in c.list("chassis")}
                 nets = {n["id"]: n for n in c.list("network")}
                 subnets = {s["id"]: s for s in c.list("subnet")}
+                routed = routed_subnets(c.list("router"))
             for p in ports:
                 if p.get("chassis") is None:
                     raise LabError(f"port {p['name']}: bound to no chassis")
                 where = self.state["chassis_netns"].get(chassis[p["chassis"]]["name"])
-                self._workload(p, nets[p["network"]], subnets, where)
+                addrs = addresses(p, subnets, routed)
+                self._workload(p, nets[p["network"]], addrs, where)
                 self.state["ports"][p["name"]]["chassis"] = chassis[p["chassis"]]["name"]
+                self._names(p, [q for q in ports if q["tenant"] == p["tenant"]])
             kinds = sorted({ch["encap"] for ch in chassis.values()})
             for ch in chassis.values():
                 if ch["switch"] == "vnet":
@@ -459,9 +467,10 @@ class Lab:
         self,
         port: dict[str, Any],
         net: dict[str, Any],
-        subnets: dict[str, Any],
+        addrs: list[Address],
         switch_netns: str | None = None,
     ) -> None:
+        """A namespace cabled to the switch: the port's MAC, addresses and default routes."""
         ns = f"vnet-{self.state['tag']}-{port['name']}"
         host, peer = port_iface(port), f"vw{self.state['tag']}{len(self.state['links'])}"
         _run("ip", "netns", "add", ns)
@@ -481,13 +490,28 @@ class Lab:
         # chassis' own stack never talks to the workload behind the switch's back
         _run(*h, "link", "set", host, "addrgenmode", "none")
         _run(*h, "link", "set", host, "mtu", str(net["mtu"]), "up")
-        for fip in port["fixed_ips"]:
-            prefix = ipaddress.ip_network(subnets[fip["subnet"]]["cidr"]).prefixlen
-            extra = ("nodad",) if ":" in fip["ip"] else ()
-            _run(*n, "addr", "add", f"{fip['ip']}/{prefix}", "dev", "eth0", *extra)
+        for a in addrs:
+            extra = ("nodad",) if a.version == 6 else ()
+            _run(*n, "addr", "add", f"{a.ip}/{a.prefix}", "dev", "eth0", *extra)
         _run(*n, "link", "set", "eth0", "up")
+        # after the link is up: the gateway is on the subnet's prefix route, which
+        # IPv6 adds only on an interface that is up
+        for version, gw in sorted(default_routes(addrs).items()):
+            _run(*n, f"-{version}", "route", "add", "default", "via", gw, "dev", "eth0")
         self.state["ports"][port["name"]] = {"netns": ns, "iface": host, "id": port["id"]}
         self._save()
+
+    def _names(self, port: dict[str, Any], tenant_ports: list[dict[str, Any]]) -> None:
+        """The workload's hosts file (its tenant's ports by name), where `ip netns exec`
+        puts it over /etc/hosts for commands in the namespace: `ping db1`."""
+        ns = self.state["ports"][port["name"]]["netns"]
+        if not NETNS_ETC.exists():
+            NETNS_ETC.mkdir(parents=True)
+            self.state["made_netns_etc"] = True
+        d = NETNS_ETC / ns
+        d.mkdir(exist_ok=True)
+        self._record("dirs", str(d))
+        (d / "hosts").write_text(hosts_file(tenant_ports))
 
     def _switch(self, ch: dict[str, Any], ports: list[dict[str, Any]], kinds: list[str]) -> None:
         """A vnet switch in the chassis' namespace: its workloads' ports and a tunnel port
@@ -623,6 +647,9 @@ class Lab:
                 done.append(f"netns {ns}")
         for d in self.state.get("dirs", []):
             shutil.rmtree(d, ignore_errors=True)
+        if self.state.get("made_netns_etc"):
+            with contextlib.suppress(OSError):  # another lab's namespaces may still use it
+                NETNS_ETC.rmdir()
         for f in ("state.json", "vnet.db", "vnet.db-wal", "vnet.db-shm", "of.sock",
                   "topology.json", "sim.sock", "state.tmp"):  # fmt: skip
             with contextlib.suppress(FileNotFoundError):

@@ -3,7 +3,9 @@
 The controller (in-memory store) programs real vnet `Switch` objects through
 the in-process southbound; their ports are memory devices, and each port's
 workload is a small host that answers ARP, IPv6 neighbour solicitations and
-ICMP echo (v4 and v6), and can ping.  The
+ICMP echo (v4 and v6), and can ping -- on its subnets directly, elsewhere
+through its default route (`addressing`: a routed subnet's gateway, whose
+MAC it resolves as a real host does), and a port by name.  The
 frames are real frames and the switch runs them through the same pipeline
 as on real interfaces -- only the wires are lists.  Enough for ping and
 trace; not for iperf3.
@@ -40,6 +42,7 @@ from ..model.objects import Port, tunnel_iface
 from ..packet import arp, ethernet, icmp, icmpv6, ipv4, ipv6
 from ..packet.addr import ip4_int, ip6_int, mac_int
 from ..store import SqliteStore
+from .addressing import Address, addresses, default_routes, routed_subnets
 from .topology import with_underlay
 from .underlay import carry
 
@@ -68,6 +71,17 @@ class SimHost:
     device: MemoryDevice
     neighbours: dict[int, int] = field(default_factory=dict)  # ip (v4 or v6) -> mac
     replies: set[tuple[int, int]] = field(default_factory=set)  # (ident, seq)
+    addrs: list[Address] = field(default_factory=list)  # with gateways where routed
+
+    def next_hop(self, dst: int, v6: bool) -> int | None:
+        """The address to send to for `dst`: itself on one of the host's subnets, else
+        the default route's gateway of its family; None without a route."""
+        version = 6 if v6 else 4
+        ip = ipaddress.ip_address(dst) if v6 else ipaddress.IPv4Address(dst)
+        if any(a.version == version and ip in a.interface.network for a in self.addrs):
+            return dst
+        gw = default_routes(self.addrs).get(version)
+        return None if gw is None else int(ipaddress.ip_address(gw))
 
     @property
     def mac(self) -> int:
@@ -165,8 +179,7 @@ class SimHost:
             raise ValueError(f"port {self.port.name} has no IPv6 address")
         return min(self.ip6s)
 
-    def echo(self, dst: int, v6: bool, ident: int, seq: int) -> None:
-        mac = self.neighbours[dst]
+    def echo(self, dst: int, v6: bool, ident: int, seq: int, mac: int) -> None:
         if not v6:
             body = icmp.build_echo(ident, seq, b"vnet-sim")
             pkt = ipv4.build(self.ip, dst, 1, body)
@@ -216,16 +229,21 @@ class SimLab:
         bound = {p.name: p for p in state.all("port") if p.chassis in names}
         for name in [n for n in self.hosts if n not in bound]:
             self._unplug(self.hosts.pop(name))
+        subnets = {s.id: s.model_dump() for s in state.all("subnet")}
+        routed = routed_subnets(r.model_dump() for r in state.all("router"))
         for p in bound.values():
             old = self.hosts.get(p.name)
             if old is not None and old.port == p:
+                old.addrs = addresses(p.model_dump(), subnets, routed)  # a router may have come
                 continue
             if old is not None:
                 self._unplug(old)
             sw = self.switches[names[p.chassis]]
             dev = MemoryDevice(p.iface, hw_addr=mac_int(p.mac))
             sw.add_port(PortConfig(p.iface, kind="memory", port_security=False), dev)
-            self.hosts[p.name] = SimHost(p, sw, dev)
+            self.hosts[p.name] = SimHost(
+                p, sw, dev, addrs=addresses(p.model_dump(), subnets, routed)
+            )
         return new
 
     @staticmethod
@@ -261,13 +279,27 @@ class SimLab:
         """The underlay: each outer packet to the tunnel port of the chassis it is sent to."""
         return carry(self.switches.values(), self.underlay, 0.0, self.underlay_rx)
 
-    def ping(self, port: str, addr: str, count: int = 3) -> int:
-        """Echo requests from `port`'s workload to `addr` (IPv4 or IPv6); the number answered."""
-        h = self.hosts[port]
+    def resolve(self, name: str) -> str:
+        """An address, or a port's name as its first address (IPv4 before IPv6), as a
+        real workload's hosts file names it."""
         try:
-            ip = ipaddress.ip_address(addr)
+            return str(ipaddress.ip_address(name))
         except ValueError:
-            raise ValueError(f"{addr!r}: not an IPv4 or IPv6 address") from None
+            pass
+        h = self.hosts.get(name)
+        if h is None:
+            raise ValueError(f"{name!r}: not an IPv4 or IPv6 address, nor a port of the lab")
+        ips = sorted(h.port.ips, key=lambda a: ":" in a)
+        if not ips:
+            raise ValueError(f"port {name} has no address")
+        return ips[0]
+
+    def ping(self, port: str, addr: str, count: int = 3) -> int:
+        """Echo requests from `port`'s workload to `addr` (IPv4 or IPv6, or a port's
+        name); the number answered.  Off the workload's subnets a request goes to its
+        gateway's MAC (resolved as the next hop); without a route, none is sent."""
+        h = self.hosts[port]
+        ip = ipaddress.ip_address(self.resolve(addr))
         v6, dst = ip.version == 6, int(ip)
         if not v6 and not h.ip4s:
             raise ValueError(f"port {port} has no IPv4 address")
@@ -275,13 +307,16 @@ class SimLab:
             h.source6()  # refuses a port without IPv6
         got = 0
         ident = self._ident = (self._ident + 1) & 0xFFFF
+        hop = h.next_hop(dst, v6)
         for seq in range(1, count + 1):
-            if dst not in h.neighbours:
-                h.solicit(dst, v6)
+            if hop is None:
+                continue  # network unreachable
+            if hop not in h.neighbours:
+                h.solicit(hop, v6)
                 self.pump()
-            if dst not in h.neighbours:
+            if hop not in h.neighbours:
                 continue
-            h.echo(dst, v6, ident, seq)
+            h.echo(dst, v6, ident, seq, h.neighbours[hop])
             self.pump()
             got += (ident, seq) in h.replies
         return got
