@@ -58,13 +58,13 @@ why (`ttl-expired`, `no-route`; `too-big` later), the router, the interface
 the packet came in by (its number, subnet, network, MAC and address: the
 source to answer from) and the ICMP or ICMPv6 type and code to answer with
 (time exceeded 11/0 and 3/0, net unreachable 3/0, no route 1/0).  The
-controller answers with the error (`packet.reject`'s machinery): Ethernet
+controller answers with the error (`packet.icmperr`): Ethernet
 source the interface's MAC, destination the packet's source MAC, IP source
 the interface's address, destination the packet's source, by a packet-out
 straight out of `in_port` -- never an error about an ICMP error, a
 fragment other than the first, or a multicast or broadcast packet (RFC 1812
 4.3.2.7).  The punt flows are not metered yet: the controller's bounded
-queue is what limits their cost.
+queue and its token bucket per router (`controller.punt`) limit their cost.
 
 The firewall sees the router's port as the other end of a routed frame on
 each network (`reg6` on the destination's, `reg7` on the sender's): a port

@@ -1,11 +1,16 @@
-"""Packets the firewall sends to the controller: reject answers and the connection log.
+"""Packets the pipeline sends to the controller: reject answers, the connection log and
+a router's ICMP errors.
 
 The compiled ACL stages send a packet to the controller with
 `controller(reason=action)` when a rule rejects it (the flow drops it too)
-and when a logged rule matches it (metered in the flows).  The flow's cookie
-names the rule: the compiler's `punts(lflows)` maps each such cookie to a
-`Punt` (action, rule, log, direction, port), and the handler keeps that map
-for the model's revision, rebuilt when the model changes.
+and when a logged rule matches it (metered in the flows).  A router's
+pipeline does when it cannot forward a packet: its TTL runs out, or no
+route matches.  The flow's cookie says which: the compiler's `punts(lflows)`
+(`compiler.acl`'s and `compiler.router`'s) map each such cookie to a `Punt`
+-- a rule's (action, rule, log, direction, port) or a router's
+(`router.Punt`: why, the router, the interface the packet came in by, the
+ICMP type and code) -- and the handler keeps that map for the model's
+revision, rebuilt when the model changes.
 
 Every session delivers its packet-ins here, whatever the switch: a vnet
 switch over OpenFlow or in this process (`LocalSouthbound`), or Open vSwitch.
@@ -32,6 +37,25 @@ unreachable), by a packet-out on the chassis that punted:
   through, whatever the connection's state -- the refused packet was never
   committed anywhere.
 
+A router's punt is answered with its ICMP error (`packet.icmperr`: time
+exceeded, net unreachable; ICMPv6 time exceeded, no route) from the
+interface the packet came in by -- its MAC and address -- to the packet's
+sender.  The router routes on the sender's chassis, before any rewrite
+(nothing but the patch's registers), so the packet-in's in_port is the
+sender's port and the answer goes straight out of it, through no table
+(so no firewall stage holds it back), loading `FLAG_ANSWER` first as every
+answer of the switch's own does.  The same packet-out on a vnet switch and
+on Open vSwitch.  No error about an ICMP error, a later fragment, a
+multicast or broadcast packet, or from a source that names no host or is
+the router's own address (counted by why, `icmp_silent_*`); none for a
+packet without a port to answer by (an echo reply the router itself made,
+`in_port` 0: `icmp_silent_no_port`).  At most `ICMP_RATE` errors a second
+per router with bursts of `ICMP_BURST` (a token bucket, as Linux's
+icmp_ratelimit and icmp_msgs_per_sec): what the bucket refuses is counted
+(`icmp_rate_limited`), what is sent by why (`icmp_ttl_expired`,
+`icmp_no_route`), and each router's sent, rate-limited and silent in
+`stats()["routers"]` (by router id; a deleted router's go with it).
+
 Logged punts become records in the connection log (`flowlog.FlowLog`) with
 the chassis, the tuple and the logical ports at both ends by name (the
 rule's own port, and the other end found by its address in the rule port's
@@ -48,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,19 +83,25 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import LFlow
 from ..compiler.acl import punts as acl_punts
+from ..compiler.router import Punt as RouterPunt
+from ..compiler.router import punts as router_punts
 from ..compiler.stages import FLAG_ANSWER, REG_FLAGS
 from ..model.objects import Port
 from ..model.rules import State
 from ..ofp.channel import SwitchChannel
 from ..ofp.convert import DP
 from ..packet import flowkey as fk
+from ..packet import icmperr
 from ..packet.reject import answer
 from ..pipeline.actions import Action, RegLoad
 from ..pipeline.fields import lookup
 from .flowlog import FlowLog
 
 __all__ = [
+    "ICMP_BURST",
+    "ICMP_RATE",
     "QUEUE",
+    "Bucket",
     "Link",
     "PacketIn",
     "Punt",
@@ -82,7 +113,9 @@ __all__ = [
 
 log = logging.getLogger("vnet.controller.punt")
 QUEUE = 1024  # packet-ins waiting for the handler, at most
-OFPP_TABLE, OFPP_CONTROLLER = ofp.OFPP_TABLE, ofp.OFPP_CONTROLLER
+ICMP_RATE = 100.0  # a router's ICMP errors a second, at most ...
+ICMP_BURST = 100  # ... with bursts of this many (traceroute sends its probes at once)
+OFPP_TABLE, OFPP_CONTROLLER, OFPP_MAX = ofp.OFPP_TABLE, ofp.OFPP_CONTROLLER, ofp.OFPP_MAX
 _REASONS = {ofp.OFPR_NO_MATCH: "no_match", ofp.OFPR_ACTION: "action",
             ofp.OFPR_INVALID_TTL: "invalid_ttl"}  # fmt: skip
 _PROTOS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -155,9 +188,31 @@ async def ask_for_packet_ins(ch: SwitchChannel) -> None:
         log.info("switch %016x refused SET_ASYNC: %d/%d", ch.dpid, *refused[0][1:])
 
 
-def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, Punt]:
-    """The compiler's cookie -> Punt map of a model's logical flows."""
-    return acl_punts(lflows)
+AnyPunt = Punt | RouterPunt
+
+
+def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
+    """The compiler's cookie -> Punt map of a model's logical flows: the firewall's
+    and the routers'."""
+    out: dict[int, AnyPunt] = dict(acl_punts(lflows))
+    out.update(router_punts(lflows))
+    return out
+
+
+class Bucket:
+    """A token bucket: `rate` tokens a second, at most `burst` kept."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.filled = self.burst, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.filled) * self.rate)
+        self.filled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class Punter:
@@ -165,20 +220,26 @@ class Punter:
         self,
         state: Callable[[], State],
         link: Callable[[int], Link | None],
-        source: Callable[[State], Mapping[int, Punt]],
+        source: Callable[[State], Mapping[int, AnyPunt]],
         flow_log: FlowLog | None = None,
         queue: int = QUEUE,
+        icmp_rate: float = ICMP_RATE,
+        icmp_burst: int = ICMP_BURST,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = state  # the model now
         self.link = link  # the session of a datapath id
         self.source = source  # the cookie -> Punt map of a model
         self.flow_log = flow_log if flow_log is not None else FlowLog()
         self.counts: Counter[str] = Counter()
+        self.icmp_rate, self.icmp_burst, self.now = icmp_rate, icmp_burst, now
+        self._buckets: dict[str, Bucket] = {}  # router id -> its ICMP errors' bucket
+        self.routers: dict[str, Counter[str]] = {}  # router id -> sent, rate_limited, silent
         self._size = queue
         self._queue: asyncio.Queue[PacketIn] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
-        self._punts: tuple[int, Mapping[int, Punt]] | None = None
+        self._punts: tuple[int, Mapping[int, AnyPunt]] | None = None
         self._where: tuple[int, dict[tuple[str, str], str]] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -225,13 +286,17 @@ class Punter:
                 log.exception("packet-in from %016x", pi.dpid)
 
     # -- the work ------------------------------------------------------------------------------
-    def punts(self, state: State) -> Mapping[int, Punt]:
+    def punts(self, state: State) -> Mapping[int, AnyPunt]:
         if self._punts is None or self._punts[0] != state.revision:
             self._punts = (state.revision, self.source(state))
+            there = {p.router for p in self._punts[1].values() if isinstance(p, RouterPunt)}
+            for gone in set(self._buckets) - there:  # a deleted router's bucket and counts
+                del self._buckets[gone]
+                self.routers.pop(gone, None)
         return self._punts[1]
 
     async def handle(self, pi: PacketIn) -> None:
-        """Answer a reject and log what a logged rule decided."""
+        """Answer a reject, log what a logged rule decided, send a router's ICMP error."""
         self.counts["packet_ins"] += 1
         if pi.reason != "action":
             self.counts["not_action"] += 1
@@ -244,6 +309,9 @@ class Punter:
         link = self.link(pi.dpid)
         if link is None:
             self.counts["no_session"] += 1
+            return
+        if isinstance(p, RouterPunt):
+            await self._icmp_error(pi, p, link)
             return
         port = self._rule_port(state, link, p.port)
         if p.action == "reject":
@@ -263,6 +331,29 @@ class Punter:
         else:
             await sb.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port)
         self.counts["rejected"] += 1
+
+    async def _icmp_error(self, pi: PacketIn, p: RouterPunt, link: Link) -> None:
+        seen = self.routers.setdefault(p.router, Counter())
+        why = icmperr.silence(pi.frame, p.address)
+        if why is None and not 0 < pi.in_port < OFPP_MAX:
+            why = "no_port"
+        if why is not None:
+            self.counts[f"icmp_silent_{why}"] += 1
+            seen["silent"] += 1
+            return
+        bucket = self._buckets.get(p.router)
+        t = self.now()
+        if bucket is None:
+            bucket = self._buckets[p.router] = Bucket(self.icmp_rate, self.icmp_burst, t)
+        if not bucket.take(t):
+            self.counts["icmp_rate_limited"] += 1
+            seen["rate_limited"] += 1
+            return
+        out = icmperr.error(pi.frame, *p.icmp, p.mac, p.address)
+        assert out is not None  # silence() said one is due
+        await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)
+        self.counts[f"icmp_{p.reason.replace('-', '_')}"] += 1
+        seen["sent"] += 1
 
     @staticmethod
     def _rule_port(state: State, link: Link, ref: str) -> Port | None:
@@ -331,4 +422,5 @@ class Punter:
     def stats(self) -> dict[str, Any]:
         q = self._queue
         return {"queued": q.qsize() if q is not None else 0, **dict(sorted(self.counts.items())),
-                "log": self.flow_log.stats()}  # fmt: skip
+                "log": self.flow_log.stats(),
+                "routers": {r: dict(sorted(c.items())) for r, c in sorted(self.routers.items())}}  # fmt: skip

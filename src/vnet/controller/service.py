@@ -29,7 +29,8 @@ vSwitch then dials in over OpenFlow like a vnet switch, and from there on
 the session is the same.
 
 Packet-ins from every session go to the punt handler (`punt.Punter`): it
-answers what the firewall rejects and keeps the connection log.  A
+answers what the firewall rejects, keeps the connection log and sends a
+router's ICMP errors (time exceeded, unreachable).  A
 packet-out may run actions before its output (the punt handler's answers
 load the firewall's answer flag into a register the pipeline reads).
 After each reconcile pass the cutter (`cut.Cutter`) flushes the conntrack
