@@ -13,7 +13,10 @@ any that exists), `/v1/apply` takes a whole model (dry run or
 not; a dry run also says which connections between ports it would open and
 close, `reachability`, and which live connections it would cut, `cuts`: the
 chassis' conntrack entries whose connection it denies, `controller.cut`);
-`/v1/verify` proves the current model's reachability matrix on its compiled
+`/v1/routers/{id}/routes` is a router's effective routing table (each
+route's kind, next hops, out interface, whether it is installed and why
+not, and where it came from); `/v1/verify` proves the current model's
+reachability matrix on its compiled
 flows (`lab.verify`), `/v1/drift/{chassis}` compares a switch with the model,
 `/v1/flows/log` reads the connection log (filters by port, verdict and time;
 `after` and `wait` make it a long poll for a follower), and `/openapi.json`
@@ -25,6 +28,7 @@ annotations` here: FastAPI reads the handlers' annotations at definition.)
 """
 
 import asyncio
+import ipaddress
 import signal
 import time
 from datetime import datetime
@@ -37,13 +41,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
+from ..compiler.router import ECMP_MAX
 from ..controller.cut import survey, trackers
 from ..controller.flowlog import VERDICTS
 from ..controller.northbound import Diff
 from ..controller.service import Controller
 from ..lab.verify import Report, check
-from ..model.objects import KINDS, Port, Resource, SecurityGroup
+from ..model.objects import KINDS, Port, Resource, Router, SecurityGroup
 from ..model.policy import Evaluator, Reach, delta
+from ..model.routing import interfaces, table
 from ..model.rules import ModelError, State
 from ..pipeline.ofctl import format_flow
 
@@ -108,6 +114,70 @@ def verify_json(report: Report, src: str | None = None, dst: str | None = None) 
         "cells": cells,
         "disagreements": [str(d) for d in report.disagreements],
         "untried": len(report.untried),
+    }
+
+
+def routes_json(st: State, r: Router) -> dict[str, Any]:
+    """A router's effective routing table (`model.routing.table`) as the operator sees it:
+    per route its kind (connected, static, ecmp), next hops with their out interface and
+    the origin of each, whether the router's pipeline has it (`installed`, else `why`
+    not) and its whole origin (a next hop that cannot be used has its origin there)."""
+    itfs = {i.number: i for i in interfaces(st, r)}
+
+    def net_name(net_id: str) -> str:
+        n = st.get("network", net_id)
+        return n.name if n is not None else net_id
+
+    def hop(ip: str | None, number: int | None, origin: list[str]) -> dict[str, Any]:
+        i = itfs.get(number) if number is not None else None
+        return {
+            "ip": ip,  # None: the destination itself (connected)
+            "interface": number,
+            "subnet": i.subnet_name if i is not None else None,
+            "network": net_name(i.network) if i is not None else None,
+            "address": i.address if i is not None else None,  # the router's, out there
+            "origin": origin,
+        }
+
+    down = "" if r.admin_up else "the router is administratively down"
+    if r.tunnel_key is None:
+        down = "the router is not admitted (no datapath key)"
+    rows, groups = [], 0
+    for e in table(st, r):
+        why = [down] if down else []
+        origin = list(e.origin)
+        # a static route's origin names each `routes` entry of its prefix, in order
+        mine = [x for x in r.routes if ipaddress.ip_network(x.cidr) == e.prefix]
+        of: dict[str, list[str]] = {}  # next hop (as the model holds it) -> its origins
+        if e.kind == "static" and len(mine) == len(origin):
+            for x, o in zip(mine, origin, strict=True):
+                of.setdefault(x.nexthop, []).append(o)
+        if e.nexthops:
+            hops = [hop(h.ip, h.interface, of.get(h.ip or "", origin)) for h in e.nexthops]
+            if len(e.nexthops) > 1 and not down:
+                groups += 1
+                if groups > ECMP_MAX:
+                    why.append(f"more than {ECMP_MAX} ECMP prefixes: only via {e.nexthops[0].ip}")
+        else:  # not installed: the next hops as configured
+            hops = [hop(x.nexthop, None, of.get(x.nexthop, origin)) for x in mine]
+        if e.note:
+            why.append(e.note)
+        rows.append({
+            "cidr": e.cidr,
+            "family": e.family,
+            "kind": "ecmp" if len(e.nexthops) > 1 else e.kind,
+            "nexthops": hops,
+            "installed": e.active and not down,
+            "why": "; ".join(why),
+            "origin": origin,
+        })  # fmt: skip
+    t = st.get("tenant", r.tenant)
+    return {
+        "router": r.name,
+        "id": r.id,
+        "tenant": t.name if t is not None else r.tenant,
+        "admin_up": r.admin_up,
+        "routes": rows,
     }
 
 
@@ -262,6 +332,15 @@ def create_app(ctl: Controller) -> FastAPI:
             "next": last,
             "dropped": flow_log.dropped,
         }
+
+    @app.get("/v1/routers/{ref}/routes", tags=["routers"], name="router's routes")
+    def routes(ref: str, tenant: str | None = None) -> dict[str, Any]:
+        """The router's effective routing table: longest prefix first per family, each
+        route with its kind, next hops, out interface, whether it is installed (a
+        shadowed or unusable route with why not) and the object and field it came from."""
+        r = nb.get("router", ref, tenant)
+        assert isinstance(r, Router)
+        return routes_json(nb.state(), r)
 
     @app.get("/v1/status", tags=["switches"])
     def status() -> dict[str, Any]:

@@ -7,7 +7,8 @@ else the lab that is up (its state names its API), else the default URL --
 and when nothing answers, the error says how to point them at one.  Tables
 for people, `-o json|yaml` for machines; ids shown as the names they stand
 for.  Bad input exits with status 2 and the API's message, which names the
-field.  `drift` exits 1 when it finds drift, as `diff` does.
+field.  `drift` exits 1 when it finds drift, as `diff` does.  `get routes
+ROUTER` shows a router's effective routing table, with each route's origin.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from ..api import serve
@@ -274,6 +276,36 @@ def _emit(objs: Any, output: str) -> bool:
     return True
 
 
+def _routes(router: str, tenant: str | None, api: str | None, output: str) -> None:
+    """A router's effective routing table: one row a route, one line a next hop."""
+    try:
+        with _client(api) as c:
+            res = c.routes(router, tenant)
+    except ApiError as e:
+        _api_fail(e)
+    if _emit(res, output):
+        return
+    t = Table("PREFIX", "KIND", "NEXT HOP", "OUT", "INSTALLED", "FROM", box=None)
+    for r in res["routes"]:
+        via = [h["ip"] or "direct" for h in r["nexthops"]] or ["-"]
+        where = [
+            f"{h['interface']}: {h['subnet']} ({h['network']})" if h["interface"] else "-"
+            for h in r["nexthops"]
+        ] or ["-"]
+        # each next hop's origin on its line; what no usable next hop came from, after
+        shown = [o for h in r["nexthops"] for o in h["origin"]]
+        lines = [" + ".join(h["origin"]) for h in r["nexthops"]]
+        lines += [o for o in r["origin"] if o not in shown] if shown else r["origin"]
+        state = "yes" if r["installed"] else "[red]no[/]"
+        if r["why"]:
+            state += f": {escape(r['why'])}"
+        t.add_row(r["cidr"], r["kind"], "\n".join(via), escape("\n".join(where)), state,
+                  escape("\n".join(lines)))  # fmt: skip
+    down = "" if res["admin_up"] else " (administratively down)"
+    out.print(f"router {res['router']} (tenant {res['tenant']}){down}", highlight=False)
+    out.print(t)
+
+
 port_app = typer.Typer(no_args_is_help=True, help="Operations on one port.")
 
 
@@ -416,8 +448,8 @@ def register(app: typer.Typer) -> None:
         kind: Annotated[
             str,
             typer.Argument(
-                help="tenant, network, subnet, port, chassis, security_group, policy, router "
-                "or floating_ip"
+                help="tenant, network, subnet, port, chassis, security_group, policy, router, "
+                "floating_ip, or routes (with a router's name: its routing table)"
             ),
         ],
         name: Annotated[str | None, typer.Argument()] = None,
@@ -426,7 +458,12 @@ def register(app: typer.Typer) -> None:
         api: ApiOpt = None,
         output: Output = "table",
     ) -> None:
-        """List objects of a kind, or show one."""
+        """List objects of a kind, or show one; `get routes ROUTER`: its routing table."""
+        if kind.lower() in ("routes", "route"):
+            if name is None:
+                fail("vnet get routes ROUTER: name the router (name or id)")
+            _routes(name, tenant, api, output)
+            return
         k = _kind(kind)
         labels = {}
         for item in label or []:

@@ -186,5 +186,12 @@ class Client:
             kw["timeout"] = wait + 2  # the server may hold the answer that long
         return self._call("GET", "/v1/flows/log", params=params, **kw)  # type: ignore[no-any-return]
 
+    def routes(self, router: str, tenant: str | None = None) -> dict[str, Any]:
+        """A router's effective routing table: `routes`, each with its `cidr`, `kind`
+        (connected, static, ecmp), `nexthops` (address and out interface),
+        `installed` (else `why` not) and `origin`."""
+        params = self._params(tenant=tenant)
+        return self._call("GET", f"/v1/routers/{router}/routes", params=params)  # type: ignore[no-any-return]
+
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/v1/status")  # type: ignore[no-any-return]
