@@ -16,6 +16,31 @@ both pipelines resubmit to: `*_pre_acl` looks up the guarded port
 matches (family, protocol, port prefix) testing one bit of each side: flows
 grow with ports + rules, never with their product.
 
+Across a router.  A routed frame enters the destination's network from the
+router's port there, which is in no group: so the other end of a side whose
+remote register holds a router's port is found by its address instead --
+the policy follows the workload whatever its subnet, as NSX's and Calico's
+do.  The remote lookup carries the side it is on (`REG_LOG` bits 16-23, the
+key below); a router port's flow in `BITS` (one per port and side, from
+`Atoms.ports`) moves that side's address -- the destination's for the
+sender's egress rules, the source's for the receiver's ingress rules -- into
+the other end's registers, which the lookup fills in anyway, tags `REG_LOG`
+with the network's routing domain (`routed`: networks and the routers
+between them, numbered by their smallest router key, so two domains of a
+tenant with the same addresses stay apart) and looks again: each port of a
+routed network has one flow per address it may send from (its own, then
+its address pairs'), longest prefix first and its own address before a pair
+of one length -- a port in no group too, so its address is never taken for
+another's wider pair.  Those flows belong to the port's network (a chassis
+gets them where it gets that network, and so every network routed to it)
+but match no datapath key: the lookup runs in the other network's pipeline.
+An address two ports hold alike (one pair on both) is one of theirs, as the
+router's next-hop lookup takes one.  Out of a VXLAN or NVGRE tunnel on a
+routed network the source address is looked up in the domain the same way.
+Replies need nothing more: they pass on ct state in each port's own zone.
+Cost: one flow per address of each port on a routed network of a tenant with
+a firewall, two per router port.
+
 Bits that stay put.  A group or selector that appears or goes must not
 renumber the others: the reconciler replaces the ports' membership flows
 one by one, and two ends read in different numberings would meet a default
@@ -81,7 +106,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model.objects import Network, Policy, Port, SecurityGroup
+from ..model.objects import Network, Policy, Port, Router, SecurityGroup
+from ..model.routing import Interface, interfaces
 from ..model.rules import State
 from ..model.secrules import GroupRule, PolicyRule, selects
 from ..pipeline.actions import OFPP_CONTROLLER, Action, Ct, Output, RegMove, Resubmit, SetField
@@ -114,6 +140,7 @@ __all__ = [
     "Freed",
     "MeterSpec",
     "Punt",
+    "RouterPort",
     "allocate",
     "atoms",
     "bits",
@@ -121,6 +148,7 @@ __all__ = [
     "global_flows",
     "port_flows",
     "punts",
+    "routed",
     "tenant_flows",
     "words",
 ]
@@ -181,9 +209,20 @@ _SLOT = {
         REG_INPORT,
         REG_OUTPORT,
         "ct_mark",
+        "ipv4_src",
+        "ipv4_dst",
+        "ipv6_src",
+        "ipv6_dst",
     )
 }
 _ZONE = (lookup(REG_ZONE).index, 0, 16)
+# REG_LOG in a lookup of `BITS`: the guarded port's key alone; the other end's key with
+# the side it is on (bits 16-23: a router's port is looked past by the address of that
+# side); or a lookup by address in a routing domain (bit 24, the domain in bits 0-23, the
+# address in the other end's registers -- which the lookup fills in anyway)
+_IS_SRC, _IS_DST = 1 << 16, 2 << 16
+_BY_ADDRESS = 1 << 24
+_KEY = 0xFF00FFFF  # a port's key, whichever end it is
 
 
 @dataclass(frozen=True)
@@ -204,14 +243,15 @@ class _Side:
     ip4: str  # the other end's address field
     ip6: str
     done: str  # where a packet the firewall is done with goes
+    mark: int  # REG_LOG's side bits in a lookup of the other end (`_IS_SRC`, `_IS_DST`)
 
 
 EGRESS = _Side("egress", "ls_in_pre_acl", "ls_in_acl_peer", "ls_in_acl_ct", "ls_in_acl", "ls_in_acl_sg",
                "ls_in_stateful", "ls_in_acl_log", "ls_in_acl_block", REG_INPORT, REG_OUTPORT, "ipv4_dst",
-               "ipv6_dst", OUTPUT)  # fmt: skip
+               "ipv6_dst", OUTPUT, _IS_DST)  # fmt: skip
 INGRESS = _Side("ingress", "ls_out_pre_acl", "ls_out_acl_peer", "ls_out_acl_ct", "ls_out_acl", "ls_out_acl_sg",
                 "ls_out_stateful", "ls_out_acl_log", "ls_out_acl_block", REG_OUTPORT, REG_INPORT, "ipv4_src",
-                "ipv6_src", "ls_out_port_sec")  # fmt: skip
+                "ipv6_src", "ls_out_port_sec", _IS_SRC)  # fmt: skip
 SIDES = {"egress": EGRESS, "ingress": INGRESS}
 
 
@@ -229,6 +269,21 @@ class Freed:
     bit: int
     key: Key
     selector: tuple[tuple[str, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class RouterPort:
+    """A router's port on a network of a routing domain: past it, the other end of a
+    routed frame is looked up by its address."""
+
+    router: str  # id
+    router_name: str
+    network: str  # id
+    network_name: str
+    segment_id: int  # the network's VNI: its datapath key
+    key: int  # the port's key in the network
+    family: int  # 4 | 6: what the router routes through it
+    domain: int  # the routing domain's number
 
 
 @dataclass(frozen=True)
@@ -251,6 +306,10 @@ class Atoms:
     # bits no atom holds any more, freed longest ago first: their atoms' members keep them
     # set until a new atom takes one -- old rule flows testing it may still be installed
     freed: tuple[Freed, ...] = ()
+    # the tenant's networks behind its routers, each with its routing domain's number:
+    # a routed frame's other end is found by its address among the domain's ports
+    routed: Mapping[str, int] = field(default_factory=dict)
+    ports: tuple[RouterPort, ...] = ()  # the routers' ports on those networks
 
     # builders read these through the memo as plain values (a method read from a new
     # instance never compares equal, so the functions below take the atoms instead)
@@ -342,6 +401,56 @@ def allocate(
     return bit, reuse
 
 
+def routed(state: State) -> tuple[dict[str, int], list[RouterPort]]:
+    """Every network behind an (admitted, up) router, with its routing domain's number,
+    and the routers' ports on them.
+
+    A routing domain is what routers join: networks and the routers between them,
+    through routers behind routers.  Its number is the smallest key of its routers (as
+    router keys, unique across tenants; it changes only when routers join or part
+    domains), so two domains of one tenant with the same addresses are told apart."""
+    legs: dict[str, list[Interface]] = {}  # router id -> its live interfaces
+    nets_of: dict[str, set[str]] = {}
+    routers_on: dict[str, set[str]] = {}
+    by_id: dict[str, Router] = {}
+    for r in state.all("router"):
+        if r.tunnel_key is None or not r.admin_up:
+            continue
+        live = [i for i in interfaces(state, r) if i.mac and i.tunnel_key]
+        if not live:
+            continue
+        by_id[r.id], legs[r.id] = r, live
+        for i in live:
+            nets_of.setdefault(r.id, set()).add(i.network)
+            routers_on.setdefault(i.network, set()).add(r.id)
+    domain: dict[str, int] = {}  # network id -> its domain
+    seen: set[str] = set()
+    for start in sorted(by_id):
+        if start in seen:
+            continue
+        group, todo = {start}, [start]
+        while todo:
+            for n in nets_of[todo.pop()]:
+                for other in routers_on[n] - group:
+                    group.add(other)
+                    todo.append(other)
+        seen |= group
+        number = min(by_id[r].tunnel_key or 0 for r in group)
+        for r in group:
+            for n in nets_of[r]:
+                domain[n] = number
+    ports = []
+    for rid, live in sorted(legs.items()):
+        r = by_id[rid]
+        for i in live:
+            net = state.get("network", i.network)
+            if net is None:
+                continue
+            ports.append(RouterPort(r.id, r.name, net.id, net.name, net.segment_id or 0,
+                                    i.tunnel_key or 0, i.family, domain[net.id]))  # fmt: skip
+    return domain, ports
+
+
 def atoms(state: State, before: Mapping[str, Atoms] | None = None) -> dict[str, Atoms]:
     """Tenant id -> its atoms; with `before` (the previous compile's), every atom that
     stays keeps its bit (`allocate`).  ValueError naming the tenant if they do not fit
@@ -353,6 +462,8 @@ def atoms(state: State, before: Mapping[str, Atoms] | None = None) -> dict[str, 
     for p in state.all("policy"):
         policies.setdefault(p.tenant, []).append(p)
     by_address = any(c.encap != "geneve" and c.underlay for c in state.all("chassis"))
+    domain, legs = routed(state)
+    nets = {n.id: n.tenant for n in state.all("network")}
     out = {}
     keys_used: set[int] = set()
     for t in sorted(set(groups) | set(policies)):
@@ -380,8 +491,10 @@ def atoms(state: State, before: Mapping[str, Atoms] | None = None) -> dict[str, 
             tk = tk % 0xFFFFFFFF + 1
         keys_used.add(tk)
         out[t] = Atoms(
-            t, tk, gs, ps, bit, frozenset(bit[k] for k in applied), by_address, tuple(freed)
-        )
+            t, tk, gs, ps, bit, frozenset(bit[k] for k in applied), by_address, tuple(freed),
+            {n: d for n, d in domain.items() if nets.get(n) == t},
+            tuple(p for p in legs if nets.get(p.network) == t),
+        )  # fmt: skip
     return out
 
 
@@ -401,13 +514,16 @@ def _load(regs: Sequence[str], bits: int, words: int) -> list[Action]:
     return [SetField(_SLOT[regs[w]], bits >> (32 * w) & 0xFFFFFFFF) for w in range(words)]
 
 
-def _lookup(key: str, local: bool = False) -> list[Action | To]:
+def _lookup(key: str, local: bool = False, mark: int = 0) -> list[Action | To]:
     """The memberships of the port named in register `key`, looked up in `BITS` (into the
-    other end's registers; the guarded port's are moved on to theirs)."""
-    acts: list[Action | To] = [RegMove(_SLOT[key], 0, _SLOT[REG_LOG], 0, 32), Resubmit(table=table(BITS))]  # fmt: skip
+    other end's registers; the guarded port's are moved on to theirs).  The other end's
+    key goes with `mark`, the side it is on: a router's port there is looked past by
+    that side's address."""
     if local:
-        acts += [RegMove(_SLOT[r], 0, _SLOT[g], 0, 32) for r, g in zip(REG_ACL_REMOTE, REG_ACL_LOCAL, strict=True)]  # fmt: skip
-    return acts
+        acts: list[Action | To] = [RegMove(_SLOT[key], 0, _SLOT[REG_LOG], 0, 32), Resubmit(table=table(BITS))]  # fmt: skip
+        return acts + [RegMove(_SLOT[r], 0, _SLOT[g], 0, 32) for r, g in zip(REG_ACL_REMOTE, REG_ACL_LOCAL, strict=True)]  # fmt: skip
+    return [SetField(_SLOT[REG_LOG], mark), RegMove(_SLOT[key], 0, _SLOT[REG_LOG], 0, 16),
+            Resubmit(table=table(BITS))]  # fmt: skip
 
 
 def _prefixes(lo: int, hi: int, width: int = 16) -> list[tuple[int, int]]:
@@ -525,7 +641,7 @@ def global_flows() -> list[LFlow]:
             e(s.pre, 150, "DHCP: never filtered", {"eth_type": eth, "ip_proto": 17, "tp_src": sp, "tp_dst": dp}, goto=s.done)  # fmt: skip
         e(s.pre, 100, "the guarded port's memberships", {}, apply=_lookup(s.local, local=True), goto=NEXT)  # fmt: skip
         e(s.peer, 100, "a member of a group: the other end's memberships",
-          _on(REG_ACL_LOCAL, [MEMBER]), apply=_lookup(s.remote), goto=NEXT)  # fmt: skip
+          _on(REG_ACL_LOCAL, [MEMBER]), apply=_lookup(s.remote, mark=s.mark), goto=NEXT)  # fmt: skip
         for eth in (ETH_IP, ETH_IP6):
             e(s.ct, 100, "conntrack in the guarded port's zone", {"eth_type": eth}, apply=[_ct(s.acl)])  # fmt: skip
         for eth, proto in _TRACKED:
@@ -558,8 +674,9 @@ def tenant_flows(a: Atoms) -> list[LFlow]:
     for i in sorted(a.applied):
         for s in (EGRESS, INGRESS):
             e(s.peer, 100, "a policy applies: the other end's memberships",
-              {**mine, **_on(REG_ACL_LOCAL, [i])}, apply=_lookup(s.remote), goto=NEXT)  # fmt: skip
+              {**mine, **_on(REG_ACL_LOCAL, [i])}, apply=_lookup(s.remote, mark=s.mark), goto=NEXT)  # fmt: skip
     out += e.out
+    out += _router_ports(a)
     for prio, pol, i, r in _ordered(a):
         if _punting(r):
             continue  # per port: its cookie names the port
@@ -583,24 +700,107 @@ def tenant_flows(a: Atoms) -> list[LFlow]:
     return out
 
 
+@dataclass(frozen=True)
+class _Named:
+    id: str
+    name: str
+    segment_id: int | None = None  # a network's: its datapath key
+
+
+def _address(field: str, v6: bool) -> list[Action]:
+    """The packet's address `field` into the other end's registers, low word first."""
+    words = 4 if v6 else 1
+    return [RegMove(_SLOT[field], 32 * w, _SLOT[REG_ACL_REMOTE[w]], 0, 32) for w in range(words)]  # fmt: skip
+
+
+def _router_ports(a: Atoms) -> list[LFlow]:
+    """Past each router port of the tenant's routed networks: the other end of a routed
+    frame by its address (the source's as the receiver's other end, the destination's
+    as the sender's), among the ports of the network's routing domain."""
+    out: list[LFlow] = []
+    fallback: dict[str, RouterPort] = {}
+    for rp in a.ports:
+        net = _Named(rp.network, rp.network_name, rp.segment_id)
+        e = _Emit("router", _Named(rp.router, rp.router_name), net)
+        v6 = rp.family == 6
+        for s in (EGRESS, INGRESS):
+            end = "destination" if s is EGRESS else "source"
+            m = {REG_LOG: s.mark | rp.key, "eth_type": ETH_IP6 if v6 else ETH_IP}
+            e(BITS, 100, f"its port {rp.key} on {rp.network_name}: the other end of a routed "
+              f"frame by its {end} address (domain {rp.domain})", m,
+              apply=[SetField(_SLOT[REG_LOG], _BY_ADDRESS | rp.domain),
+                     *_address(s.ip6 if v6 else s.ip4, v6), To(BITS)])  # fmt: skip
+        out += e.out
+        fallback.setdefault(rp.network, rp)
+    if a.by_address:
+        # out of a VXLAN or NVGRE tunnel, no logical input port: by the source address,
+        # which may be a port's behind the router as well as one of this network's
+        for rp in fallback.values():
+            net = _Named(rp.network, rp.network_name, rp.segment_id)
+            e = _Emit("network", net, net)
+            for v6 in (False, True):
+                e(BITS, 80, f"out of a tunnel on routed network {rp.network_name}: the other "
+                  f"end by its IPv{6 if v6 else 4} source address (domain {rp.domain})",
+                  {REG_LOG: _IS_SRC, "eth_type": ETH_IP6 if v6 else ETH_IP},
+                  apply=[SetField(_SLOT[REG_LOG], _BY_ADDRESS | rp.domain),
+                         *_address("ipv6_src" if v6 else "ipv4_src", v6), To(BITS)])  # fmt: skip
+            out += e.out
+    return out
+
+
+def _held(port: Port) -> list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, bool]]:
+    """(prefix, the port's own address) for each address the port may send from: its
+    own, then its address pairs'."""
+    out = [(ipaddress.ip_network(ip), True) for ip in port.ips]
+    return out + [(ipaddress.ip_network(p.ip), False) for p in port.allowed_address_pairs]
+
+
+def _by_address(net: Network, port: Port, a: Atoms, b: int, domain: int) -> list[LFlow]:
+    """A routed port's memberships by each address it may send from, for either end
+    (the address is in the other end's registers: `_address`).
+
+    Kept on the chassis that get the port's network (those routed to it too), but
+    matching no datapath key: the lookup runs in the other network's pipeline, for the
+    port's routing domain.  Longest prefix first, and of one length the port's own
+    address before an address pair; a port in no group has its flows too, so an
+    address of its own is never taken for a wider pair of another's."""
+    e = _Emit("port", port, net)
+    e.key = None  # the network's flows, in every network's pipeline
+    load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_REMOTE, b, len(REG_ACL_REMOTE))]
+    for prefix, own in _held(port):
+        v6 = prefix.version == 6
+        addr, mask = int(prefix.network_address), int(prefix.netmask)
+        m: dict[str, Any] = {REG_LOG: _BY_ADDRESS | domain, "eth_type": ETH_IP6 if v6 else ETH_IP}
+        for w in range(4 if v6 else 1):
+            wm = mask >> (32 * w) & 0xFFFFFFFF
+            if wm:
+                m[REG_ACL_REMOTE[w]] = (addr >> (32 * w) & wm, wm)
+        e(BITS, 100 + 2 * prefix.prefixlen + own,
+          f"its memberships, by its address {prefix} (routed: the other end)", m, apply=load)  # fmt: skip
+    return e.out
+
+
 def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
     """A port's membership in registers (both sides), and its reject and logged rules."""
     e = _Emit("port", port, net)
     key = port.tunnel_key or 0
     b = bits(a, port)
+    load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_REMOTE, b, len(REG_ACL_REMOTE))]
     if b:
         # one flow for both pipelines and both ends: looked up by the port's key
-        load = [SetField(_SLOT[REG_TENANT], a.key), *_load(REG_ACL_REMOTE, b, len(REG_ACL_REMOTE))]
-        e(BITS, 100, "its memberships", {REG_LOG: key}, apply=load)
-    if b and a.by_address:
+        e(BITS, 100, "its memberships", {REG_LOG: (key, _KEY)}, apply=load)
+    domain = a.routed.get(net.id)
+    if b and a.by_address and domain is None:
         # frames out of a VXLAN or NVGRE tunnel carry no logical input port: by its address
+        # (on a routed network, by the domain's lookup)
         for ip in port.ips:
             v6 = ipaddress.ip_address(ip).version == 6
-            m = {REG_LOG: 0, "eth_type": ETH_IP6 if v6 else ETH_IP,
+            m = {REG_LOG: _IS_SRC, "eth_type": ETH_IP6 if v6 else ETH_IP,
                  "ipv6_src" if v6 else "ipv4_src": int(ipaddress.ip_address(ip))}  # fmt: skip
             e(BITS, 90, "its memberships, by its address (the other end, out of a tunnel)", m, apply=load)  # fmt: skip
+    past = [] if domain is None else _by_address(net, port, a, b, domain)
     if not filtered(a, b):
-        return e.out
+        return e.out + past
     for prio, pol, i, r in _ordered(a):
         if not _punting(r) or not selects(pol.applied_to, port.labels):
             continue
@@ -624,7 +824,7 @@ def port_flows(net: Network, port: Port, a: Atoms) -> list[LFlow]:
             m = {**m, s.local: key}
             e(s.acl, prio, text, m, apply=acts, goto=goto,
               punt=punt if r.action == "reject" else None)  # fmt: skip
-    return e.out
+    return e.out + past
 
 
 FIREWALL = feature(Feature("acl", atoms, global_flows, tenant_flows, port_flows))

@@ -67,9 +67,10 @@ fragment other than the first, or a multicast or broadcast packet (RFC 1812
 queue and its token bucket per router (`controller.punt`) limit their cost.
 
 The firewall sees the router's port as the other end of a routed frame on
-each network (`reg6` on the destination's, `reg7` on the sender's): a port
-in no group, so a rule whose remote is an address range matches routed
-traffic and one whose remote is a group or selector does not.
+each network (`reg6` on the destination's, `reg7` on the sender's), and
+looks past it by the frame's address to the port on the other side, in the
+router's routing domain (`acl`'s "Across a router"): group and selector
+rules hold across subnets as address ranges do.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ port's memberships and `reg12`-`reg15` the other end's (bits, see
 `acl.Atoms`), `reg2` the guarded port's tenant (its rule flows are shared
 by its networks, and told from other tenants' by it) and `reg3` first the
 port whose memberships `ls_in_acl_bits` looks up (one flow a port, a branch
-both pipelines resubmit to), then the logged rule a copy sent to
-`*_acl_log` is for.
+both pipelines resubmit to; for the other end with its side in bits 16-23,
+and past a router's port a lookup by address in the routing domain, the
+address in `reg12`.., which `ls_in_acl_bits` resubmits to itself), then the
+logged rule a copy sent to `*_acl_log` is for.
 Registers survive `ct(table=)`, so what is loaded before conntrack is there
 after it.  In a router's pipeline `reg6`/`reg7` are the router's own port
 numbers (its interfaces, from 1), `reg0` the next hop (`REG_NEXTHOP`: 0 the
@@ -273,10 +275,11 @@ SWITCH = Datapath(
         *_acl("in", REG_INPORT, REG_OUTPORT, OUTPUT),
         Stage(
             BITS,
-            (REG_LOG, "eth_type", "ipv4_src", "ipv6_src"),
-            (),
+            (REG_LOG, "eth_type", "ipv4_src", "ipv6_src", *REG_ACL_REMOTE),
+            (BITS,),
             f"a port's memberships by its key in {REG_LOG}, into {REG_ACL_REMOTE[0]}.. "
-            "(resubmitted to by both pipelines' firewall)",
+            "(resubmitted to by both pipelines' firewall); past a router's port, by the "
+            "other end's address",
             branch=True,
         ),
     ),
