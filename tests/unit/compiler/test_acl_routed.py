@@ -295,3 +295,16 @@ def test_the_firewalls_routed_flows_cross_the_openflow_codec_unchanged() -> None
             back = flow_from_ofp(parser.OFPFlowMod.parser(DP, 4, 14, len(wire), 0, wire))
             check_flow(back, msg)
             assert replace(back, origin=f.origin) == f, f.origin
+
+
+def test_relabelling_a_routed_port_changes_what_its_address_is_across_the_router() -> None:
+    nb = Northbound(SqliteStore())
+    doc = copy.deepcopy(BASE)
+    doc["security_groups"] = copy.deepcopy(BY_GROUP)
+    nb.apply(doc)
+    r = Routed(nb.state())
+    assert r.connect("client", "db1", 5432) == (False, False)
+    nb.update("port", "client", {"labels": {"tier": "web"}}, tenant="shop")
+    r.rig.install(nb.state())  # the rig's compiler: the incremental path
+    assert r.rig.compiler.recompiled < 10
+    assert r.connect("client", "db1", 5432) == (True, True)
