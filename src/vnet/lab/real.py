@@ -27,7 +27,10 @@ only points the chassis at that database (`ovsdb: unix:...`); the
 controller itself creates the bridge and plugs the ports over OVSDB, and
 dials the bridge's OpenFlow management socket (`endpoint: unix:.../br-int.mgmt`;
 a path reaches across network namespaces where 127.0.0.1 does not, and
-Open vSwitch dials unix sockets only inside its own run directory).
+Open vSwitch dials unix sockets only inside its own run directory).  Once
+the ports are up, each Open vSwitch chassis pings the other chassis'
+underlay addresses, so its tunnel neighbour table is filled before a
+workload's first packet (which it would otherwise drop while it asks).
 
 Everything made is recorded in `state.json` as soon as it exists, so `down`
 removes it all -- also after a crash half way.  Processes are stopped by the
@@ -208,6 +211,7 @@ class Lab:
                     mine = [p for p in ports if p.get("chassis") == ch["id"]]
                     self._switch(ch, mine, kinds)
             self._wait_up(timeout)
+            self._learn_underlay(list(chassis.values()))
         except BaseException:
             self.down()
             raise
@@ -524,6 +528,21 @@ class Lab:
             cmd += ["--port", f"{tunnel_iface(kind)},kind={kind},local_ip={ch['underlay']}"]
         ns = self.state["chassis_netns"][ch["name"]]
         self._spawn(f"switch-{ch['name']}", *cmd, netns=ns)
+
+    def _learn_underlay(self, chassis: list[dict[str, Any]]) -> None:
+        """Each Open vSwitch chassis pings the others' underlay addresses once, so its
+        tunnel neighbour table knows their MACs: Open vSwitch's userspace tunnelling
+        drops the packet that finds a tunnel's next hop unknown (and asks by ARP), so
+        without this a workload's first packet to each other chassis would be lost.
+        Open vSwitch forgets an idle neighbour after 15 minutes (`tnl/neigh/aging`)."""
+        for ch in chassis:
+            if ch["switch"] != "ovs":
+                continue
+            ns = self.state["chassis_netns"][ch["name"]]
+            for peer in chassis:
+                if peer["id"] != ch["id"] and peer.get("underlay"):
+                    _run("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", peer["underlay"],
+                         check=False)  # fmt: skip
 
     def _wait_up(self, timeout: float) -> None:
         end = time.monotonic() + timeout
