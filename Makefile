@@ -36,7 +36,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not integration" -n 2
 
 test: $(STAMP) deps lint
-	$(BIN)/pytest -q -n 2
+	$(BIN)/pytest -q -n 2 --durations=30
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/flowkey_bench.py

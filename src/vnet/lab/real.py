@@ -28,9 +28,10 @@ controller itself creates the bridge and plugs the ports over OVSDB, and
 dials the bridge's OpenFlow management socket (`endpoint: unix:.../br-int.mgmt`;
 a path reaches across network namespaces where 127.0.0.1 does not, and
 Open vSwitch dials unix sockets only inside its own run directory).  Once
-the ports are up, each Open vSwitch chassis pings the other chassis'
-underlay addresses, so its tunnel neighbour table is filled before a
-workload's first packet (which it would otherwise drop while it asks).
+the ports are up, each Open vSwitch chassis is told the other chassis'
+underlay MACs (`tnl/neigh/set`), so its tunnel neighbour table is filled
+before a workload's first packet (which it would otherwise drop while it
+asks).
 
 Everything made is recorded in `state.json` as soon as it exists, so `down`
 removes it all -- also after a crash half way.  Processes are stopped by the
@@ -530,19 +531,29 @@ class Lab:
         self._spawn(f"switch-{ch['name']}", *cmd, netns=ns)
 
     def _learn_underlay(self, chassis: list[dict[str, Any]]) -> None:
-        """Each Open vSwitch chassis pings the others' underlay addresses once, so its
-        tunnel neighbour table knows their MACs: Open vSwitch's userspace tunnelling
-        drops the packet that finds a tunnel's next hop unknown (and asks by ARP), so
-        without this a workload's first packet to each other chassis would be lost.
-        Open vSwitch forgets an idle neighbour after 15 minutes (`tnl/neigh/aging`)."""
+        """Each Open vSwitch chassis is told the other chassis' underlay MACs
+        (`tnl/neigh/set`): Open vSwitch's userspace tunnelling drops the packet that
+        finds a tunnel's next hop unknown (and asks by ARP), so without this a
+        workload's first packet to each other chassis would be lost.  Pinging the
+        peers is not enough: Open vSwitch learns only from ARP replies, and a kernel
+        that learnt the peer from its request never asks."""
+        macs = {str(ch["underlay"]): self._underlay_mac(ch) for ch in chassis if ch.get("underlay")}
         for ch in chassis:
             if ch["switch"] != "ovs":
                 continue
-            ns = self.state["chassis_netns"][ch["name"]]
-            for peer in chassis:
-                if peer["id"] != ch["id"] and peer.get("underlay"):
-                    _run("ip", "netns", "exec", ns, "ping", "-c", "1", "-W", "1", peer["underlay"],
-                         check=False)  # fmt: skip
+            ctl = self.dir / f"ovs-{ch['name']}" / "vswitchd.ctl"
+            for ip, mac in macs.items():
+                if ip != ch.get("underlay"):
+                    _run("ovs-appctl", "-t", str(ctl), "tnl/neigh/set", "br-phy", ip, mac)
+
+    def _underlay_mac(self, ch: dict[str, Any]) -> str:
+        """The MAC of the interface holding a chassis' underlay address."""
+        ns = self.state["chassis_netns"][ch["name"]]
+        links = json.loads(_run("ip", "-n", ns, "-j", "addr", "show").stdout)
+        for link in links:
+            if any(a.get("local") == ch["underlay"] for a in link.get("addr_info", [])):
+                return str(link["address"])
+        raise LabError(f"chassis {ch['name']}: no interface holds {ch['underlay']}")
 
     def _wait_up(self, timeout: float) -> None:
         end = time.monotonic() + timeout
