@@ -6,33 +6,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
-from vnet.api import create_app
-from vnet.client import ApiError, Client
-from vnet.controller.service import Controller
-from vnet.store import SqliteStore
+from vnet.client import Client
+
+from .helpers import client, refused
 
 
 @pytest.fixture
 def api() -> Iterator[Client]:
-    ctl = Controller(SqliteStore())
-    with TestClient(create_app(ctl)) as http:
-        c = Client("http://testserver", http=http)
+    with client() as c:
         c.create("tenant", name="blue", labels={"team": "web"})
         c.create("tenant", name="red")
         c.create("network", name="net", tenant="blue")
         c.create("subnet", name="s", tenant="blue", network="net", cidr="10.0.0.0/24")
         yield c
-
-
-def refused(api: Client, status: int, fn: Any, *args: Any, **kw: Any) -> ApiError:
-    before = api.status()["revision"]
-    with pytest.raises(ApiError) as e:
-        fn(*args, **kw)
-    assert e.value.status == status, e.value
-    assert api.status()["revision"] == before  # nothing changed
-    return e.value
 
 
 def test_crud_round_trip(api: Client) -> None:

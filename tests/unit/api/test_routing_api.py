@@ -9,33 +9,19 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
-from vnet.api import create_app
-from vnet.client import ApiError, Client
-from vnet.controller.service import Controller
+from vnet.client import Client
 from vnet.model.objects import MAX_PORT_KEY
-from vnet.store import SqliteStore
+
+from .helpers import client, refused
 
 ROUTED = yaml.safe_load((Path(__file__).parents[1] / "model" / "routed.yaml").read_text())
 
 
 @pytest.fixture
 def api() -> Iterator[Client]:
-    ctl = Controller(SqliteStore())
-    with TestClient(create_app(ctl)) as http:
-        c = Client("http://testserver", http=http)
-        c.apply(ROUTED)
+    with client(ROUTED) as c:
         yield c
-
-
-def refused(api: Client, status: int, fn: Any, *args: Any, **kw: Any) -> ApiError:
-    before = api.status()["revision"]
-    with pytest.raises(ApiError) as e:
-        fn(*args, **kw)
-    assert e.value.status == status, e.value
-    assert api.status()["revision"] == before  # nothing stored
-    return e.value
 
 
 def test_routers_and_floating_ips_round_trip(api: Client) -> None:

@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
-from vnet.api import create_app
-from vnet.client import ApiError, Client
-from vnet.controller.service import Controller
-from vnet.store import SqliteStore
+from vnet.client import Client
+
+from .helpers import client, refused
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = yaml.safe_load((ROOT / "examples/microseg.yaml").read_text())
@@ -21,20 +19,8 @@ EXAMPLE = yaml.safe_load((ROOT / "examples/microseg.yaml").read_text())
 
 @pytest.fixture
 def api() -> Iterator[Client]:
-    ctl = Controller(SqliteStore())
-    with TestClient(create_app(ctl)) as http:
-        c = Client("http://testserver", http=http)
-        c.apply(EXAMPLE)
+    with client(EXAMPLE) as c:
         yield c
-
-
-def refused(api: Client, status: int, fn: Any, *args: Any, **kw: Any) -> ApiError:
-    before = api.status()["revision"]
-    with pytest.raises(ApiError) as e:
-        fn(*args, **kw)
-    assert e.value.status == status, e.value
-    assert api.status()["revision"] == before  # nothing changed
-    return e.value
 
 
 def test_groups_and_policies_round_trip(api: Client) -> None:
