@@ -27,6 +27,8 @@ from vnet.pipeline.flow import FlowMod, FlowModCommand
 from vnet.pipeline.ofctl import parse_flow
 from vnet.store import SqliteStore
 
+from .helpers import until
+
 COOKIE = 0xC0FFEE
 EXAMPLE = Path(__file__).parents[3] / "examples" / "microseg.yaml"
 RULE = "policy web-db rule 2"
@@ -78,14 +80,6 @@ def rig(test: Run, over_openflow: bool = False) -> None:
                 await agent.stop()
 
     asyncio.run(main())
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def ports(ctl: Controller) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from vnet.ofp.agent import Agent
 from vnet.pipeline.actions import Action
 from vnet.store import SqliteStore
 
+from .helpers import until
+
 SUBNETS = [("s1", "n1", "10.0.1.0/24"), ("s1v6", "n1", "fd00:1::/64"),
            ("s2", "n2", "10.0.2.0/24"), ("s2v6", "n2", "fd00:2::/64")]  # fmt: skip
 MODEL: dict[str, Any] = {
@@ -116,14 +118,6 @@ def run(test: Callable[[World], Awaitable[None]], over_openflow: bool = False) -
                 await agent.stop()
 
     asyncio.run(main())
-
-
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if cond():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("timed out")
 
 
 def judged(f: Ether, w: World, fam: int) -> Ether:

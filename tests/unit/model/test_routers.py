@@ -12,9 +12,10 @@ import yaml
 from vnet.controller.northbound import Northbound
 from vnet.model.l3 import eui64
 from vnet.model.objects import MAX_PORT_KEY, FloatingIP, Port, Router
-from vnet.model.rules import ModelError
 from vnet.model.state import derived_mac
 from vnet.store import SqliteStore
+
+from .helpers import refused
 
 ROUTED: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "routed.yaml").read_text())
 
@@ -24,14 +25,6 @@ def nb() -> Northbound:
     n = Northbound(SqliteStore())
     n.apply(ROUTED)
     return n
-
-
-def refused(nb: Northbound, fn: Any, *args: Any, **kw: Any) -> ModelError:
-    before = nb.store.snapshot()
-    with pytest.raises(ModelError) as e:
-        fn(*args, **kw)
-    assert nb.store.snapshot() == before  # nothing changed
-    return e.value
 
 
 def router(nb: Northbound, name: str = "r1") -> Router:

@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from vnet.controller.northbound import Northbound
-from vnet.model import ModelError, Port
+from vnet.model import Port
 from vnet.store import SqliteStore
+
+from .helpers import refused
 
 
 @pytest.fixture
@@ -20,14 +22,6 @@ def nb() -> Northbound:
         n.create("network", {"name": "net", "tenant": t})
         n.create("subnet", {"name": "v4", "tenant": t, "network": "net", "cidr": "10.0.0.0/24"})
     return n
-
-
-def refused(nb: Northbound, fn: Any, *args: Any, **kw: Any) -> ModelError:
-    before = nb.store.snapshot()
-    with pytest.raises(ModelError) as e:
-        fn(*args, **kw)
-    assert nb.store.snapshot() == before  # nothing changed
-    return e.value
 
 
 def test_allocation_is_deterministic_and_per_tenant(nb: Northbound) -> None:

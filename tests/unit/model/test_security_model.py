@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 
 from vnet.controller.northbound import Northbound
-from vnet.model import ModelError, Policy, Port, SecurityGroup
+from vnet.model import Policy, Port, SecurityGroup
 from vnet.model.secrules import GroupRule, PolicyRule
 from vnet.store import SqliteStore
+
+from .helpers import refused
 
 
 @pytest.fixture
@@ -22,14 +24,6 @@ def nb() -> Northbound:
         n.create("subnet", {"name": "v6", "tenant": t, "network": "net", "cidr": "fd00::/64"})
         n.create("security_group", {"name": "web", "tenant": t, "selector": {"app": "web"}})
     return n
-
-
-def refused(nb: Northbound, fn: Any, *args: Any, **kw: Any) -> ModelError:
-    before = nb.store.snapshot()
-    with pytest.raises(ModelError) as e:
-        fn(*args, **kw)
-    assert nb.store.snapshot() == before  # nothing changed
-    return e.value
 
 
 def rule(**kw: Any) -> dict[str, Any]:
