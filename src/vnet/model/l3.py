@@ -313,14 +313,15 @@ def _interfaces(
                 (*loc, "subnet"),
                 f"subnet {sub.name!r} is on router {owner[sub.id].name!r}; a subnet has one router",
             )
-        for j, s in enumerate(subs):
-            if s.ip_version == sub.ip_version and s.network_obj.overlaps(sub.network_obj):
-                raise ModelError(
-                    "conflict",
-                    (*loc, "subnet"),
-                    f"subnet {sub.name!r} ({sub.cidr}) overlaps subnet {s.name!r} ({s.cidr}) "
-                    f"of interfaces.{j}",
-                )
+        hit = _overlapping(sub, subs)
+        if hit is not None:
+            j, s = hit
+            raise ModelError(
+                "conflict",
+                (*loc, "subnet"),
+                f"subnet {sub.name!r} ({sub.cidr}) overlaps subnet {s.name!r} ({s.cidr}) "
+                f"of interfaces.{j}",
+            )
         was = before.get(sub.id)
         mac, key = _port_on(
             net, obj, loc, (itf.mac, itf.tunnel_key),
@@ -329,6 +330,14 @@ def _interfaces(
         done.append(RouterInterface(subnet=sub.id, mac=mac, tunnel_key=key))
         subs.append(sub)
     return done, subs
+
+
+def _overlapping(sub: Subnet, subs: list[Subnet]) -> tuple[int, Subnet] | None:
+    """The first of `subs` (with its index) of `sub`'s family whose prefix overlaps it."""
+    for j, s in enumerate(subs):
+        if s.ip_version == sub.ip_version and s.network_obj.overlaps(sub.network_obj):
+            return j, s
+    return None
 
 
 def _gateway(
@@ -353,14 +362,15 @@ def _gateway(
             "conflict", (*loc, "network"), f"external network {net.name!r} has no subnet"
         )
     for s in ext:
-        for j, sub in enumerate(subs):
-            if s.ip_version == sub.ip_version and s.network_obj.overlaps(sub.network_obj):
-                raise ModelError(
-                    "conflict",
-                    (*loc, "network"),
-                    f"its subnet {s.name!r} ({s.cidr}) overlaps subnet {sub.name!r} "
-                    f"({sub.cidr}) of interfaces.{j}",
-                )
+        hit = _overlapping(s, subs)
+        if hit is not None:
+            j, sub = hit
+            raise ModelError(
+                "conflict",
+                (*loc, "network"),
+                f"its subnet {s.name!r} ({s.cidr}) overlaps subnet {sub.name!r} "
+                f"({sub.cidr}) of interfaces.{j}",
+            )
     was = prev.gateway if prev is not None and prev.gateway is not None else None
     if was is not None and was.network != net.id:
         was = None
