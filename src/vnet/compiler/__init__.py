@@ -1,6 +1,7 @@
 """Model -> logical flows (stages as data, provenance) -> flows for one chassis."""
 
 from . import acl as acl  # registers the firewall's builders
+from . import dhcp as dhcp  # registers the DHCP punts' builders
 from . import router as router  # registers the logical router's builders
 from . import switch as switch  # registers the logical switch's builders
 from .localize import local_groups, local_ports, localize

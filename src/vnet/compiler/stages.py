@@ -252,6 +252,15 @@ SWITCH = Datapath(
             "admit only the port's own MAC and addresses (port security)",
         ),
         Stage(
+            "ls_in_dhcp",
+            (REG_INPORT, "eth_type", "ip_proto", "ipv4_src", "ipv6_dst", "tp_src", "tp_dst")
+            + ("icmpv6_type",),
+            (NEXT,),
+            "DHCP, DHCPv6 requests and router solicitations to the controller, which "
+            "answers from the model (`dhcp`); 0.0.0.0 sources that are no DHCP dropped",
+            default=NEXT,
+        ),
+        Stage(
             "ls_in_arp_rsp",
             (*_L2, *_RESPONDER),
             (NEXT, "ls_in_nd_na"),

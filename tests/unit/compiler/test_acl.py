@@ -120,7 +120,9 @@ def _frame(
 
 DUAL: dict[str, Any] = {
     **copy.deepcopy(MICROSEG),
-    "subnets": MICROSEG["subnets"]
+    # dhcp off: a DHCP server of the tenant's own, so requests cross the network (and
+    # the firewall) instead of going to the controller
+    "subnets": [{**s, "dhcp": False} for s in MICROSEG["subnets"]]
     + [{"name": "app-v6", "tenant": "shop", "network": "app", "cidr": "fd20::/64"}],
     "ports": [
         {

@@ -215,7 +215,7 @@ def test_same_model_same_bytes_and_incremental() -> None:
     assert len(first) == len(b.flows())
     a.nb.update("port", a.port("blue1").id, {"admin_up": False})
     a.flows()
-    assert a.compiler.recompiled == 2  # the port, and its network's flood flows
+    assert a.compiler.recompiled == 3  # the port, its DHCP punts, its network's flood flows
 
 
 def test_localize_with_its_memo_equals_localize_afresh() -> None:
@@ -267,7 +267,7 @@ def test_check_follows_resubmits_to_table_0_and_ct_recirculation() -> None:
     ):
         with pytest.raises(StageError, match="may not go to"):
             check(bad)
-    check(flow("ls_in_port_sec", Ct(table=table("ls_in_arp_rsp"))))
+    check(flow("ls_in_port_sec", Ct(table=table("ls_in_dhcp"))))
     check(flow("ls_in_l2_lkup", Resubmit(None, table("ls_in_pre_acl"))))
 
 
