@@ -37,6 +37,18 @@ into `REG_ZONE` as its frames enter (`phy_in`) and as frames for it enter
 the egress pipeline (`ls_out_zone`, where a frame for a port bound
 elsewhere skips the firewall: that port's chassis runs it).
 
+An external network is reached through the physical network, never through
+tunnels (OVN's localnet ports): on a chassis whose `physnets` maps the
+network's physnet to an uplink the switch has, that uplink is the network's
+localnet port (`LOCALNET_KEY`).  Frames from the uplink -- untagged for a
+flat network, else with the network's VLAN ID, popped -- enter the network's
+lookup flagged `FLAG_FROM_LOCALNET` (other VLANs and, on a VLAN network,
+untagged frames are dropped); frames for the localnet port, and for a port
+of the network bound to another chassis (the physical network carries them
+there), leave by the uplink, tagged on a VLAN network -- unless they came in
+by it.  A flood's copies for other chassis become one copy to the localnet
+port; a chassis without the uplink reaches no other chassis on the network.
+
 The groups the kept flows name (a router's ECMP) are `local_groups`, for
 the same chassis.
 
@@ -56,13 +68,16 @@ from dataclasses import replace
 
 from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
 from ..model.rules import State
-from ..pipeline.actions import Action, Output, RegMove
+from ..pipeline.actions import Action, Output, PopVlan, PushVlan, RegMove, SetField
+from ..pipeline.fields import lookup
 from ..pipeline.flow import Flow
 from ..pipeline.groups import GroupDesc
 from .logical import _SLOT, LFlow, To, _Emit, _load, _order, datapath_key, resolved
 from .memo import Memo, recall
 from .stages import (
+    FLAG_FROM_LOCALNET,
     FLAG_FROM_TUNNEL,
+    LOCALNET_KEY,
     NEXT,
     PHY_IN,
     PHY_OUT,
@@ -209,6 +224,15 @@ def localize(
     here: dict[str, set[int]] = {}
     for p, _ in local:
         here.setdefault(p.network, set()).add(p.tunnel_key or 0)
+    # external network id -> its uplink's OpenFlow port here (None: no uplink)
+    uplinks: dict[str, int | None] = {}
+    for net_id in nets:
+        n = state.get("network", net_id)
+        if n is not None and n.external:
+            iface = chassis.physnets.get(n.physnet or "")
+            uplinks[net_id] = ofports.get(iface) if iface else None
+            if uplinks[net_id] is not None:
+                here.setdefault(net_id, set()).add(LOCALNET_KEY)
     zone_of = zones([p for p, _ in local] + [p for p, _ in leaving])
     first, last, zt = table(PHY_IN.name), table(PHY_OUT.name), table(ZONE_STAGE)
     head: list[LFlow] = []
@@ -227,7 +251,7 @@ def localize(
         elif t == zt:
             zone.append(lf)
         elif lf.flood:
-            mid.append(_split(lf, here, remote, floods))
+            mid.append(_split(lf, here, remote, floods, uplinks))
         else:
             mid.append(lf.flow)
     seen: set[tuple[str, ...]] = set()
@@ -256,11 +280,23 @@ def localize(
     for port in remote_ports:
         net = state.get("network", port.network)
         peer = far[port.chassis or ""]
+        if port.network in uplinks:
+            up = uplinks[port.network]
+            if up is not None:
+                tail += _remote_physical(net, port, peer, up)
+            continue
         tail += cached("remote", port, (net, port, peer), _remote, (dict(tunnels),))
     for (net_id, targets), fkey in floods.items():
         net = state.get("network", net_id)
         tail += _flood_out(net, fkey, [far[c] for c in sorted(targets)], tunnels)
     for net_id in sorted(nets):
+        if net_id in uplinks:
+            up = uplinks[net_id]
+            if up is not None:
+                head_, tail_ = _localnet(state.get("network", net_id), up)
+                head += head_
+                tail += tail_
+            continue
         head += _receive(state.get("network", net_id), tunnels)
     if memo is not None:
         for k in [k for k in memo if k[0] == chassis.id and k not in seen]:
@@ -277,12 +313,19 @@ def _split(
     here: Mapping[str, set[int]],
     remote: Mapping[tuple[str, int], Chassis],
     floods: dict[tuple[str, frozenset[str]], int],
+    uplinks: Mapping[str, int | None],
 ) -> Flow:
-    """A flood's actions on this chassis: its own ports, then one copy per other chassis."""
+    """A flood's actions on this chassis: its own ports, then one copy per other chassis
+    (on an external network: one copy to the localnet port, for the ports elsewhere too)."""
     net = lf.datapath or ""
     mine = here.get(net, set())
     targets = frozenset(remote[(net, k)].id for k in lf.flood if (net, k) in remote)
-    acts: list[Action | To] = deliver(k for k in lf.flood if k in mine)
+    keys = [k for k in lf.flood if k in mine]
+    if net in uplinks:
+        if targets and LOCALNET_KEY in mine and LOCALNET_KEY not in keys:
+            keys.append(LOCALNET_KEY)
+        targets = frozenset()
+    acts: list[Action | To] = deliver(keys)
     if targets:
         fkey = floods.setdefault(
             (net, targets), FLOOD_KEY | len([n for n, _ in floods if n == net])
@@ -316,6 +359,43 @@ def _remote(net: Network, port: Port, peer: Chassis, tunnels: Mapping[str, int])
     rule = f"bound to {peer.name}: {peer.encap} to {peer.underlay}"
     e(PHY_OUT.name, 100, rule, match, apply=_tunnel_to(datapath_key(net), port.tunnel_key or 0, [peer], tunnels))  # fmt: skip
     return e.out
+
+
+def _to_uplink(net: Network, uplink: int) -> list[Action]:
+    if net.vlan is None:
+        return [Output(uplink)]
+    return [PushVlan(), SetField(_VLAN_VID, 0x1000 | net.vlan), Output(uplink)]
+
+
+_NOT_FROM_OUTSIDE = (0, FLAG_FROM_LOCALNET)
+_VLAN_VID = lookup("vlan_vid").index
+
+
+def _remote_physical(net: Network, port: Port, peer: Chassis, uplink: int) -> list[LFlow]:
+    """The output stage for a port of an external network bound to another chassis:
+    out of the uplink, the physical network carries it there."""
+    e = _Emit("port", port, net)
+    match = {REG_OUTPORT: port.tunnel_key or 0, REG_FLAGS: _NOT_FROM_OUTSIDE}
+    e(PHY_OUT.name, 100, f"bound to {peer.name}: by the physical network", match,
+      apply=_to_uplink(net, uplink))  # fmt: skip
+    return e.out
+
+
+def _localnet(net: Network, uplink: int) -> tuple[list[LFlow], list[LFlow]]:
+    """The input and output stages of an external network's localnet port here."""
+    e = _Emit("network", net, net)
+    seg = f"VLAN {net.vlan}" if net.vlan is not None else "untagged"
+    vid = 0 if net.vlan is None else 0x1000 | net.vlan
+    pop: list[Action] = [] if net.vlan is None else [PopVlan()]
+    load = [_load(REG_INPORT, LOCALNET_KEY), _load(REG_FLAGS, FLAG_FROM_LOCALNET)]
+    e(PHY_IN.name, 100, f"physnet {net.physnet} ({seg}): localnet",
+      {"in_port": uplink, "vlan_vid": vid}, apply=[*pop, *load], enter=datapath_key(net),
+      goto=SWITCH.reentry)  # fmt: skip
+    head = e.out
+    e = _Emit("network", net, net)
+    e(PHY_OUT.name, 100, f"localnet: physnet {net.physnet} ({seg})",
+      {REG_OUTPORT: LOCALNET_KEY}, apply=_to_uplink(net, uplink))  # fmt: skip
+    return head, e.out
 
 
 def _flood_out(

@@ -32,7 +32,12 @@ the logical input port and `reg7` the logical output port (port tunnel keys,
 unique within a network; keys with bit 15 set name a set of chassis to flood
 to), `reg5` flags (bit 0: the frame came out of a tunnel, so it never goes
 back into one; bit 1: the switch's own answer -- a reject's RST or ICMP
-error the controller sends with a packet-out -- which the firewall passes).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
+error the controller sends with a packet-out -- which the firewall passes;
+bit 2: the frame came in from the physical network by a localnet port, so it
+never goes back out to it).  An external network's *localnet* port
+(`LOCALNET_KEY`, 0x10000: above every port key the model gives -- 15
+bits -- and every flood key; it never crosses a tunnel) stands for the physical network, on every chassis that maps the
+network's physnet to an uplink (`localize`).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
 zone of the port whose rules apply (the input port's, loaded in `phy_in`;
 the output port's, loaded in `ls_out_zone`), `reg8`-`reg11` the guarded
 port's memberships and `reg12`-`reg15` the other end's (bits, see
@@ -69,7 +74,9 @@ from ..pipeline.flow import Flow
 __all__ = [
     "DATAPATH_KEY",
     "FLAG_ANSWER",
+    "FLAG_FROM_LOCALNET",
     "FLAG_FROM_TUNNEL",
+    "LOCALNET_KEY",
     "NEXT",
     "OUTPUT",
     "PHY_IN",
@@ -105,6 +112,8 @@ REG_OUTPORT = "reg7"
 REG_FLAGS = "reg5"
 FLAG_FROM_TUNNEL = 1
 FLAG_ANSWER = 2  # the switch's own answer (a controller's packet-out): never filtered
+FLAG_FROM_LOCALNET = 4  # came in by a localnet port: never back out to the physical network
+LOCALNET_KEY = 0x10000  # an external network's localnet port (its uplink on each chassis)
 REG_ZONE = "reg4"
 REG_LOG = "reg3"
 REG_TENANT = "reg2"
@@ -147,10 +156,11 @@ class Datapath:
 # -- the chassis' stages -------------------------------------------------------------------
 PHY_IN = Stage(
     "phy_in",
-    ("in_port", "tun_id", "tun_metadata0"),
+    ("in_port", "tun_id", "tun_metadata0", "vlan_vid"),
     ("ls_in_port_sec", "ls_in_l2_lkup", "ls_out_zone"),
     "OpenFlow port -> datapath key and logical input port (reg6); "
-    "a tunnel's VNI -> datapath, its Geneve option -> logical ports",
+    "a tunnel's VNI -> datapath, its Geneve option -> logical ports; "
+    "an uplink (and VLAN) -> an external network's localnet port",
     chassis=True,
 )
 PHY_OUT = Stage(

@@ -9,6 +9,14 @@ goes only to the owner of its target; only broadcast, multicast and unknown
 unicast reach more than one port, and only ports of the same network.  A
 frame never leaves its network: the emitter scopes every flow to it.
 
+An external network (`external`, on a `physnet`) has one more logical port,
+its *localnet* port (`LOCALNET_KEY`), the physical network: broadcast,
+multicast and unknown unicast go to it as well (the outside's MACs are not in
+the model), it has no port security (it carries many MACs) and no firewall
+rules (it is no workload: its memberships are none), and egress never sends a
+frame back out of it when it came in by it.  Which uplink it is on each
+chassis, and the VLAN tag, is `localize`'s.
+
 Builders match neither the datapath's key nor name tables: they say `NEXT`,
 `OUTPUT` or a stage, and the emitter resolves them from the declaration.
 """
@@ -23,7 +31,7 @@ from ..model.objects import Network, Port
 from ..packet.icmpv6 import NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, OPT_TLL
 from ..pipeline.actions import OFPP_IN_PORT, Action, Output, RegMove, SetField
 from .logical import _SLOT, To, _At, _load, network_stage, port_stage
-from .stages import NEXT, OUTPUT, REG_INPORT, REG_OUTPORT
+from .stages import LOCALNET_KEY, NEXT, OUTPUT, REG_INPORT, REG_OUTPORT
 
 __all__ = ["deliver", "eui64_link_local"]
 
@@ -158,13 +166,14 @@ def l2_flood(e: _At, net: Network, ports: Sequence[Port]) -> None:
     if not net.admin_up:
         return
     live = sorted((p for p in ports if p.admin_up), key=lambda p: p.tunnel_key or 0)
+    outside = [LOCALNET_KEY] if net.external else []
 
     def flood(rule: str, prio: int, match: dict[str, Any], keys: Iterable[int]) -> None:
         ks = tuple(keys)
         e(prio, rule, match, apply=deliver(ks), flood=ks)
 
-    if live:
-        flood("broadcast and multicast to the network's ports", 70, {"eth_dst": MCAST}, (p.tunnel_key or 0 for p in live))  # fmt: skip
+    if live or outside:
+        flood("broadcast and multicast to the network's ports", 70, {"eth_dst": MCAST}, [*(p.tunnel_key or 0 for p in live), *outside])  # fmt: skip
     # a neighbour solicitation goes to the owner of its target only
     owners: dict[int, list[int]] = {}
     for p in live:
@@ -175,9 +184,20 @@ def l2_flood(e: _At, net: Network, ports: Sequence[Port]) -> None:
                 owners.setdefault(sn, []).append(p.tunnel_key or 0)
     for sn, keys in sorted(owners.items()):
         flood("neighbour solicitation to the target's owner", 75, {"eth_dst": MCAST, "eth_type": ETH_IP6, "ipv6_dst": (sn, (1 << 128) - 1), "ip_proto": 58, "icmpv6_type": 135}, sorted(keys))  # fmt: skip
-    open_ports = [p.tunnel_key or 0 for p in live if not p.port_security]
+    open_ports = [p.tunnel_key or 0 for p in live if not p.port_security] + outside
     if open_ports:
         flood("unknown unicast to ports without port security", 10, {}, open_ports)
+
+
+@network_stage("ls_out_port_sec")
+def localnet_out(e: _At, net: Network, ports: Sequence[Port]) -> None:
+    """The localnet port of an external network: no port security, never back out."""
+    if not net.external:
+        return
+    out = {REG_OUTPORT: LOCALNET_KEY}
+    e(100, "localnet: never back to the physical network", {**out, REG_INPORT: LOCALNET_KEY})
+    if net.admin_up:
+        e(50, "localnet: no port security", out, goto=OUTPUT)
 
 
 def _sources(port: Port) -> list[tuple[str, list[str], list[str]]]:
