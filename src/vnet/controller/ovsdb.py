@@ -10,7 +10,9 @@ ports bound to the chassis (by interface name, marked with
 model no longer binds there.  Ports vnet did not plug are left alone.  The
 flow-based tunnel ports (`vtep-vxlan`, `vtep-geneve`: `remote_ip=flow`,
 `key=flow`, `local_ip` the chassis' underlay address) are plugged the same
-way, marked `vnet-port=tunnel:<kind>`.
+way, marked `vnet-port=tunnel:<kind>`, and so is the uplink of each of the
+chassis' physical networks (`physnets`, the localnet port of the external
+networks on it), a system interface marked `vnet-port=physnet:<name>`.
 
 Everything is read from ovsdbapp's local replica first and written only if
 it differs: re-writing a controller row would make ovs-vswitchd drop and

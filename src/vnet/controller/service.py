@@ -90,6 +90,16 @@ def _meter(m: MeterSpec) -> MeterConfig:
     return MeterConfig(m.meter_id, OFPMF_PKTPS, (Band(m.rate, m.burst),))
 
 
+def ovs_ports(state: State, ch: Chassis) -> dict[str, str]:
+    """The ports vnet plugs into an Open vSwitch chassis' bridge: interface -> owner --
+    the model's ports bound there, and the uplink of each of its physical networks
+    (`physnets`, the localnet port of external networks on them: `physnet:<name>`)."""
+    out = {p.iface: p.id for p in state.all("port") if p.chassis == ch.id}
+    for net, iface in sorted(ch.physnets.items()):
+        out.setdefault(iface, f"physnet:{net}")
+    return out
+
+
 class Southbound(Protocol):
     dpid: int
     flow_mods_sent: int
@@ -598,7 +608,7 @@ class Controller:
                     if bridge is not None:
                         await asyncio.to_thread(bridge.close)
                     bridge = OvsdbBridge(ch.ovsdb, ch.bridge)
-                ports = {p.iface: p.id for p in state.all("port") if p.chassis == ch.id}
+                ports = ovs_ports(state, ch)
                 # a tunnel port per encapsulation of the chassis it may send to (it sends in
                 # the receiver's); Open vSwitch has none for NVGRE
                 kinds = {c.encap for c in state.all("chassis") if c.underlay} - {"nvgre"}
