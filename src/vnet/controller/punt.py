@@ -56,6 +56,11 @@ icmp_ratelimit and icmp_msgs_per_sec): what the bucket refuses is counted
 `icmp_no_route`), and each router's sent, rate-limited and silent in
 `stats()["routers"]` (by router id; a deleted router's go with it).
 
+A DHCP, DHCPv6 request or router solicitation (`compiler.dhcp.Punt`: the
+kind, the port, its subnet) is answered from the model by `controller.dhcp`
+the same way, straight out of the packet-in's port with `FLAG_ANSWER`
+loaded; what it did is counted by name (`dhcp_offer`, `dhcp_ack`, ...).
+
 Logged punts become records in the connection log (`flowlog.FlowLog`) with
 the chassis, the tuple and the logical ports at both ends by name (the
 rule's own port, and the other end found by its address in the rule port's
@@ -83,6 +88,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import LFlow
 from ..compiler.acl import punts as acl_punts
+from ..compiler.dhcp import Punt as DhcpPunt
+from ..compiler.dhcp import punts as dhcp_punts
 from ..compiler.router import Punt as RouterPunt
 from ..compiler.router import punts as router_punts
 from ..compiler.stages import FLAG_ANSWER, REG_FLAGS
@@ -95,6 +102,7 @@ from ..packet import icmperr
 from ..packet.reject import answer
 from ..pipeline.actions import Action, RegLoad
 from ..pipeline.fields import lookup
+from . import dhcp
 from .flowlog import FlowLog
 
 __all__ = [
@@ -188,7 +196,7 @@ async def ask_for_packet_ins(ch: SwitchChannel) -> None:
         log.info("switch %016x refused SET_ASYNC: %d/%d", ch.dpid, *refused[0][1:])
 
 
-AnyPunt = Punt | RouterPunt
+AnyPunt = Punt | RouterPunt | DhcpPunt
 
 
 def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
@@ -196,6 +204,7 @@ def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
     and the routers'."""
     out: dict[int, AnyPunt] = dict(acl_punts(lflows))
     out.update(router_punts(lflows))
+    out.update(dhcp_punts(lflows))
     return out
 
 
@@ -313,6 +322,9 @@ class Punter:
         if isinstance(p, RouterPunt):
             await self._icmp_error(pi, p, link)
             return
+        if isinstance(p, DhcpPunt):
+            await self._dhcp(state, pi, p, link)
+            return
         port = self._rule_port(state, link, p.port)
         if p.action == "reject":
             await self._reject(pi, p, link, port)
@@ -354,6 +366,12 @@ class Punter:
         await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)
         self.counts[f"icmp_{p.reason.replace('-', '_')}"] += 1
         seen["sent"] += 1
+
+    async def _dhcp(self, state: State, pi: PacketIn, p: DhcpPunt, link: Link) -> None:
+        out, what = dhcp.answer(state, p.kind, p.port, p.subnet, pi.frame)
+        self.counts[what] += 1
+        if out is not None and 0 < pi.in_port < OFPP_MAX:
+            await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)  # fmt: skip
 
     @staticmethod
     def _rule_port(state: State, link: Link, ref: str) -> Port | None:
