@@ -8,7 +8,8 @@
 #                                (ovs-ofctl, ovs-vswitchd, ovs-testcontroller), tshark, iperf3,
 #                                ping, iproute2 and ethtool (offloads off where a peer needs it),
 #                                vsftpd and curl (an FTP server and client for the FTP helper),
-#                                traceroute (Debian's, the router hop across subnets)
+#                                traceroute (Debian's, the router hop across subnets),
+#                                busybox (udhcpc, the DHCP client of DHCP-addressed workloads)
 #   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
 #                                the switch benchmarks, and ab (apache2-utils) against nginx
 #                                (nginx-light), the connection-rate load of the ct benchmark
@@ -42,6 +43,8 @@ case "$target" in
     [ -x /usr/sbin/vsftpd ] || need+=(vsftpd)
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v traceroute >/dev/null 2>&1 || need+=(traceroute)
+    # udhcpc, the DHCP client of workloads addressed by DHCP (`addressing: dhcp`)
+    command -v busybox >/dev/null 2>&1 || need+=(busybox)
     if [ "$target" = bench ]; then
       command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
       command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
