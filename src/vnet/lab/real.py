@@ -16,6 +16,21 @@ over /etc/hosts) names its tenant's ports, so `ping db1` works.  It then
 applies the file and waits until every port is up (its flows are installed).
 `migrate` moves a workload's cable to another chassis (see there).
 
+A file with external networks gets the physical network's edge: a
+*physical switch*, an Open vSwitch bridge (`br-phys`, standalone, NORMAL)
+in a namespace of the lab's own -- this kernel has neither 8021q nor a
+VLAN-filtering bridge, and the physical network must carry VLAN tags --
+with each chassis' physnet uplink (`physnets`, `up-<physnet>` unless the
+file names them, `topology`) cabled to it by a veth as a trunk; and an
+`outside` namespace for the upstream router (`vnet lab exec outside --
+CMD`): one interface per external network, an access port of the physical
+switch on the network's VLAN, holding its subnets' gateway addresses,
+forwarding on, and the server's addresses on its loopback (the file's
+`outside: {server: [...]}`, else 203.0.113.10/24 and 2001:db8:ffff::10/64).
+Workloads on an external network get their default routes via those
+gateways.  A vnet switch is given its uplinks with `--port`; an Open
+vSwitch chassis gets them plugged by the controller.
+
 A chassis with `switch: ovs` gets an Open vSwitch of its own, from Debian's
 openvswitch-switch: an ovsdb-server with a fresh database and an
 ovs-vswitchd (userspace `netdev` datapath) in a private directory, the
@@ -71,12 +86,14 @@ from ..datapath.control import request, rundir
 from ..datapath.switch import SwitchError
 from ..model.objects import iface_name, tunnel_iface
 from .addressing import Address, addresses, default_routes, hosts_file, routed_subnets
-from .topology import TopologyError, with_underlay
+from .topology import TopologyError, physnets_of, with_outside, with_physnets, with_underlay
 
 __all__ = ["Lab", "LabError", "default_dir", "find_lab", "running_labs"]
 
 UNDERLAY_BRIDGE = "br-underlay"
 UNDERLAY_IFACE = "underlay0"
+OUTSIDE = "outside"  # `vnet lab exec outside -- CMD`: the upstream router's namespace
+PHYS_BRIDGE = "br-phys"  # the physical switch, when the file has external networks
 NETNS_ETC = Path("/etc/netns")  # `ip netns exec NS` binds /etc/netns/NS/* over /etc/*
 
 
@@ -179,11 +196,13 @@ class Lab:
         try:
             given = doc
             doc = self._with_underlay(doc)
+            doc = self._with_edge(doc)
             doc = self._with_ovs(doc, switch)
             self._record_filled(given, doc)
             for ch in doc.get("chassis") or []:
                 if isinstance(ch, dict):
                     self._hypervisor(ch)
+            self._physical(doc)
             self._spawn(
                 "controller", sys.executable, "-m", "vnet", "controller", "run",
                 "--db", str(self.dir / "vnet.db"), "--api", f"127.0.0.1:{api_port}",
@@ -198,6 +217,9 @@ class Lab:
                 nets = {n["id"]: n for n in c.list("network")}
                 subnets = {s["id"]: s for s in c.list("subnet")}
                 routed = routed_subnets(c.list("router"))
+            # an external subnet's gateway is the outside's (the upstream router)
+            routed |= {i for i, s in subnets.items() if nets[s["network"]].get("external")}
+            self._outside(nets, subnets)
             for p in ports:
                 if p.get("chassis") is None:
                     raise LabError(f"port {p['name']}: bound to no chassis")
@@ -369,8 +391,9 @@ class Lab:
             doc["chassis"] = out
         return doc
 
-    def _ovs(self, chassis: str) -> Path:
-        """ovsdb-server and ovs-vswitchd for one chassis; returns their directory."""
+    def _ovs(self, chassis: str, netns: str | None = None) -> Path:
+        """ovsdb-server and ovs-vswitchd for one chassis (or the physical switch, in
+        `netns`); returns their directory."""
         if shutil.which("ovs-vswitchd") is None:
             raise LabError("chassis switch ovs needs Open vSwitch (apt install openvswitch-switch)")
         d = self.dir / f"ovs-{chassis}"
@@ -378,7 +401,7 @@ class Lab:
             shutil.rmtree(d)
         d.mkdir()
         self._record("dirs", str(d))
-        ns = self._chassis_netns(chassis)
+        ns = netns or self._chassis_netns(chassis)
         env = {k: str(d) for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR")}
         _run("ovsdb-tool", "create", str(d / "conf.db"), _ovs_schema())
         sock = f"unix:{d / 'db.sock'}"
@@ -422,6 +445,100 @@ class Lab:
         self.state.update(underlay_netns=ns, underlay=str(net))
         self._save()
         return doc
+
+    # -- the physical network's edge ---------------------------------------------------------
+    def _with_edge(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The file with chassis physnets filled and the lab's `outside` key taken out."""
+        try:
+            doc, outside = with_outside(with_physnets(doc))
+            nets = physnets_of(doc)
+        except TopologyError as e:
+            raise LabError(str(e)) from None
+        if nets:
+            self.state["outside_server"] = list(outside.server)
+            self._save()
+        return doc
+
+    def _physical(self, doc: dict[str, Any]) -> None:
+        """The physical switch (an Open vSwitch bridge, standalone, in a namespace of the
+        lab's own: it understands VLAN tags, which this kernel's bridge does not), each
+        chassis' uplinks cabled to it as trunks."""
+        if not physnets_of(doc):
+            return
+        if shutil.which("ovs-vswitchd") is None:
+            raise LabError("networks: an external network's physical switch needs Open vSwitch "
+                           "(apt install openvswitch-switch)")  # fmt: skip
+        tag = self.state["tag"]
+        ns = f"vnet-{tag}-phys"
+        _run("ip", "netns", "add", ns)
+        self._record("netns", ns)
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
+        self.state["phys_netns"] = ns
+        self._save()
+        d = self._ovs("phys", netns=ns)
+        self.state["phys_db"] = f"unix:{d / 'db.sock'}"
+        self._vsctl("--may-exist", "add-br", PHYS_BRIDGE, "--", "set", "bridge", PHYS_BRIDGE,
+                    "datapath_type=netdev", "fail_mode=standalone")  # fmt: skip
+        uplinks = self.state.setdefault("uplinks", {})
+        n = 0
+        for ch in doc.get("chassis") or []:
+            if not isinstance(ch, dict):
+                continue
+            for iface in sorted(set((ch.get("physnets") or {}).values())):
+                a, b = f"vp{tag}{n}", f"vp{tag}{n}h"
+                n += 1
+                _run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+                self._record("links", a)
+                _run("ip", "link", "set", a, "netns", ns)
+                _run("ip", "-n", ns, "link", "set", a, "up")
+                self._vsctl("--may-exist", "add-port", PHYS_BRIDGE, a)
+                hv = self._chassis_netns(str(ch["name"]))
+                _run("ip", "link", "set", b, "netns", hv)
+                _run("ip", "-n", hv, "link", "set", b, "name", iface)
+                _run("ip", "-n", hv, "link", "set", iface, "up")
+                uplinks.setdefault(str(ch["name"]), []).append(iface)
+                self._save()
+
+    def _vsctl(self, *args: str) -> None:
+        _run("ovs-vsctl", f"--db={self.state['phys_db']}", "--timeout=20", "--no-wait", *args)
+
+    def _outside(self, nets: dict[str, Any], subnets: dict[str, Any]) -> None:
+        """The upstream router: a namespace on each external network (an access port of
+        the physical switch, on the network's VLAN) with its subnets' gateway addresses,
+        forwarding on, and the server's addresses."""
+        ext = sorted((n for n in nets.values() if n.get("external")), key=lambda n: n["name"])
+        if not ext:
+            return
+        tag = self.state["tag"]
+        ns = f"vnet-{tag}-outside"
+        _run("ip", "netns", "add", ns)
+        self._record("netns", ns)
+        self.state["outside_netns"] = ns
+        self._save()
+        o = ("ip", "-n", ns)
+        _run(*o, "link", "set", "lo", "up")
+        for a in self.state.get("outside_server", []):
+            _run(*o, "addr", "add", a, "dev", "lo")
+        for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+            _run("ip", "netns", "exec", ns, "sysctl", "-qw", f"{key}=1")
+        for i, n in enumerate(ext):
+            a, b = f"vo{tag}{i}", f"ext{i}"
+            _run("ip", "link", "add", a, "type", "veth", "peer", "name", f"vo{tag}{i}h")
+            self._record("links", a)
+            _run("ip", "link", "set", a, "netns", self.state["phys_netns"])
+            _run("ip", "-n", self.state["phys_netns"], "link", "set", a, "up")
+            vlan = [f"tag={n['vlan']}"] if n.get("vlan") else []
+            self._vsctl("--may-exist", "add-port", PHYS_BRIDGE, a, *vlan)
+            _run("ip", "link", "set", f"vo{tag}{i}h", "netns", ns)
+            _run(*o, "link", "set", f"vo{tag}{i}h", "name", b)
+            if n.get("mtu"):
+                _run(*o, "link", "set", b, "mtu", str(n["mtu"]))
+            _run(*o, "link", "set", b, "up")
+            for sub in subnets.values():
+                if sub["network"] == n["id"] and sub.get("gateway"):
+                    plen = ipaddress.ip_network(sub["cidr"]).prefixlen
+                    v6 = ["nodad"] if ":" in sub["gateway"] else []
+                    _run(*o, "addr", "add", f"{sub['gateway']}/{plen}", "dev", b, *v6)
 
     def _hypervisor(self, ch: dict[str, Any]) -> None:
         """A chassis' namespace, cabled to the underlay bridge with its VTEP address.
@@ -527,6 +644,9 @@ class Lab:
             cmd += ["--port", f"{port_iface(p)},port_security=false"]
         for kind in kinds:
             cmd += ["--port", f"{tunnel_iface(kind)},kind={kind},local_ip={ch['underlay']}"]
+        for uplink in sorted(set((ch.get("physnets") or {}).values())):
+            if uplink in self.state.get("uplinks", {}).get(ch["name"], []):
+                cmd += ["--port", f"{uplink},port_security=false"]
         ns = self.state["chassis_netns"][ch["name"]]
         self._spawn(f"switch-{ch['name']}", *cmd, netns=ns)
 
@@ -575,6 +695,8 @@ class Lab:
         if self.sim:
             raise LabError("a simulated lab has no namespaces: it runs only ping")
         entry = self.state["ports"].get(port)
+        if entry is None and port == OUTSIDE and self.state.get("outside_netns"):
+            return str(self.state["outside_netns"])
         if entry is None:
             names = ", ".join(sorted(self.state["ports"]))
             raise LabError(f"no port {port!r} in the lab (ports: {names})")
