@@ -12,7 +12,10 @@ port (`Port.iface`, so the controller finds it by name) and whose other end,
 MTU (the network's: what the tunnels carry), and on a subnet of a router a
 default route via the subnet's gateway, per family (`addressing`).  Each
 workload's hosts file (`/etc/netns/NS/hosts`, which `ip netns exec` puts
-over /etc/hosts) names its tenant's ports, so `ping db1` works.  It then
+over /etc/hosts) names its tenant's ports, so `ping db1` works.  With
+`addressing: dhcp` in the file the workloads get no address from the lab:
+once the ports are up each runs busybox's udhcpc (a lab process, stopped by
+PID on `down`) and takes IPv6 by SLAAC (`addressing` says more).  It then
 applies the file and waits until every port is up (its flows are installed).
 `migrate` moves a workload's cable to another chassis (see there).
 
@@ -85,7 +88,15 @@ from ..client import ApiError, Client
 from ..datapath.control import request, rundir
 from ..datapath.switch import SwitchError
 from ..model.objects import iface_name, tunnel_iface
-from .addressing import Address, addresses, default_routes, hosts_file, routed_subnets
+from .addressing import (
+    Address,
+    addresses,
+    default_routes,
+    hosts_file,
+    mode,
+    routed_subnets,
+    udhcpc_script,
+)
 from .topology import TopologyError, physnets_of, with_outside, with_physnets, with_underlay
 
 __all__ = ["Lab", "LabError", "default_dir", "find_lab", "running_labs"]
@@ -195,7 +206,12 @@ class Lab:
         api_port = self._begin(of=of_port)
         try:
             given = doc
-            doc = self._with_underlay(doc)
+            try:
+                dhcp = mode(doc) == "dhcp"
+            except ValueError as e:
+                raise LabError(str(e)) from None
+            self.state["addressing"] = "dhcp" if dhcp else "static"
+            doc = self._with_underlay({k: v for k, v in doc.items() if k != "addressing"})
             doc = self._with_edge(doc)
             doc = self._with_ovs(doc, switch)
             self._record_filled(given, doc)
@@ -235,6 +251,9 @@ class Lab:
                     self._switch(ch, mine, kinds)
             self._wait_up(timeout)
             self._learn_underlay(list(chassis.values()))
+            if dhcp:
+                for p in ports:
+                    self._dhcp_client(p)
         except BaseException:
             self.down()
             raise
@@ -612,16 +631,30 @@ class Lab:
         # chassis' own stack never talks to the workload behind the switch's back
         _run(*h, "link", "set", host, "addrgenmode", "none")
         _run(*h, "link", "set", host, "mtu", str(net["mtu"]), "up")
-        for a in addrs:
+        dhcp = self.state.get("addressing") == "dhcp"
+        if dhcp:  # no address: udhcpc asks (`_dhcp_client`), IPv6 by SLAAC from the RAs
+            for k, v in (("accept_ra", "2"), ("autoconf", "1"), ("accept_dad", "0")):
+                _run("ip", "netns", "exec", ns, "sysctl", "-qw", f"net.ipv6.conf.eth0.{k}={v}")
+        for a in [] if dhcp else addrs:
             extra = ("nodad",) if a.version == 6 else ()
             _run(*n, "addr", "add", f"{a.ip}/{a.prefix}", "dev", "eth0", *extra)
         _run(*n, "link", "set", "eth0", "up")
         # after the link is up: the gateway is on the subnet's prefix route, which
         # IPv6 adds only on an interface that is up
-        for version, gw in sorted(default_routes(addrs).items()):
+        for version, gw in sorted(default_routes([] if dhcp else addrs).items()):
             _run(*n, f"-{version}", "route", "add", "default", "via", gw, "dev", "eth0")
         self.state["ports"][port["name"]] = {"netns": ns, "iface": host, "id": port["id"]}
         self._save()
+
+    def _dhcp_client(self, port: dict[str, Any]) -> None:
+        """busybox udhcpc in the workload's namespace, a process of the lab; its event
+        script writes the DNS servers to the workload's own resolv.conf."""
+        ns = self.state["ports"][port["name"]]["netns"]
+        script = self.dir / f"udhcpc-{port['name']}.sh"
+        script.write_text(udhcpc_script(str(NETNS_ETC / ns / "resolv.conf")))
+        script.chmod(0o755)
+        self._spawn(f"dhcp-{port['name']}", "busybox", "udhcpc", "-f", "-i", "eth0",
+                    "-s", str(script), "-t", "20", "-T", "1", "-A", "1", netns=ns)  # fmt: skip
 
     def _names(self, port: dict[str, Any], tenant_ports: list[dict[str, Any]]) -> None:
         """The workload's hosts file (its tenant's ports by name), where `ip netns exec`
