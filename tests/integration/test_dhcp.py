@@ -7,8 +7,11 @@ router's advertisements (the model gives the EUI-64 address of each port's
 MAC).  The judges: each workload gets the model's IPv4 address, the router
 as default route, the network's MTU and the subnet's DNS servers; a renewal
 (udhcpc's SIGUSR1) is acknowledged; the model's IPv6 address by SLAAC; and
-the workloads ping across the router afterwards.  vnet switches and Open
-vSwitch (netdev datapath) alike.
+the workloads ping across the router afterwards; and tshark on the
+underlay cables sees no DHCP, DHCPv6 or router solicitation or
+advertisement while a workload releases and gets a lease anew (a ping
+across chassis is the control).  vnet switches and Open vSwitch (netdev
+datapath) alike.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.test_routing import capture, fields
 from vnet.lab.real import NETNS_ETC, Lab
 
 pytestmark = [
@@ -129,3 +133,28 @@ def test_workloads_ping_across_the_router(lab: Lab) -> None:
                 src, ["ping", "-c", "3", "-i", "0.2", "-W", "1", m[dst]["ip"][v]], timeout=30
             )
             assert r.returncode == 0, (v, src, dst, r.stdout, r.stderr)
+
+
+def test_no_dhcp_crosses_the_underlay(lab: Lab, tmp_path: Path) -> None:
+    (entry,) = [e for e in lab.state["procs"] if e["role"] == "dhcp-web1"]
+    log = lab.dir / "dhcp-web1.log"
+    m = model_ports(lab)
+    cables, ns = lab.state["underlay_links"], lab.state["underlay_netns"]
+    pcap = tmp_path / "underlay.pcap"
+    with capture(pcap, ns, *cables.values()):
+        bound = log.read_text().count("vnet-dhcp bound")
+        os.kill(int(entry["pid"]), signal.SIGUSR2)  # udhcpc: release the lease
+        assert until(
+            lambda: "vnet-dhcp deconfig" in log.read_text().split("vnet-dhcp bound")[-1], 10
+        )
+        os.kill(int(entry["pid"]), signal.SIGUSR1)  # and ask anew: DISCOVER, REQUEST
+        assert until(lambda: log.read_text().count("vnet-dhcp bound") > bound, 20), log.read_text()
+        r = lab.exec(
+            "web1", ["ping", "-c", "3", "-i", "0.2", "-W", "1", m["db1"]["ip"][4]], timeout=30
+        )
+        assert r.returncode == 0, r.stdout  # the control: across chassis, through the underlay
+    assert fields(pcap, f"ip.addr == {m['db1']['ip'][4]}", "frame.number"), "the control is missing"
+    seen = fields(
+        pcap, "dhcp || dhcpv6 || icmpv6.type == 133 || icmpv6.type == 134", "frame.number"
+    )
+    assert not seen, f"{len(seen)} DHCP/RS/RA frame(s) crossed the underlay"
