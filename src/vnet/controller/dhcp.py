@@ -141,3 +141,31 @@ def answer(
         return out, "ra_solicited"
     except (DecodeError, dhcp.DhcpError):
         return None, f"{prefix}_malformed"
+
+
+def advertisements(state: State, chassis: str | None) -> list[tuple[str, bytes]]:
+    """The unsolicited router advertisement due to each port bound to `chassis` that has
+    an address on a subnet with an `ipv6_mode`: (the port's interface name, the frame)."""
+    out: list[tuple[str, bytes]] = []
+    for port in state.all("port"):
+        net = state.get("network", port.network)
+        if port.chassis != chassis or chassis is None or net is None:
+            continue
+        if not (port.admin_up and net.admin_up):
+            continue
+        for f in port.fixed_ips:
+            sub = state.get("subnet", f.subnet) if f.subnet else None
+            if sub is None or sub.ipv6_mode is None:
+                continue
+            smac, _ = server_mac(state, sub)
+            n6 = sub.network_obj
+            frame = ra.frame(
+                mac_int(smac),
+                int(n6.network_address),
+                n6.prefixlen,
+                sub.ipv6_mode,
+                mtu=net.mtu or 0,
+            )
+            out.append((port.iface, frame))
+            break
+    return out

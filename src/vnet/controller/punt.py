@@ -60,6 +60,9 @@ A DHCP, DHCPv6 request or router solicitation (`compiler.dhcp.Punt`: the
 kind, the port, its subnet) is answered from the model by `controller.dhcp`
 the same way, straight out of the packet-in's port with `FLAG_ANSWER`
 loaded; what it did is counted by name (`dhcp_offer`, `dhcp_ack`, ...).
+`advertise` sends every port on a subnet with an `ipv6_mode` the router's
+advertisement unsolicited (`ra_periodic`); the controller calls it every
+`RA_INTERVAL` seconds (RFC 4861's MaxRtrAdvInterval default).
 
 Logged punts become records in the connection log (`flowlog.FlowLog`) with
 the chassis, the tuple and the logical ports at both ends by name (the
@@ -79,7 +82,7 @@ import ipaddress
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -197,6 +200,7 @@ async def ask_for_packet_ins(ch: SwitchChannel) -> None:
 
 
 AnyPunt = Punt | RouterPunt | DhcpPunt
+RA_INTERVAL = 600.0  # seconds between unsolicited router advertisements
 
 
 def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
@@ -372,6 +376,18 @@ class Punter:
         self.counts[what] += 1
         if out is not None and 0 < pi.in_port < OFPP_MAX:
             await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)  # fmt: skip
+
+    async def advertise(self, links: Iterable[Link]) -> None:
+        """Every port with an address on a subnet with an `ipv6_mode` gets the router's
+        advertisement, unsolicited, out of its OpenFlow port on its chassis."""
+        state = self.state()
+        for link in links:
+            for iface, frame in dhcp.advertisements(state, link.chassis):
+                ofport = link.ofports.get(iface)
+                if ofport is None:
+                    continue
+                await link.southbound.packet_out(OFPP_CONTROLLER, frame, out_port=ofport, actions=ANSWER)  # fmt: skip
+                self.counts["ra_periodic"] += 1
 
     @staticmethod
     def _rule_port(state: State, link: Link, ref: str) -> Port | None:

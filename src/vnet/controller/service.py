@@ -72,7 +72,7 @@ from ..store import Store
 from .cut import Cutter
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
-from .punt import PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
+from .punt import RA_INTERVAL, PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
 from .reconcile import Desired, Drift, MeterMod, Mod, diff, drift
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "read_state"]
@@ -342,6 +342,7 @@ class Controller:
         self.punter.start()
         self._tasks.append(asyncio.create_task(self._reconciler()))
         self._tasks.append(asyncio.create_task(self._poller()))
+        self._tasks.append(asyncio.create_task(self._advertiser()))
 
     def bound_ports(self) -> list[int]:
         return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
@@ -558,6 +559,15 @@ class Controller:
             return 0 if s.chassis in to else 2 if s.chassis in left else 1
 
         return sorted(self.sessions.values(), key=rank)
+
+    async def _advertiser(self) -> None:
+        """Unsolicited router advertisements to the ports of subnets with an ipv6_mode."""
+        while True:
+            await asyncio.sleep(RA_INTERVAL)
+            try:
+                await self.punter.advertise(list(self.sessions.values()))
+            except Exception:
+                log.exception("router advertisements")
 
     async def _poller(self) -> None:
         """Writers in other processes do not call our subscribers: notice their revisions."""

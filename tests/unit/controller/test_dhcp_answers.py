@@ -110,3 +110,20 @@ def test_a_solicit_and_a_router_solicitation_are_answered_per_mode() -> None:
     assert ra[ICMPv6NDOptMTU].mtu == 1400
     assert adv.haslayer(DHCP6_Advertise) and adv[DHCP6OptIAAddress].addr == "fd00:1::10"
     assert (stats["ra_solicited"], stats["dhcpv6_advertise"]) == (1, 1)
+
+
+def test_unsolicited_advertisements_go_to_each_port_of_a_subnet_with_an_ipv6_mode() -> None:
+    st = with_subnets(model({"a": "hv1", "b": "hv2"}), ipv6_mode="dhcpv6-stateless")
+    here = Link(chassis="hv1", ofports={st.get("port", "a").iface: 7, st.get("port", "b").iface: 8})
+    punter = Punter(lambda: st, lambda dpid: here, lambda s: {})
+    asyncio.run(punter.advertise([here]))
+    ((_, data, out_port, actions),) = here.southbound.sent  # a only: b is on hv2
+    assert (out_port, actions) == (7, ANSWER)
+    ra = Ether(data)
+    assert (ra.src, ra.dst, ra[IPv6].dst) == (GW_MAC["s1v6"], "33:33:00:00:00:01", "ff02::1")
+    assert (ra[ICMPv6ND_RA].M, ra[ICMPv6ND_RA].O) == (0, 1)
+    assert punter.stats()["ra_periodic"] == 1
+    none = Link(chassis="hv1", ofports=dict(here.ofports))
+    plain = with_subnets(model({"a": "hv1", "b": "hv2"}), ipv6_mode=None)
+    asyncio.run(Punter(lambda: plain, lambda dpid: none, lambda s: {}).advertise([none]))
+    assert none.southbound.sent == []
