@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,12 +29,13 @@ import yaml
 from tests.integration.test_routing import capture, fields
 from vnet.lab.real import NETNS_ETC, Lab
 
+from .labrig import running_lab
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-VNET = [sys.executable, "-m", "vnet"]
 EXAMPLE = ROOT / "examples/routed.yaml"
 DNS = ["10.9.9.53", "10.9.9.54"]
 
@@ -60,22 +59,8 @@ def topology() -> dict[str, Any]:
 @pytest.fixture(scope="module", params=["vnet", "ovs"])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp(f"dhcp-{request.param}")
-    f = tmp / "dhcp.yaml"
-    f.write_text(yaml.safe_dump(topology()))
-    r = subprocess.run(
-        [*VNET, "lab", "up", str(f), "--dir", str(tmp / "lab"), "--switch", request.param],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    lab = Lab(tmp / "lab")
-    made = list(lab.state.get("netns", []))
-    try:
-        assert r.returncode == 0, r.stderr + r.stdout
+    with running_lab(topology(), tmp, request.param, tx_off=False) as lab:
         yield lab
-    finally:
-        subprocess.run([*VNET, "lab", "down", "--dir", str(tmp / "lab")], timeout=120)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not [ns for ns in made if ns in left], left
-        assert not [ns for ns in made if (NETNS_ETC / ns).exists()]
 
 
 def model_ports(lab: Lab) -> dict[str, dict[str, Any]]:

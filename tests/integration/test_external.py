@@ -26,6 +26,8 @@ import yaml
 
 from vnet.lab.real import Lab
 
+from .labrig import running_lab
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
@@ -78,25 +80,8 @@ def gateway(net: str, v: int) -> str:
 @pytest.fixture(scope="module", params=["vnet", "ovs"])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp(f"external-{request.param}")
-    f = tmp / "external.yaml"
-    f.write_text(yaml.safe_dump(topology()))
-    r = subprocess.run(
-        [*VNET, "lab", "up", str(f), "--dir", str(tmp / "lab"), "--switch", request.param],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    lab = Lab(tmp / "lab")
-    made = list(lab.state.get("netns", []))
-    try:
-        assert r.returncode == 0, r.stderr + r.stdout
-        for port in lab.state["ports"]:
-            r = lab.exec(port, ["ethtool", "-K", "eth0", "tx", "off"], timeout=30)
-            assert r.returncode == 0, r.stderr
+    with running_lab(topology(), tmp, request.param) as lab:
         yield lab
-    finally:
-        subprocess.run([*VNET, "lab", "down", "--dir", str(tmp / "lab")], timeout=120)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not [ns for ns in made if ns in left], left
-        assert not (tmp / "lab" / "state.json").exists()
 
 
 def ping(lab: Lab, port: str, dst: str) -> subprocess.CompletedProcess[str]:

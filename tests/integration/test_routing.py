@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,14 +29,15 @@ from typing import Any
 import pytest
 import yaml
 
-from vnet.lab.real import NETNS_ETC, Lab
+from vnet.lab.real import Lab
+
+from .labrig import running_lab
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-VNET = [sys.executable, "-m", "vnet"]
 EXAMPLE = ROOT / "examples/routed.yaml"
 WEB1 = {4: "10.1.0.11", 6: "fd00:1::11"}
 WEB2 = {4: "10.1.0.12", 6: "fd00:1::12"}
@@ -59,28 +59,8 @@ def topology() -> dict[str, Any]:
 @pytest.fixture(scope="module", params=["vnet", "ovs"])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     tmp = tmp_path_factory.mktemp(f"routed-{request.param}")
-    f = tmp / "routed.yaml"
-    f.write_text(yaml.safe_dump(topology()))
-    r = subprocess.run(
-        [*VNET, "lab", "up", str(f), "--dir", str(tmp / "lab"), "--switch", request.param],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    lab = Lab(tmp / "lab")
-    made = list(lab.state.get("netns", []))
-    try:
-        assert r.returncode == 0, r.stderr + r.stdout
-        # Open vSwitch's userspace datapath gets no virtio-net header from a veth and
-        # would forward a partial checksum as it is (microseg_rig says more)
-        for port in lab.state["ports"]:
-            r = lab.exec(port, ["ethtool", "-K", "eth0", "tx", "off"], timeout=30)
-            assert r.returncode == 0, r.stderr
+    with running_lab(topology(), tmp, request.param) as lab:
         yield lab
-    finally:
-        subprocess.run([*VNET, "lab", "down", "--dir", str(tmp / "lab")], timeout=120)
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert not [ns for ns in made if ns in left], left
-        assert not [ns for ns in made if (NETNS_ETC / ns).exists()]  # the hosts files too
-        assert not (tmp / "lab" / "state.json").exists()
 
 
 def ping(lab: Lab, port: str, addr: str, *extra: str) -> subprocess.CompletedProcess[str]:
