@@ -649,6 +649,8 @@ class Lab:
     def _dhcp_client(self, port: dict[str, Any]) -> None:
         """busybox udhcpc in the workload's namespace, a process of the lab; its event
         script writes the DNS servers to the workload's own resolv.conf."""
+        if shutil.which("busybox") is None:
+            raise LabError("addressing: dhcp needs busybox's udhcpc (apt install busybox)")
         ns = self.state["ports"][port["name"]]["netns"]
         script = self.dir / f"udhcpc-{port['name']}.sh"
         script.write_text(udhcpc_script(str(NETNS_ETC / ns / "resolv.conf")))
