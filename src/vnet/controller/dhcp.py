@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from ..model.objects import Network, Subnet
 from ..model.state import State, derived_mac
 from ..packet import dhcp, dhcpv6, ethernet, ipv4, ipv6, ra, udp
 from ..packet.addr import ip4_int, mac_int
@@ -128,19 +129,22 @@ def answer(
             return out, "dhcpv6_advertise" if reply6 == dhcpv6.ADVERTISE else "dhcpv6_reply"
         if proto != 58 or subnet.ipv6_mode is None:
             return None, "ra_malformed"
-        n6 = subnet.network_obj
-        out = ra.frame(
-            mac_int(smac),
-            int(n6.network_address),
-            n6.prefixlen,
-            subnet.ipv6_mode,
-            mtu=net.mtu or 0,
-            dst_mac=src_mac if src_ip else None,
-            dst_ip=src_ip or None,
-        )
+        out = _advertisement(smac, subnet, net, src_mac if src_ip else None, src_ip or None)
         return out, "ra_solicited"
     except (DecodeError, dhcp.DhcpError):
         return None, f"{prefix}_malformed"
+
+
+def _advertisement(
+    smac: str, sub: Subnet, net: Network, dst_mac: int | None = None, dst_ip: int | None = None
+) -> bytes:
+    """The subnet's router advertisement from `smac`: to all nodes, or to one solicitor."""
+    assert sub.ipv6_mode is not None
+    n6 = sub.network_obj
+    return ra.frame(
+        mac_int(smac), int(n6.network_address), n6.prefixlen, sub.ipv6_mode,
+        mtu=net.mtu or 0, dst_mac=dst_mac, dst_ip=dst_ip,
+    )  # fmt: skip
 
 
 def advertisements(state: State, chassis: str | None) -> list[tuple[str, bytes]]:
@@ -158,14 +162,6 @@ def advertisements(state: State, chassis: str | None) -> list[tuple[str, bytes]]
             if sub is None or sub.ipv6_mode is None:
                 continue
             smac, _ = server_mac(state, sub)
-            n6 = sub.network_obj
-            frame = ra.frame(
-                mac_int(smac),
-                int(n6.network_address),
-                n6.prefixlen,
-                sub.ipv6_mode,
-                mtu=net.mtu or 0,
-            )
-            out.append((port.iface, frame))
+            out.append((port.iface, _advertisement(smac, sub, net)))
             break
     return out
