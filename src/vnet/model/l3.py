@@ -148,8 +148,10 @@ def held_addresses(state: State, network_id: str, skip: Resource | None = None) 
     mine = skip.id if isinstance(skip, Router | FloatingIP) else None
     for r in _routers(state):
         g = r.gateway
-        if g is not None and g.network == network_id and g.ip is not None and r.id != mine:
-            out[g.ip] = f"router {r.name!r}'s gateway"
+        if g is not None and g.network == network_id and r.id != mine:
+            for a in (g.ip, g.ip6):
+                if a is not None:
+                    out[a] = f"router {r.name!r}'s gateway"
     for f in _fips(state):
         if f.network == network_id and f.ip is not None and f.id != mine:
             out[f.ip] = f"floating IP {f.name!r}"
@@ -392,6 +394,7 @@ def _gateway(
         ip = next((a for s in ext if (a := allocate(s, taken)) is not None), None)
         if ip is None:
             raise ModelError("conflict", (*loc, "ip"), f"network {net.name!r} has no free address")
+    ip6 = _gateway_ip6(g, was, ip, ext, {**taken, ip: f"router {obj.name!r}'s gateway"}, net)
     mac, key = _port_on(
         net, obj, loc, (g.mac, g.tunnel_key),
         (was.mac, was.tunnel_key) if was is not None else None, net.id, room,
@@ -413,9 +416,35 @@ def _gateway(
                 f"{net.name!r} (its physnets: {has})",
             )
     done = Gateway.model_validate(
-        {**g.model_dump(), "ip": ip, "mac": mac, "tunnel_key": key, "chassis": list(g.chassis)}
-    )
+        {**g.model_dump(), "ip": ip, "ip6": ip6, "mac": mac, "tunnel_key": key,
+         "chassis": list(g.chassis)}
+    )  # fmt: skip
     return done, ext
+
+
+def _gateway_ip6(
+    g: Gateway, was: Gateway | None, ip: str, ext: list[Subnet], taken: dict[str, str],
+    net: Network,
+) -> str | None:  # fmt: skip
+    """The gateway's IPv6 address, beside an IPv4 `ip`: as given, else as it was, else
+    the lowest free one of the network's IPv6 subnets (none without one)."""
+    v6 = [s for s in ext if s.ip_version == 6]
+    loc = ("gateway", "ip6")
+    if g.ip6 is not None:
+        if ipaddress.ip_address(g.ip6).version != 6 or not any(s.usable(g.ip6) for s in v6):
+            cidrs = ", ".join(s.cidr for s in v6) or "none"
+            raise ModelError(
+                "invalid", loc,
+                f"{g.ip6} is outside every IPv6 subnet of network {net.name!r} ({cidrs})",
+            )  # fmt: skip
+        if g.ip6 in taken:
+            raise ModelError("conflict", loc, f"{g.ip6} is in use by {taken[g.ip6]}")
+        return g.ip6
+    if ipaddress.ip_address(ip).version != 4 or not v6:
+        return None
+    if was is not None and was.ip6 is not None and was.ip6 not in taken:
+        return was.ip6
+    return next((a for s in v6 if (a := allocate(s, taken)) is not None), None)
 
 
 def _routes(obj: Router, connected: list[tuple[Subnet, str | None]]) -> None:
@@ -538,7 +567,10 @@ def admit_floating_ip(state: State, obj: Resource, old: Resource | None) -> Reso
                 ("port_forwardings", i, "external_port"),
                 f"{pf.protocol}/{pf.external_port} is forwarded by port_forwardings.{j}",
             )
-    return obj.changed(ip=ip)
+    mac = obj.mac
+    if mac is None:
+        mac = old.mac if isinstance(old, FloatingIP) and old.mac else derived_mac(obj.id, net.id, 0)
+    return obj.changed(ip=ip, mac=mac)
 
 
 def _routed_port(

@@ -457,12 +457,15 @@ class Gateway(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     network: str
     ip: str | None = None  # allocated from the network's subnet unless given
+    # its IPv6 address (routed, never translated): allocated when `ip` is IPv4 and the
+    # network has an IPv6 subnet, unless given
+    ip6: str | None = None
     chassis: list[str] = Field(default_factory=list)  # in priority order: the first alive is active
     snat: bool = True  # the router's internal IPv4 subnets leave as its gateway address
     mac: str | None = None  # filled in on admission
     tunnel_key: Annotated[int, Field(ge=1, le=MAX_PORT_KEY)] | None = None  # on admission
 
-    _ip = field_validator("ip")(lambda cls, v: None if v is None else _address(v))
+    _ip = field_validator("ip", "ip6")(lambda cls, v: None if v is None else _address(v))
     _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
 
 
@@ -504,8 +507,12 @@ class FloatingIP(Resource):
     ip: str | None = None  # allocated from the network's subnet unless given
     port: str | None = None
     port_forwardings: list[PortForwarding] = Field(default_factory=list)
+    # the MAC a distributed floating IP answers ARP with from its port's chassis; filled
+    # in on admission
+    mac: str | None = None
 
     _ip = field_validator("ip")(lambda cls, v: None if v is None else _address(v))
+    _mac = field_validator("mac")(lambda cls, v: None if v is None else normalize_mac(v))
 
     @model_validator(mode="after")
     def _one_use(self) -> FloatingIP:

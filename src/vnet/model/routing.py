@@ -8,6 +8,8 @@ route's provenance -- so what is shown is what is installed.
 The table is made of
 - connected routes: each interface's subnet, reached directly (the next hop
   is the destination itself);
+- the gateway's subnets (an external network's: `Router.gateway`), connected too,
+  by the gateway's address on each (IPv4 `ip`, IPv6 `ip6`);
 - static routes (`Router.routes`): a CIDR via a next hop, which must be an
   address on one of the router's subnets -- the route goes out of that
   subnet's interface.  Several next hops for one CIDR make one route with
@@ -20,7 +22,9 @@ that is the router's own address, is shown as unusable (admission refuses
 both; the table says so rather than guess).
 
 Interfaces are numbered by their position in `Router.interfaces`, from 1:
-the router's own port numbers in its pipeline (`reg6`/`reg7` there).  An
+the router's own port numbers in its pipeline (`reg6`/`reg7` there); the
+gateway's IPv4 and IPv6 sides come after them (n + 1, n + 2), one port on
+the external network with both addresses.  An
 interface's `tunnel_key` is its port number in its *network* -- unique in
 that network only, so two interfaces of one router may share one.  Next
 hops of static routes are numbered from 1 (`reg0` in the pipeline; 0 is
@@ -57,6 +61,7 @@ class Interface:
     family: int  # 4 | 6
     mac: str | None  # filled in on admission
     tunnel_key: int | None  # the router port's number in the network; on admission
+    gateway: bool = False  # the router's gateway (on an external network), not an interface
 
     @property
     def prefix(self) -> IPNetwork:
@@ -111,6 +116,19 @@ def interfaces(state: State, router: Router) -> list[Interface]:
             tunnel_key=itf.tunnel_key,
         )
         out.append(here)
+    g = router.gateway
+    if g is None:
+        return out
+    n = len(router.interfaces)
+    for k, a in enumerate((g.ip, g.ip6)):
+        sub = next((s for s in state.subnets_of(g.network) if a and s.usable(a)), None)
+        if a is None or sub is None:
+            continue
+        out.append(Interface(
+            number=n + 1 + k, subnet=sub.id, subnet_name=sub.name, network=sub.network,
+            cidr=sub.cidr, address=a, family=sub.ip_version, mac=g.mac,
+            tunnel_key=g.tunnel_key, gateway=True,
+        ))  # fmt: skip
     return out
 
 
@@ -132,7 +150,8 @@ def build(router: Router, itfs: Sequence[Interface]) -> list[RouteEntry]:
     for itf in itfs:
         e = RouteEntry(
             itf.cidr, itf.family, "connected", (NextHop(itf.number, None, 0),),
-            (f"{where} interfaces[{itf.number - 1}] (subnet {itf.subnet_name})",),
+            (f"{where} gateway (subnet {itf.subnet_name})" if itf.gateway
+             else f"{where} interfaces[{itf.number - 1}] (subnet {itf.subnet_name})",),
         )  # fmt: skip
         connected[itf.prefix] = e
         out.append(e)

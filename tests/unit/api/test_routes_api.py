@@ -55,11 +55,14 @@ def test_the_table_with_kinds_next_hops_and_what_is_installed(api: Client) -> No
         ("10.1.0.0/24", "connected", ((None, "web-v4"),), True, ""),
         ("10.2.0.0/24", "connected", ((None, "db-v4"),), True, ""),
         ("10.2.0.0/24", "static", (("10.1.0.254", None),), False, shadowed),
+        ("203.0.113.0/24", "connected", ((None, "public-v4"),), True, ""),
         ("192.168.0.0/16", "ecmp", (("10.2.0.253", "db-v4"), ("10.2.0.254", "db-v4")), True, ""),
         ("fd00:1::/64", "connected", ((None, "web-v6"),), True, ""),
         ("fd00:99::/48", "static", (("fd00:1::99", "web-v6"),), True, ""),
     ]
-    ecmp = res["routes"][3]
+    gw = res["routes"][3]  # the gateway's subnet: connected, by its address there
+    assert gw["origin"] == ["router r1 gateway (subnet public-v4)"]
+    ecmp = res["routes"][4]
     assert ecmp["origin"] == ["router r1 routes[0] (via 10.2.0.254)",
                               "router r1 routes[1] (via 10.2.0.253)"]  # fmt: skip
     (hop, other) = ecmp["nexthops"]
