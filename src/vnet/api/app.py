@@ -1,9 +1,11 @@
 """The northbound REST API: a thin FastAPI adapter over the controller.
 
 `/v1/{tenants,networks,subnets,ports,chassis,security_groups,policies,routers,
-floating_ips}` each with list (pagination,
+floating_ips,neighbours}` each with list (pagination,
 filters by tenant and labels), get, create, update (PATCH; with `revision`
-in the body, a stale one is refused with 409) and delete (`?cascade=true`).
+in the body, a stale one is refused with 409) and delete (`?cascade=true`);
+`neighbours`, a router's learned neighbours, only list and get (a write is
+refused with 422 naming the kind: the controller writes them).
 Errors are JSON: `{"error": {"status", "loc", "message"}}` with 422 for
 invalid input, 409 for conflicts, 404 for missing objects -- the same
 `ModelError` the CLI prints.  Ports carry their status (`up` once their flows
@@ -47,7 +49,7 @@ from ..controller.flowlog import VERDICTS
 from ..controller.northbound import Diff
 from ..controller.service import Controller
 from ..lab.verify import Report, check
-from ..model.objects import KINDS, Port, Resource, Router, SecurityGroup
+from ..model.objects import KINDS, SYSTEM_KINDS, Port, Resource, Router, SecurityGroup
 from ..model.policy import Evaluator, Reach, delta
 from ..model.routing import interfaces, table
 from ..model.rules import ModelError, State
@@ -388,9 +390,13 @@ def _routes(app: FastAPI, ctl: Controller, kind: str, cls: type[Resource], rende
     def get(ref: str, tenant: str | None = None) -> dict[str, Any]:
         return render(nb.get(kind, ref, tenant))  # type: ignore[no-any-return]
 
+    # a kind the system writes takes any body: the northbound refuses it, naming the kind
+    body_type: Any = dict[str, Any] if kind in SYSTEM_KINDS else cls
+
     @app.post(f"/v1/{plural}", tags=tag, name=f"create {kind}", status_code=201)
-    def create(body: cls) -> dict[str, Any]:  # type: ignore[valid-type]
-        obj = nb.create(kind, body.model_dump(mode="json", exclude_unset=True))  # type: ignore[attr-defined]
+    def create(body: body_type) -> dict[str, Any]:
+        data = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
+        obj = nb.create(kind, data)
         ctl.kick()
         return render(obj)  # type: ignore[no-any-return]
 

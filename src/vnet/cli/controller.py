@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -102,6 +103,13 @@ def controller_run(
             "(default: from --of-listen).",
         ),
     ] = None,
+    neighbour_age: Annotated[
+        float,
+        typer.Option(
+            "--neighbour-age",
+            help="Seconds a router's learned neighbour lives unheard (0: never aged).",
+        ),
+    ] = 300.0,
     verbose: Annotated[bool, typer.Option("-v", "--verbose")] = False,
 ) -> None:
     """Run the controller until SIGTERM or Ctrl-C."""
@@ -111,13 +119,18 @@ def controller_run(
     host, _, port = api.rpartition(":")
     if not host or not port.isdigit():
         fail(f"--api {api!r}: expected HOST:PORT")
+    if not neighbour_age >= 0:
+        fail(f"--neighbour-age {neighbour_age}: seconds, 0 or more (0: never aged)")
     path = db or default_path()
     try:
         store = SqliteStore(path)
     except Exception as e:
         fail(f"--db {path}: {e}")
     try:
-        ctl = Controller(store, of_listen if of_listen is not None else ["ptcp:6653"], of_advertise)
+        ctl = Controller(
+            store, of_listen if of_listen is not None else ["ptcp:6653"], of_advertise,
+            neighbour_age=neighbour_age,
+        )  # fmt: skip
     except ValueError as e:
         fail(f"--of-listen: {e}")
     if of_advertise is not None:
@@ -209,6 +222,13 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("PORT", "port"),
         ("FORWARDS", "port_forwardings"),
     ],
+    "neighbour": [
+        ("ROUTER", "router"),
+        ("NETWORK", "network"),
+        ("IP", "ip"),
+        ("MAC", "mac"),
+        ("HEARD", "seen_at"),
+    ],
 }
 
 
@@ -223,7 +243,7 @@ def _kind(kind: str) -> str:
 def _names(c: Client) -> dict[str, str]:
     """id -> name for the objects other objects refer to."""
     names: dict[str, str] = {}
-    for kind in ("tenant", "network", "chassis", "subnet", "port", "security_group"):
+    for kind in ("tenant", "network", "chassis", "subnet", "port", "security_group", "router"):
         for o in c.list(kind):
             names[o["id"]] = o["name"]
     return names
@@ -246,8 +266,10 @@ def _cell(field: str, value: Any, names: dict[str, str]) -> str:
         return f"{names.get(value['network'], value['network'])} {value.get('ip') or ''}".strip()
     if field in ("members", "security_groups"):
         return ", ".join(names.get(str(v), str(v)) for v in value) or "-"
-    if field in ("tenant", "network", "chassis", "port"):
+    if field in ("tenant", "network", "chassis", "port", "router"):
         return names.get(str(value), str(value))
+    if field == "seen_at":  # a learned neighbour: how long ago it was last heard from
+        return f"{max(0, int(time.time() - float(value)))}s ago"
     if isinstance(value, bool):
         return "up" if value else "down"
     return str(value)
@@ -449,7 +471,8 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Argument(
                 help="tenant, network, subnet, port, chassis, security_group, policy, router, "
-                "floating_ip, or routes (with a router's name: its routing table)"
+                "floating_ip, neighbour (a router's learned neighbours: read only), or routes "
+                "(with a router's name: its routing table)"
             ),
         ],
         name: Annotated[str | None, typer.Argument()] = None,

@@ -33,6 +33,7 @@ PLURAL = {
     "policy": "policies",
     "router": "routers",
     "floating_ip": "floating_ips",
+    "neighbour": "neighbours",  # written by the controller: read only
 }
 
 

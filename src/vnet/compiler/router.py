@@ -34,8 +34,9 @@ The stages (as OVN's `lr_in_*`):
   the switch's ND responder already does); the reply leaves with `in_port`
   cleared, so it may go back out of the port it came in by; anything else
   to a router address dropped; TTL (hop limit) <= 1 to the controller;
-  ARP dropped (the switch answers for router addresses; learned
-  neighbours come with the gateway);
+  ARP and neighbour discovery at an interface to the controller, which
+  learns the sender's MAC (`neighbour`; the switch answers for router
+  addresses itself);
 - `lr_in_ip_routing`: one flow per prefix of the effective routing table
   (`model.routing`), priority from the prefix length, a connected route
   above a static one of the same length: `dec_ttl`, out interface, next hop,
@@ -46,8 +47,10 @@ The stages (as OVN's `lr_in_*`):
   selection), so a connection keeps its path.  No route: to the controller;
 - `lr_in_arp_resolve`: the next hop's MAC as destination, from the model --
   each port of an attached network, by its addresses and allowed address
-  pairs (built per port, so a port's change recompiles that port); an
-  unknown next hop is dropped by a per-router flow that counts them;
+  pairs (built per port, so a port's change recompiles that port), then
+  from the learned neighbours in the store (`neighbour`, below the ports);
+  an unknown next hop to the controller, which asks for it by ARP or
+  neighbour solicitation (`neighbour.unresolved`);
 - `lr_out_delivery`: the patch into the out interface's network.
 
 Punts: the controller's contract.  A packet the router cannot route is
@@ -99,6 +102,7 @@ from ..pipeline.actions import (
 from ..pipeline.fields import lookup
 from ..pipeline.groups import Bucket, GroupDesc, GroupType
 from .logical import Kind, LFlow, To, _Emit, datapath_key, datapath_kind
+from .neighbour import learning, unresolved
 from .stages import (
     FLAG_FROM_TUNNEL,
     NEXT,
@@ -299,7 +303,7 @@ def _admission(e: _Emit, live: Sequence[Interface]) -> None:
 def _ip_input(e: _Emit, r: Router, live: Sequence[Interface]) -> None:
     at = "lr_in_ip_input"
     families = sorted({i.family for i in live})
-    e(at, 100, "ARP: the switch answers for the router's addresses; dropped", {"eth_type": ETH_ARP})  # fmt: skip
+    learning(e, r, live)  # ARP and neighbour discovery: learned from (`neighbour`)
     for fam, side, prefix in _MARTIANS:
         if fam in families:
             f = _SRC[fam] if side == "src" else _DST[fam]
@@ -371,9 +375,7 @@ def _routing(e: _Emit, r: Router, live: Sequence[Interface], routes: Sequence[Ro
         e(at, 1, f"{_iface(itf)}: no route: to the controller (unreachable)",
           {REG_INPORT: itf.number, "eth_type": _ETH[fam]}, apply=[Output(OFPP_CONTROLLER)],
           punt=_punt("no-route", r, itf, UNREACHABLE[fam]))  # fmt: skip
-    for fam in sorted({i.family for i in live}):
-        e("lr_in_arp_resolve", 1, f"IPv{fam} next hop unknown: drop (learned neighbours come "
-          "with the gateway)", {"eth_type": _ETH[fam]})  # fmt: skip
+    unresolved(e, r, live, routes)  # next hops no flow resolves: asked for (`neighbour`)
 
 
 def _hop(h: NextHop, by_no: Mapping[int, Interface]) -> list[Action]:

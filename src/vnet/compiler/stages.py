@@ -342,8 +342,9 @@ ROUTER = Datapath(
             "lr_in_ip_input",
             _IP_INPUT,
             (NEXT,),
-            "echo requests to a router address answered in place; the rest to router "
-            "addresses and martians dropped; TTL <= 1 to the controller (time exceeded)",
+            "echo requests to a router address answered in place; ARP and neighbour "
+            "discovery to the controller (learned from); the rest to router addresses and "
+            "martians dropped; TTL <= 1 to the controller (time exceeded)",
             default=NEXT,
         ),
         Stage(
@@ -358,8 +359,8 @@ ROUTER = Datapath(
             "lr_in_arp_resolve",
             (REG_OUTPORT, REG_NEXTHOP, "eth_type", *_IP_DST),
             (NEXT,),
-            "next hop -> its MAC as destination, from the model's ports (unknown: dropped, "
-            "counted)",
+            "next hop -> its MAC as destination, from the model's ports, then the learned "
+            "neighbours (unknown: to the controller, which asks for it)",
         ),
     ),
     egress=(

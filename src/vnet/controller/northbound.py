@@ -12,6 +12,10 @@ returns the creates, updates and deletes that make them equal, in dependency
 order; `--dry-run` prints them, `apply` commits them in one transaction.
 `create_all` only adds a file's objects to the model (`vnet create -f`), also
 in one transaction, refusing any that exists.
+Kinds the system writes (`SYSTEM_KINDS`: a router's learned neighbours)
+are read here like any other and refused, naming the kind, to every user
+write -- create, update, delete, a file's entry; the controller stores them
+through `learn` and `forget`.
 Fields the system allocates (VNI, MAC, addresses, datapath id) keep their
 current values when the file leaves them out, so re-applying a file is a
 no-op.  Kinds are admitted in dependency order (`ORDER`: security groups
@@ -29,7 +33,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..model.objects import ENCAPS, KINDS, ORDER, Resource, SecurityGroup, new_id
+from ..model.objects import (
+    ENCAPS,
+    KINDS,
+    ORDER,
+    SYSTEM_KINDS,
+    Neighbour,
+    Resource,
+    SecurityGroup,
+    new_id,
+)
 from ..model.rules import Change, ModelError, State, admit, plan_delete, resolve
 from ..store import Op, StaleRevision, Store
 
@@ -61,6 +74,16 @@ def kind_of(name: str) -> str:
     if k not in KINDS:
         raise ModelError("invalid", ("kind",), f"unknown kind {name!r} (one of {', '.join(KINDS)})")
     return k
+
+
+def writable(kind: str, loc: Sequence[str | int] = ("kind",)) -> None:
+    """Refuse a user's write of a kind the system writes (a router's neighbours)."""
+    if kind in SYSTEM_KINDS:
+        plural = KINDS[kind].plural
+        raise ModelError(
+            "invalid", tuple(loc),
+            f"{plural} are learned and written by the controller; they can be read, not written",
+        )  # fmt: skip
 
 
 def parse(kind: str, data: Mapping[str, Any], prefix: Sequence[str | int] = ()) -> Resource:
@@ -155,6 +178,7 @@ class Northbound:
     # -- writing ------------------------------------------------------------------------
     def create(self, kind: str, data: Mapping[str, Any]) -> Resource:
         kind = kind_of(kind)
+        writable(kind)
         st = self.state()
         if "revision" in data:
             raise ModelError("invalid", ("revision",), "is set by the store")
@@ -183,6 +207,7 @@ class Northbound:
     ) -> Resource:
         """Change the fields in `data`; with `revision`, only if nobody changed it since."""
         kind = kind_of(kind)
+        writable(kind)
         st = self.state()
         old = self._read(kind, ref, tenant, revision)
         for k in ("id", "revision"):
@@ -204,6 +229,7 @@ class Northbound:
         tenant: str | None = None,
     ) -> builtins.list[Change]:
         kind = kind_of(kind)
+        writable(kind)
         st = self.state()
         old = self._read(kind, ref, tenant, revision)
         changes = plan_delete(st, kind, old.id, cascade)
@@ -234,6 +260,35 @@ class Northbound:
         except StaleRevision as e:
             raise ModelError("conflict", (e.kind,), f"changed meanwhile: {e}") from None
 
+    # -- what the system writes -------------------------------------------------------------
+    def learn(self, router: str, network: str, ip: str, mac: str, seen_at: float) -> Neighbour:
+        """Store a router's neighbour (the controller's learning): created, or its MAC and
+        time replaced; ModelError if the router cannot use it or a writer raced us."""
+        st = self.state()
+        data = {"name": "n", "router": router, "network": network, "ip": ip, "mac": mac,
+                "seen_at": seen_at}  # fmt: skip
+        obj = admit(st, parse("neighbour", data), None)
+        old = st.get("neighbour", obj.id)
+        rev = self._commit([Change("put", obj, expect=old.revision if old else 0)])
+        out = obj.changed(revision=rev)
+        assert isinstance(out, Neighbour)
+        return out
+
+    def forget(self, gone: Iterable[Resource]) -> int:
+        """Delete objects of a system kind as they were read (aged-out neighbours); the
+        number deleted (0 when another writer changed one meanwhile: nothing is)."""
+        changes = [Change("delete", o, expect=o.revision) for o in gone]
+        if not changes:
+            return 0
+        for c in changes:
+            if c.obj.kind not in SYSTEM_KINDS:
+                raise ValueError(f"{c.obj.kind}: not a kind the system writes")
+        try:
+            self._commit(changes)
+        except ModelError:
+            return 0
+        return len(changes)
+
     # -- declarative ----------------------------------------------------------------------
     def plan(self, doc: Mapping[str, Any]) -> builtins.list[Diff]:
         """What makes the store equal to `doc` ({plural: [objects]}); ModelError if it can't."""
@@ -249,6 +304,8 @@ class Northbound:
         for key in doc:
             if PLURALS.get(key, key) not in KINDS and key != "encap":
                 raise ModelError("invalid", (key,), f"unknown kind (one of {', '.join(PLURALS)})")
+            if key != "encap":
+                writable(PLURALS.get(key, key), (key,))
         for kind in ORDER:
             plural = KINDS[kind].plural
             items = doc.get(plural, doc.get(kind)) or []
@@ -357,6 +414,7 @@ class Northbound:
         for key in doc:
             if PLURALS.get(key, key) not in KINDS:
                 raise ModelError("invalid", (key,), f"unknown kind (one of {', '.join(PLURALS)})")
+            writable(PLURALS.get(key, key), (key,))
         st = self.state()
         work, made = st, []
         for kind in ORDER:

@@ -64,6 +64,14 @@ loaded; what it did is counted by name (`dhcp_offer`, `dhcp_ack`, ...).
 advertisement unsolicited (`ra_periodic`); the controller calls it every
 `RA_INTERVAL` seconds (RFC 4861's MaxRtrAdvInterval default).
 
+A router's next hop no flow resolves (`compiler.neighbour.Resolve`) and
+ARP or neighbour discovery at a router's interface (`Learn`) go to
+`controller.neighbour`: the first is asked for by an ARP request or a
+neighbour solicitation injected into the out interface's network on the
+chassis that punted (a packet-out whose actions enter the network's lookup
+as the router's port, with no output of its own), the second learned into
+the store; counted under `stats()["neighbours"]`.
+
 Logged punts become records in the connection log (`flowlog.FlowLog`) with
 the chassis, the tuple and the logical ports at both ends by name (the
 rule's own port, and the other end found by its address in the rule port's
@@ -93,6 +101,8 @@ from ..compiler import LFlow
 from ..compiler.acl import punts as acl_punts
 from ..compiler.dhcp import Punt as DhcpPunt
 from ..compiler.dhcp import punts as dhcp_punts
+from ..compiler.neighbour import Learn, Resolve
+from ..compiler.neighbour import punts as neighbour_punts
 from ..compiler.router import Punt as RouterPunt
 from ..compiler.router import punts as router_punts
 from ..compiler.stages import FLAG_ANSWER, REG_FLAGS
@@ -107,6 +117,7 @@ from ..pipeline.actions import Action, RegLoad
 from ..pipeline.fields import lookup
 from . import dhcp
 from .flowlog import FlowLog
+from .neighbour import Neighbours
 
 __all__ = [
     "ICMP_BURST",
@@ -199,7 +210,7 @@ async def ask_for_packet_ins(ch: SwitchChannel) -> None:
         log.info("switch %016x refused SET_ASYNC: %d/%d", ch.dpid, *refused[0][1:])
 
 
-AnyPunt = Punt | RouterPunt | DhcpPunt
+AnyPunt = Punt | RouterPunt | DhcpPunt | Resolve | Learn
 RA_INTERVAL = 600.0  # seconds between unsolicited router advertisements
 
 
@@ -209,6 +220,7 @@ def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
     out: dict[int, AnyPunt] = dict(acl_punts(lflows))
     out.update(router_punts(lflows))
     out.update(dhcp_punts(lflows))
+    out.update(neighbour_punts(lflows))
     return out
 
 
@@ -239,6 +251,7 @@ class Punter:
         icmp_rate: float = ICMP_RATE,
         icmp_burst: int = ICMP_BURST,
         now: Callable[[], float] = time.monotonic,
+        neighbours: Neighbours | None = None,
     ) -> None:
         self.state = state  # the model now
         self.link = link  # the session of a datapath id
@@ -246,6 +259,7 @@ class Punter:
         self.flow_log = flow_log if flow_log is not None else FlowLog()
         self.counts: Counter[str] = Counter()
         self.icmp_rate, self.icmp_burst, self.now = icmp_rate, icmp_burst, now
+        self.neighbours = neighbours  # a router's neighbours: asked for and learned
         self._buckets: dict[str, Bucket] = {}  # router id -> its ICMP errors' bucket
         self.routers: dict[str, Counter[str]] = {}  # router id -> sent, rate_limited, silent
         self._size = queue
@@ -329,6 +343,9 @@ class Punter:
         if isinstance(p, DhcpPunt):
             await self._dhcp(state, pi, p, link)
             return
+        if isinstance(p, Resolve | Learn):
+            await self._neighbour(state, pi, p, link)
+            return
         port = self._rule_port(state, link, p.port)
         if p.action == "reject":
             await self._reject(pi, p, link, port)
@@ -376,6 +393,20 @@ class Punter:
         self.counts[what] += 1
         if out is not None and 0 < pi.in_port < OFPP_MAX:
             await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)  # fmt: skip
+
+    async def _neighbour(self, state: State, pi: PacketIn, p: Resolve | Learn, link: Link) -> None:
+        """Ask for an unresolved next hop (into its network, as the router's port there),
+        or learn from ARP and neighbour discovery at a router's interface."""
+        if self.neighbours is None:
+            self.counts[f"{p.reason}_off"] += 1
+            return
+        if isinstance(p, Learn):
+            self.neighbours.learn(state, p, pi.frame)
+            return
+        out = self.neighbours.request(state, p, pi.frame)
+        if out is not None:
+            frame, acts = out
+            await link.southbound.packet_out(OFPP_CONTROLLER, frame, out_port=None, actions=(*ANSWER, *acts))  # fmt: skip
 
     async def advertise(self, links: Iterable[Link]) -> None:
         """Every port with an address on a subnet with an `ipv6_mode` gets the router's
@@ -457,4 +488,5 @@ class Punter:
         q = self._queue
         return {"queued": q.qsize() if q is not None else 0, **dict(sorted(self.counts.items())),
                 "log": self.flow_log.stats(),
-                "routers": {r: dict(sorted(c.items())) for r, c in sorted(self.routers.items())}}  # fmt: skip
+                "routers": {r: dict(sorted(c.items())) for r, c in sorted(self.routers.items())},
+                "neighbours": self.neighbours.stats() if self.neighbours is not None else {}}  # fmt: skip

@@ -30,7 +30,10 @@ the session is the same.
 
 Packet-ins from every session go to the punt handler (`punt.Punter`): it
 answers what the firewall rejects, keeps the connection log and sends a
-router's ICMP errors (time exceeded, unreachable).  A
+router's ICMP errors (time exceeded, unreachable); it asks for a router's
+next hops that are not model ports and learns their MACs into the store
+(`neighbour`), and a periodic task (`_ager`) deletes the bindings not heard
+from for `neighbour_age` seconds (default 300; 0: never).  A
 packet-out may run actions before its output (the punt handler's answers
 load the firewall's answer flag into a register the pipeline reads).
 After each reconcile pass the cutter (`cut.Cutter`) flushes the conntrack
@@ -70,6 +73,7 @@ from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
 from ..pipeline.trace import Tracer
 from ..store import Store
 from .cut import Cutter
+from .neighbour import NEIGHBOUR_AGE, Neighbours, sweep_interval
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
 from .punt import RA_INTERVAL, PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
@@ -115,7 +119,7 @@ class Southbound(Protocol):
         self,
         in_port: int,
         frame: bytes,
-        out_port: int = OFPP_TABLE,
+        out_port: int | None = OFPP_TABLE,
         actions: Sequence[Action] = (),
     ) -> None: ...
 
@@ -155,10 +159,11 @@ class LocalSouthbound:
         self,
         in_port: int,
         frame: bytes,
-        out_port: int = OFPP_TABLE,
+        out_port: int | None = OFPP_TABLE,
         actions: Sequence[Action] = (),
     ) -> None:
-        self.switch.packet_out(in_port, [*actions, Output(out_port)], frame)
+        outs = [] if out_port is None else [Output(out_port)]
+        self.switch.packet_out(in_port, [*actions, *outs], frame)
 
     def deliver_packet_ins(self, to: Callable[[PacketIn], None]) -> None:
         """Hand the switch's packet-ins to `to`, as a connected controller would get them."""
@@ -295,7 +300,11 @@ class Session:
 
 class Controller:
     def __init__(
-        self, store: Store, of_listen: Sequence[str] = (), of_advertise: str | None = None
+        self,
+        store: Store,
+        of_listen: Sequence[str] = (),
+        of_advertise: str | None = None,
+        neighbour_age: float = NEIGHBOUR_AGE,
     ) -> None:
         self.store = store
         self.of_advertise = of_advertise
@@ -322,8 +331,12 @@ class Controller:
         self._left: set[str] = set()  # chassis a port just left: synced after the others
         self.announced = 0
         self.cutter = Cutter()
+        self.neighbours = Neighbours(self.nb, neighbour_age)  # routers' learned neighbours
         self.punter = Punter(
-            self.nb.state, self.sessions.get, lambda st: compiled_punts(self.logical_flows(st))
+            self.nb.state,
+            self.sessions.get,
+            lambda st: compiled_punts(self.logical_flows(st)),
+            neighbours=self.neighbours,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -343,6 +356,7 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._reconciler()))
         self._tasks.append(asyncio.create_task(self._poller()))
         self._tasks.append(asyncio.create_task(self._advertiser()))
+        self._tasks.append(asyncio.create_task(self._ager()))
 
     def bound_ports(self) -> list[int]:
         return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
@@ -568,6 +582,18 @@ class Controller:
                 await self.punter.advertise(list(self.sessions.values()))
             except Exception:
                 log.exception("router advertisements")
+
+    async def _ager(self) -> None:
+        """Learned neighbours not heard from for `neighbour_age`, or no longer usable,
+        leave the store (the flows follow): a later packet asks for them again."""
+        while True:
+            await asyncio.sleep(sweep_interval(self.neighbours.age))
+            try:
+                n = await asyncio.to_thread(self.neighbours.age_out)
+                if n:
+                    log.info("%d learned neighbour(s) aged out", n)
+            except Exception:
+                log.exception("neighbour aging")
 
     async def _poller(self) -> None:
         """Writers in other processes do not call our subscribers: notice their revisions."""

@@ -18,7 +18,10 @@ membership test is a subset test, and the enforcement can give each distinct
 label set one identity.  "Any of" is written as several rules or groups.
 
 Objects refer to each other by id.  Runtime state (a port's status, flow
-counters) never lives here: the model is what users asked for, nothing else.
+counters) never lives here: the model is what users asked for -- and, as
+desired state every chassis compiles alike, what the controller learned of the
+world outside the model: a router's neighbours (`Neighbour`, OVN's
+MAC_Binding), a kind of `SYSTEM_KINDS` that users read and never write.
 `revision` is the store's global revision at the object's last change; it is
 what optimistic concurrency compares.
 """
@@ -50,12 +53,14 @@ __all__ = [
     "GENEVE_OPTION",
     "KINDS",
     "PROTOCOLS",
+    "SYSTEM_KINDS",
     "AddressPair",
     "Chassis",
     "FixedIP",
     "FloatingIP",
     "Gateway",
     "GroupRule",
+    "Neighbour",
     "Network",
     "Peer",
     "Policy",
@@ -521,10 +526,35 @@ class FloatingIP(Resource):
         return self
 
 
+class Neighbour(Resource):
+    """A router's learned neighbour: an address on one of its networks that no port
+    holds, and the MAC it answered ARP or neighbour discovery with (OVN's MAC_Binding).
+
+    Written by the controller only (`SYSTEM_KINDS`): users read it, never write it.
+    Its id is derived from (router, network, address), so every controller that learns
+    the same binding writes the same object; its name is the address (`:` as `-`).
+    """
+
+    kind: ClassVar[str] = "neighbour"
+    plural: ClassVar[str] = "neighbours"
+    tenant: str = ""  # the router's; filled in on admission
+    router: str
+    network: str
+    ip: str
+    mac: str
+    seen_at: Annotated[float, Field(ge=0)] = 0.0  # seconds since the epoch, last heard
+
+    _ip = field_validator("ip")(lambda cls, v: _address(v))
+    _mac = field_validator("mac")(lambda cls, v: normalize_mac(v))
+
+
 KINDS: dict[str, type[Resource]] = {
     c.kind: c
-    for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy, Router, FloatingIP)
-}
+    for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy, Router, FloatingIP,
+              Neighbour)
+}  # fmt: skip
+# kinds the system writes (learned state kept as desired state): users read them only
+SYSTEM_KINDS = ("neighbour",)
 # dependency order: what must exist before what refers to it (ports name groups;
 # policies come last so a file's ports exist before the policies that select them)
 ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "router",

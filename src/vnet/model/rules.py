@@ -27,6 +27,9 @@ router's interfaces and a floating IP's port are changed on purpose; a
 tenant's cascade takes its own floating IPs and routers first).  The
 snapshot and `ModelError` live in `state`.
 
+A router's learned neighbours (`neighbour`, written by the controller only)
+are admitted by `neighbour` and go with their router when it is deleted.
+
 Allocation is deterministic: the lowest free VNI, the lowest free address of
 a subnet's pools, a MAC derived from the port's id.  The same requests in
 the same order give the same model.
@@ -40,6 +43,7 @@ from typing import Any
 
 from ..ids import datapath_id
 from . import l3
+from .neighbour import admit_neighbour
 from .objects import (
     MAX_PORT_KEY,
     MAX_VNI,
@@ -431,6 +435,7 @@ _ADMIT = {
     "policy": _admit_policy,
     "router": l3.admit_router,
     "floating_ip": l3.admit_floating_ip,
+    "neighbour": admit_neighbour,
 }
 
 
@@ -518,6 +523,8 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
             out.append(Change("put", p.changed(security_groups=keep)))
     out.append(Change("delete", obj))
     _keeps_routing(state, kind, obj, out)
+    gone = {c.obj.id for c in out if c.op == "delete" and c.obj.kind == "router"}
+    out += [Change("delete", n) for n in state.all("neighbour") if n.router in gone]
     return out
 
 

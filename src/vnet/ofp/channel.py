@@ -242,13 +242,15 @@ class SwitchChannel:
         self,
         in_port: int,
         frame: bytes,
-        out_port: int = ofp.OFPP_TABLE,
+        out_port: int | None = ofp.OFPP_TABLE,
         actions: Sequence[Action] = (),
     ) -> None:
         """Send `frame` through the switch's pipeline as if it came in on `in_port`
         (or, with `out_port`, straight out of that port), `actions` run first
-        (e.g. a register load the pipeline reads)."""
-        acts = actions_to_ofp([*actions, Output(out_port)])
+        (e.g. a register load the pipeline reads); `out_port` None: no output but
+        what `actions` do (a resubmit into a table)."""
+        outs = [] if out_port is None else [Output(out_port)]
+        acts = actions_to_ofp([*actions, *outs])
         msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, acts, frame)
         self._send(msg)
         await self.writer.drain()

@@ -28,7 +28,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Ether
 from scapy.utils6 import in6_getnsmac
 
-from vnet.compiler import Compiler, local_groups, localize, router
+from vnet.compiler import Compiler, local_groups, localize, neighbour, router
 from vnet.compiler.stages import stage_of
 from vnet.controller.northbound import Northbound
 from vnet.controller.service import Controller, LocalSouthbound
@@ -330,15 +330,14 @@ def test_an_address_pair_is_resolved_to_its_mac() -> None:
     assert f.dst == "02:00:00:00:02:99" and f[IP].dst == "10.0.2.100"
 
 
-def test_an_unknown_next_hop_is_dropped_and_counted() -> None:
+def test_an_unknown_next_hop_goes_to_the_controller_to_be_resolved() -> None:
     rig = Rig(model(ONE))
     rig.send("a", ping4("a", "10.0.2.77"))  # on n2's subnet, but no port has it
-    assert not rig.got("b") and not rig.packet_ins
-    sw = rig.switches["hv1"]
-    hits = [
-        r for r in sw.pipeline.rules() if "next hop unknown" in r.flow.origin and r.packet_count
-    ]
-    assert len(hits) == 1
+    assert not rig.got("b")
+    (pi,) = rig.packet_ins
+    p = neighbour.punts(rig.lflows)[pi.cookie]
+    assert (p.reason, p.router, p.interface, p.network, p.nexthop) == ("resolve", "r", 3, "n2", None)
+    assert (p.mac, p.address, p.port_key) == (GW_MAC["s2"], "10.0.2.1", 32767)
 
 
 def test_ecmp_spreads_connections_over_the_next_hops_and_keeps_each_on_one() -> None:
