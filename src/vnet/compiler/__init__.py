@@ -2,6 +2,7 @@
 
 from . import acl as acl  # registers the firewall's builders
 from . import dhcp as dhcp  # registers the DHCP punts' builders
+from . import nat as nat  # registers the floating IPs' builders
 from . import neighbour as neighbour  # registers the learned neighbours' builders
 from . import router as router  # registers the logical router's builders
 from . import switch as switch  # registers the logical switch's builders

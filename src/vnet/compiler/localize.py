@@ -66,7 +66,9 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from ..model.objects import ENCAPS, Chassis, Network, Port, tunnel_iface
+from ..model.l3 import active_gateway
+from ..model.objects import ENCAPS, Chassis, Network, Port, Router, tunnel_iface
+from ..model.routing import interfaces
 from ..model.rules import State
 from ..pipeline.actions import Action, Output, PopVlan, PushVlan, RegMove, SetField
 from ..pipeline.fields import lookup
@@ -74,9 +76,11 @@ from ..pipeline.flow import Flow
 from ..pipeline.groups import GroupDesc
 from .logical import _SLOT, LFlow, To, _Emit, _load, _order, datapath_key, resolved
 from .memo import Memo, recall
+from .router import router_key
 from .stages import (
     FLAG_FROM_LOCALNET,
     FLAG_FROM_TUNNEL,
+    FLAG_REDIRECT,
     LOCALNET_KEY,
     NEXT,
     PHY_IN,
@@ -84,6 +88,7 @@ from .stages import (
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
+    REG_RZONE,
     REG_ZONE,
     SWITCH,
     stage_of,
@@ -108,11 +113,13 @@ _FLAG = (FLAG_FROM_TUNNEL, FLAG_FROM_TUNNEL)
 _NOT_FROM_TUNNEL = (0, FLAG_FROM_TUNNEL)
 _IN_BITS, _OUT_BITS = 15, 16
 ZONE_STAGE = "ls_out_zone"
+RZONE_STAGE = "lr_in_zone"
 _ZONES = 65535
 
 
-def zones(ports: Iterable[Port]) -> dict[str, int]:
-    """Port id -> its conntrack zone on a chassis, for the ports bound (or plugged) there."""
+def zones(ports: Iterable[Port | Router]) -> dict[str, int]:
+    """Port id -> its conntrack zone on a chassis, for the ports bound (or plugged) there
+    and the routers hosted there (their NAT)."""
     used: set[int] = set()
     out = {}
     for pid in sorted({p.id for p in ports}):
@@ -139,18 +146,24 @@ def peers(state: State, chassis: Chassis, kinds: Sequence[str] = ENCAPS) -> dict
     return out
 
 
-def hosted(state: State, nets: set[str]) -> tuple[set[str], set[str]]:
+def hosted(state: State, nets: set[str], chassis: str | None = None) -> tuple[set[str], set[str]]:
     """The networks and routers a chassis whose ports are on `nets` needs: every router
-    of those networks, every network of those routers, and so on (a frame routed here
-    may be routed again into a network behind another router, all on this chassis)."""
+    of those networks, every network of those routers (its gateway's too), and so on (a
+    frame routed here may be routed again into a network behind another router, all on
+    this chassis) -- and every router `chassis` is a gateway chassis of, with its
+    networks, ports or not (it routes their north-south traffic)."""
     links: dict[str, set[str]] = {}  # network or router id -> the ids it is patched to
-    for r in state.objects.get("router", {}).values():
-        for itf in r.interfaces:  # type: ignore[attr-defined]
-            sub = state.get("subnet", itf.subnet)
-            if sub is not None:
-                links.setdefault(r.id, set()).add(sub.network)
-                links.setdefault(sub.network, set()).add(r.id)
-    seen, todo = set(nets), list(nets)
+    seeds = set(nets)
+    for r in state.all("router"):
+        attached = [s.network for i in r.interfaces if (s := state.get("subnet", i.subnet))]
+        if r.gateway is not None:
+            attached.append(r.gateway.network)
+            if chassis is not None and chassis in r.gateway.chassis:
+                seeds.add(r.id)
+        for net_id in attached:
+            links.setdefault(r.id, set()).add(net_id)
+            links.setdefault(net_id, set()).add(r.id)
+    seen, todo = set(seeds), list(seeds)
     while todo:
         for other in links.get(todo.pop(), ()):
             if other not in seen:
@@ -166,7 +179,7 @@ def local_groups(
     """The groups the flows of `chassis` name (a router's ECMP), by id."""
     local = local_ports(state, chassis, ofports)
     leaving = _leaving_ports(state, peers(state, chassis, tuple(tunnel_ports(ofports))), ofports)
-    nets, routers = hosted(state, {p.network for p, _ in local + leaving})
+    nets, routers = hosted(state, {p.network for p, _ in local + leaving}, chassis.id)
     kept = nets | routers
     used = {lf.group.group_id: lf.group for lf in lflows
             if lf.group is not None and lf.datapath in kept}  # fmt: skip
@@ -212,7 +225,9 @@ def localize(
     # ports bound elsewhere but still plugged here (a workload in migration): their
     # frames still enter here until the cable is gone; frames for them go to the new chassis
     leaving = _leaving_ports(state, far, ofports)
-    nets, routers = hosted(state, {p.network for p, _ in local} | {p.network for p, _ in leaving})
+    nets, routers = hosted(
+        state, {p.network for p, _ in local} | {p.network for p, _ in leaving}, chassis.id
+    )
     kept = nets | routers
     # (network, port key) -> the other chassis the port is bound to
     remote: dict[tuple[str, int], Chassis] = {}
@@ -233,15 +248,20 @@ def localize(
             uplinks[net_id] = ofports.get(iface) if iface else None
             if uplinks[net_id] is not None:
                 here.setdefault(net_id, set()).add(LOCALNET_KEY)
-    zone_of = zones([p for p, _ in local] + [p for p, _ in leaving])
+    routed = [r for r in state.all("router") if r.id in routers]
+    zone_of = zones([p for p, _ in local] + [p for p, _ in leaving] + routed)
     first, last, zt = table(PHY_IN.name), table(PHY_OUT.name), table(ZONE_STAGE)
+    rzt = table(RZONE_STAGE)
     head: list[LFlow] = []
     tail: list[LFlow] = []
     mid: list[Flow] = []
     zone: list[LFlow] = []
+    rzone: list[LFlow] = []
     floods: dict[tuple[str, frozenset[str]], int] = {}  # (network, chassis ids) -> flood key
     for lf in lflows:  # sorted by table: only the chassis' stages need merging
         if lf.datapath is not None and lf.datapath not in kept:
+            continue
+        if lf.resident is not None and (lf.resident[0] == chassis.id) != lf.resident[1]:
             continue
         t = lf.flow.table
         if t == first:
@@ -298,14 +318,49 @@ def localize(
                 tail += tail_
             continue
         head += _receive(state.get("network", net_id), tunnels)
+    for r in routed:
+        rzone += _router_zone(r, zone_of[r.id])
+        gw = active_gateway(r)
+        if gw is not None and gw in far:
+            tail += _redirect_out(state, r, far[gw], nets, tunnels)
     if memo is not None:
         for k in [k for k in memo if k[0] == chassis.id and k not in seen]:
             del memo[k]
     head.sort(key=_order)
     tail.sort(key=_order)
     zone.sort(key=_order)
+    rzone.sort(key=_order)
     cut = bisect.bisect_left(mid, zt, key=lambda f: f.table)
-    return [lf.flow for lf in head] + mid[:cut] + [lf.flow for lf in zone] + mid[cut:] + [lf.flow for lf in tail]  # fmt: skip
+    cut2 = bisect.bisect_left(mid, rzt, key=lambda f: f.table)
+    return ([lf.flow for lf in head] + mid[:cut] + [lf.flow for lf in zone] + mid[cut:cut2]
+            + [lf.flow for lf in rzone] + mid[cut2:] + [lf.flow for lf in tail])  # fmt: skip
+
+
+def _router_zone(r: Router, zone: int) -> list[LFlow]:
+    """The router's conntrack zone here (its NAT's), into `REG_RZONE`."""
+    e = _Emit("router", r, r, key=router_key(r))
+    e(RZONE_STAGE, 100, f"conntrack zone {zone} here", {}, apply=[_load(REG_RZONE, zone)],
+      goto=NEXT)  # fmt: skip
+    return e.out
+
+
+def _redirect_out(
+    state: State, r: Router, gw: Chassis, nets: set[str], tunnels: Mapping[str, int]
+) -> list[LFlow]:
+    """The output stage for a router's frames redirected to its active gateway chassis
+    (`router._redirect`): into the tunnel to it, on each interface's network."""
+    out: list[LFlow] = []
+    for itf in interfaces(state, r):
+        net = state.get("network", itf.network)
+        if itf.gateway or not itf.tunnel_key or net is None or net.id not in nets:
+            continue
+        e = _Emit("router", r, net)
+        m = {REG_OUTPORT: itf.tunnel_key, REG_FLAGS: (FLAG_REDIRECT, FLAG_REDIRECT)}
+        e(PHY_OUT.name, 110, f"redirected: {gw.encap} to the active gateway chassis "
+          f"{gw.name} ({gw.underlay})", m,
+          apply=_tunnel_to(datapath_key(net), itf.tunnel_key, [gw], tunnels))  # fmt: skip
+        out += e.out
+    return out
 
 
 def _split(

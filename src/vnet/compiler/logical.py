@@ -53,6 +53,7 @@ from .stages import (
     REG_FLAGS,
     REG_INPORT,
     REG_OUTPORT,
+    REG_RZONE,
     REG_ZONE,
     StageError,
     check,
@@ -92,6 +93,9 @@ class LFlow:
     punt: Any = field(default=None, compare=False)
     # the group the flow's actions name (a router's ECMP), installed with it
     group: GroupDesc | None = field(default=None, compare=False)
+    # where the flow is installed: (chassis id, True) only there, (chassis id, False)
+    # everywhere but there, None everywhere (OVN's is_chassis_resident)
+    resident: tuple[str, bool] | None = None
     # the output order (table, priority down, match, instructions), computed once: an
     # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
     order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
@@ -124,7 +128,8 @@ _SLOT = {n: lookup(n).index for n in ("eth_src", "eth_dst", "arp_op", "arp_sha",
                                         "arp_spa", "arp_tpa", "ipv6_src", "ipv6_dst", "nd_tll",
                                         "icmpv6_type", "nd_reserved", "nd_options_type",
                                         "tun_id", "tun_dst", "tun_metadata0",
-                                        REG_INPORT, REG_OUTPORT, REG_FLAGS, REG_ZONE)}  # fmt: skip
+                                        REG_INPORT, REG_OUTPORT, REG_FLAGS, REG_ZONE,
+                                        REG_RZONE)}  # fmt: skip
 
 
 def _load(reg: str, value: int) -> SetField:
@@ -171,6 +176,7 @@ class _Emit:
         meter: int | None = None,
         punt: Any = None,
         group: GroupDesc | None = None,
+        resident: tuple[str, bool] | None = None,
     ) -> None:
         if self.key is not None:
             scope = scope_of(stage_name)
@@ -191,7 +197,9 @@ class _Emit:
             origin=f"{self.kind} {self.name} ({self.id}) · {stage_name} · {rule}",
         )
         check(f)
-        self.out.append(LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt, group))
+        self.out.append(
+            LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt, group, resident)
+        )
 
 
 class _At:

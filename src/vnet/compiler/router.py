@@ -83,7 +83,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..model.l3 import ROUTER_BASE  # a router's datapath key: above every VNI (< 2^24)
+from ..model.l3 import (
+    ROUTER_BASE,  # a router's datapath key: above every VNI (< 2^24)
+    active_gateway,
+)
 from ..model.objects import Network, Port, Router
 from ..model.routing import Interface, NextHop, RouteEntry, build, interfaces
 from ..model.rules import State
@@ -91,9 +94,11 @@ from ..pipeline.actions import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     Action,
+    Ct,
     CtClear,
     DecTtl,
     Group,
+    Nat,
     Output,
     RegMove,
     Resubmit,
@@ -105,12 +110,15 @@ from .logical import Kind, LFlow, To, _Emit, datapath_key, datapath_kind
 from .neighbour import learning, unresolved
 from .stages import (
     FLAG_FROM_TUNNEL,
+    FLAG_REDIRECT,
+    LOCALNET_KEY,
     NEXT,
     OUTPUT,
     REG_FLAGS,
     REG_INPORT,
     REG_NEXTHOP,
     REG_OUTPORT,
+    REG_RZONE,
     ROUTER,
     resolve,
     table,
@@ -138,7 +146,7 @@ ECMP_MAX = 127  # ECMP prefixes a router's groups number (group id: key << 7 | n
 _SLOT = {n: lookup(n).index for n in ("in_port", "metadata", "eth_src", "eth_dst", "ipv4_src",
                                         "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_ttl", "icmp_type",
                                         "icmpv6_type", "nd_tll", REG_INPORT, REG_OUTPORT,
-                                        REG_NEXTHOP)}  # fmt: skip
+                                        REG_NEXTHOP, REG_FLAGS, REG_RZONE)}  # fmt: skip
 # ICMP errors the controller answers with: (type, code) by family
 TIME_EXCEEDED = {4: (11, 0), 6: (3, 0)}
 UNREACHABLE = {4: (3, 0), 6: (1, 0)}  # net unreachable / no route to destination
@@ -232,59 +240,104 @@ def router_flows(r: Router, *rest: Any) -> list[LFlow]:
     by_id: dict[str, Network] = {n.id: n for n in nets}
     if r.tunnel_key is None or not r.admin_up:
         return []
-    live = [i for i in _live(itfs) if i.network in by_id]
+    gw = active_gateway(r)
+    # the gateway is one port with an address of each family; without an active chassis
+    # it is nowhere (what would leave by it finds no route)
+    live = [i for i in _live(itfs) if i.network in by_id and (gw or not i.gateway)]
     out: list[LFlow] = []
+    ports: dict[tuple[str, int], list[Interface]] = {}
     for itf in live:
-        net = by_id[itf.network]
+        ports.setdefault((itf.network, itf.tunnel_key or 0), []).append(itf)
+    for (net_id, _), sides in ports.items():
+        net = by_id[net_id]
         if net.admin_up:
-            out += _switch_side(r, net, itf)
+            out += _switch_side(r, net, sides, gw)
     e = _Emit("router", r, _Datapath(r.id), key=router_key(r))
     _admission(e, live)
     _ip_input(e, r, live)
-    _routing(e, r, live, build(r, live))
+    _routing(e, r, live, build(r, live), gw)
+    if gw is not None:
+        _redirect(e, live, by_id)
+    _gateway_nat(e, r, live)
+    if gw is not None:
+        _gateway_answers(e, live, gw)
     _delivery(e, live, by_id)
     return out + e.out
 
 
 def _iface(itf: Interface) -> str:
+    if itf.gateway:
+        return f"gateway IPv{itf.family} (subnet {itf.subnet_name})"
     return f"interface {itf.number} (subnet {itf.subnet_name})"
 
 
-def _switch_side(r: Router, net: Network, itf: Interface) -> list[LFlow]:
-    """The router's port on `net`: looked up, answered for, received by, patched."""
+def _switch_side(
+    r: Router, net: Network, sides: Sequence[Interface], gw: str | None
+) -> list[LFlow]:
+    """The router's port on `net`: looked up, answered for, received by, patched.
+
+    A port has one interface, or -- the gateway -- one of each family; the gateway is
+    looked up and answered for on its active chassis only (elsewhere the physical
+    network carries frames for it there), and patched into the router anywhere a frame
+    reaches it.  On the active gateway chassis an interface's port also takes frames out
+    of a tunnel: those other chassis redirect to it (`lr_in_gw_redirect`)."""
     e = _Emit("router", r, net)
-    mac, key, me = itf.mac or "", itf.tunnel_key or 0, _iface(itf)
-    e("ls_in_l2_lkup", 50, f"{me}: unicast to the router's MAC", {"eth_dst": _mac(mac)},
-      apply=[_load(REG_OUTPORT, key)], goto=NEXT)  # fmt: skip
-    if itf.family == 4:
-        req = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(itf.address)}
-        e("ls_in_arp_rsp", 50, f"{me}: arp reply for the router's address", req,
-          apply=_arp_reply(mac, itf.address))  # fmt: skip
-    else:
+    first = sides[0]
+    mac, key = first.mac or "", first.tunnel_key or 0
+    port = "gateway" if first.gateway else _iface(first)
+    home = (gw, True) if first.gateway and gw else None
+    e("ls_in_l2_lkup", 50, f"{port}: unicast to the router's MAC", {"eth_dst": _mac(mac)},
+      apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home)  # fmt: skip
+    for itf in sides:
+        if itf.gateway and gw:
+            for a in (itf.address, eui64_link_local(mac)) if itf.family == 6 else (itf.address,):
+                e("ls_in_l2_lkup", 80, f"{_iface(itf)}: from outside, asked for {a}: to the "
+                  "router", {REG_INPORT: LOCALNET_KEY, **asking(a)},
+                  apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home)  # fmt: skip
+    for itf in sides:
+        me = _iface(itf)
+        if itf.family == 4:
+            req = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(itf.address)}
+            e("ls_in_arp_rsp", 50, f"{me}: arp reply for the router's address", req,
+              apply=_arp_reply(mac, itf.address), resident=home)  # fmt: skip
+            continue
         for a in (itf.address, eui64_link_local(mac)):
             ns = _ns(a)
-            e("ls_in_arp_rsp", 55, f"{me}: duplicate address detection: pass",
-              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto=NEXT)  # fmt: skip
-            e("ls_in_arp_rsp", 55, f"{me}: no source link-layer address: pass",
-              {**ns, "nd_sll": 0}, goto=NEXT)  # fmt: skip
-            e("ls_in_arp_rsp", 50, f"{me}: neighbour advertisement for the router's address",
-              ns, apply=_na_reply(mac, a), goto="ls_in_nd_na")  # fmt: skip
-            e("ls_in_nd_na", 50, f"{me}: the router's link-layer address",
+            e("ls_in_arp_rsp", 55, f"{me}: duplicate address detection: pass for {a}",
+              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto=NEXT, resident=home)  # fmt: skip
+            e("ls_in_arp_rsp", 55, f"{me}: no source link-layer address: pass for {a}",
+              {**ns, "nd_sll": 0}, goto=NEXT, resident=home)  # fmt: skip
+            e("ls_in_arp_rsp", 50, f"{me}: neighbour advertisement for {a}",
+              ns, apply=_na_reply(mac, a), goto="ls_in_nd_na", resident=home)  # fmt: skip
+            e("ls_in_nd_na", 50, f"{me}: the router's link-layer address for {a}",
               {**ns, "icmpv6_type": 136},
-              apply=[SetField(_SLOT["nd_tll"], _mac(mac)), Output(OFPP_IN_PORT)])  # fmt: skip
+              apply=[SetField(_SLOT["nd_tll"], _mac(mac)), Output(OFPP_IN_PORT)],
+              resident=home)  # fmt: skip
     out = {REG_OUTPORT: key}
-    e("ls_out_port_sec", 100, f"{me}: never back to the router", {**out, REG_INPORT: key})
-    e("ls_out_port_sec", 50, f"{me}: to the router", out, goto=OUTPUT)
-    patch: list[Action | To] = [
-        CtClear(),
-        SetField(_SLOT["metadata"], router_key(r)),
-        _load(REG_INPORT, itf.number),
-        _load(REG_OUTPORT, 0),
-        _load(REG_NEXTHOP, 0),
-        Resubmit(None, table(ROUTER.ingress[0].name)),
-    ]
-    e("phy_out", 100, f"{me}: into router {r.name}'s pipeline here",
-      {REG_OUTPORT: key, REG_FLAGS: _NOT_FROM_TUNNEL}, apply=patch)  # fmt: skip
+    e("ls_out_port_sec", 100, f"{port}: never back to the router", {**out, REG_INPORT: key})
+    e("ls_out_port_sec", 50, f"{port}: to the router", out, goto=OUTPUT)
+    for itf in sides:
+        patch: list[Action | To] = [
+            CtClear(),
+            SetField(_SLOT["metadata"], router_key(r)),
+            _load(REG_INPORT, itf.number),
+            _load(REG_OUTPORT, 0),
+            _load(REG_NEXTHOP, 0),
+            Resubmit(None, table(ROUTER.ingress[0].name)),
+        ]
+        m: dict[str, Any] = {REG_OUTPORT: key, REG_FLAGS: _NOT_FROM_TUNNEL}
+        prio = 100
+        if len(sides) > 1:  # the gateway: its IPv6 side by the frame's type, IPv4 the rest
+            prio += itf.family == 6
+            if itf.family == 6:
+                m["eth_type"] = ETH_IP6
+        e("phy_out", prio, f"{_iface(itf)}: into router {r.name}'s pipeline here", m,
+          apply=patch)  # fmt: skip
+        if gw and not itf.gateway:
+            del m[REG_FLAGS]
+            e("phy_out", 90, f"{_iface(itf)}: redirected from another chassis: into "
+              f"router {r.name}'s pipeline on its active gateway chassis", m, apply=patch,
+              resident=(gw, True))  # fmt: skip
     return e.out
 
 
@@ -347,35 +400,183 @@ def _punt(reason: str, r: Router, itf: Interface, icmp: tuple[int, int]) -> Punt
                 itf.address, itf.family, icmp)  # fmt: skip
 
 
-def _routing(e: _Emit, r: Router, live: Sequence[Interface], routes: Sequence[RouteEntry]) -> None:
-    at = "lr_in_ip_routing"
-    by_no = {i.number: i for i in live}
-    n = 0
+def route_priority(rt: RouteEntry) -> int:
+    """A route's flow priority: longest prefix first, a connected route above a static
+    one of the same length; odd priorities are left for a route's exceptions (a
+    distributed floating IP's, `nat`)."""
+    return 10 + 4 * rt.prefix.prefixlen + 2 * (rt.kind == "connected")
+
+
+def numbered(routes: Sequence[RouteEntry]) -> list[tuple[RouteEntry, int]]:
+    """The installed routes, each with its ECMP number (1..ECMP_MAX; 0: one next hop,
+    or past ECMP_MAX: its first)."""
+    out, n = [], 0
     for rt in routes:
         if not rt.active:
             continue
-        prio = 10 + 2 * rt.prefix.prefixlen + (rt.kind == "connected")
-        match = {"eth_type": _ETH[rt.family], _DST[rt.family]: _prefix(rt.cidr)}
-        what = f"{rt.kind} {rt.cidr}"
-        if len(rt.nexthops) == 1 or n >= ECMP_MAX:
-            hop = rt.nexthops[0]
-            how = f" via {hop.ip}" if hop.ip else ""
-            e(at, prio, f"{what}{how}: out of {_iface(by_no[hop.interface])}", match,
-              apply=[DecTtl(), *_hop(hop, by_no)], goto=NEXT)  # fmt: skip
+        ecmp = len(rt.nexthops) > 1 and n < ECMP_MAX
+        n += ecmp
+        out.append((rt, n if ecmp else 0))
+    return out
+
+
+def gateway_routes(routes: Sequence[RouteEntry], live: Sequence[Interface]) -> list[RouteEntry]:
+    """The installed routes that leave by the gateway (every next hop on it)."""
+    gws = {i.number for i in live if i.gateway}
+    return [rt for rt in routes if rt.active and all(h.interface in gws for h in rt.nexthops)]
+
+
+def route_actions(
+    r: Router, rt: RouteEntry, by_no: Mapping[int, Interface], n: int
+) -> tuple[str, list[Action | To], str | None, GroupDesc | None]:
+    """What a route does (rule, actions, goto, group): one next hop, or -- as the
+    router's `n`-th ECMP prefix (1..ECMP_MAX; 0: not one) -- a select group."""
+    what = f"{rt.kind} {rt.cidr}"
+    if not n:
+        hop = rt.nexthops[0]
+        how = f" via {hop.ip}" if hop.ip else ""
+        rule = f"{what}{how}: out of {_iface(by_no[hop.interface])}"
+        return rule, [DecTtl(), *_hop(hop, by_no)], NEXT, None
+    resolve_at = resolve("lr_in_ip_routing", "lr_in_arp_resolve")
+    g = GroupDesc(group_id(r, n), GroupType.SELECT, tuple(
+        Bucket((*_hop(h, by_no), Resubmit(None, resolve_at))) for h in rt.nexthops))  # fmt: skip
+    via = ", ".join(h.ip or "" for h in rt.nexthops)
+    return f"{what} via {via}: ECMP (group {g.group_id})", [DecTtl(), Group(g.group_id)], None, g
+
+
+def route_match(rt: RouteEntry) -> dict[str, Any]:
+    return {"eth_type": _ETH[rt.family], _DST[rt.family]: _prefix(rt.cidr)}
+
+
+def _routing(
+    e: _Emit, r: Router, live: Sequence[Interface], routes: Sequence[RouteEntry],
+    gw: str | None,
+) -> None:  # fmt: skip
+    """Each route; one out of the gateway is routed on the active gateway chassis only,
+    elsewhere redirected there as it came (`lr_in_gw_redirect`)."""
+    at = "lr_in_ip_routing"
+    by_no = {i.number: i for i in live}
+    out_gw = {id(rt) for rt in gateway_routes(routes, live)}
+    for rt, n in numbered(routes):
+        prio, match = route_priority(rt), route_match(rt)
+        rule, acts, goto, g = route_actions(r, rt, by_no, n)
+        if id(rt) not in out_gw or gw is None:
+            e(at, prio, rule, match, apply=acts, goto=goto, group=g)
             continue
-        n += 1
-        resolve_at = resolve(at, "lr_in_arp_resolve")
-        g = GroupDesc(group_id(r, n), GroupType.SELECT, tuple(
-            Bucket((*_hop(h, by_no), Resubmit(None, resolve_at))) for h in rt.nexthops))  # fmt: skip
-        via = ", ".join(h.ip or "" for h in rt.nexthops)
-        e(at, prio, f"{what} via {via}: ECMP (group {g.group_id})", match,
-          apply=[DecTtl(), Group(g.group_id)], group=g)  # fmt: skip
+        e(at, prio, f"{rule} (active gateway chassis)", match, apply=acts, goto=goto,
+          group=g, resident=(gw, True))  # fmt: skip
+        e(at, prio, f"{rule}: elsewhere, to the active gateway chassis", match,
+          goto="lr_in_gw_redirect", resident=(gw, False))  # fmt: skip
     for itf in live:
         fam = itf.family
         e(at, 1, f"{_iface(itf)}: no route: to the controller (unreachable)",
           {REG_INPORT: itf.number, "eth_type": _ETH[fam]}, apply=[Output(OFPP_CONTROLLER)],
           punt=_punt("no-route", r, itf, UNREACHABLE[fam]))  # fmt: skip
     unresolved(e, r, live, routes)  # next hops no flow resolves: asked for (`neighbour`)
+
+
+def _redirect(e: _Emit, live: Sequence[Interface], nets: Mapping[str, Network]) -> None:
+    """The chassis redirect: a frame to leave by the gateway on a chassis that is not its
+    active one goes back, as it came, into its network to the router's port there --
+    flagged, so the output stage tunnels it to the active gateway chassis, where that
+    port patches it into the router again and it is routed for real."""
+    for itf in live:
+        if itf.gateway:
+            continue
+        net = nets[itf.network]
+        patch: list[Action | To] = [
+            CtClear(),
+            SetField(_SLOT["metadata"], datapath_key(net)),
+            _load(REG_INPORT, 0),
+            _load(REG_OUTPORT, itf.tunnel_key or 0),
+            _load(REG_NEXTHOP, 0),
+            _load(REG_FLAGS, FLAG_REDIRECT),
+            Resubmit(None, table("phy_out")),
+        ]
+        e("lr_in_gw_redirect", 50, f"{_iface(itf)}: back to its network, for the active "
+          "gateway chassis", {REG_INPORT: itf.number}, apply=patch)  # fmt: skip
+
+
+def _gateway_nat(e: _Emit, r: Router, live: Sequence[Interface]) -> None:
+    """SNAT of the router's IPv4 subnets to the gateway's address (unless `snat: false`)
+    and its reverse, through the router's zone (`REG_RZONE`, loaded per chassis); the
+    floating IPs' flows come with each floating IP (`nat`)."""
+    g = r.gateway
+    gw4 = next((i for i in live if i.gateway and i.family == 4), None)
+    if g is None or gw4 is None:
+        return
+    zone = rzone()
+    e("lr_in_dnat", 50, f"to the gateway's address {gw4.address}: a reply untranslated",
+      {REG_INPORT: gw4.number, "eth_type": ETH_IP, "ipv4_dst": _prefix(gw4.address)},
+      apply=[Ct(zone_field=zone, nat=Nat(), table=resolve("lr_in_dnat", NEXT))])  # fmt: skip
+    at = "lr_out_snat"
+    out = {REG_OUTPORT: gw4.number, "eth_type": ETH_IP}
+    snat = Nat("src", gw4.address)
+    for itf in live:
+        if itf.gateway or itf.family != 4 or not g.snat:
+            continue
+        e(at, 100, f"{_iface(itf)} {itf.cidr}: as the gateway's address {gw4.address}",
+          {**out, "ipv4_src": _prefix(itf.cidr)},
+          apply=[Ct(commit=True, zone_field=zone, nat=snat, table=resolve("lr_out_snat", NEXT))])  # fmt: skip
+    e(at, 50, "out of the gateway: a reply untranslated", out,
+      apply=[Ct(zone_field=zone, nat=Nat(), table=resolve("lr_out_snat", NEXT))])  # fmt: skip
+
+
+def asking(a: str) -> dict[str, Any]:
+    """A match for an ARP request (IPv4) or a neighbour solicitation (IPv6) for `a`."""
+    if ipaddress.ip_address(a).version == 4:
+        return {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(a)}
+    return _ns(a)
+
+
+def answer_arp(mac: str, ip: str, itf: Interface) -> list[Action | To]:
+    """An ARP request for `ip` at `itf` turned into the reply (from `mac`), sent back out
+    of `itf` through the router's egress: what the physical network asks the gateway
+    (its frames skip the switch's responder: each chassis with the uplink would answer)."""
+    return [*_arp_reply(mac, ip)[:-1], *_back_out(itf)]
+
+
+def _back_out(itf: Interface) -> list[Action | To]:
+    return [
+        SetField(_SLOT["in_port"], 0),
+        _load(REG_FLAGS, 0),
+        _load(REG_OUTPORT, itf.number),
+        To(OUTPUT),
+    ]
+
+
+def _gateway_answers(e: _Emit, live: Sequence[Interface], gw: str) -> None:
+    """The gateway answers ARP and neighbour solicitations for its addresses from the
+    physical network, on its active chassis."""
+    at, here = "lr_in_ip_input", (gw, True)
+    for itf in live:
+        if not itf.gateway:
+            continue
+        me, mac = _iface(itf), itf.mac or ""
+        if itf.family == 4:
+            e(at, 120, f"{me}: arp reply for {itf.address}",
+              {REG_INPORT: itf.number, "eth_type": ETH_ARP, "arp_op": 1,
+               "arp_tpa": _prefix(itf.address)},
+              apply=answer_arp(mac, itf.address, itf), resident=here)  # fmt: skip
+            continue
+        e("lr_in_admission", 50, f"{me}: solicited-node multicast",
+          {REG_INPORT: itf.number, "eth_dst": (0x3333FF000000, 0xFFFFFF000000),
+           "eth_type": ETH_IP6}, goto=NEXT, resident=here)  # fmt: skip
+        for a in (itf.address, eui64_link_local(mac)):
+            ns = {REG_INPORT: itf.number, **_ns(a)}
+            e(at, 125, f"{me}: duplicate address detection for {a}: drop",
+              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, resident=here)  # fmt: skip
+            e(at, 120, f"{me}: neighbour advertisement for {a}", ns,
+              apply=_na_reply(mac, a), goto="lr_in_nd_na", resident=here)  # fmt: skip
+            e("lr_in_nd_na", 50, f"{me}: the gateway's link-layer address for {a}",
+              {**ns, "icmpv6_type": 136},
+              apply=[SetField(_SLOT["nd_tll"], _mac(mac)), *_back_out(itf)[:-1]], goto=OUTPUT,
+              resident=here)  # fmt: skip
+
+
+def rzone() -> tuple[int, int, int]:
+    """The router's zone, as `Ct.zone_field` reads it."""
+    return (_SLOT[REG_RZONE], 0, 16)
 
 
 def _hop(h: NextHop, by_no: Mapping[int, Interface]) -> list[Action]:

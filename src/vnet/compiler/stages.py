@@ -76,6 +76,7 @@ __all__ = [
     "FLAG_ANSWER",
     "FLAG_FROM_LOCALNET",
     "FLAG_FROM_TUNNEL",
+    "FLAG_REDIRECT",
     "LOCALNET_KEY",
     "NEXT",
     "OUTPUT",
@@ -89,6 +90,7 @@ __all__ = [
     "REG_LOG",
     "REG_NEXTHOP",
     "REG_OUTPORT",
+    "REG_RZONE",
     "REG_TENANT",
     "REG_ZONE",
     "ROUTER",
@@ -120,6 +122,8 @@ REG_TENANT = "reg2"
 REG_ACL_LOCAL = ("reg8", "reg9", "reg10", "reg11")
 REG_ACL_REMOTE = ("reg12", "reg13", "reg14", "reg15")
 REG_NEXTHOP = "reg0"  # the router's next hop: 0 the destination itself, else its number
+REG_RZONE = "reg1"  # the router's conntrack zone on this chassis (NAT), loaded in lr_in_zone
+FLAG_REDIRECT = 8  # a router's frame sent to its active gateway chassis, to be routed there
 
 NEXT = "next"
 OUTPUT = "output"
@@ -166,9 +170,10 @@ PHY_IN = Stage(
 PHY_OUT = Stage(
     "phy_out",
     (DATAPATH_KEY, REG_OUTPORT, REG_FLAGS),
-    ("lr_in_admission",),
+    ("lr_in_zone",),
     "logical output port -> OpenFlow port here, or a tunnel to the port's chassis; "
-    "a router's port: into the router's pipeline here (the patch)",
+    "a router's port: into the router's pipeline here (the patch); a frame for a router "
+    "whose active gateway is elsewhere, redirected: into the tunnel to that chassis",
     chassis=True,
 )
 
@@ -286,10 +291,12 @@ SWITCH = Datapath(
         ),
         Stage(
             "ls_in_l2_lkup",
-            (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst"),
+            (*_L2, "ip_proto", "icmpv6_type", "ipv6_dst", "arp_op", "arp_tpa", "nd_target"),
             (NEXT, PHY_OUT.name),
             "destination MAC -> logical output port (reg7); broadcast to the network's ports "
-            "(here, and one copy to each other chassis with ports in the network)",
+            "(here, and one copy to each other chassis with ports in the network); from the "
+            "physical network, ARP and solicitations for a gateway's (or floating IP's) "
+            "address to the router, where it is resident",
         ),
         *_acl("in", REG_INPORT, REG_OUTPORT, OUTPUT),
         Stage(
@@ -326,11 +333,19 @@ SWITCH = Datapath(
 # -- the logical router ---------------------------------------------------------------------
 _IP_DST = ("ipv4_dst", "ipv6_dst")
 _IP_INPUT = (REG_INPORT, "eth_type", "ip_proto", "ip_ttl", "icmp_type", "icmpv6_type",
-             "ipv4_src", "ipv6_src", *_IP_DST)  # fmt: skip
+             "ipv4_src", "ipv6_src", *_IP_DST, "arp_op", "arp_tpa", "nd_target")  # fmt: skip
 ROUTER = Datapath(
     "lr",
     DATAPATH_KEY,
     ingress=(
+        Stage(
+            "lr_in_zone",
+            (),
+            (NEXT,),
+            f"the router's conntrack zone on this chassis into {REG_RZONE} (for NAT)",
+            default=NEXT,
+            chassis=True,
+        ),
         Stage(
             "lr_in_admission",
             (REG_INPORT, "eth_dst", "eth_type"),
@@ -339,9 +354,18 @@ ROUTER = Datapath(
             "nothing else enters the router",
         ),
         Stage(
+            "lr_in_dnat",
+            (REG_INPORT, "eth_type", "ipv4_dst", "ip_proto", "tp_dst"),
+            (NEXT,),
+            "from outside, by the gateway: to a floating IP (and a forwarded port) "
+            "translated to the port's address, a reply to the gateway's address "
+            "untranslated -- both through the router's zone",
+            default=NEXT,
+        ),
+        Stage(
             "lr_in_ip_input",
             _IP_INPUT,
-            (NEXT,),
+            (NEXT, OUTPUT, "lr_in_nd_na"),
             "echo requests to a router address answered in place; ARP and neighbour "
             "discovery to the controller (learned from); the rest to router addresses and "
             "martians dropped; TTL <= 1 to the controller (time exceeded)",
@@ -349,8 +373,8 @@ ROUTER = Datapath(
         ),
         Stage(
             "lr_in_ip_routing",
-            (REG_INPORT, "eth_type", *_IP_DST),
-            (NEXT, "lr_in_arp_resolve"),
+            (REG_INPORT, "eth_type", "ipv4_src", *_IP_DST),
+            (NEXT, "lr_in_arp_resolve", "lr_in_gw_redirect"),
             f"longest prefix first: dec_ttl, out interface ({REG_OUTPORT}), next hop "
             f"({REG_NEXTHOP}), the interface's MAC as source; ECMP by a select group; "
             "no route: to the controller (unreachable)",
@@ -362,8 +386,34 @@ ROUTER = Datapath(
             "next hop -> its MAC as destination, from the model's ports, then the learned "
             "neighbours (unknown: to the controller, which asks for it)",
         ),
+        Stage(
+            "lr_in_nd_na",
+            (REG_INPORT, "eth_type", "ip_proto", "icmpv6_type", "nd_target"),
+            (OUTPUT,),
+            "a neighbour solicitation from outside for the gateway's address, now an "
+            "advertisement: its target link-layer address, then out by the gateway",
+            branch=True,
+        ),
+        Stage(
+            "lr_in_gw_redirect",
+            (REG_INPORT,),
+            ("phy_out",),
+            "out of the gateway on a chassis that is not its active one: the frame as it "
+            "came, back into its network for the router's port on the active gateway "
+            "chassis (the chassis redirect)",
+            branch=True,
+        ),
     ),
     egress=(
+        Stage(
+            "lr_out_snat",
+            (REG_OUTPORT, "eth_type", "ipv4_src"),
+            (NEXT,),
+            "out of the gateway: a floating IP's port as its floating IP, the router's "
+            "subnets as the gateway's address (snat), replies untranslated -- through the "
+            "router's zone",
+            default=NEXT,
+        ),
         Stage(
             "lr_out_delivery",
             (REG_OUTPORT,),

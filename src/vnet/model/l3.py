@@ -64,6 +64,7 @@ __all__ = [
     "ROUTER_BASE",
     "SLAAC",
     "Leg",
+    "active_gateway",
     "admit_floating_ip",
     "admit_router",
     "chassis_uplinks",
@@ -109,6 +110,14 @@ class Leg:
     def __str__(self) -> str:
         what = "gateway" if self.loc == ("gateway",) else f"interface {self.loc[1]}"
         return f"router {self.router.name!r}'s {what}"
+
+
+def active_gateway(router: Router) -> str | None:
+    """The chassis (id) where `router`'s gateway is active -- the only one that routes out
+    of it and answers for its address: the first of its gateway chassis; None without
+    a gateway or gateway chassis."""
+    g = router.gateway
+    return g.chassis[0] if g is not None and g.chassis else None
 
 
 def _routers(state: State) -> Iterable[Router]:
