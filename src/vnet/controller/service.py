@@ -556,6 +556,8 @@ class Controller:
                     await self.sync(sess)
                 except (ChannelError, OSError) as e:
                     log.warning("switch %016x: %s", sess.dpid, e)
+                except Exception:  # one switch's failure stops neither the others nor later passes
+                    log.exception("switch %016x: sync failed", sess.dpid)
             # the flows stop what the change denies; its connections' entries go too
             await self.cutter.model_changed(self.nb.state(), self.sessions.values())
 

@@ -223,7 +223,9 @@ def _to_int(f: Field, v: Any) -> int:
             raw = base64.b64decode(v, validate=True)
         except ValueError:
             raw = b""
-        if len(raw) == _RAW_BY_FIELD[f.name][1]:
+        # Open vSwitch may report a value in fewer bytes than the field has (a Geneve
+        # option's leading zeros left out, 'AQ==' for 1): right-aligned
+        if 0 < len(raw) <= _RAW_BY_FIELD[f.name][1]:
             return int.from_bytes(raw, "big")
     elif isinstance(v, str):
         if f.kind == "mac":

@@ -50,3 +50,19 @@ def test_tun_metadata_travels_as_nxm_tun_metadata() -> None:
     assert "0001500400010002" in wire.hex() and "0001520400000007" in wire.hex()
     back = parser.OFPFlowMod.parser(DP, 4, 14, len(wire), 0, wire)
     assert flow_from_ofp(back) == parse_flow(text).flow
+
+
+def test_a_geneve_option_value_in_fewer_bytes_is_read_right_aligned() -> None:
+    """Open vSwitch reports a value without its leading zero bytes (flow stats read back)."""
+    import base64
+
+    import pytest
+
+    from vnet.ofp.convert import OFError, _to_int
+    from vnet.pipeline.fields import lookup
+
+    f = lookup("tun_metadata0")
+    assert _to_int(f, "AQ==") == 1
+    assert _to_int(f, base64.b64encode(b"\x00\x01\x80\x00").decode()) == 0x18000
+    with pytest.raises(OFError):
+        _to_int(f, base64.b64encode(b"\x01\x02\x03\x04\x05").decode())  # too long
