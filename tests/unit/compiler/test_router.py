@@ -336,7 +336,13 @@ def test_an_unknown_next_hop_goes_to_the_controller_to_be_resolved() -> None:
     assert not rig.got("b")
     (pi,) = rig.packet_ins
     p = neighbour.punts(rig.lflows)[pi.cookie]
-    assert (p.reason, p.router, p.interface, p.network, p.nexthop) == ("resolve", "r", 3, "n2", None)
+    assert (p.reason, p.router, p.interface, p.network, p.nexthop) == (
+        "resolve",
+        "r",
+        3,
+        "n2",
+        None,
+    )
     assert (p.mac, p.address, p.port_key) == (GW_MAC["s2"], "10.0.2.1", 32767)
 
 
