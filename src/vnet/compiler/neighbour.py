@@ -66,7 +66,7 @@ ND_NS, ND_NA = 135, 136
 class Resolve:
     """A router's next hop no flow resolves: what the controller asks the network for."""
 
-    reason: str  # "resolve"
+    reason: str  # "resolve" (the controller's own probe of a learned binding: "probe")
     router: str  # id
     router_name: str
     interface: int  # the out interface's number

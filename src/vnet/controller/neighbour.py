@@ -37,8 +37,14 @@ Three duties, each driven by the compiler's punts (`compiler.neighbour`):
 - Age (`age_out`).  A binding not heard from for `age` seconds (the
   controller's `neighbour_age`, default `NEIGHBOUR_AGE`; 0: never) is
   deleted, and so is one its router can no longer use (the router gone, or
-  its interface on that network): a later packet asks again.  The
-  controller runs it every `sweep_interval(age)` seconds.
+  its interface on that network): a later packet asks again.  Before that,
+  a binding heard from longer than half the age ago is asked for again
+  (`probes`: the same request, from a chassis that hosts the router -- the
+  active gateway chassis for the gateway): a neighbour still there answers
+  and is refreshed, so one in use is not dropped for a moment every `age`
+  seconds (the switch answers its own ARP for the router, which the router
+  never sees).  The controller runs both every `sweep_interval(age)`
+  seconds.
 
 Times in the store are wall-clock seconds (`seen_at`), since every
 controller and a restarted one read them; the rate limits use the monotonic
@@ -55,8 +61,9 @@ from typing import Any
 
 from ..compiler.neighbour import Learn, Resolve
 from ..compiler.stages import DATAPATH_KEY, REG_INPORT, table
-from ..model.neighbour import neighbour_id, orphans
-from ..model.objects import Neighbour
+from ..model.neighbour import neighbour_id, on_interface, orphans
+from ..model.objects import Neighbour, Router
+from ..model.routing import Interface, interfaces
 from ..model.rules import ModelError, State
 from ..packet import arp, ethernet, icmpv6, ipv6
 from ..packet import flowkey as fk
@@ -95,6 +102,16 @@ def _mac(text: str) -> int:
 
 def _mac_text(v: int) -> str:
     return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+
+
+def _senders(state: State, r: Router, itf: Interface) -> list[str]:
+    """The chassis a router's request into `itf`'s network may leave from: the active
+    gateway chassis for its gateway, else every chassis with a port on one of the
+    router's networks (each hosts all of them)."""
+    if itf.gateway:
+        return list(r.gateway.chassis[:1]) if r.gateway is not None else []
+    nets = {i.network for i in interfaces(state, r)}
+    return sorted({p.chassis for p in state.all("port") if p.network in nets and p.chassis})
 
 
 def solicitation(p: Resolve, target: str) -> bytes:
@@ -277,6 +294,29 @@ class Neighbours:
         old = [n for n in state.all("neighbour") if self.age > 0 and now - n.seen_at > self.age]
         seen = {n.id for n in old}
         return old + [n for n in orphans(state) if n.id not in seen]
+
+    def probes(self, state: State) -> list[tuple[list[str], bytes, tuple[Action, ...]]]:
+        """A request for each binding heard from longer than half the age ago and not
+        expired: (the chassis it may leave from, best first; the frame; the packet-out's
+        actions).  Its answer refreshes it, so a neighbour in use stays while one gone
+        ages out."""
+        if self.age <= 0:
+            return []
+        now, out = self.clock(), []
+        for n in state.all("neighbour"):
+            if not self.age / 2 <= now - n.seen_at <= self.age:
+                continue
+            r = state.get("router", n.router)
+            net = state.get("network", n.network)
+            itf = on_interface(state, r, n.network, n.ip) if isinstance(r, Router) else None
+            if itf is None or net is None or not net.segment_id or not itf.tunnel_key:
+                continue
+            p = Resolve("probe", r.id, r.name, itf.number, itf.network, itf.subnet, itf.cidr,
+                        itf.family, itf.mac or "", itf.address, itf.tunnel_key, n.ip)  # fmt: skip
+            out.append((_senders(state, r, itf), solicitation(p, n.ip),
+                        injection(net.segment_id, itf.tunnel_key)))  # fmt: skip
+        self.counts["neighbour_probes"] += len(out)
+        return out
 
     def age_out(self) -> int:
         """Delete what `expired` finds; how many went."""

@@ -32,8 +32,9 @@ Packet-ins from every session go to the punt handler (`punt.Punter`): it
 answers what the firewall rejects, keeps the connection log and sends a
 router's ICMP errors (time exceeded, unreachable); it asks for a router's
 next hops that are not model ports and learns their MACs into the store
-(`neighbour`), and a periodic task (`_ager`) deletes the bindings not heard
-from for `neighbour_age` seconds (default 300; 0: never).  A
+(`neighbour`), and a periodic task (`_ager`) asks again for bindings half
+their age old and deletes those not heard from for `neighbour_age` seconds
+(default 300; 0: never).  A
 packet-out may run actions before its output (the punt handler's answers
 load the firewall's answer flag into a register the pipeline reads).
 After each reconcile pass the cutter (`cut.Cutter`) flushes the conntrack
@@ -76,7 +77,15 @@ from .cut import Cutter
 from .neighbour import NEIGHBOUR_AGE, Neighbours, sweep_interval
 from .northbound import Diff, Northbound
 from .ovsdb import OvsdbBridge, OvsdbError
-from .punt import RA_INTERVAL, PacketIn, Punter, ask_for_packet_ins, compiled_punts, from_ofp
+from .punt import (
+    ANSWER,
+    RA_INTERVAL,
+    PacketIn,
+    Punter,
+    ask_for_packet_ins,
+    compiled_punts,
+    from_ofp,
+)
 from .reconcile import Desired, Drift, MeterMod, Mod, diff, drift
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "read_state"]
@@ -594,8 +603,23 @@ class Controller:
                 n = await asyncio.to_thread(self.neighbours.age_out)
                 if n:
                     log.info("%d learned neighbour(s) aged out", n)
+                await self.probe_neighbours()
             except Exception:
                 log.exception("neighbour aging")
+
+    async def probe_neighbours(self) -> int:
+        """Ask again for the learned neighbours half their age old (`Neighbours.probes`),
+        each from the first connected chassis it may leave from; how many were sent."""
+        by_chassis = {s.chassis: s for s in self.sessions.values() if s.chassis}
+        sent = 0
+        for where, frame, acts in self.neighbours.probes(self.nb.state()):
+            sess = next((by_chassis[c] for c in where if c in by_chassis), None)
+            if sess is not None:
+                await sess.southbound.packet_out(
+                    ofp.OFPP_CONTROLLER, frame, out_port=None, actions=(*ANSWER, *acts)
+                )
+                sent += 1
+        return sent
 
     async def _poller(self) -> None:
         """Writers in other processes do not call our subscribers: notice their revisions."""

@@ -133,6 +133,14 @@ def test_an_unknown_ipv4_next_hop_is_asked_for_learned_and_then_reached() -> Non
         (f,) = [Ether(x) for x in dev["b"].frames()]
         assert (f.src, f.dst, f[IP].dst, f[IP].ttl) == (gw["s2"], b.mac, "10.0.2.77", 63)
         assert ctl.neighbours.counts["resolve_arp"] == 1  # resolved: no second request
+        # half its age on: asked for again from the chassis, and b's answer refreshes it
+        later = n.seen_at + 200
+        ctl.neighbours.clock = lambda: later
+        assert await ctl.probe_neighbours() == 1
+        (probe,) = [Ether(x) for x in dev["b"].frames()]
+        assert (probe[ARP].op, probe[ARP].pdst, probe.src) == (1, "10.0.2.77", gw["s2"])
+        _send(sw, b, bytes(reply))
+        await until(lambda: ctl.nb.state().all("neighbour")[0].seen_at == later)
 
     run(t)
 
@@ -422,3 +430,22 @@ def test_the_store_refuses_a_binding_the_router_cannot_use() -> None:
     assert o.neighbours() == []
     n = nb.learn(r.id, n2, "10.0.2.5", OTHER_MAC, 1.0)
     assert n.id == neighbour_id(r.id, n2, "10.0.2.5")
+
+
+def test_a_binding_half_its_age_old_is_asked_for_again_and_its_answer_refreshes_it() -> None:
+    o = Offline(age=300)
+    learn = o.cookie(Learn, 3)
+    o.handle(learn, arp_from(OTHER_MAC, "10.0.2.50"))
+    assert o.nbs.probes(o.ctl.nb.state()) == []
+    o.clock.t += 160
+    ((where, frame, actions),) = o.nbs.probes(o.ctl.nb.state())
+    (hv1,) = o.ctl.nb.state().all("chassis")
+    assert where == [hv1.id]
+    f = Ether(frame)
+    assert (f.src, f[ARP].op, f[ARP].psrc, f[ARP].pdst) == (o.gw["s2"], 1, "10.0.2.1", "10.0.2.50")
+    assert any(isinstance(a, Resubmit) for a in actions)
+    o.handle(learn, arp_from(OTHER_MAC, "10.0.2.50"))  # the answer
+    (n,) = o.neighbours()
+    assert n.seen_at == o.clock.t and o.nbs.probes(o.ctl.nb.state()) == []
+    o.clock.t += 301  # unanswered past the age: no probe, aged out
+    assert o.nbs.probes(o.ctl.nb.state()) == [] and o.nbs.age_out() == 1

@@ -76,3 +76,12 @@ def test_the_upstream_router_is_asked_for_out_of_the_gateway_chassis_uplink(
     )  # fmt: skip
     assert Neighbours._heard(pi2.frame, 4) == (UP_IP, mac_int(UP_MAC))
     assert IP not in Ether(pi2.frame)
+
+
+def test_the_upstream_router_is_probed_from_the_active_gateway_chassis_only() -> None:
+    st = model(hv1_uplink=True)  # hv1 has the uplink too; hv2 is the active chassis
+    (nb,) = st.all("neighbour")
+    probes = Neighbours(None, 300, clock=lambda: nb.seen_at + 200).probes(st)  # type: ignore[arg-type]
+    ((where, frame, _),) = probes
+    assert where == ["hv2"]
+    assert (Ether(frame)[ARP].pdst, Ether(frame).src) == (UP_IP, GWMAC["r1"])
