@@ -169,7 +169,7 @@ PHY_IN = Stage(
 )
 PHY_OUT = Stage(
     "phy_out",
-    (DATAPATH_KEY, REG_OUTPORT, REG_FLAGS),
+    (DATAPATH_KEY, REG_OUTPORT, REG_FLAGS, "eth_type"),
     ("lr_in_zone",),
     "logical output port -> OpenFlow port here, or a tunnel to the port's chassis; "
     "a router's port: into the router's pipeline here (the patch); a frame for a router "

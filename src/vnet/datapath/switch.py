@@ -960,7 +960,8 @@ class Switch:
         md = self._ct_md
         if md is not None:  # an earlier ct in this action list: the datapath's view
             meta = (*meta[:s], *md, *meta[s + len(md) :])
-        tracked = fk.extract(buf, key[fk.IN_PORT], meta=meta)  # after the rewrites before it
+        # after the rewrites before it, `in_port` too (a router clears it to send back)
+        tracked = fk.extract(buf, op[2][fk.IN_PORT], meta=meta)
         mark, label = _ct_exec(ct)
         if tracked[fk.IP_FRAG] and self.ipf.enabled[4 if tracked[fk.ETH_TYPE] == 0x0800 else 6]:
             return self._fragment(op, buf, key, tracked, meta, mark, label)
@@ -1013,7 +1014,8 @@ class Switch:
         else:
             grown = 0
             out = buf if isinstance(buf, bytes) else bytes(buf)
-        return ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]), grown), out
+        meta = (*meta[:s], *ctf, *meta[s + len(ctf) :])
+        return ("recirc", ct, meta, grown, tracked[fk.IN_PORT]), out
 
     def _helper_edit(self, buf: bytearray, key: Sequence[int], e: ftp.Edit | None) -> int:
         """What the FTP helper writes into a control segment, after NAT; the change
@@ -1087,7 +1089,8 @@ class Switch:
             for held, frame in frags:
                 if ct.table is not None:
                     meta = held.fields[fk.META_SLOTS]
-                    op = ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]))
+                    op = ("recirc", ct, (*meta[:s], *ctf, *meta[s + len(ctf) :]), 0,
+                          held.fields[fk.IN_PORT])  # fmt: skip
                     self._recirculate(op, held.key, held.hdr, frame)
                 else:
                     self._apply(held.rest, held.key, held.hdr, frame, None, ctf)
@@ -1103,7 +1106,8 @@ class Switch:
             self.drop("recirculation_limit")
             return None
         table: int = op[1].table
-        again = fk.extract(frame, key[fk.IN_PORT], meta=op[2])
+        # the packet goes on from where it was: `in_port` as the pipeline left it
+        again = fk.extract(frame, op[4] if len(op) > 4 else key[fk.IN_PORT], meta=op[2])
         self._recirculations += 1
         try:
             d = self._pipeline.decide(again, self, table)

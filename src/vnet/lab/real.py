@@ -232,10 +232,12 @@ class Lab:
                 chassis = {ch["id"]: ch for ch in c.list("chassis")}
                 nets = {n["id"]: n for n in c.list("network")}
                 subnets = {s["id"]: s for s in c.list("subnet")}
-                routed = routed_subnets(c.list("router"))
+                routers = c.list("router")
+                routed = routed_subnets(routers)
             # an external subnet's gateway is the outside's (the upstream router)
             routed |= {i for i, s in subnets.items() if nets[s["network"]].get("external")}
             self._outside(nets, subnets)
+            self._outside_routes(routers, subnets)
             for p in ports:
                 if p.get("chassis") is None:
                     raise LabError(f"port {p['name']}: bound to no chassis")
@@ -528,6 +530,8 @@ class Lab:
         ext = sorted((n for n in nets.values() if n.get("external")), key=lambda n: n["name"])
         if not ext:
             return
+        if shutil.which("ethtool") is None:
+            raise LabError("external networks need ethtool for the outside (apt install ethtool)")
         tag = self.state["tag"]
         ns = f"vnet-{tag}-outside"
         _run("ip", "netns", "add", ns)
@@ -553,11 +557,34 @@ class Lab:
             if n.get("mtu"):
                 _run(*o, "link", "set", b, "mtu", str(n["mtu"]))
             _run(*o, "link", "set", b, "up")
+            # full checksums on the wire, as a real router's: the physical switch (Open
+            # vSwitch's userspace datapath) gets no offload metadata from a veth, and a
+            # partial checksum would not survive the routers' NAT
+            _run("ip", "netns", "exec", ns, "ethtool", "-K", b, "tx", "off")
             for sub in subnets.values():
                 if sub["network"] == n["id"] and sub.get("gateway"):
                     plen = ipaddress.ip_network(sub["cidr"]).prefixlen
                     v6 = ["nodad"] if ":" in sub["gateway"] else []
                     _run(*o, "addr", "add", f"{sub['gateway']}/{plen}", "dev", b, *v6)
+
+    def _outside_routes(self, routers: list[dict[str, Any]], subnets: dict[str, Any]) -> None:
+        """The upstream router's routes to what routers behind a gateway do not translate:
+        their IPv6 subnets via the gateway's IPv6 address, their IPv4 ones via its IPv4
+        address when `snat` is off (what a routing protocol would teach it)."""
+        ns = self.state.get("outside_netns")
+        if not ns:
+            return
+        for r in routers:
+            g = r.get("gateway") or {}
+            for itf in r.get("interfaces") or []:
+                sub = subnets.get(itf["subnet"])
+                if sub is None:
+                    continue
+                v6 = ":" in sub["cidr"]
+                via = g.get("ip6") if v6 else (None if g.get("snat", True) else g.get("ip"))
+                if via:
+                    fam = ["-6"] if v6 else []
+                    _run("ip", "-n", ns, *fam, "route", "replace", sub["cidr"], "via", via)
 
     def _hypervisor(self, ch: dict[str, Any]) -> None:
         """A chassis' namespace, cabled to the underlay bridge with its VTEP address.

@@ -367,6 +367,8 @@ def _action_from_ofp(a: Any) -> Action:
             return SetField(f.index, _to_int(f, value))
         f = _key_field(a.dst)
         ofs, nbits = _nbits(a.ofs_nbits)
+        if f.index == fk.IN_PORT and (ofs, nbits) == (0, 16):
+            return SetField(f.index, a.value)  # as `_action_to_ofp` writes set_field(in_port)
         return RegLoad(f.index, ofs, nbits, a.value)
     if cls == "NXActionRegMove":
         return RegMove(
@@ -532,6 +534,10 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
         return parser.OFPActionGroup(a.group_id)
     if isinstance(a, SetField) and a.slot == fk.IP_TTL and a.mask is None:
         return parser.OFPActionSetNwTtl(a.value)
+    if isinstance(a, SetField) and a.slot == fk.IN_PORT and a.mask is None:
+        # OpenFlow 1.3's set_field may not write in_port; Nicira's load of the 16-bit
+        # NXM_OF_IN_PORT may (what "output to the port it came in by" needs cleared)
+        return _RegLoad(ofs_nbits=15, dst="in_port_nxm", value=a.value)
     if isinstance(a, SetField):
         f = BY_INDEX[a.slot]
         name = _osken_name(f, ctx)

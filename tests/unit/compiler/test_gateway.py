@@ -231,3 +231,12 @@ def test_a_port_forwarding() -> None:
     rig.send("a1", bytes(synack))
     (f,) = wire(rig)
     assert (f[IP].src, f[TCP].sport) == (FIP, 8080)
+
+
+def test_the_gateway_address_answers_ping_from_outside() -> None:
+    rig = Rig(model())
+    ping = Ether(src=UP_MAC, dst=GWMAC["r1"]) / IP(src=UP_IP, dst=GWIP["r1"]) / ICMP(id=9, seq=1)
+    rig.from_outside("hv2", bytes(ping))
+    (f,) = wire(rig)
+    assert (f.src, f.dst, f[IP].src, f[IP].dst) == (GWMAC["r1"], UP_MAC, GWIP["r1"], UP_IP)
+    assert (f[ICMP].type, f[ICMP].id) == (0, 9)

@@ -66,3 +66,13 @@ def test_a_geneve_option_value_in_fewer_bytes_is_read_right_aligned() -> None:
     assert _to_int(f, base64.b64encode(b"\x00\x01\x80\x00").decode()) == 0x18000
     with pytest.raises(OFError):
         _to_int(f, base64.b64encode(b"\x01\x02\x03\x04\x05").decode())  # too long
+
+
+def test_in_port_is_cleared_by_a_nicira_load_and_read_back_as_set() -> None:
+    # OpenFlow 1.3's set_field may not write in_port (Open vSwitch refuses it with
+    # OFPBAC_BAD_SET_ARGUMENT); NXAST_REG_LOAD of NXM_OF_IN_PORT[0..15] may
+    text = "ip,actions=set_field:0->in_port,output:2"
+    wire = _wire(text)
+    assert "ffff0018000023200007000f00000002" in wire.hex()  # reg_load, 16 bits, NXM_OF_IN_PORT
+    back = parser.OFPFlowMod.parser(DP, 4, 14, len(wire), 0, wire)
+    assert flow_from_ofp(back) == parse_flow(text).flow
