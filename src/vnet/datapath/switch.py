@@ -82,7 +82,7 @@ from ..packet.ethernet import header_len
 from ..packet.geneve import GeneveOption
 from ..pipeline import odp
 from ..pipeline.actions import OFPP_LOCAL, Action, Ct, Nat, Output, RegLoad, SetField
-from ..pipeline.context import XContext
+from ..pipeline.context import XContext, packet_len
 from ..pipeline.engine import Decision, Pipeline
 from ..pipeline.errors import ErrorKind, PipelineError
 from ..pipeline.fields import BY_INDEX
@@ -500,6 +500,8 @@ class Switch:
         for f in frames:
             sig = sig_of(f[1])
             e = cache.get(sig) if sig is not None else None
+            if e is not None and e.d.lengths and not e.d.fits(packet_len(len(f[1]), e.key)):
+                e = None  # made for a frame on the other side of a check_pkt_larger
             if e is None:
                 if touched:  # what came before goes first
                     self._drain(port, touched)
@@ -863,7 +865,7 @@ class Switch:
         if self.fail_open:
             d = self._fail_open_decision(key)
         else:
-            d = pipeline.decide(key, self)
+            d = pipeline.decide(key, self, 0, packet_len(len(frame), key))
         self._execute(d, key, hdr, frame)
         if sig is not None and pipeline.version == version:  # nothing learned meanwhile
             self._remember(port, sig, d, key)
@@ -1110,7 +1112,7 @@ class Switch:
         again = fk.extract(frame, op[4] if len(op) > 4 else key[fk.IN_PORT], meta=op[2])
         self._recirculations += 1
         try:
-            d = self._pipeline.decide(again, self, table)
+            d = self._pipeline.decide(again, self, table, packet_len(len(frame), again))
             self._execute(d, again, hdr, frame)
         finally:
             self._recirculations -= 1
@@ -1289,7 +1291,7 @@ class Switch:
         (PipelineError, nothing done: what a flow could not hold either)."""
         _refuse_unsupported(actions)
         key = fk.extract(frame, in_port)
-        d = self.pipeline.execute(key, actions, self)
+        d = self.pipeline.execute(key, actions, self, None, packet_len(len(frame), key))
         self._execute(d, key, b"", frame)
         self._flush()
         return d

@@ -31,6 +31,11 @@ vnet's action set does not run them, so it refuses them the same way rather
 than take a flow whose first packet it could not handle.  Decoding refuses
 none of them: a controller reads back whatever Open vSwitch holds.
 
+Open vSwitch's `check_pkt_larger` (NXAST_CHECK_PKT_LARGER, subtype 49) has
+no class in os-ken: it goes out as the raw experimenter action Open vSwitch
+reads (the length, the destination bit's offset, its field's NXM header,
+zeros to 24 bytes) and comes back from os-ken's unknown-subtype action.
+
 OFPAT_SET_NW_TTL is `set_field` of `ip_ttl` (the hop limit under IPv6, as
 in Open vSwitch) and goes back to a controller as OFPAT_SET_NW_TTL.
 """
@@ -50,6 +55,7 @@ from ..packet.addr import ip4_int, ip4_str, ip6_int, ip6_str, mac_int, mac_str
 from ..pipeline.actions import (
     Action,
     ActionError,
+    CheckPktLarger,
     Conjunction,
     Controller,
     Ct,
@@ -112,6 +118,8 @@ class OFError(Exception):
 
 NX_VENDOR_ID = 0x00002320
 NXBAC_BAD_CONJUNCTION = 15  # Open vSwitch: NX1.2+(15)
+NXAST_CHECK_PKT_LARGER = 49
+_CPL = struct.Struct("!HH4s6x")  # pkt_len, offset, dst's NXM header, padding to 24 bytes
 
 
 def _bad_conjunction(message: str) -> OFError:
@@ -402,9 +410,29 @@ def _action_from_ofp(a: Any) -> Action:
             raise _bad_conjunction(str(e)) from None
     if cls == "NXActionNAT":
         raise _bad_action("nat outside ct()", ofp.OFPBAC_BAD_ARGUMENT)
+    if cls == "NXActionUnknown" and a.subtype == NXAST_CHECK_PKT_LARGER:
+        return _cpl_from_ofp(bytes(a.data or b""))
     if cls.startswith("NX"):
         raise _bad_action(cls, ofp.OFPBAC_BAD_EXPERIMENTER_TYPE)
     raise _bad_action(cls)
+
+
+def _cpl_from_ofp(data: bytes) -> CheckPktLarger:
+    if len(data) < _CPL.size:
+        raise _bad_action("check_pkt_larger: too short", ofp.OFPBAC_BAD_LEN)
+    pkt_len, ofs, hdr = _CPL.unpack_from(data)
+    (n,) = struct.unpack("!I", hdr)
+    f = _key_field(ofp.oxm_to_user_header(n >> 9))
+    if ofs >= f.bits:
+        raise _bad_action(f"check_pkt_larger: bit {ofs} of {f.name}", ofp.OFPBAC_BAD_ARGUMENT)
+    return CheckPktLarger(pkt_len, f.index, ofs)
+
+
+def _cpl_to_ofp(a: CheckPktLarger, ctx: dict[int, int]) -> Any:
+    hdr = _nxm_header(_osken_name(BY_INDEX[a.slot], ctx))
+    return parser.NXActionUnknown(
+        NXAST_CHECK_PKT_LARGER, bytearray(_CPL.pack(a.pkt_len, a.ofs, hdr))
+    )
 
 
 # NXActionNAT flags, and the flags of ct
@@ -590,6 +618,8 @@ def _action_to_ofp(a: Action, ctx: dict[int, int]) -> Any:
         return _ct_to_ofp(a, ctx)
     if isinstance(a, CtClear):
         return parser.NXActionCTClear()
+    if isinstance(a, CheckPktLarger):
+        return _cpl_to_ofp(a, ctx)
     if isinstance(a, (Nat, Meter)):
         raise _bad_action(a.name)
     raise _bad_action(type(a).__name__)

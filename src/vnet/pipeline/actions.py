@@ -18,6 +18,13 @@ EtherType.  Fields that share a slot (`tcp_dst`, `udp_dst`, `sctp_dst` in
 controller named (an OXM set_field does).  Write-actions are an action set whose
 order is not the packet's, so they are not checked, as in Open vSwitch.
 
+`check_pkt_larger(N)->dst` (Open vSwitch's NXAST_CHECK_PKT_LARGER) writes 1
+into the 1-bit `dst` when the packet is longer than N bytes, else 0; the
+length is the frame's, Ethernet header included and VLAN tags not
+(`context.packet_len`), as ovs-actions(7) says.  Its result depends on more
+than the flow key, so the context records each comparison (`XContext.lengths`)
+and a cached decision holds only for packets on the same side of each.
+
 `conjunction(id,k/n)` makes its flow a clause of a conjunctive match (Open
 vSwitch's): the classifier, not the action, gives it its meaning, and
 `check_conjunctions` keeps such a flow to conjunctions and notes.
@@ -44,6 +51,7 @@ __all__ = [
     "PARSERS",
     "Action",
     "ActionError",
+    "CheckPktLarger",
     "Conjunction",
     "Controller",
     "Ct",
@@ -379,6 +387,30 @@ class DecTtl(Action):
 
     def format(self) -> str:
         return "dec_ttl"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPktLarger(Action):
+    """`check_pkt_larger(pkt_len)->dst`: 1 into the 1-bit subfield `dst` when the
+    packet is longer than `pkt_len` bytes (Ethernet header in, VLAN tags out), else 0."""
+
+    name: ClassVar[str] = "check_pkt_larger"
+    pkt_len: int
+    slot: int
+    ofs: int
+
+    def execute(self, x: XContext) -> None:
+        n = x.pkt_len
+        larger = n is not None and n > self.pkt_len
+        if n is None:
+            x.note("check_pkt_larger: the packet's length is unknown, taken as not larger")
+        else:
+            x.lengths.append((self.pkt_len, larger))
+        _write_bits(x, self.slot, self.ofs, 1, int(larger))
+
+    def format(self) -> str:
+        dst = _fmt_subfield(BY_INDEX[self.slot], self.ofs, 1)
+        return f"check_pkt_larger({self.pkt_len})->{dst}"
 
 
 # -- pipeline control ---------------------------------------------------------------------
@@ -720,6 +752,20 @@ def _p_move(arg: str | None) -> Action:
     return RegMove(sf.index, sofs, df.index, dofs, sn)
 
 
+def _p_check_pkt_larger(arg: str | None) -> Action:
+    what = "check_pkt_larger"
+    if not arg or not arg.startswith("(") or ")->" not in arg:
+        raise ActionError(what, "expected check_pkt_larger(LENGTH)->FIELD[bit]")
+    n_text, _, dst = arg[1:].partition(")->")
+    n = _num(n_text, what, 16)
+    f, ofs, nbits = _subfield(dst, what)
+    if nbits != 1:
+        raise ActionError(what, f"the destination must be 1 bit, not {nbits}")
+    if not f.writable:
+        raise ActionError(what, f"field {f.name} is read-only")
+    return CheckPktLarger(n, f.index, ofs)
+
+
 def _p_resubmit(arg: str | None) -> Action:
     if arg is None:
         raise ActionError("resubmit", "needs a port or (port,table)")
@@ -896,6 +942,7 @@ PARSERS: dict[str, Callable[[str | None], Action]] = {
     "ct_clear": _fixed(CtClear()),
     "note": _p_note,
     "conjunction": _p_conjunction,
+    "check_pkt_larger": _p_check_pkt_larger,
     "set_tunnel": _p_set_tunnel,
     "set_tunnel64": _p_set_tunnel,
     "mod_dl_src": _mod("eth_src", "mod_dl_src"),
@@ -937,6 +984,8 @@ def parse_action(text: str) -> Action:
         arg = text[cut + 1 :]
     else:
         arg = text[cut:]
+        if name == "check_pkt_larger":  # `(N)->dst`: the parenthesis is not last
+            return _p_check_pkt_larger(arg)
         if not arg.endswith(")"):
             raise ActionError(name, "missing ')'")
     parser = PARSERS.get(name)
@@ -1013,6 +1062,8 @@ def check_consistency(
         elif isinstance(a, RegMove):
             _need(m, a.src, a)
             _need(m, a.dst, a)
+        elif isinstance(a, CheckPktLarger):
+            _need(m, a.slot, a)
         elif isinstance(a, DecTtl):
             _need(m, IP_TTL, a)
         elif isinstance(a, PushVlan):

@@ -4,6 +4,9 @@ Actions read and write `fields` (a mutable copy of the flow key) and append
 datapath operations to `odp`; they never touch bytes.  The datapath applies
 `odp` to the frame afterwards (`pipeline.odp.apply`), and the trace reads the
 very same context, so a traced packet and a forwarded one cannot differ.
+One thing besides the key is read: the frame's length (`pkt_len`, for
+`check_pkt_larger`), and each comparison made with it is kept in `lengths`
+so a decision cached for one frame is used only for frames on the same side.
 
 Datapath operations are plain tuples, cheap to build and hashable for the
 decision cache:
@@ -21,15 +24,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..packet.flowkey import PACKET_FIELDS, TUNNEL_FIELDS
+from ..packet.flowkey import CVLAN_VID, PACKET_FIELDS, TUNNEL_FIELDS, VLAN_VID
 
 if TYPE_CHECKING:
     from .trace import Tracer
 
-__all__ = ["Engine", "Hooks", "NullHooks", "XContext"]
+__all__ = ["Engine", "Hooks", "NullHooks", "XContext", "packet_len"]
 
 Op = tuple[Any, ...]
 _EMITTED = PACKET_FIELDS | TUNNEL_FIELDS  # writes the datapath must see
+
+
+def packet_len(frame_len: int, key: Sequence[int]) -> int:
+    """The length `check_pkt_larger` compares: the frame's, Ethernet header included,
+    its VLAN tags (4 bytes each) not (ovs-actions(7))."""
+    tags = bool(key[VLAN_VID] & 0x1000) + bool(key[CVLAN_VID] & 0x1000)
+    return frame_len - 4 * tags
 
 
 class Hooks(Protocol):
@@ -78,7 +88,9 @@ class XContext:
         "groups",
         "halted",
         "hooks",
+        "lengths",
         "odp",
+        "pkt_len",
         "resubmits",
         "rules",
         "table_id",
@@ -92,8 +104,11 @@ class XContext:
         engine: Engine,
         hooks: Hooks,
         tracer: Tracer | None = None,
+        pkt_len: int | None = None,
     ) -> None:
         self.fields: list[int] = list(key)
+        self.pkt_len = pkt_len  # `packet_len` of the frame, when there is one
+        self.lengths: list[tuple[int, bool]] = []  # check_pkt_larger: (length, larger)
         self.odp: list[Op] = []
         self.action_set: dict[Any, Any] = {}
         self.engine = engine

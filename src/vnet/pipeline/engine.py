@@ -18,6 +18,10 @@ included: the rule found for a conjunction is its `conj_id` flow, which is
 the one charged (its clauses never are, as in Open vSwitch), and since the
 result depends only on the key and the tables it is cached like any other.
 A modify that turns a flow into a clause or back tells the classifier.
+A decision made with `check_pkt_larger` also depends on the frame's length:
+it keeps the comparisons it made (`Decision.lengths`) and serves only a
+frame on the same side of each (`fits`); another frame is translated again
+and its decision replaces the cached one.
 
 Time is passed in (`now`), never read: the pipeline is testable without sleeping.
 """
@@ -79,6 +83,12 @@ class Decision(NamedTuple):
     cacheable: bool
     side: tuple[tuple[Any, ...], ...] = ()
     plain: tuple[int, ...] | None = None
+    lengths: tuple[tuple[int, bool], ...] = ()  # check_pkt_larger's (length, larger)
+
+    def fits(self, pkt_len: int | None) -> bool:
+        """The decision holds for a frame of `pkt_len` (`context.packet_len`)."""
+        n = pkt_len or 0
+        return all((n > limit) == larger for limit, larger in self.lengths)
 
 
 def _decision(x: XContext) -> Decision:
@@ -97,6 +107,7 @@ def _decision(x: XContext) -> Decision:
         x.cacheable,
         side,
         plain,
+        tuple(x.lengths),
     )
 
 
@@ -333,7 +344,9 @@ class Pipeline:
         self._fresh()
         return sum(len(c) for c in self._signatures.values())
 
-    def decide(self, key: tuple[int, ...], hooks: Hooks, table: int = 0) -> Decision:
+    def decide(
+        self, key: tuple[int, ...], hooks: Hooks, table: int = 0, pkt_len: int | None = None
+    ) -> Decision:
         """Cached translation: the datapath's entry point.  A recirculated packet
         (`ct(table=N)`) starts at `table`; its key holds the connection's state,
         zone, mark and label, so those are part of what the decision is cached by."""
@@ -341,11 +354,11 @@ class Pipeline:
             self._fresh()
         at: Any = key if not table else (table, key)
         d = self._cache.get(at)
-        if d is not None:
+        if d is not None and (not d.lengths or d.fits(pkt_len)):
             self.cache_hits += 1
             return d
         self.cache_misses += 1
-        d = self.translate(key, hooks, None, table)
+        d = self.translate(key, hooks, None, table, pkt_len)
         if d.cacheable:
             if len(self._cache) >= CACHE_CAPACITY:
                 self._cache.pop(next(iter(self._cache)))
@@ -379,8 +392,9 @@ class Pipeline:
         hooks: Hooks | None = None,
         tracer: Tracer | None = None,
         table: int = 0,
+        pkt_len: int | None = None,
     ) -> Decision:
-        x = XContext(key, self, hooks or NullHooks(), tracer)
+        x = XContext(key, self, hooks or NullHooks(), tracer, pkt_len)
         nxt: int | None = table
         while nxt is not None and not x.halted:
             nxt = self._run_table(x, nxt, resubmitted=False)
@@ -398,9 +412,10 @@ class Pipeline:
         actions: Sequence[Action],
         hooks: Hooks | None = None,
         tracer: Tracer | None = None,
+        pkt_len: int | None = None,
     ) -> Decision:
         """Run an action list outside any table (OpenFlow PACKET_OUT)."""
-        x = XContext(key, self, hooks or NullHooks(), tracer)
+        x = XContext(key, self, hooks or NullHooks(), tracer, pkt_len)
         self.run_actions(x, actions)
         if x.drop_reason is None and not any(op[0] not in SIDE_OPS for op in x.odp):
             x.drop_reason = "no_output"
