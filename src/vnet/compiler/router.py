@@ -51,22 +51,36 @@ The stages (as OVN's `lr_in_*`):
   from the learned neighbours in the store (`neighbour`, below the ports);
   an unknown next hop to the controller, which asks for it by ARP or
   neighbour solicitation (`neighbour.unresolved`);
+- `lr_in_chk_pkt_len`, `lr_in_larger_pkts` (OVN's): IP out of an interface
+  whose network has an MTU (every admitted network has one: the tunnels'
+  room unless set lower) is checked with `check_pkt_larger(MTU + 14)` --
+  the frame's length, Ethernet header in -- into `FLAG_LARGER`, and what is
+  longer goes to the controller (too big), one flow per (in, out) pair of
+  interfaces of a family;
 - `lr_out_delivery`: the patch into the out interface's network.
 
 Punts: the controller's contract.  A packet the router cannot route is
 sent to the controller (`controller(reason=action)`) on the chassis that
 routed it -- the sender's, and the packet-in's `in_port` is the sender's
 OpenFlow port -- by a flow whose cookie `punts(lflows)` maps to a `Punt`:
-why (`ttl-expired`, `no-route`; `too-big` later), the router, the interface
+why (`ttl-expired`, `no-route`, `too-big`), the router, the interface
 the packet came in by (its number, subnet, network, MAC and address: the
 source to answer from) and the ICMP or ICMPv6 type and code to answer with
-(time exceeded 11/0 and 3/0, net unreachable 3/0, no route 1/0).  The
+(time exceeded 11/0 and 3/0, net unreachable 3/0, no route 1/0;
+fragmentation needed 3/4 and packet too big 2/0 with the out network's MTU,
+and the router's key: that error is routed back, see below).  The
 controller answers with the error (`packet.icmperr`): Ethernet
 source the interface's MAC, destination the packet's source MAC, IP source
 the interface's address, destination the packet's source, by a packet-out
 straight out of `in_port` -- never an error about an ICMP error, a
 fragment other than the first, or a multicast or broadcast packet (RFC 1812
-4.3.2.7).  The punt flows are not metered yet: the controller's bounded
+4.3.2.7).  A packet too big is punted after routing rewrote its
+Ethernet header, maybe on a chassis it reached by a tunnel (the gateway's),
+so its error is not sent out of `in_port`: the controller routes it through
+the router as if it came in by the packet's in interface (OVN's icmp4_error
+does the same), and the route and the resolved MAC bring it to the sender.
+An IPv4 packet without DF may be fragmented; no datapath here fragments, so
+the controller drops it and counts it.  The punt flows are not metered yet: the controller's bounded
 queue and its token bucket per router (`controller.punt`) limit their cost.
 
 The firewall sees the router's port as the other end of a routed frame on
@@ -80,7 +94,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..model.l3 import (
@@ -94,6 +108,7 @@ from ..pipeline.actions import (
     OFPP_CONTROLLER,
     OFPP_IN_PORT,
     Action,
+    CheckPktLarger,
     Ct,
     CtClear,
     DecTtl,
@@ -110,6 +125,7 @@ from .logical import Kind, LFlow, To, _Emit, datapath_key, datapath_kind
 from .neighbour import learning, unresolved
 from .stages import (
     FLAG_FROM_TUNNEL,
+    FLAG_LARGER,
     FLAG_REDIRECT,
     LOCALNET_KEY,
     NEXT,
@@ -150,6 +166,8 @@ _SLOT = {n: lookup(n).index for n in ("in_port", "metadata", "eth_src", "eth_dst
 # ICMP errors the controller answers with: (type, code) by family
 TIME_EXCEEDED = {4: (11, 0), 6: (3, 0)}
 UNREACHABLE = {4: (3, 0), 6: (1, 0)}  # net unreachable / no route to destination
+TOO_BIG = {4: (3, 4), 6: (2, 0)}  # fragmentation needed and DF set / packet too big
+ETH_HEADER_LEN = 14  # check_pkt_larger counts the Ethernet header, not VLAN tags
 # addresses never routed (RFC 1812 5.3.7, RFC 4291 2.5.6): (family, field side, prefix)
 _MARTIANS = (
     (4, "src", "0.0.0.0/8"), (4, "dst", "0.0.0.0/8"), (4, "src", "127.0.0.0/8"),
@@ -176,7 +194,7 @@ def group_id(r: Router, n: int) -> int:
 class Punt:
     """What a router's controller-bound flow means: the ICMP error to answer with."""
 
-    reason: str  # ttl-expired | no-route  (too-big later)
+    reason: str  # ttl-expired | no-route | too-big
     router: str  # the router's id
     router_name: str
     interface: int  # the router's port number the packet came in by
@@ -186,6 +204,8 @@ class Punt:
     address: str  # its address: the answer's IP source
     family: int  # 4 | 6
     icmp: tuple[int, int]  # the ICMP (4) or ICMPv6 (6) type and code to answer with
+    mtu: int = 0  # too-big: the out interface's network's MTU (the error carries it)
+    key: int = 0  # too-big: the router's datapath key (the error is routed back through it)
 
 
 def punts(lflows: Iterable[LFlow]) -> dict[int, Punt]:
@@ -256,6 +276,7 @@ def router_flows(r: Router, *rest: Any) -> list[LFlow]:
     _admission(e, live)
     _ip_input(e, r, live)
     _routing(e, r, live, build(r, live), gw)
+    _too_big(e, r, live, by_id)
     if gw is not None:
         _redirect(e, live, by_id)
     _gateway_nat(e, r, live)
@@ -473,6 +494,31 @@ def _routing(
           {REG_INPORT: itf.number, "eth_type": _ETH[fam]}, apply=[Output(OFPP_CONTROLLER)],
           punt=_punt("no-route", r, itf, UNREACHABLE[fam]))  # fmt: skip
     unresolved(e, r, live, routes)  # next hops no flow resolves: asked for (`neighbour`)
+
+
+def _too_big(e: _Emit, r: Router, live: Sequence[Interface], nets: Mapping[str, Network]) -> None:
+    """IP longer than the out interface's network's MTU: checked after the next hop is
+    resolved (`check_pkt_larger` of the MTU and the Ethernet header, into
+    `FLAG_LARGER`), and what is longer goes to the controller with the in interface
+    and the MTU -- one flow per (in, out) pair of a family, as OVN's lr_in_larger_pkts."""
+    bit = FLAG_LARGER.bit_length() - 1
+    for out in live:
+        mtu = nets[out.network].mtu
+        if not mtu:
+            continue
+        fam, eth = out.family, _ETH[out.family]
+        e("lr_in_chk_pkt_len", 50, f"out of {_iface(out)}: longer than MTU {mtu}?",
+          {REG_OUTPORT: out.number, "eth_type": eth},
+          apply=[CheckPktLarger(mtu + ETH_HEADER_LEN, _SLOT[REG_FLAGS], bit)], goto=NEXT)  # fmt: skip
+        for src in live:
+            if src.family != fam:
+                continue
+            punt = replace(_punt("too-big", r, src, TOO_BIG[fam]), mtu=mtu, key=router_key(r))
+            e("lr_in_larger_pkts", 50, f"{_iface(src)} to {_iface(out)}: longer than MTU "
+              f"{mtu}: to the controller (too big)",
+              {REG_INPORT: src.number, REG_OUTPORT: out.number, "eth_type": eth,
+               REG_FLAGS: (FLAG_LARGER, FLAG_LARGER)},
+              apply=[Output(OFPP_CONTROLLER)], punt=punt)  # fmt: skip
 
 
 def _redirect(e: _Emit, live: Sequence[Interface], nets: Mapping[str, Network]) -> None:

@@ -34,7 +34,9 @@ to), `reg5` flags (bit 0: the frame came out of a tunnel, so it never goes
 back into one; bit 1: the switch's own answer -- a reject's RST or ICMP
 error the controller sends with a packet-out -- which the firewall passes;
 bit 2: the frame came in from the physical network by a localnet port, so it
-never goes back out to it).  An external network's *localnet* port
+never goes back out to it; bit 3: redirected to the active gateway chassis;
+bit 4: a router's `check_pkt_larger` found it longer than the out network's
+MTU).  An external network's *localnet* port
 (`LOCALNET_KEY`, 0x10000: above every port key the model gives -- 15
 bits -- and every flood key; it never crosses a tunnel) stands for the physical network, on every chassis that maps the
 network's physnet to an uplink (`localize`).  The firewall (`acl`) adds `reg4[0..15]`, the conntrack
@@ -76,6 +78,7 @@ __all__ = [
     "FLAG_ANSWER",
     "FLAG_FROM_LOCALNET",
     "FLAG_FROM_TUNNEL",
+    "FLAG_LARGER",
     "FLAG_REDIRECT",
     "LOCALNET_KEY",
     "NEXT",
@@ -124,6 +127,7 @@ REG_ACL_REMOTE = ("reg12", "reg13", "reg14", "reg15")
 REG_NEXTHOP = "reg0"  # the router's next hop: 0 the destination itself, else its number
 REG_RZONE = "reg1"  # the router's conntrack zone on this chassis (NAT), loaded in lr_in_zone
 FLAG_REDIRECT = 8  # a router's frame sent to its active gateway chassis, to be routed there
+FLAG_LARGER = 16  # lr_in_chk_pkt_len: longer than the out interface's network's MTU
 
 NEXT = "next"
 OUTPUT = "output"
@@ -385,6 +389,22 @@ ROUTER = Datapath(
             (NEXT,),
             "next hop -> its MAC as destination, from the model's ports, then the learned "
             "neighbours (unknown: to the controller, which asks for it)",
+        ),
+        Stage(
+            "lr_in_chk_pkt_len",
+            (REG_OUTPORT, "eth_type"),
+            (NEXT,),
+            "IP out of an interface whose network has an MTU: longer than it? "
+            f"(check_pkt_larger into {REG_FLAGS} bit {FLAG_LARGER.bit_length() - 1})",
+            default=NEXT,
+        ),
+        Stage(
+            "lr_in_larger_pkts",
+            (REG_INPORT, REG_OUTPORT, REG_FLAGS, "eth_type"),
+            (NEXT,),
+            "too big for the out interface's network: to the controller (fragmentation "
+            "needed, packet too big with the MTU)",
+            default=NEXT,
         ),
         Stage(
             "lr_in_nd_na",

@@ -4,8 +4,9 @@ a router's ICMP errors.
 The compiled ACL stages send a packet to the controller with
 `controller(reason=action)` when a rule rejects it (the flow drops it too)
 and when a logged rule matches it (metered in the flows).  A router's
-pipeline does when it cannot forward a packet: its TTL runs out, or no
-route matches.  The flow's cookie says which: the compiler's `punts(lflows)`
+pipeline does when it cannot forward a packet: its TTL runs out, no
+route matches, or it is longer than the next network's MTU.  The flow's
+cookie says which: the compiler's `punts(lflows)`
 (`compiler.acl`'s and `compiler.router`'s) map each such cookie to a `Punt`
 -- a rule's (action, rule, log, direction, port) or a router's
 (`router.Punt`: why, the router, the interface the packet came in by, the
@@ -56,6 +57,18 @@ icmp_ratelimit and icmp_msgs_per_sec): what the bucket refuses is counted
 `icmp_no_route`), and each router's sent, rate-limited and silent in
 `stats()["routers"]` (by router id; a deleted router's go with it).
 
+Too big (`too-big`) differs in three ways.  IPv4 without DF may be
+fragmented, and no datapath here fragments: it is dropped and counted
+(`too_big_dropped_fragmentable`, `dropped_fragmentable` per router).  The
+error (fragmentation needed 3/4, or ICMPv6 packet too big 2/0, the MTU in
+the word after the checksum: RFC 1191, RFC 4443; an IPv6 packet to a
+multicast group gets one too) is routed back: the punt came after routing
+rewrote the frame's Ethernet header, maybe on the gateway chassis a tunnel
+brought it to, so the packet-out (`routed_back`, in_port the controller)
+loads the router's key and the packet's in interface and resubmits to
+`lr_in_ip_routing`, and the router sends it to the sender like any packet.
+Counted as `icmp_too_big` when sent.
+
 A DHCP, DHCPv6 request or router solicitation (`compiler.dhcp.Punt`: the
 kind, the port, its subnet) is answered from the model by `controller.dhcp`
 the same way, straight out of the packet-in's port with `FLAG_ANSWER`
@@ -105,7 +118,7 @@ from ..compiler.neighbour import Learn, Resolve
 from ..compiler.neighbour import punts as neighbour_punts
 from ..compiler.router import Punt as RouterPunt
 from ..compiler.router import punts as router_punts
-from ..compiler.stages import FLAG_ANSWER, REG_FLAGS
+from ..compiler.stages import FLAG_ANSWER, REG_FLAGS, REG_INPORT, REG_NEXTHOP, REG_OUTPORT, table
 from ..model.objects import Port
 from ..model.rules import State
 from ..ofp.channel import SwitchChannel
@@ -113,7 +126,7 @@ from ..ofp.convert import DP
 from ..packet import flowkey as fk
 from ..packet import icmperr
 from ..packet.reject import answer
-from ..pipeline.actions import Action, RegLoad
+from ..pipeline.actions import Action, RegLoad, Resubmit, SetField
 from ..pipeline.fields import lookup
 from . import dhcp
 from .flowlog import FlowLog
@@ -238,6 +251,33 @@ class Bucket:
             return False
         self.tokens -= 1
         return True
+
+
+def not_fragmentable(frame: bytes) -> bool | None:
+    """Whether a packet too big for the next network may not be fragmented on the way:
+    IPv6 (only its source fragments) or IPv4 with Don't Fragment set; None for a frame
+    that is no IP packet."""
+    key = fk.extract(frame)
+    et, l3 = key[fk.ETH_TYPE], key[fk.L3_OFS]
+    if et == 0x86DD:
+        return True
+    if et != 0x0800 or len(frame) < l3 + 7:
+        return None
+    return bool(frame[l3 + 6] & 0x40)
+
+
+def routed_back(p: RouterPunt) -> tuple[Action, ...]:
+    """A packet-out's actions that route its frame (an error about a packet too big,
+    whose Ethernet header the router already rewrote) through the router as if it came
+    in by the interface the packet did: the route to its sender, the sender's MAC, the
+    network's lookup, any tunnel -- as OVN's icmp4_error re-enters the router."""
+    return (
+        SetField(lookup("metadata").index, p.key),
+        SetField(lookup(REG_INPORT).index, p.interface),
+        SetField(lookup(REG_OUTPORT).index, 0),
+        SetField(lookup(REG_NEXTHOP).index, 0),
+        Resubmit(None, table("lr_in_ip_routing")),
+    )
 
 
 class Punter:
@@ -367,8 +407,15 @@ class Punter:
 
     async def _icmp_error(self, pi: PacketIn, p: RouterPunt, link: Link) -> None:
         seen = self.routers.setdefault(p.router, Counter())
-        why = icmperr.silence(pi.frame, p.address)
-        if why is None and not 0 < pi.in_port < OFPP_MAX:
+        big = p.reason == "too-big"
+        if big and not_fragmentable(pi.frame) is False:
+            # IPv4 without DF may be fragmented; no datapath here fragments: dropped
+            self.counts["too_big_dropped_fragmentable"] += 1
+            seen["dropped_fragmentable"] += 1
+            return
+        six = big and p.family == 6  # packet too big may answer a multicast (RFC 4443)
+        why = icmperr.silence(pi.frame, p.address, multicast_ok=six)
+        if why is None and not big and not 0 < pi.in_port < OFPP_MAX:
             why = "no_port"
         if why is not None:
             self.counts[f"icmp_silent_{why}"] += 1
@@ -382,9 +429,13 @@ class Punter:
             self.counts["icmp_rate_limited"] += 1
             seen["rate_limited"] += 1
             return
-        out = icmperr.error(pi.frame, *p.icmp, p.mac, p.address)
+        out = icmperr.error(pi.frame, *p.icmp, p.mac, p.address, rest=p.mtu, multicast_ok=six)
         assert out is not None  # silence() said one is due
-        await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)
+        if big:  # routed back by the router, from the interface the packet came in by
+            await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=None,
+                                             actions=(*ANSWER, *routed_back(p)))  # fmt: skip
+        else:
+            await link.southbound.packet_out(OFPP_CONTROLLER, out, out_port=pi.in_port, actions=ANSWER)  # fmt: skip
         self.counts[f"icmp_{p.reason.replace('-', '_')}"] += 1
         seen["sent"] += 1
 
