@@ -1,6 +1,6 @@
 """DHCP-addressed workloads on real namespaces: answered by the switch, from the model.
 
-examples/routed.yaml with `addressing: dhcp`: the workloads start with no
+examples/east-west.yaml with `addressing: dhcp`: the workloads start with no
 address and run busybox's udhcpc (a process of the lab); the IPv6 subnets
 are `ipv6_mode: slaac`, so the workloads' IPv6 addresses come from the
 router's advertisements (the model gives the EUI-64 address of each port's
@@ -36,7 +36,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples/routed.yaml"
+EXAMPLE = ROOT / "examples/east-west.yaml"
 DNS = ["10.9.9.53", "10.9.9.54"]
 
 

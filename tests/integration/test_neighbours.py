@@ -1,6 +1,6 @@
 """A router's neighbours that are no model port, on real namespaces and switches.
 
-examples/routed.yaml (web1 on hv1, db1 on hv2, router r1 between them) plus db2
+examples/east-west.yaml (web1 on hv1, db1 on hv2, router r1 between them) plus db2
 on hv2, a port of the db network without port security whose workload also
 holds 10.2.0.77 and fd00:2::77 -- addresses no port of the model has.  web1
 pings them: the router (on hv1, the sender's chassis) does not know their MAC,
@@ -38,7 +38,7 @@ EXTRA = {4: "10.2.0.77", 6: "fd00:2::77"}
 
 
 def topology() -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples/routed.yaml").read_text())
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples/east-west.yaml").read_text())
     doc["ports"].append({"name": "db2", "tenant": "shop", "network": "db", "chassis": "hv2",
                          "port_security": False,
                          "fixed_ips": [{"subnet": "db-v4", "ip": "10.2.0.12"},

@@ -1,6 +1,6 @@
 """East-west routing on real namespaces: two subnets behind one router, three chassis.
 
-examples/routed.yaml (web1 on hv1 in the web subnets, db1 on hv2 in the db
+examples/east-west.yaml (web1 on hv1 in the web subnets, db1 on hv2 in the db
 subnets, router r1 between them), plus a third chassis hv3 with web2, a port
 of the web network that takes no part in the conversation: "another
 chassis".  The workloads' default routes point at their subnet's gateway
@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples/routed.yaml"
+EXAMPLE = ROOT / "examples/east-west.yaml"
 WEB1 = {4: "10.1.0.11", 6: "fd00:1::11"}
 WEB2 = {4: "10.1.0.12", 6: "fd00:1::12"}
 DB1 = {4: "10.2.0.11", 6: "fd00:2::11"}

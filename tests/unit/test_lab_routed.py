@@ -1,5 +1,5 @@
 """A lab with a router: workloads' addresses and default routes, and the simulated
-lab routing across subnets (examples/routed.yaml)."""
+lab routing across subnets (examples/east-west.yaml)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from vnet.lab.sim import SimLab
 from vnet.packet.addr import ip4_int, ip6_int, mac_int
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = yaml.safe_load((ROOT / "examples/routed.yaml").read_text())
+EXAMPLE = yaml.safe_load((ROOT / "examples/east-west.yaml").read_text())
 
 SUBNETS = {
     "s4": {"cidr": "10.1.0.0/24", "gateway": "10.1.0.1"},
