@@ -3,7 +3,8 @@
 examples/east-west.yaml (web1 on hv1 in the web subnets, db1 on hv2 in the db
 subnets, router r1 between them), plus a third chassis hv3 with web2, a port
 of the web network that takes no part in the conversation: "another
-chassis".  The workloads' default routes point at their subnet's gateway
+chassis", and the router's gateway chassis (north-south goes there, never
+east-west).  The workloads' default routes point at their subnet's gateway
 (the lab's doing); the switches route at the first hop.  The judges: ping
 and TCP (iperf3) across the subnets in both families, `traceroute` naming
 the router then the destination, and tshark on the underlay cables -- none
@@ -47,9 +48,15 @@ GW_DB = {4: "10.2.0.1", 6: "fd00:2::1"}
 
 
 def topology() -> dict[str, Any]:
-    """The example, and hv3 with web2 (web network): a chassis not in the conversation."""
+    """The example, and hv3 with web2 (web network): a chassis not in the conversation,
+    and the router's gateway chassis (a gateway on the external network `public`)."""
     doc: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     doc["chassis"].append({"name": "hv3"})
+    doc["networks"].append({"name": "public", "tenant": "shop", "external": True,
+                            "physnet": "phys"})  # fmt: skip
+    doc["subnets"].append({"name": "public-v4", "tenant": "shop", "network": "public",
+                           "cidr": "198.51.100.0/24"})  # fmt: skip
+    doc["routers"][0]["gateway"] = {"network": "public", "chassis": ["hv3"]}
     doc["ports"].append({"name": "web2", "tenant": "shop", "network": "web", "chassis": "hv3",
                          "fixed_ips": [{"subnet": "web-v4", "ip": WEB2[4]},
                                        {"subnet": "web-v6", "ip": WEB2[6]}]})  # fmt: skip
@@ -195,7 +202,8 @@ def fields(pcap: Path, where: str, *names: str) -> list[list[str]]:
 
 
 def test_east_west_goes_straight_between_the_two_chassis(lab: Lab, tmp_path: Path) -> None:
-    """Routed on the sender's chassis, tunnelled to the receiver's: hv3 sees none of it."""
+    """Routed on the sender's chassis, tunnelled to the receiver's: hv3, the router's
+    gateway chassis, sees none of it."""
     with lab.client() as c:
         underlay = {ch["name"]: ch["underlay"] for ch in c.list("chassis")}
     cables, ns = lab.state["underlay_links"], lab.state["underlay_netns"]
