@@ -289,8 +289,31 @@ def create_app(ctl: Controller) -> FastAPI:
         port: str,
         packet: str = Query("", description="flow syntax, e.g. icmp,nw_dst=10.0.0.11"),
         tenant: str | None = None,
+        chassis: str | None = Query(
+            None, description="refused: a port's packet starts on its chassis"
+        ),
     ) -> dict[str, Any]:
-        t = ctl.trace(port, packet, tenant)
+        """A packet from a port's workload through every chassis it reaches: the
+        datapaths and stages it crosses, each flow's origin, NAT before and after."""
+        t = ctl.trace(port, packet, tenant, chassis=chassis)
+        return {"text": t.format(), "trace": t.as_dict()}
+
+    @app.get("/v1/trace", tags=["switches"], name="trace from outside")
+    def trace_outside(
+        from_outside: str = Query(..., description="the external network the packet comes from"),
+        packet: str = Query(
+            "", description="flow syntax, e.g. udp,nw_src=198.51.100.7,nw_dst=203.0.113.3,tp_dst=53"
+        ),
+        chassis: str | None = Query(
+            None,
+            description="whose uplink it enters by (default: "
+            "the chassis that answers for the destination)",
+        ),
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """A packet from the physical network, entering by an external network's uplink
+        on a chassis, through every chassis it reaches."""
+        t = ctl.trace(None, packet, tenant, from_outside=from_outside, chassis=chassis)
         return {"text": t.format(), "trace": t.as_dict()}
 
     @app.post("/v1/ports/{ref}/migrate", tags=["ports"], name="migrate port")

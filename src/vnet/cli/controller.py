@@ -561,16 +561,45 @@ def register(app: typer.Typer) -> None:
 
     @app.command("trace")
     def trace(
-        port: Annotated[str, typer.Argument(help="The port the packet comes from.")],
+        port: Annotated[
+            str,
+            typer.Argument(
+                help="The port the packet comes from (with --from-outside: the packet).",
+                show_default=False,
+            ),
+        ],
         packet: Annotated[str, typer.Argument(help="e.g. icmp,nw_dst=10.0.0.11")] = "",
+        from_outside: Annotated[
+            str | None,
+            typer.Option(
+                "--from-outside",
+                metavar="NETWORK",
+                help="From the physical network, by this external network's uplink.",
+            ),
+        ] = None,
+        chassis: Annotated[
+            str | None,
+            typer.Option(
+                "--chassis",
+                help="With --from-outside: whose uplink (default: the chassis that "
+                "answers for the destination).",
+            ),
+        ] = None,
         tenant: TenantOpt = None,
         api: ApiOpt = None,
         output: Output = "table",
     ) -> None:
-        """Trace a packet from a port through its chassis' flows, with each flow's origin."""
+        """Trace a packet through every chassis it reaches: the switches and routers it
+        crosses, stage by stage with each flow's origin, the tunnels between chassis, and
+        each NAT with the addresses and ports before and after."""
+        src: str | None = port
+        if from_outside is not None:
+            if packet:
+                fail("with --from-outside give only the packet, not a port")
+            src, packet = None, port
         try:
             with _client(api) as c:
-                r = c.trace(port, packet, tenant)
+                r = c.trace(src, packet, tenant, from_outside=from_outside, chassis=chassis)
         except ApiError as e:
             _api_fail(e)
         if not _emit(r["trace"], output):

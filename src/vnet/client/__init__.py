@@ -163,8 +163,23 @@ class Client:
         params = {"repair": "true"} if repair else {}
         return self._call("GET", f"/v1/drift/{chassis}", params=params)  # type: ignore[no-any-return]
 
-    def trace(self, port: str, packet: str = "", tenant: str | None = None) -> dict[str, Any]:
-        params = self._params(packet=packet, tenant=tenant)
+    def trace(
+        self,
+        port: str | None,
+        packet: str = "",
+        tenant: str | None = None,
+        from_outside: str | None = None,
+        chassis: str | None = None,
+    ) -> dict[str, Any]:
+        """A packet's path through every chassis it reaches (`text`, and `trace`: `path`,
+        `nat`, `hops`, `ends`): from `port`, or from the physical network by external
+        network `from_outside`'s uplink on `chassis`."""
+        if from_outside is not None or port is None:
+            params = self._params(
+                packet=packet, tenant=tenant, from_outside=from_outside, chassis=chassis
+            )
+            return self._call("GET", "/v1/trace", params=params)  # type: ignore[no-any-return]
+        params = self._params(packet=packet, tenant=tenant, chassis=chassis)
         return self._call("GET", f"/v1/trace/{port}", params=params)  # type: ignore[no-any-return]
 
     def flow_log(

@@ -58,7 +58,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from ..compiler import Compiler, LFlow, Memo, local_groups, localize
 from ..compiler.acl import LOG_METER, MeterSpec
 from ..datapath.meters import OFPMF_PKTPS, Band, MeterConfig
-from ..model.objects import Chassis, Port
+from ..model.objects import Chassis, Network, Port
 from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect, flow_mod_to_ofp
 from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
@@ -66,12 +66,9 @@ from ..ofp.target import parse_target
 from ..packet import flowkey as fk
 from ..packet.announce import announcements
 from ..pipeline.actions import OFPP_TABLE, Action, Output
-from ..pipeline.engine import Pipeline
-from ..pipeline.fields import FieldError
 from ..pipeline.flow import Flow, FlowMod
 from ..pipeline.groups import GroupMod, GroupModCommand
-from ..pipeline.ofctl import FlowSyntaxError, format_flow, parse_packet
-from ..pipeline.trace import Tracer
+from ..pipeline.ofctl import format_flow
 from ..store import Store
 from .cut import Cutter
 from .neighbour import NEIGHBOUR_AGE, Neighbours, sweep_interval
@@ -87,6 +84,7 @@ from .punt import (
     from_ofp,
 )
 from .reconcile import Desired, Drift, MeterMod, Mod, diff, drift
+from .trace import PathTrace, model_ofports, outside_start, port_start, scratch_switch, trace_path
 
 __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "read_state"]
 
@@ -790,56 +788,70 @@ class Controller:
             out[ch.name] = {"connected": True, "flow_mods": [_text(m) for m in mods]}
         return out
 
-    def trace(self, port_ref: str, packet: str, tenant: str | None = None) -> Tracer:
-        """A packet from a port's workload through the flows its chassis has, with provenance.
+    def trace(
+        self,
+        port_ref: str | None,
+        packet: str,
+        tenant: str | None = None,
+        from_outside: str | None = None,
+        chassis: str | None = None,
+    ) -> PathTrace:
+        """A packet through the flows of every chassis it reaches, with provenance
+        (`controller.trace`): from a port's workload, or with `from_outside` (an
+        external network) from the physical network by that network's uplink on
+        `chassis` (default: where the destination's MAC is answered for).
 
-        `packet` is in flow syntax (`icmp,nw_dst=10.0.0.11`); the port fills in
-        `in_port` and `dl_src`, and a destination address the model knows fills
-        in `dl_dst` -- as the workload would after ARP.
+        `packet` is in flow syntax (`icmp,nw_dst=10.0.0.11`); what it leaves out is
+        filled in as the sender would (`trace.port_start`, `trace.outside_start`).
+        The external network is looked up in `tenant`, then among all tenants' (a
+        provider's network serves other tenants' routers).
         """
         state = self.nb.state()
-        port = self.nb.get("port", port_ref, tenant)
-        assert isinstance(port, Port)
-        if port.chassis is None:
-            raise ModelError("invalid", ("port",), f"port {port.name!r} is bound to no chassis")
-        ch = state.get("chassis", port.chassis)
-        sess = next((s for s in self.sessions.values() if s.chassis == ch.id), None)
-        if sess is not None:
-            ofports = dict(sess.ofports)
-        else:  # not connected: trace the model anyway, with numbers in binding order
-            bound = [p for p in state.all("port") if p.chassis == ch.id]
-            ofports = {p.iface: i for i, p in enumerate(bound, 1)}
-        text = packet.strip()
-        fields = {t.split("=", 1)[0].strip() for t in text.split(",") if t}
-        defaults = {"in_port": str(ofports[port.iface])}
-        if port.mac:
-            defaults["dl_src"] = port.mac
-        dst = next(
-            (
-                t.split("=", 1)[1].strip()
-                for t in text.split(",")
-                if t.split("=")[0].strip() in ("nw_dst", "ipv6_dst")
-            ),
-            None,
-        )
-        if "dl_dst" not in fields and "eth_dst" not in fields:
-            owner = next((p for p in state.ports_of(port.network) if dst and dst in p.ips), None)
-            if owner is not None and owner.mac:
-                defaults["dl_dst"] = owner.mac
-        # the workload's own addresses, each used only by a packet of its family
-        for name, v6 in (("nw_src", False), ("ipv6_src", True)):
-            addr = next((a for a in port.ips if (":" in a) == v6), None)
-            if addr is not None:
-                defaults[name] = addr
+        lflows = self.logical_flows(state)
+        built: dict[str, tuple[Any, dict[str, int]]] = {}
+
+        def switch_of(ch: Chassis) -> tuple[Any, dict[str, int]]:
+            if ch.id not in built:
+                sess = next((s for s in self.sessions.values() if s.chassis == ch.id), None)
+                ofports = dict(sess.ofports) if sess is not None else model_ofports(state, ch)
+                flows = localize(lflows, state, ch, ofports, self._bindings)
+                groups = local_groups(lflows, state, ch, ofports)
+                built[ch.id] = (scratch_switch(ch.name, flows, groups), ofports)
+            return built[ch.id]
+
+        def ofports_of(ch: Chassis) -> dict[str, int]:
+            return switch_of(ch)[1]
+
+        if from_outside is not None:
+            if port_ref is not None:
+                raise ModelError(
+                    "invalid", ("port",), "a trace comes from a port or from outside, not both"
+                )
+            try:
+                net = self._ref("network", from_outside, tenant, "from_outside")
+            except ModelError:
+                if tenant is None:
+                    raise
+                net = self._ref("network", from_outside, None, "from_outside")
+            ch = self._ref("chassis", chassis, None, "chassis") if chassis else None
+            assert isinstance(net, Network) and isinstance(ch, Chassis | None)
+            start = outside_start(state, net, ch, packet, ofports_of)
+        elif port_ref is None:
+            raise ModelError("invalid", ("port",), "a trace needs a port (or from_outside)")
+        elif chassis is not None:
+            raise ModelError("invalid", ("chassis",), "a port's trace starts on its chassis")
+        else:
+            port = self.nb.get("port", port_ref, tenant)
+            assert isinstance(port, Port)
+            start = port_start(state, port, packet, ofports_of)
+        return trace_path(state, start, switch_of)
+
+    def _ref(self, kind: str, ref: str, tenant: str | None, loc: str) -> Any:
+        """`nb.get`, its refusal naming the request's field `loc`."""
         try:
-            key = parse_packet(text, defaults)
-        except (FlowSyntaxError, FieldError) as e:
-            raise ModelError("invalid", ("packet",), str(e)) from None
-        pipeline = Pipeline()
-        pipeline.add_flows(localize(self.logical_flows(state), state, ch, ofports, self._bindings))
-        tracer = Tracer(ch.name)
-        pipeline.translate(key, None, tracer)
-        return tracer
+            return self.nb.get(kind, ref, tenant)
+        except ModelError as e:
+            raise ModelError(e.status, (loc,), e.message) from None
 
     def port_status(self, port: Port) -> str:
         """`up` once the port's flows are installed on its chassis, else `down`."""
