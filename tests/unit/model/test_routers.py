@@ -142,6 +142,8 @@ ROUTER_REFUSALS: list[RouterCase] = [
      ("gateway", "ip"), "subnet 'public-v4''s gateway"),
     ({"gateway": {"network": "public", "ip": "198.51.100.7"}}, "invalid",
      ("gateway", "ip"), "outside every subnet"),
+    ({"gateway": {"network": "public", "ip6": "fd00:9::5"}}, "invalid",
+     ("gateway", "ip6"), "outside every IPv6 subnet"),
     ({"tunnel_key": 1}, "conflict", ("tunnel_key",), "router 'r1'"),
 ]  # fmt: skip
 
@@ -280,3 +282,26 @@ def test_changes_that_would_strand_a_router_or_floating_ip_are_refused(nb: North
     e = refused(nb, nb.create, "subnet", {"name": "p1b", "tenant": "provider", "network": "public",
                                           "cidr": "10.2.0.0/16"})  # fmt: skip
     assert e.loc == ("cidr",) and "router 'r1'" in e.message
+
+
+def test_a_gateway_has_an_ipv6_address_beside_its_ipv4_one(nb: Northbound) -> None:
+    nb.create("subnet", {"name": "public-v6", "tenant": "provider", "network": "public",
+                         "cidr": "fd00:e1::/64"})  # fmt: skip
+    body = {"name": "r2", "tenant": "shop", "interfaces": [{"subnet": "spare-v4"}],
+            "gateway": {"network": "public", "chassis": ["hv1"]}}  # fmt: skip
+    r2 = nb.create("router", body)
+    assert isinstance(r2, Router) and r2.gateway is not None
+    assert r2.gateway.ip6 == "fd00:e1::2"  # the lowest free one (::1 is the subnet's gateway)
+    again = nb.update("router", "r2", {"gateway": {"network": "public", "chassis": ["hv1"]}},
+                      tenant="shop")  # fmt: skip
+    assert isinstance(again, Router) and again.gateway and again.gateway.ip6 == "fd00:e1::2"
+    nb.create("network", {"name": "n7", "tenant": "shop"})
+    nb.create("subnet", {"name": "n7-v4", "tenant": "shop", "network": "n7", "cidr": "10.7.0.0/24"})
+    body = {
+        **body,
+        "name": "r3",
+        "interfaces": [{"subnet": "n7-v4"}],
+        "gateway": {"network": "public", "ip6": "fd00:e1::2"},
+    }
+    e = refused(nb, nb.create, "router", body)
+    assert (e.status, e.loc) == ("conflict", ("gateway", "ip6")) and "'r2'" in e.message
