@@ -91,3 +91,18 @@ def test_cli_flows_trace_refuses_a_port_without_protocol(tmp_path: Path) -> None
     ff.write_text("priority=1,actions=output:2\n")
     r = runner.invoke(app, ["flows", "trace", str(ff), "in_port=1,tp_dst=80"])
     assert r.exit_code == 2 and "column 11" in r.output and "tp_dst=80" in r.output, r.output
+
+
+def test_port_trace_on_connected_switches_follows_the_tunnel_to_the_peer() -> None:
+    """With every chassis' switch connected, their own port numbers: routed on the
+    sender's chassis, tunnelled to the receiver's and delivered there."""
+    lab = SimLab(yaml.safe_load((ROOT / "examples/east-west.yaml").read_text()))
+    db1 = next(a for a in lab.hosts["db1"].port.ips if ":" in a)
+    t = lab.ctl.trace("web1", f"icmp6,ipv6_dst={db1}")
+    path = [(p["chassis"], p["datapath"]) for p in t.as_dict()["path"]]
+    assert path == [("hv1", "switch web"), ("hv1", "router r1"), ("hv1", "switch db"),
+                    ("hv2", "switch db")], t.format()  # fmt: skip
+    [end] = t.ends
+    assert (end.chassis, end.kind) == ("hv2", "port") and "port db1" in end.text
+    sess = next(s for s in lab.ctl.sessions.values() if s.chassis == t.start.chassis.id)
+    assert t.start.key[fk.IN_PORT] == sess.ofports[lab.hosts["web1"].port.iface]

@@ -224,3 +224,23 @@ def test_cli_trace_from_outside(tmp_path: Path) -> None:
             "hv2", "hv2", "hv2", "hv1", "hv1", "hv1"]  # fmt: skip
         r = runner.invoke(app, ["trace", "a", pkt, "--from-outside", "public", "--api", s.url])
         assert r.exit_code == 2 and "only the packet" in r.output
+
+
+def test_a_vlan_external_network_tagged_in_and_out() -> None:
+    doc = model()
+    next(n for n in doc["networks"] if n["name"] == "public")["vlan"] = 100
+    ctl = Controller(SqliteStore())
+    with TestClient(create_app(ctl)) as http:
+        c = Client("http://testserver", http=http)
+        c.apply(doc)
+        learn_upstream(ctl)
+        t = c.trace("b", "udp,nw_dst=198.51.100.7,tp_dst=53", tenant="shop")["trace"]
+        [end] = t["ends"]
+        assert end["kind"] == "uplink" and "(VLAN 100)" in end["text"]
+        assert "dl_vlan=100" in end["flow"]
+        fip = c.get("floating_ip", "d-public", tenant="shop")["ip"]
+        r = c.trace(None, f"udp,nw_src=198.51.100.7,nw_dst={fip},tp_dst=53",
+                    from_outside="public")  # fmt: skip
+        t = r["trace"]
+        assert "dl_vlan=100" in t["flow"] and "(physnet public, VLAN 100, in_port" in r["text"]
+        assert [(e["chassis"], e["kind"]) for e in t["ends"]] == [("hv2", "port")]
