@@ -573,7 +573,9 @@ class _Walker:
             reason = next(
                 (t.drop_reason for t in reversed(self._tracers(tracer)) if t.drop_reason), None
             )
-            hop.exits.append(Exit(ch.name, "drop", f"dropped ({reason or 'no output'})"))
+            last = next((e for e in reversed(hop.events) if isinstance(e, Step)), None)
+            at = f" at {last.datapath} {last.stage}: {last.text()}" if last is not None else ""
+            hop.exits.append(Exit(ch.name, "drop", f"dropped ({reason or 'no output'}){at}"))
         return hop
 
     def _tracers(self, t: Tracer) -> list[Tracer]:

@@ -177,6 +177,8 @@ def test_a_packet_that_goes_nowhere_ends_in_a_drop(api: Client) -> None:
                   from_outside="public")["trace"]  # fmt: skip
     [end] = t["ends"]
     assert end["kind"] == "drop" and end["chassis"] == "hv1"
+    assert end["text"].startswith("dropped (no_output) at router r1 lr_in_ip_input: ")
+    assert "other traffic to 203.0.113.2: drop" in end["text"]
     assert t["path"][-1]["datapath"] == "router r1"
 
 
