@@ -137,13 +137,18 @@ def _parse(text: str, defaults: Mapping[str, str]) -> tuple[int, ...]:
 
 
 def _router_mac(state: State, port: Port, dst: str) -> str | None:
-    """The MAC of the router interface on `port`'s network a packet to `dst` (off the
-    port's subnets) goes to: the port's gateway there, of `dst`'s family."""
+    """The MAC of the router interface on `port`'s network a packet to `dst` goes to:
+    the port's gateway there, of `dst`'s family -- None for a destination on one of
+    the port's subnets (the workload asks for it, not its gateway)."""
     try:
-        fam = ipaddress.ip_address(dst).version
+        to = ipaddress.ip_address(dst)
     except ValueError:
         return None
+    fam = to.version
     mine = [ipaddress.ip_address(a) for a in port.ips]
+    cidrs = [ipaddress.ip_network(s.cidr) for s in state.subnets_of(port.network)]
+    if any(to in c and any(a in c for a in mine) for c in cidrs):
+        return None
     for r in state.all("router"):
         for itf in interfaces(state, r):
             if itf.network != port.network or itf.family != fam or itf.gateway or not itf.mac:

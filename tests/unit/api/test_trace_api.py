@@ -246,3 +246,13 @@ def test_a_vlan_external_network_tagged_in_and_out() -> None:
         t = r["trace"]
         assert "dl_vlan=100" in t["flow"] and "(physnet public, VLAN 100, in_port" in r["text"]
         assert [(e["chassis"], e["kind"]) for e in t["ends"]] == [("hv2", "port")]
+
+
+def test_an_unknown_address_on_the_ports_own_subnet_is_not_sent_to_the_router(
+    api: Client,
+) -> None:
+    t = api.trace("b", "icmp,nw_dst=10.2.0.77", tenant="shop")["trace"]
+    assert "dl_dst=00:00:00:00:00:00" in t["flow"]  # no one answers for it: no MAC guessed
+    assert all(p["datapath"] != "router r1" for p in t["path"])
+    t = api.trace("b", "icmp,nw_dst=10.9.0.77", tenant="shop")["trace"]
+    assert ("hv2", "router r1") in crossed(t)  # off the subnet: to the router's MAC
