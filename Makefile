@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-switch bench-ct bench-fw bench-overlay bench-controller deps bench-deps clean
+.PHONY: demo test lint unit bench bench-switch bench-ct bench-fw bench-overlay bench-route bench-controller deps bench-deps clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/ensure-deps.sh venv
@@ -56,6 +56,9 @@ bench-fw: $(STAMP) bench-deps
 
 bench-overlay: $(STAMP) deps
 	$(BIN)/python benchmarks/overlay_bench.py
+
+bench-route: $(STAMP) bench-deps
+	$(BIN)/python benchmarks/route_bench.py --rounds 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
