@@ -26,7 +26,7 @@ import yaml
 from vnet.compiler import Compiler, localize
 from vnet.compiler.stages import stage_of
 from vnet.controller.northbound import Northbound
-from vnet.lab.topology import with_outside, with_physnets
+from vnet.lab.topology import model_part
 from vnet.model.objects import ENCAPS, tunnel_iface
 from vnet.pipeline.flow import Flow
 from vnet.pipeline.ofctl import format_flow
@@ -68,7 +68,7 @@ def compiled(path: Path) -> dict[str, str]:
 
     lab: dict[str, Any] = yaml.safe_load(path.read_text())
     # what the lab fills in or keeps to itself: uplinks, the outside, the addressing
-    doc, _ = with_outside(with_physnets({k: v for k, v in lab.items() if k != "addressing"}))
+    doc = model_part(lab)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(uuid, "uuid4", seeded)
         nb = Northbound(SqliteStore())

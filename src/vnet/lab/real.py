@@ -97,7 +97,14 @@ from .addressing import (
     routed_subnets,
     udhcpc_script,
 )
-from .topology import TopologyError, physnets_of, with_outside, with_physnets, with_underlay
+from .topology import (
+    TopologyError,
+    model_part,
+    physnets_of,
+    with_outside,
+    with_physnets,
+    with_underlay,
+)
 
 __all__ = ["Lab", "LabError", "default_dir", "find_lab", "running_labs"]
 
@@ -279,7 +286,8 @@ class Lab:
         api_port = self._begin(sim=True)
         try:
             try:
-                self._record_filled(doc, with_underlay(doc)[0])  # as the simulation fills it
+                # as the simulation fills it
+                self._record_filled(doc, with_underlay(model_part(doc))[0])
             except TopologyError as e:
                 raise LabError(str(e)) from None
             (self.dir / "topology.json").write_text(json.dumps(doc))

@@ -43,7 +43,7 @@ from ..packet import arp, ethernet, icmp, icmpv6, ipv4, ipv6
 from ..packet.addr import ip4_int, ip6_int, mac_int
 from ..store import SqliteStore
 from .addressing import Address, addresses, default_routes, routed_subnets
-from .topology import with_underlay
+from .topology import model_part, with_underlay
 from .underlay import carry
 
 __all__ = ["SimControl", "SimHost", "SimLab", "serve"]
@@ -195,7 +195,7 @@ class SimHost:
 class SimLab:
     def __init__(self, doc: dict[str, Any], attach: bool = True) -> None:
         self.ctl = Controller(SqliteStore())
-        self.ctl.nb.apply(with_underlay(doc)[0])
+        self.ctl.nb.apply(with_underlay(model_part(doc))[0])
         self.switches: dict[str, Switch] = {}
         self.hosts: dict[str, SimHost] = {}
         self.underlay: dict[int, Switch] = {}  # underlay address -> its chassis' switch

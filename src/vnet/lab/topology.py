@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_UNDERLAY",
     "Outside",
     "TopologyError",
+    "model_part",
     "physnets_of",
     "uplink_name",
     "with_outside",
@@ -154,3 +155,9 @@ def with_outside(doc: dict[str, Any]) -> tuple[dict[str, Any], Outside]:
             raise TopologyError(f"outside.server[{i}]: a second IPv{itf.version} address")
         seen.add(itf.version)
     return doc, Outside(tuple(str(a) for a in server))
+
+
+def model_part(doc: dict[str, Any]) -> dict[str, Any]:
+    """What of a lab file is the model's, as the lab applies it: each chassis' uplinks
+    filled in, and the lab's own keys (`outside`, `addressing`) taken out."""
+    return with_outside(with_physnets({k: v for k, v in doc.items() if k != "addressing"}))[0]

@@ -224,6 +224,15 @@ def _admit_network(state: State, obj: Resource, old: Resource | None) -> Resourc
             "conflict", ("segment_id",), f"VNI {obj.segment_id} is in use by network {other.name!r}"
         )
     assert isinstance(obj, Network)
+    if obj.external:
+        for n in state.all("network"):
+            if n.id != obj.id and n.external and (n.physnet, n.vlan) == (obj.physnet, obj.vlan):
+                seg = f"VLAN {obj.vlan}" if obj.vlan is not None else "the untagged segment"
+                raise ModelError(
+                    "conflict", ("vlan",) if obj.vlan is not None else ("physnet",),
+                    f"{seg} of physnet {obj.physnet!r} is network {n.name!r}'s: frames "
+                    "from the uplink could not be told apart",
+                )  # fmt: skip
     l3.network_change(state, obj)
     return obj
 

@@ -276,7 +276,7 @@ def test_changes_that_would_strand_a_router_or_floating_ip_are_refused(nb: North
     e = refused(nb, nb.update, "subnet", "db-v4", {"gateway": "10.2.0.254"}, tenant="shop")
     assert e.loc == ("gateway",) and "next hop" in e.message
     nb.create("network", {"name": "public2", "tenant": "provider", "external": True,
-                          "physnet": "public"})  # fmt: skip
+                          "physnet": "public", "vlan": 12})  # fmt: skip
     nb.create("subnet", {"name": "p2", "tenant": "provider", "network": "public2",
                          "cidr": "198.51.100.0/24"})  # fmt: skip
     e = refused(nb, nb.create, "subnet", {"name": "p1b", "tenant": "provider", "network": "public",
@@ -305,3 +305,15 @@ def test_a_gateway_has_an_ipv6_address_beside_its_ipv4_one(nb: Northbound) -> No
     }
     e = refused(nb, nb.create, "router", body)
     assert (e.status, e.loc) == ("conflict", ("gateway", "ip6")) and "'r2'" in e.message
+
+
+def test_two_external_networks_on_one_segment_are_refused(nb: Northbound) -> None:
+    e = refused(nb, nb.create, "network",
+                {"name": "twin", "tenant": "shop", "external": True, "physnet": "public"})  # fmt: skip
+    assert (e.status, e.loc) == ("conflict", ("physnet",)) and "'public'" in e.message
+    e = refused(nb, nb.create, "network", {"name": "twin", "tenant": "shop", "external": True,
+                                           "physnet": "public", "vlan": 10})  # fmt: skip
+    assert (e.status, e.loc) == ("conflict", ("vlan",)) and "'uplink'" in e.message
+    ok = nb.create("network", {"name": "twin", "tenant": "shop", "external": True,
+                               "physnet": "public", "vlan": 11})  # fmt: skip
+    assert ok.name == "twin"
