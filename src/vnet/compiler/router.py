@@ -356,9 +356,12 @@ def _switch_side(
           apply=patch)  # fmt: skip
         if gw and not itf.gateway:
             del m[REG_FLAGS]
+            # routed here as if sent here: the flags of the tunnel go (a port it reaches on
+            # the external network has its firewall checked here, not skipped as a frame
+            # checked on its sender's chassis)
             e("phy_out", 90, f"{_iface(itf)}: redirected from another chassis: into "
-              f"router {r.name}'s pipeline on its active gateway chassis", m, apply=patch,
-              resident=(gw, True))  # fmt: skip
+              f"router {r.name}'s pipeline on its active gateway chassis", m,
+              apply=[_load(REG_FLAGS, 0), *patch], resident=(gw, True))  # fmt: skip
     return e.out
 
 
