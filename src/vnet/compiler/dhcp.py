@@ -21,26 +21,34 @@ port security admits (from the port's MAC, UDP only) for this stage, which
 drops whatever of it is no DHCP request.  The firewall never filters DHCP
 (`acl`), and these frames never reach it anyway.
 
+On a subnet no router is on, the server's address (the subnet's gateway)
+is nobody's, yet a renewal goes unicast to it: the switch answers the port's
+ARP for it with the server's MAC (`controller.dhcp.server_mac`), so the
+renewal is sent -- and punted here.
+
 The context is per tenant: each subnet's id, family, `dhcp` and
-`ipv6_mode` (`Feature`): a port's flows are rebuilt when one of its
-tenant's subnets changes any of them.
+`ipv6_mode` (`Feature`), and the unrouted IPv4 subnets' gateway and server
+MAC: a port's flows are rebuilt when one of its tenant's subnets changes any
+of them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..model.objects import Network, Port
-from ..model.state import State
+from ..model.state import State, derived_mac
 from ..pipeline.actions import OFPP_CONTROLLER, Output
 from .logical import Feature, LFlow, _Emit, feature
 from .stages import NEXT, REG_INPORT
+from .switch import _arp_reply
 
 __all__ = ["KINDS", "Punt", "punts"]
 
-ETH_IP, ETH_IP6 = 0x0800, 0x86DD
+ETH_IP, ETH_ARP, ETH_IP6 = 0x0800, 0x0806, 0x86DD
 KINDS = ("dhcpv4", "dhcpv6", "rs")
 _ALL_DHCP_SERVERS = (0xFF020000000000000000000000010002, (1 << 128) - 1)
 _ZERO4 = (0, 0xFFFFFFFF)
@@ -56,9 +64,11 @@ class Punt:
 
 
 class _Subnets(NamedTuple):
-    """A tenant's subnets as this feature reads them: (id, version, dhcp, ipv6_mode)."""
+    """A tenant's subnets as this feature reads them: (id, version, dhcp, ipv6_mode), and
+    for an IPv4 subnet no router is on, its gateway and the DHCP server's MAC there."""
 
     subnets: tuple[tuple[str, int, bool, str | None], ...]
+    unrouted: tuple[tuple[str, str, str], ...] = ()  # (subnet id, gateway, server MAC)
 
 
 def punts(lflows: Iterable[LFlow]) -> dict[int, Punt]:
@@ -68,9 +78,16 @@ def punts(lflows: Iterable[LFlow]) -> dict[int, Punt]:
 
 def _context(state: State, prev: Mapping[str, Any] | None) -> Mapping[str, Any]:
     by_tenant: dict[str, list[tuple[str, int, bool, str | None]]] = {}
+    alone: dict[str, list[tuple[str, str, str]]] = {}
+    routed = {i.subnet for r in state.all("router") for i in r.interfaces}
     for s in state.all("subnet"):
         by_tenant.setdefault(s.tenant, []).append((s.id, s.ip_version, s.dhcp, s.ipv6_mode))
-    return {t: _Subnets(tuple(sorted(v))) for t, v in by_tenant.items()}
+        if s.ip_version == 4 and s.dhcp and s.gateway and s.id not in routed:
+            mac = derived_mac(s.network, "dhcp")
+            alone.setdefault(s.tenant, []).append((s.id, s.gateway, mac))
+    return {
+        t: _Subnets(tuple(sorted(v)), tuple(sorted(alone.get(t, ())))) for t, v in by_tenant.items()
+    }
 
 
 def _served(port: Port, ctx: _Subnets) -> list[tuple[str, str]]:
@@ -107,6 +124,12 @@ def port_flows(net: Network, port: Port, ctx: _Subnets) -> list[LFlow]:
                 "tp_dst": 67,
             }
             e("ls_in_dhcp", 100, "dhcpv4 request: to the controller", m, to_controller, punt=punt)
+            server = next(((gw, mac) for sid, gw, mac in ctx.unrouted if sid == sub), None)
+            if server is not None:  # a renewal goes unicast to the server: it must be found
+                gw, mac = server
+                e("ls_in_arp_rsp", 50, f"arp reply for the DHCP server {gw} (no router on the subnet)",
+                  {**me, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": (int(ipaddress.IPv4Address(gw)), 0xFFFFFFFF)},
+                  apply=_arp_reply(mac, gw))  # fmt: skip
             if port.port_security and port.mac:
                 src = {**me, "eth_src": int(port.mac.replace(":", ""), 16), "eth_type": ETH_IP}
                 e("ls_in_port_sec", 95, "dhcpv4 client without an address", {**src, "ipv4_src": _ZERO4, "ip_proto": 17}, goto=NEXT)  # fmt: skip

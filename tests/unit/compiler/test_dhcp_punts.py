@@ -6,11 +6,12 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dhcp6 import DUID_LL, DHCP6_Solicit, DHCP6OptClientId
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import ICMPv6ND_RS, IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 
 from tests.unit.compiler.test_router import GW_MAC, IP4, MAC, ONE, Rig, model
 from vnet.compiler import dhcp
 from vnet.compiler.switch import eui64_link_local
+from vnet.controller.dhcp import server_mac
 from vnet.model.state import State
 
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -95,3 +96,21 @@ def test_router_solicitations_and_dhcpv6_are_punted_per_ipv6_mode() -> None:
     rig.send("a", bytes(sol))
     assert punted(rig) == [dhcp.Punt("rs", "a", "s1v6"), dhcp.Punt("dhcpv6", "a", "s1v6")]
     assert not rig.got("b")
+
+
+def test_without_a_router_the_switch_answers_arp_for_the_dhcp_server() -> None:
+    # a renewal goes unicast to the server identifier (the subnet's gateway): with no
+    # router on the subnet, the switch answers for it with the server's MAC
+    s = model(ONE).copy()
+    del s.objects["router"]
+    for sub in list(s.all("subnet")):
+        if sub.ip_version == 4:
+            s.objects["subnet"][sub.id] = sub.changed(gateway=sub.cidr.replace("0/24", "1"))
+    rig = Rig(s)
+    ask = Ether(src=MAC["a"], dst=BCAST) / ARP(op=1, hwsrc=MAC["a"], psrc=IP4["a"], pdst="10.0.1.1")
+    rig.send("a", bytes(ask))
+    (ans,) = rig.got("a")
+    mac, routed = server_mac(s, s.get("subnet", "s1"))
+    assert not routed and (ans[ARP].op, ans[ARP].hwsrc, ans[ARP].psrc) == (2, mac, "10.0.1.1")
+    rig.send("a", discover(src=IP4["a"], dst="10.0.1.1", edst=mac))  # the renewal: punted
+    assert punted(rig) == [dhcp.Punt("dhcpv4", "a", "s1")]
