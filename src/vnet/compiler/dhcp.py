@@ -21,8 +21,9 @@ port security admits (from the port's MAC, UDP only) for this stage, which
 drops whatever of it is no DHCP request.  The firewall never filters DHCP
 (`acl`), and these frames never reach it anyway.
 
-On a subnet no router is on, the server's address (the subnet's gateway)
-is nobody's, yet a renewal goes unicast to it: the switch answers the port's
+On a subnet no router is on (and not an external network's, whose gateway is
+the upstream router), the server's address (the subnet's gateway) is
+nobody's, yet a renewal goes unicast to it: the switch answers the port's
 ARP for it with the server's MAC (`controller.dhcp.server_mac`), so the
 renewal is sent -- and punted here.
 
@@ -82,7 +83,9 @@ def _context(state: State, prev: Mapping[str, Any] | None) -> Mapping[str, Any]:
     routed = {i.subnet for r in state.all("router") for i in r.interfaces}
     for s in state.all("subnet"):
         by_tenant.setdefault(s.tenant, []).append((s.id, s.ip_version, s.dhcp, s.ipv6_mode))
-        if s.ip_version == 4 and s.dhcp and s.gateway and s.id not in routed:
+        net = state.get("network", s.network)
+        outside = net is None or net.external  # there, the gateway is the upstream router
+        if s.ip_version == 4 and s.dhcp and s.gateway and s.id not in routed and not outside:
             mac = derived_mac(s.network, "dhcp")
             alone.setdefault(s.tenant, []).append((s.id, s.gateway, mac))
     return {
