@@ -16,7 +16,6 @@ from typing import Any
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
-from vnet.lab.underlay import carry
 from vnet.model.objects import (
     Chassis,
     FixedIP,
@@ -34,8 +33,7 @@ from vnet.model.objects import (
 )
 from vnet.model.rules import State
 
-from .test_localnet import UPLINK
-from .test_localnet import Rig as LocalnetRig
+from .test_localnet import UPLINK, Rig
 
 UP_MAC = "02:00:00:00:99:01"  # the upstream router
 UP_IP = "203.0.113.1"
@@ -100,27 +98,6 @@ def wire(rig: Rig) -> list[Ether]:
     """What reached the physical network, taken."""
     got, rig.outside[:] = list(rig.outside), []
     return got
-
-
-class Rig(LocalnetRig):
-    """The localnet rig, counting what the underlay carried to each chassis."""
-
-    def __init__(self, state: State) -> None:
-        self.counts: dict[str, int] = {}
-        super().__init__(state)
-
-    def run(self) -> None:
-        for _ in range(10):
-            moved = carry(self.switches.values(), self.underlay, 1.0, self.counts)
-            for cid, up in self.uplinks.items():
-                for f in up.frames():
-                    moved = True
-                    self.outside.append(Ether(f))
-                    for other, sw in self.switches.items():
-                        if other != cid:
-                            self._inject(sw, UPLINK, f)
-            if not moved:
-                break
 
 
 def tunnelled(rig: Rig) -> int:

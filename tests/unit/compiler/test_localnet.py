@@ -58,6 +58,7 @@ class Rig:
         self.devices: dict[str, MemoryDevice] = {}
         self.underlay: dict[int, Switch] = {}
         self.outside: list[Ether] = []  # what the physical switch carried
+        self.counts: dict[str, int] = {}  # what the underlay carried, per receiving chassis
         for ch in state.all("chassis"):
             sw = Switch(ch.name, fail_mode="secure")
             sw.controller_connected(1)
@@ -83,7 +84,7 @@ class Rig:
 
     def run(self) -> None:
         for _ in range(10):
-            moved = carry(self.switches.values(), self.underlay, 1.0)
+            moved = carry(self.switches.values(), self.underlay, 1.0, self.counts)
             for cid, up in self.uplinks.items():
                 for f in up.frames():
                     moved = True
