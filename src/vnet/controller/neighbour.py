@@ -70,6 +70,7 @@ from ..packet import flowkey as fk
 from ..packet.errors import DecodeError
 from ..pipeline.actions import Action, Resubmit, SetField
 from ..pipeline.fields import lookup
+from .bucket import Bucket
 from .northbound import Northbound
 
 __all__ = [
@@ -137,19 +138,6 @@ def injection(vni: int, port_key: int) -> tuple[Action, ...]:
     )
 
 
-class _Bucket:
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.filled = rate, float(burst), float(burst), now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.filled) * self.rate)
-        self.filled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
 class Neighbours:
     """Requests, learning and aging of routers' neighbours, against one northbound."""
 
@@ -169,7 +157,7 @@ class Neighbours:
         self.interval, self.rate, self.burst = interval, rate, burst
         self.counts: Counter[str] = Counter()
         self._asked: dict[tuple[str, str], float] = {}  # (router, address) -> when
-        self._buckets: dict[str, _Bucket] = {}  # router id -> its requests' bucket
+        self._buckets: dict[str, Bucket] = {}  # router id -> its requests' bucket
 
     # -- ask ------------------------------------------------------------------------------------
     def request(
@@ -197,7 +185,7 @@ class Neighbours:
             return None
         b = self._buckets.get(p.router)
         if b is None:
-            b = self._buckets[p.router] = _Bucket(self.rate, self.burst, now)
+            b = self._buckets[p.router] = Bucket(self.rate, self.burst, now)
         if not b.take(now):
             self.counts["resolve_rate_limited"] += 1
             return None

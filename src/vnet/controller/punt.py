@@ -129,6 +129,7 @@ from ..packet.reject import answer
 from ..pipeline.actions import Action, RegLoad, Resubmit, SetField
 from ..pipeline.fields import lookup
 from . import dhcp
+from .bucket import Bucket
 from .flowlog import FlowLog
 from .neighbour import Neighbours
 
@@ -235,22 +236,6 @@ def compiled_punts(lflows: Sequence[LFlow]) -> Mapping[int, AnyPunt]:
     out.update(dhcp_punts(lflows))
     out.update(neighbour_punts(lflows))
     return out
-
-
-class Bucket:
-    """A token bucket: `rate` tokens a second, at most `burst` kept."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.tokens, self.filled = self.burst, now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.filled) * self.rate)
-        self.filled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 def not_fragmentable(frame: bytes) -> bool | None:
