@@ -1,4 +1,4 @@
-"""The logical router's flows: east-west routing at the first hop.
+"""The logical router's flows: routing at the first hop, and its gateway's.
 
 A router is a logical datapath of its own (`stages.ROUTER`, key
 `ROUTER_BASE | router.tunnel_key` in `metadata`, above every VNI), joined to
@@ -23,11 +23,35 @@ network only, so two interfaces of one router may share one.  `reg0` holds
 the next hop (`routing.NextHop.id`: 0 the destination itself, else the
 number of a static route's next hop), so no register needs 128 bits for an
 IPv6 next hop.  The firewall's registers are left alone; conntrack state is
-cleared at each patch (a router's NAT zone comes later).
+cleared at each patch; the router's own conntrack zone on the chassis (its
+NAT's) is in `reg1` (`REG_RZONE`, loaded by the chassis stage `lr_in_zone`).
+
+The gateway.  A router's `gateway` is one more port, on an external
+network, with an interface of each family (`routing.interfaces`: numbered
+after the interfaces), resident on the active gateway chassis
+(`model.l3.active_gateway`; `LFlow.resident`, which `localize` honours):
+only there is its MAC looked up, and ARP and neighbour solicitations from
+the physical network for its addresses handed to the router
+(`ls_in_l2_lkup`: frames from a localnet port skip the switch's responder)
+and answered in `lr_in_ip_input`, back out through the router's egress.
+A route out of the gateway is routed there only; on any other chassis the
+same flow sends the frame as it came to `lr_in_gw_redirect`, back into its
+network addressed to the router's port, flagged `FLAG_REDIRECT`, which the
+output stage tunnels to the active chassis, where that port's resident
+patch (taking frames out of a tunnel, its flags cleared) routes it for real
+(OVN's chassis redirect).  NAT, in the router's zone: `lr_in_dnat`
+untranslates replies to the gateway's address, `lr_out_snat` translates the
+router's IPv4 subnets to it (unless `snat: false`) and untranslates the
+rest; floating IPs and port forwardings are `nat`'s, per floating IP.
 
 The stages (as OVN's `lr_in_*`):
+- `lr_in_zone` (the chassis'): the router's conntrack zone into `reg1`;
 - `lr_in_admission`: frames for the interface's MAC of its own family (an
   IPv4 interface takes IPv4 and ARP, an IPv6 one IPv6), and broadcast ARP;
+  at the gateway, solicited-node multicast (and a distributed floating IP's
+  MAC, `nat`);
+- `lr_in_dnat`: from outside, by the gateway: DNAT of floating IPs and
+  forwarded ports (`nat`), replies to the gateway's address untranslated;
 - `lr_in_ip_input`: martian addresses dropped; an echo request to a router
   address answered in place -- addresses swapped, the reply routed back like
   any packet (both families, in flows: moves of 128-bit addresses are what
@@ -57,6 +81,9 @@ The stages (as OVN's `lr_in_*`):
   the frame's length, Ethernet header in -- into `FLAG_LARGER`, and what is
   longer goes to the controller (too big), one flow per (in, out) pair of
   interfaces of a family;
+- `lr_in_gw_redirect` (reached by name): the chassis redirect, above;
+- `lr_out_snat`: out of the gateway: SNAT to the gateway's address or a
+  floating IP, replies untranslated;
 - `lr_out_delivery`: the patch into the out interface's network.
 
 Punts: the controller's contract.  A packet the router cannot route is
