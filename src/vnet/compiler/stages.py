@@ -53,8 +53,10 @@ logged rule a copy sent to `*_acl_log` is for.
 Registers survive `ct(table=)`, so what is loaded before conntrack is there
 after it.  In a router's pipeline `reg6`/`reg7` are the router's own port
 numbers (its interfaces, from 1), `reg0` the next hop (`REG_NEXTHOP`: 0 the
-destination itself, else a static route's next hop by number); the patch
-back into a network loads the router port's key there into `reg6`.
+destination itself, else a static route's next hop by number), `reg1` the
+router's conntrack zone on this chassis (`REG_RZONE`, for NAT: `reg4` keeps
+the firewall's); the patch back into a network loads the router port's key
+there into `reg6`.
 
 The firewall's stages sit after the lookup in ingress (the sender's egress
 rules need the receiver: `reg7`) and before port security in egress;
