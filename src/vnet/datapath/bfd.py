@@ -35,17 +35,34 @@ is discarded (`RxDrop.AUTH`), the D bit is ignored (we never ask for it).
 
 `forwarding` is Open vSwitch's notion: Up and the peer not reporting a
 path-down diagnostic.  `flaps` counts changes of `forwarding`.
+
+`Monitor` is the switch's set of sessions, one per (tunnel port, peer
+underlay address), and the only part that touches packets: the switch offers
+it every frame a tunnel port decapsulated with key 0 before the pipeline
+(BFD frames are kept, as Open vSwitch's `check_tnl_key` does), and the
+runner's BFD timer calls `run` when `next_wake` says; control packets leave
+encapsulated with key 0 from the port's local address.  A tunnel port here is
+flow-based (one per encapsulation, every peer behind it), so sessions are
+told apart by Your Discriminator, or by the outer source while the peer does
+not know ours yet.  The control socket adds and removes sessions
+(`bfd-add`, `bfd-del`) and reports them (`bfd-show`); `on_change` is where
+a layer above learns of a change.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..packet.bfd import Bfd, Diag, State
+from ..packet import encap
+from ..packet.addr import ip4_str
+from ..packet.bfd import Bfd, BfdError, Diag, State, frame, is_bfd, parse_frame
+from .port import Port
 
-__all__ = ["MIN_INTERVAL_US", "RxDrop", "Session"]
+__all__ = ["MIN_INTERVAL_US", "BfdConfigError", "Monitor", "RxDrop", "Session"]
 
 SLOW_TX_US = 1_000_000  # §6.8.3: the floor of desired min TX while not Up
 MIN_INTERVAL_US = 1_000  # 1 ms: the smallest interval a session is configured with
@@ -60,11 +77,15 @@ class RxDrop(Enum):
     ADMIN_DOWN = "session is administratively down"
 
 
+class BfdConfigError(ValueError):
+    """A session asked for with a bad parameter; the message names it."""
+
+
 def _interval(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"bfd {name}: {value!r} is not an integer (microseconds)")
+        raise BfdConfigError(f"bfd {name}: {value!r} is not an integer (microseconds)")
     if not MIN_INTERVAL_US <= value < 1 << 32:
-        raise ValueError(f"bfd {name}: {value} us out of range {MIN_INTERVAL_US}..4294967295")
+        raise BfdConfigError(f"bfd {name}: {value} us out of range {MIN_INTERVAL_US}..4294967295")
     return value
 
 
@@ -82,13 +103,13 @@ class Session:
         rng: random.Random | None = None,
     ) -> None:
         if not 1 <= local_disc < 1 << 32:
-            raise ValueError(f"bfd local_disc: {local_disc} out of range 1..4294967295")
+            raise BfdConfigError(f"bfd local_disc: {local_disc} out of range 1..4294967295")
         if (
             isinstance(detect_mult, bool)
             or not isinstance(detect_mult, int)
             or not 1 <= detect_mult <= 255
         ):
-            raise ValueError(f"bfd detect_mult: {detect_mult!r} out of range 1..255")
+            raise BfdConfigError(f"bfd detect_mult: {detect_mult!r} out of range 1..255")
         self.local_disc = local_disc
         self.detect_mult = detect_mult
         self.cfg_min_tx = _interval("desired_min_tx", desired_min_tx)
@@ -302,3 +323,171 @@ class Session:
             "rx_packets": self.rx_packets,
             "tx_packets": self.tx_packets,
         }
+
+
+# -- the switch's sessions ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Peer:
+    port: Port  # the tunnel port the session runs on
+    ip: int  # the peer's underlay address
+    session: Session
+    udp_src: int
+    seen: tuple[State, bool]  # state and forwarding last reported through on_change
+
+
+class Monitor:
+    """The BFD sessions of one switch, one per (tunnel port, peer underlay address).
+
+    The I/O around `Session`: `take` is offered every frame a tunnel port
+    decapsulated with key 0 and keeps the BFD ones (they never reach the
+    pipeline, as in Open vSwitch with `check_tnl_key`); `run` expires
+    sessions and sends what is due, each control packet encapsulated with key
+    0 (no Geneve option) from the port's local address to the peer's;
+    `next_wake` says when `run` is next needed.  `on_change(port, peer,
+    session)` is called when a session's state or forwarding changes; `wake`
+    when something must go out before `next_wake` said (a Final owed, a new
+    session).  A frame that cannot be used is counted in `drops` by reason.
+    """
+
+    def __init__(self, mac: int, rng: random.Random | None = None) -> None:
+        self.mac = mac  # the inner Ethernet source of our control packets
+        self.rng = rng or random.Random()
+        self.peers: dict[tuple[str, int], _Peer] = {}
+        self.by_disc: dict[int, _Peer] = {}
+        self.drops: dict[str, int] = {}
+        self.on_change: Callable[[str, int, Session], None] | None = None
+        self.wake: Callable[[], None] | None = None
+        self._next_udp = 0
+        self._ident = 0
+
+    def add(
+        self,
+        port: Port,
+        peer: int,
+        now: float,
+        *,
+        desired_min_tx: int = 100_000,
+        required_min_rx: int = 100_000,
+        detect_mult: int = 3,
+    ) -> Session:
+        """A session to `peer` over `port` (new, or the existing one with new timers)."""
+        if not port.config.tunnel or not port.config.local_ip:
+            raise BfdConfigError(f"bfd port: {port.name!r} is not a tunnel port with a local_ip")
+        if not 0 < peer < 1 << 32 or peer == port.config.local_ip:
+            raise BfdConfigError(
+                f"bfd peer: {ip4_str(peer) if 0 <= peer < 1 << 32 else peer} is not a remote address"
+            )
+        old = self.peers.get((port.name, peer))
+        if old is not None:
+            s = old.session
+            if detect_mult != s.detect_mult:
+                Session(1, now, detect_mult=detect_mult)  # checks it
+                s.detect_mult = detect_mult
+            s.set_intervals(desired_min_tx, required_min_rx, now)
+            self._poke()
+            return s
+        disc = self.rng.randrange(1, 1 << 32)
+        while disc in self.by_disc:
+            disc = self.rng.randrange(1, 1 << 32)
+        s = Session(
+            disc,
+            now,
+            desired_min_tx=desired_min_tx,
+            required_min_rx=required_min_rx,
+            detect_mult=detect_mult,
+            rng=self.rng,
+        )
+        # RFC 5881 §4: one source port per session, 49152..65535
+        udp_src = 49152 + self._next_udp % 16384
+        self._next_udp += 1
+        p = _Peer(port, peer, s, udp_src, (s.state, s.forwarding))
+        self.peers[(port.name, peer)] = p
+        self.by_disc[disc] = p
+        self._poke()
+        return s
+
+    def remove(self, port_name: str, peer: int) -> None:
+        p = self.peers.pop((port_name, peer), None)
+        if p is None:
+            raise BfdConfigError(f"bfd peer: no session to {ip4_str(peer)} on {port_name!r}")
+        del self.by_disc[p.session.local_disc]
+
+    def forget_port(self, port_name: str) -> None:
+        """Drop the sessions of a port that is gone."""
+        for key in [k for k in self.peers if k[0] == port_name]:
+            self.remove(*key)
+
+    def _poke(self) -> None:
+        if self.wake is not None:
+            self.wake()
+
+    def _drop(self, why: str) -> None:
+        self.drops[why] = self.drops.get(why, 0) + 1
+
+    def _report(self, p: _Peer) -> None:
+        s = p.session
+        now = (s.state, s.forwarding)
+        if now != p.seen:
+            p.seen = now
+            if self.on_change is not None:
+                self.on_change(p.port.name, p.ip, s)
+
+    def take(self, port: Port, src: int, inner: bytes, now: float) -> bool:
+        """Whether `inner` (decapsulated from `src` with key 0) was a BFD frame, now consumed."""
+        if not is_bfd(inner):
+            return False
+        try:
+            f = parse_frame(inner)
+        except BfdError as e:
+            self._drop(f"bad_{e.field}")
+            return True
+        if f.ttl != 255:  # RFC 5881 §5 (GTSM): only one hop away
+            self._drop("bad_ttl")
+            return True
+        pkt = f.packet
+        p = self.by_disc.get(pkt.your_disc) if pkt.your_disc else self.peers.get((port.name, src))
+        if p is None or p.port is not port or p.ip != src:
+            self._drop("no_session")
+            return True
+        why = p.session.receive(pkt, now)
+        if why is not None:
+            self._drop(why.name.lower())
+        self._report(p)
+        if p.session.final_due:
+            self._poke()
+        return True
+
+    def run(self, now: float) -> int:
+        """Expire sessions and send what is due; how many control packets went out."""
+        sent = 0
+        for p in list(self.peers.values()):
+            s = p.session
+            if s.expire(now):
+                self._report(p)
+            if not s.due(now):
+                continue
+            pkt = s.transmit(now)
+            cfg = p.port.config
+            inner = frame(pkt, eth_src=self.mac, udp_src=p.udp_src)
+            local = cfg.local_ip or 0
+            outer = encap.Outer(local, p.ip, 0, p.udp_src, (), udp_csum=cfg.udp_csum)
+            self._ident = (self._ident + 1) & 0xFFFF
+            dev: Any = p.port.device
+            if dev.send_ip(p.ip, encap.encap(cfg.kind, inner, outer, self._ident)):
+                sent += 1
+            else:
+                self._drop("tx_failed")
+        return sent
+
+    def next_wake(self) -> float | None:
+        times = [t for p in self.peers.values() if (t := p.session.next_wake()) is not None]
+        return min(times) if times else None
+
+    def show(self) -> list[dict[str, Any]]:
+        """Every session's status, by port and peer."""
+        return [
+            {"port": name, "peer": ip4_str(ip), **p.session.status()}
+            for (name, ip), p in sorted(self.peers.items())
+        ]

@@ -12,6 +12,10 @@ all, a zone's, or (`tuple`, in its ct-orig-tuple syntax) those whose
 original direction has the fields given -- how the controller cuts a
 connection a policy change denies.
 
+`bfd-add` / `bfd-del` run or stop a BFD session to a peer chassis over a
+tunnel port (`vnet.datapath.bfd`); `bfd-show` reports every session's state
+(Open vSwitch's bfd_status keys) and the BFD frames dropped, by reason.
+
 `show` also says the switch-wide port-security default (what `add-port`
 gives a port whose spec does not say) and, through `info`, what the layers
 above the datapath report (the OpenFlow agent's connections): the datapath
@@ -32,6 +36,7 @@ from typing import Any
 from ..packet.addr import ip4_int, ip6_int, mac_str
 from ..pipeline.fields import FieldError
 from ..pipeline.ofctl import FlowSyntaxError, parse_packet
+from .bfd import BfdConfigError
 from .conntrack import Conn, format_conn
 from .ipf import MAX_FRAGS_BOUND, MIN_FRAG_BOUND
 from .port import PortConfigError, parse_port_spec
@@ -105,7 +110,7 @@ class JsonLineServer:
 
 
 class ControlServer(JsonLineServer):
-    errors = (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError)
+    errors = (SwitchError, PortConfigError, FlowSyntaxError, FieldError, KeyError, BfdConfigError)
 
     def __init__(
         self,
@@ -129,6 +134,9 @@ class ControlServer(JsonLineServer):
                 "ct-flush": self.ct_flush,
                 "ct-stats": self.ct_stats,
                 "ct-ipf": self.ct_ipf,
+                "bfd-add": self.bfd_add,
+                "bfd-del": self.bfd_del,
+                "bfd-show": self.bfd_show,
             },
         )
 
@@ -227,6 +235,42 @@ class ControlServer(JsonLineServer):
         if max_frags is not None:
             ipf.set_max_frags(max_frags)
         return {**ipf.stats(), "dump": ipf.dump()}
+
+    def _bfd_peer(self, args: dict[str, Any]) -> tuple[Any, int]:
+        sw = self.runner.switch
+        name = args.get("port")
+        port = sw.port_by_name(name) if isinstance(name, str) else None
+        if port is None:
+            raise SwitchError(f"port: no port {name!r} on {sw.name}")
+        try:
+            peer = ip4_int(args["peer"])
+        except (ValueError, TypeError, AttributeError, OSError):
+            raise SwitchError(f"peer: expected an IPv4 address, got {args['peer']!r}") from None
+        return port, peer
+
+    def bfd_add(self, args: dict[str, Any]) -> Any:
+        """A BFD session to `peer` (underlay address) over tunnel `port` (timers in ms,
+        as Open vSwitch's bfd:min_tx/min_rx/mult; default 100, 100, 3); an existing
+        session gets the new timers."""
+        port, peer = self._bfd_peer(args)
+        timers = {}
+        for key, name in (("min_tx", "desired_min_tx"), ("min_rx", "required_min_rx")):
+            ms = args.get(key, 100)
+            if isinstance(ms, bool) or not isinstance(ms, int) or not 1 <= ms <= 4_294_967:
+                raise SwitchError(f"{key}: expected 1..4294967 (ms), got {ms!r}")
+            timers[name] = ms * 1000
+        sw = self.runner.switch
+        s = sw.bfd.add(port, peer, self.runner.clock(), detect_mult=args.get("mult", 3), **timers)
+        return {"port": port.name, "peer": args["peer"], "local_disc": s.local_disc}
+
+    def bfd_del(self, args: dict[str, Any]) -> Any:
+        port, peer = self._bfd_peer(args)
+        self.runner.switch.bfd.remove(port.name, peer)
+        return {"port": port.name, "peer": args["peer"]}
+
+    def bfd_show(self, args: dict[str, Any]) -> Any:
+        mon = self.runner.switch.bfd
+        return {"sessions": mon.show(), "drops": dict(sorted(mon.drops.items()))}
 
     def fdb(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch

@@ -24,6 +24,8 @@ returns.  Nothing here raises into the loop on a vanished device.
 
 A timer ticks once a second: MAC aging, flow timeouts (FLOW_REMOVED through
 `on_flows_removed`) and the kernel's own drop counters per socket.
+Another runs the switch's BFD sessions (`vnet.datapath.bfd.Monitor`): it
+sleeps until the next control packet or detection deadline is due.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Runner:
         self._polled: dict[int, _Polling] = {}  # port_no -> its polling run
         self._nl: socket.socket | None = None
         self._tick_task: asyncio.Task[None] | None = None
+        self._bfd_task: asyncio.Task[None] | None = None
         self._created_taps: set[str] = set()
 
     # -- ports --------------------------------------------------------------------------
@@ -274,6 +277,20 @@ class Runner:
             self._watch(port)
         self._open_netlink()
         self._tick_task = asyncio.create_task(self._ticker())
+        self._bfd_task = asyncio.create_task(self._bfd_timer())
+
+    async def _bfd_timer(self) -> None:
+        """BFD sessions: sent and expired when due, woken early when a session needs it."""
+        mon = self.switch.bfd
+        ready = asyncio.Event()
+        mon.wake = ready.set
+        while True:
+            ready.clear()
+            mon.run(self.clock())
+            due = mon.next_wake()
+            wait = 1.0 if due is None else min(max(due - self.clock(), 0.0), 1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), wait)
 
     async def _ticker(self) -> None:
         while True:
@@ -297,6 +314,8 @@ class Runner:
     def close(self) -> None:
         if self._tick_task is not None:
             self._tick_task.cancel()
+        if self._bfd_task is not None:
+            self._bfd_task.cancel()
         for port in list(self.switch.ports.values()):
             self._unwatch(port)
             port.device.close()

@@ -90,7 +90,8 @@ from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Instructions, Rule
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.match import Match
 from ..pipeline.trace import Tracer
-from . import ftp, offload
+from . import ftp, offload, rewrite
+from .bfd import Monitor
 from .conntrack import NEW, TRK, CtResult, Packet, Tracker
 from .ctnat import nat_range
 from .ipf import Ipf, Refused
@@ -122,7 +123,10 @@ class _Entry:
     it was made for (rewrites patch at its offsets) and, for a plain output, where
     each copy goes (`Switch._egress`, decided once)."""
 
-    __slots__ = ("ct", "d", "direct", "key", "nbytes", "packets", "plan", "queue", "tracks", "used")
+    __slots__ = (
+        "ct", "d", "direct", "key", "nbytes", "packets", "plan", "queue", "rewrite", "tracks",
+        "used",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -145,6 +149,9 @@ class _Entry:
         # tracked in the order they came, and after a `ct`, one at a time
         self.tracks = False
         self.ct: _CtStep | None = None  # the decision begins with a `ct`: see `_CtStep`
+        # the decision rewrites the Ethernet addresses and TTL, then outputs (a router's):
+        # each frame is rewritten by slicing, and they leave in one batch (`rewrite`)
+        self.rewrite: rewrite.Rewrite | None = None
 
 
 class _CtStep:
@@ -348,6 +355,8 @@ class Switch:
         # datagrams made whole by the packet in hand: (ct, its fields, fragments) to go on
         self._released: list[tuple[Ct, tuple[int, ...], list[tuple[_Held, bytes]]]] = []
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
+        # BFD sessions to peer chassis over the tunnel ports (a locally administered MAC)
+        self.bfd = Monitor(0x02 << 40 | (self.dpid & 0xFFFFFFFFFF))
         self._sync_default_flow()
 
     # -- configuration ---------------------------------------------------------------
@@ -411,6 +420,7 @@ class Switch:
         if port is None:
             raise SwitchError(f"no port {name!r} on {self.name}")
         del self.ports[port.port_no]
+        self.bfd.forget_port(name)
         self._macs.flush(port.port_no)
         self._pipeline.invalidate()
         port.device.close()
@@ -541,9 +551,11 @@ class Switch:
         if not d.cacheable:
             return None
         plan: tuple[tuple[Port | None, str | None], ...] = ()
-        if d.plain is not None:
-            dst = key[fk.ETH_DST]
-            plan = tuple(self._egress(p, dst) for p in d.plain)
+        routed = rewrite.plan(d.odp, key) if d.plain is None else None
+        outs = d.plain if routed is None else routed.outs
+        if outs is not None:
+            dst = key[fk.ETH_DST] if routed is None else int.from_bytes(routed.eth[:6], "big")
+            plan = tuple(self._egress(p, dst) for p in outs)
             if any(way[1] == HOLD for way in plan):
                 return None  # a held frame waits on its port, for as long as there is room
         direct: tuple[Port, ...] | None = None
@@ -554,6 +566,7 @@ class Switch:
         ):
             direct = tuple(out for out, _ in plan if out is not None)
         e = _Entry(d, key, plan, direct)
+        e.rewrite = routed
         if d.plain is None and _tracks(d.odp):
             e.tracks = True
             if d.odp[0][0] == "ct" and not key[fk.IP_FRAG]:
@@ -608,6 +621,9 @@ class Switch:
             e.used = now
             total += n
             total_bytes += nbytes
+            if e.rewrite is not None:  # a router's rewrite: the frames are new, their size not
+                r = e.rewrite
+                q = [(h, rewrite.apply(r, f)) for h, f in q]
             direct = e.direct
             if direct is not None:  # what `_send` does for these ports, without the checks
                 one = len(direct) == 1
@@ -622,6 +638,9 @@ class Switch:
             d = e.d
             if e.ct is not None:
                 self._track(port, e, e.ct, q)
+            elif e.rewrite is not None:
+                for way in e.plan:
+                    send(way, q, nbytes, e.key)
             elif d.plain is None:
                 self._forward(d, e.key, q)
             elif not e.plan:
@@ -817,6 +836,9 @@ class Switch:
                 port.stats.rx_packets += 1
                 port.stats.rx_errors += 1
                 self.drop(f"tunnel_{e.reason.label}")
+                continue
+            if d.key == 0 and self.bfd.take(port, d.src, d.inner, now):
+                port.stats.rx_packets += 1  # BFD, taken before the pipeline
                 continue
             info = fk.TunnelInfo(d.key, d.src, d.dst, options=d.options)
             self._receive(port, b"", d.inner, info)
