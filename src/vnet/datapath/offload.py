@@ -27,7 +27,7 @@ import struct
 
 from ..packet.checksum import internet_checksum
 
-__all__ = ["HDR_LEN", "NO_HDR", "finish", "fit", "is_gso", "segment", "shift"]
+__all__ = ["HDR_LEN", "NO_HDR", "finish", "fit", "is_gso", "segment", "shift", "wire_len"]
 
 HDR_LEN = 10
 NO_HDR = bytes(HDR_LEN)
@@ -40,6 +40,21 @@ _HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_star
 
 def is_gso(hdr: bytes) -> bool:
     return len(hdr) == HDR_LEN and hdr[1] != GSO_NONE
+
+
+def wire_len(hdr: bytes, frame: bytes) -> int:
+    """The length of the longest frame `frame` is on the wire: itself, or for a GSO frame
+    its first segment's -- the headers (to the end of TCP's, or UDP's 8 bytes) and
+    `gso_size` of payload -- what a router's MTU check must judge, not the super-frame."""
+    if not is_gso(hdr):
+        return len(frame)
+    _, gso, _, size, l4, _ = _HDR.unpack(hdr)
+    kind = gso & ~GSO_ECN
+    if kind in (GSO_TCPV4, GSO_TCPV6) and l4 + 13 < len(frame):
+        end = l4 + (frame[l4 + 12] >> 4) * 4
+    else:
+        end = l4 + 8
+    return min(len(frame), end + size) if size else len(frame)
 
 
 def shift(hdr: bytes, delta: int) -> bytes:

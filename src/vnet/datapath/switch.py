@@ -510,7 +510,11 @@ class Switch:
         for f in frames:
             sig = sig_of(f[1])
             e = cache.get(sig) if sig is not None else None
-            if e is not None and e.d.lengths and not e.d.fits(packet_len(len(f[1]), e.key)):
+            if (
+                e is not None
+                and e.d.lengths
+                and not e.d.fits(packet_len(offload.wire_len(*f), e.key))
+            ):
                 e = None  # made for a frame on the other side of a check_pkt_larger
             if e is None:
                 if touched:  # what came before goes first
@@ -887,7 +891,7 @@ class Switch:
         if self.fail_open:
             d = self._fail_open_decision(key)
         else:
-            d = pipeline.decide(key, self, 0, packet_len(len(frame), key))
+            d = pipeline.decide(key, self, 0, packet_len(offload.wire_len(hdr, frame), key))
         self._execute(d, key, hdr, frame)
         if sig is not None and pipeline.version == version:  # nothing learned meanwhile
             self._remember(port, sig, d, key)
@@ -1134,7 +1138,9 @@ class Switch:
         again = fk.extract(frame, op[4] if len(op) > 4 else key[fk.IN_PORT], meta=op[2])
         self._recirculations += 1
         try:
-            d = self._pipeline.decide(again, self, table, packet_len(len(frame), again))
+            d = self._pipeline.decide(
+                again, self, table, packet_len(offload.wire_len(hdr, frame), again)
+            )
             self._execute(d, again, hdr, frame)
         finally:
             self._recirculations -= 1

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import struct
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
-from vnet.datapath import rewrite
+from vnet.datapath import offload, rewrite
 from vnet.packet import flowkey as fk
 from vnet.pipeline import odp
 
@@ -97,3 +98,39 @@ def test_a_switchs_routed_frames_take_the_batch_path(monkeypatch: object) -> Non
     for f in got:
         assert (f.dst, f[IP].ttl, f[IP].dst) == (MAC["b"], 63, IP4["b"])
     assert len({bytes(f) for f in got}) == 1  # the cached path's bytes are the full path's
+
+
+def _tso(payload: int, mss: int) -> tuple[bytes, bytes]:
+    """A TCP GSO super-frame from web1 to db1's subnet, and its virtio-net header."""
+    from tests.unit.compiler.test_router import GW_MAC, IP4, MAC
+
+    f = bytes(Ether(src=MAC["a"], dst=GW_MAC["s1"]) / IP(src=IP4["a"], dst=IP4["b"], ttl=64)
+              / TCP(sport=5555, dport=80, flags="A")) + bytes(payload)  # fmt: skip
+    hdr = struct.pack("<BBHHHH", 1, 1, 54, mss, 34, 16)  # needs csum, TCPv4, hdr_len, mss
+    return hdr, f
+
+
+def test_a_gso_frame_is_judged_by_its_segments_length() -> None:
+    hdr, f = _tso(20_000, 1448)
+    assert offload.wire_len(hdr, f) == 54 + 1448
+    assert offload.wire_len(b"", f) == len(f)
+    hdr_udp = struct.pack("<BBHHHH", 1, 5, 42, 1000, 34, 6)  # UDP GSO: 8 bytes of header
+    assert offload.wire_len(hdr_udp, f) == 34 + 8 + 1000
+
+
+def test_a_routed_tso_frame_within_the_mtu_is_routed_not_punted() -> None:
+    from tests.unit.compiler.test_router import ONE, Rig, model
+
+    state = model(ONE).copy()
+    for n in list(state.all("network")):
+        state.objects["network"][n.id] = n.changed(mtu=1442)
+    rig = Rig(state)
+    sw = rig.where["a"]
+    port = sw.port_by_name(next(p.iface for p in rig.state.all("port") if p.name == "a"))
+    assert port is not None
+    hdr, f = _tso(20_000, 1380)  # segments of 1434 bytes: within the MTU of 1442
+    sw.receive_batch(port, [(hdr, f)], 1.0)
+    assert not rig.packet_ins  # no "too big" to the controller
+    hdr, f = _tso(20_000, 1500)  # segments of 1554 bytes: too big
+    sw.receive_batch(port, [(hdr, f)], 1.0)
+    assert rig.packet_ins
