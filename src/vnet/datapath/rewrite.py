@@ -60,25 +60,21 @@ def plan(ops: Sequence[tuple[Any, ...]], key: Sequence[int]) -> Rewrite | None:
 
 
 def apply(r: Rewrite, frame: bytes) -> bytes:
-    """`frame` rewritten as `r` says."""
-    b = bytearray(frame)
-    b[0:12] = r.eth
-    ttl, l3 = r.ttl, r.l3
+    """`frame` rewritten as `r` says (joined from slices: cheaper than a bytearray)."""
+    eth, l3, ttl, v4, _ = r
     if ttl < 0:
-        return bytes(b)
-    if not r.v4:
-        if len(b) > l3 + 7:
-            b[l3 + 7] = ttl
-        return bytes(b)
-    if len(b) < l3 + 12:
-        return bytes(b)
-    old = (b[l3 + 8] << 8) | b[l3 + 9]
-    new = (ttl << 8) | b[l3 + 9]
-    b[l3 + 8] = ttl
-    c = (b[l3 + 10] << 8) | b[l3 + 11]
-    s = (~c & 0xFFFF) + (~old & 0xFFFF) + new
+        return eth + frame[12:]
+    if not v4:
+        if len(frame) <= l3 + 7:
+            return eth + frame[12:]
+        return b"".join((eth, frame[12 : l3 + 7], bytes((ttl,)), frame[l3 + 8 :]))
+    if len(frame) < l3 + 12:
+        return eth + frame[12:]
+    p = frame[l3 + 9]
+    old = (frame[l3 + 8] << 8) | p
+    c = (frame[l3 + 10] << 8) | frame[l3 + 11]
+    s = (~c & 0xFFFF) + (~old & 0xFFFF) + ((ttl << 8) | p)
     s = (s & 0xFFFF) + (s >> 16)
     s = (s & 0xFFFF) + (s >> 16)
     c = ~s & 0xFFFF
-    b[l3 + 10], b[l3 + 11] = c >> 8, c & 0xFF
-    return bytes(b)
+    return b"".join((eth, frame[12 : l3 + 8], bytes((ttl, p, c >> 8, c & 0xFF)), frame[l3 + 12 :]))
