@@ -626,8 +626,7 @@ class Switch:
             total += n
             total_bytes += nbytes
             if e.rewrite is not None:  # a router's rewrite: the frames are new, their size not
-                r = e.rewrite
-                q = [(h, rewrite.apply(r, f)) for h, f in q]
+                q = rewrite.apply_batch(e.rewrite, q)
             direct = e.direct
             if direct is not None:  # what `_send` does for these ports, without the checks
                 one = len(direct) == 1

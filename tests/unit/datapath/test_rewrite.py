@@ -134,3 +134,14 @@ def test_a_routed_tso_frame_within_the_mtu_is_routed_not_punted() -> None:
     hdr, f = _tso(20_000, 1500)  # segments of 1554 bytes: too big
     sw.receive_batch(port, [(hdr, f)], 1.0)
     assert rig.packet_ins
+
+
+def test_a_batch_is_rewritten_as_each_frame_is() -> None:
+    fs = frames()
+    for f in fs[:60]:
+        key = fk.extract(f, in_port=1)
+        r = rewrite.plan(routed_ops(key), key)
+        assert r is not None
+        short = f[: key[fk.L3_OFS] + 6]  # cut inside the IP header: left whole but for the MACs
+        assert rewrite.apply_batch(r, [(b"h", f), (b"", short)]) == [
+            (b"h", rewrite.apply(r, f)), (b"", rewrite.apply(r, short))]  # fmt: skip
