@@ -55,7 +55,10 @@ __all__ = [
     "PROTOCOLS",
     "SYSTEM_KINDS",
     "AddressPair",
+    "BGPPeer",
+    "BGPUplink",
     "Chassis",
+    "ChassisBGP",
     "FixedIP",
     "FloatingIP",
     "Gateway",
@@ -374,6 +377,57 @@ class Port(Resource):
         return iface_name(self.id)
 
 
+MAX_ASN = (1 << 32) - 1  # 4-octet AS numbers (RFC 6793)
+
+
+class BGPPeer(BaseModel):
+    """An upstream router a chassis' BGP speaker peers with (eBGP)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ip: str
+    asn: Annotated[int, Field(ge=1, le=MAX_ASN)]
+
+    _ip = field_validator("ip")(lambda cls, v: _address(v))
+
+
+class BGPUplink(BaseModel):
+    """A chassis' BGP on one physnet: its own addresses there (the next hop of what it
+    advertises, one per family) and the upstream routers it peers with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    addresses: Annotated[list[str], Field(min_length=1, max_length=2)]
+    peers: Annotated[list[BGPPeer], Field(min_length=1)]
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        out = [_address(a) for a in v]
+        if len({ipaddress.ip_address(a).version for a in out}) != len(out):
+            raise ValueError("one address per family (IPv4, IPv6)")
+        return out
+
+    @model_validator(mode="after")
+    def _families(self) -> BGPUplink:
+        mine = {ipaddress.ip_address(a).version: a for a in self.addresses}
+        for i, p in enumerate(self.peers):
+            v = ipaddress.ip_address(p.ip).version
+            if v not in mine:
+                raise ValueError(f"peers[{i}].ip: {p.ip} is IPv{v}: no IPv{v} address here")
+            if p.ip == mine[v]:
+                raise ValueError(f"peers[{i}].ip: {p.ip} is this chassis' own address")
+        return self
+
+
+class ChassisBGP(BaseModel):
+    """A chassis' BGP speaker: its AS and, per physnet it has an uplink for, its
+    sessions there (`bgp` module)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    asn: Annotated[int, Field(ge=1, le=MAX_ASN)]
+    physnets: dict[Annotated[str, Field(pattern=NAME_RE)], BGPUplink] = Field(min_length=1)
+    bfd: bool = True  # BFD on every session: a dead speaker's routes go in about a second
+
+
 class Chassis(Resource):
     """A hypervisor host and the switch that runs on it."""
 
@@ -393,8 +447,17 @@ class Chassis(Resource):
     physnets: dict[
         Annotated[str, Field(pattern=NAME_RE)], Annotated[str, Field(pattern=IFNAME_RE)]
     ] = Field(default_factory=dict)
+    # its BGP speaker, advertising floating IPs and routers' subnets to the physical network
+    bgp: ChassisBGP | None = None
 
     _addr = field_validator("underlay")(lambda cls, v: None if v is None else _address(v))
+
+    @model_validator(mode="after")
+    def _bgp_uplinks(self) -> Chassis:
+        for p in (self.bgp.physnets if self.bgp is not None else {}):
+            if p not in self.physnets:
+                raise ValueError(f"bgp.physnets.{p}: the chassis has no uplink for physnet {p!r}")
+        return self
 
     @property
     def overlay_mtu(self) -> int:
@@ -484,6 +547,11 @@ class Router(Resource):
     routes: list[Route] = Field(default_factory=list)
     gateway: Gateway | None = None
     admin_up: bool = True
+    # what chassis' BGP speakers advertise of it: its floating IPs (/32), and on request
+    # its subnets that leave untranslated (IPv6, and IPv4 without `snat`)
+    advertise: list[Literal["floating_ips", "subnets"]] = Field(
+        default_factory=lambda: ["floating_ips"]  # type: ignore[arg-type]
+    )
     # the router's datapath number (its logical pipeline's key); filled in on admission
     tunnel_key: Annotated[int, Field(ge=1, le=MAX_ROUTER_KEY)] | None = None
 
