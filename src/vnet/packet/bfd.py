@@ -32,7 +32,9 @@ to peer with an Open vSwitch chassis; sources: openvswitch/ovs lib/bfd.c
 * A session belongs to one tunnel *port* with a fixed remote_ip: OVN creates
   one port per remote chassis and warns that BFD does not work with
   flow-based (remote_ip=flow) tunnels.  An Open vSwitch chassis peering with
-  vnet therefore needs a per-peer tunnel port with `bfd:enable=true`.
+  vnet therefore needs a per-peer tunnel port with `bfd:enable=true`; vnet's
+  own side stays flow-based (`vnet.datapath.bfd.Monitor` tells sessions
+  apart by discriminator and outer source).
 
 This module is the codec only: `parse` checks everything RFC 5880 §6.8.6 lets
 a receiver check without session state and raises `BfdError` naming the field
