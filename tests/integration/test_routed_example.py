@@ -1,5 +1,6 @@
 """examples/routed.yaml as a user runs it: DHCP and SLAAC addresses, SNAT out, the
-floating IP in, IPv6 out untranslated, and the router in traceroute.
+floating IP in, IPv6 out untranslated, the router in traceroute, and routed TCP
+with the workloads' offloads on.
 
 The routers learn the upstream router's MAC when the first packet needs it, so
 the first probe may be lost: each check allows a few.  vnet switches (test_gateway
@@ -20,6 +21,7 @@ import yaml
 from vnet.lab.real import Lab
 
 from .labrig import running_lab
+from .test_routing import iperf3
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,3 +69,13 @@ def test_traceroute_shows_the_router_between_the_subnets(lab: Lab) -> None:
     r = lab.exec("web1", ["traceroute", "-n", "-w", "2", "-q", "1", "10.2.0.11"], timeout=60)
     hops = [line.split()[1] for line in r.stdout.splitlines()[1:] if len(line.split()) > 1]
     assert hops[:2] == ["10.1.0.1", "10.2.0.11"], r.stdout
+
+
+def test_routed_tcp_with_the_workloads_offloads_on(lab: Lab) -> None:
+    # segmentation offload on: the routers judge a GSO frame by its segments, not the
+    # super-frame (which is larger than any MTU)
+    for addr in ("10.2.0.11", "10.1.0.11"):
+        client = "web1" if addr == "10.2.0.11" else "db1"
+        server = "db1" if client == "web1" else "web1"
+        got = iperf3(lab, client, server, addr, "-t", "1")["end"]
+        assert got["sum_received"]["bytes"] >= 1 << 20, (client, got["sum_received"])
