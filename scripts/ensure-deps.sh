@@ -9,7 +9,8 @@
 #                                ping, iproute2 and ethtool (offloads off where a peer needs it),
 #                                vsftpd and curl (an FTP server and client for the FTP helper),
 #                                traceroute (Debian's, the router hop across subnets),
-#                                busybox (udhcpc, the DHCP client of DHCP-addressed workloads)
+#                                busybox (udhcpc, the DHCP client of DHCP-addressed workloads),
+#                                frr (the BGP speakers of chassis with `bgp`, and the upstream)
 #   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
 #                                the switch benchmarks, and ab (apache2-utils) against nginx
 #                                (nginx-light), the connection-rate load of the ct benchmark
@@ -45,6 +46,8 @@ case "$target" in
     command -v traceroute >/dev/null 2>&1 || need+=(traceroute)
     # udhcpc, the DHCP client of workloads addressed by DHCP (`addressing: dhcp`)
     command -v busybox >/dev/null 2>&1 || need+=(busybox)
+    # FRR (zebra, staticd, bgpd, bfdd, vtysh): the chassis' BGP speakers and the upstream router
+    [ -x /usr/lib/frr/bgpd ] || need+=(frr)
     if [ "$target" = bench ]; then
       command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
       command -v ab >/dev/null 2>&1 || need+=(apache2-utils)

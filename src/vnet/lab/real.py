@@ -32,7 +32,9 @@ forwarding on, and the server's addresses on its loopback (the file's
 `outside: {server: [...]}`, else 203.0.113.10/24 and 2001:db8:ffff::10/64).
 Workloads on an external network get their default routes via those
 gateways.  A vnet switch is given its uplinks with `--port`; an Open
-vSwitch chassis gets them plugged by the controller.
+vSwitch chassis gets them plugged by the controller.  Chassis with a BGP
+configuration (`bgp`) get FRR speakers and `outside` FRR as their upstream
+router (`lab.bgp`); a file without one runs no FRR.
 
 A chassis with `switch: ovs` gets an Open vSwitch of its own, from Debian's
 openvswitch-switch: an ovsdb-server with a fresh database and an
@@ -97,6 +99,7 @@ from .addressing import (
     routed_subnets,
     udhcpc_script,
 )
+from .bgp import bgp_up, wants_bgp
 from .topology import (
     TopologyError,
     model_part,
@@ -119,7 +122,7 @@ class LabError(RuntimeError):
     pass
 
 
-LOGS = ("controller.log", "sim.log", "switch-*.log", "ovsdb-*.log")
+LOGS = ("controller.log", "sim.log", "switch-*.log", "ovsdb-*.log", "frr-*.log", "bgp-*.log")
 
 
 def default_dir() -> Path:
@@ -245,6 +248,8 @@ class Lab:
             routed |= {i for i, s in subnets.items() if nets[s["network"]].get("external")}
             self._outside(nets, subnets)
             self._outside_routes(routers, subnets)
+            if wants_bgp(list(chassis.values())):
+                bgp_up(self, list(chassis.values()), nets, subnets, _run)
             for p in ports:
                 if p.get("chassis") is None:
                     raise LabError(f"port {p['name']}: bound to no chassis")
