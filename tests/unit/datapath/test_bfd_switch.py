@@ -284,3 +284,38 @@ def test_the_runner_times_the_sessions() -> None:
     assert up is State.UP
     assert after is State.DOWN
     assert took <= 1.0
+
+
+def test_the_cli_adds_shows_and_deletes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from vnet.cli import bfd as bfd_cli
+    from vnet.cli.main import app
+
+    ctl = server(tmp_path)
+    sent: list[tuple[str, dict[str, object]]] = []
+
+    def fake(switch: str, cmd: str, **args: object) -> object:
+        sent.append((cmd, args))
+        return ctl.commands[cmd](args)
+
+    monkeypatch.setattr(bfd_cli, "_ctl", fake)
+    runner = CliRunner()
+    r = runner.invoke(app, ["bfd", "add", "sw", "geneve_sys", "192.0.2.2", "--min-rx", "300"])
+    assert r.exit_code == 0, r.output
+    assert sent[-1] == (
+        "bfd-add",
+        {"port": "geneve_sys", "peer": "192.0.2.2", "min_tx": 100, "min_rx": 300, "mult": 3},
+    )
+    assert "local discriminator 0x" in r.output
+    r = runner.invoke(app, ["bfd", "show", "sw"])
+    assert r.exit_code == 0, r.output
+    assert "geneve_sys 192.0.2.2: down (none), not forwarding" in r.output
+    assert "drops: none" in r.output
+    r = runner.invoke(app, ["bfd", "show", "sw", "--json"])
+    assert json.loads(r.output)["sessions"][0]["state"] == "down"
+    r = runner.invoke(app, ["bfd", "add", "sw", "geneve_sys", "192.0.2.2", "--mult", "0"])
+    assert r.exit_code == 2 and "--mult" in r.output
+    r = runner.invoke(app, ["bfd", "del", "sw", "geneve_sys", "192.0.2.2"])
+    assert r.exit_code == 0 and "removed" in r.output
+    assert "no BFD sessions" in runner.invoke(app, ["bfd", "show", "sw"]).output
