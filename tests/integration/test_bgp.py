@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -132,6 +133,12 @@ def table(lab: Lab, fam: str = "ip") -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def bfd_up(lab: Lab, peer: str) -> bool:
+    """The outside's BFD session with `peer` is up."""
+    rows = [r.split() for r in vtysh_cmd(lab, "show bfd peers brief").stdout.splitlines()]
+    return any(len(r) >= 4 and r[2] == peer and r[3] == "up" for r in rows)
+
+
 def wait_for(lab: Lab, prefix: str, present: bool, timeout: float) -> float:
     """Seconds until the outside has (or has no more) a route to `prefix`."""
     t0 = time.monotonic()
@@ -144,14 +151,26 @@ def wait_for(lab: Lab, prefix: str, present: bool, timeout: float) -> float:
     )
 
 
-def best(lab: Lab, prefix: str) -> tuple[str, str]:
-    (b,) = [(hop, path) for hop, path, is_best in paths(lab, prefix) if is_best]
-    return b
+def best(lab: Lab, prefix: str) -> tuple[str, str] | None:
+    """The outside's best path to `prefix` (next hop, AS path), if any."""
+    got = [(hop, path) for hop, path, is_best in paths(lab, prefix) if is_best]
+    return got[0] if got else None
+
+
+def becomes(lab: Lab, prefix: str, want: tuple[str, str], timeout: float) -> float:
+    """Seconds until the outside's best path to `prefix` is `want` (a path is chosen
+    best a moment after it is learned)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if best(lab, prefix) == want:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"{prefix}: best {best(lab, prefix)}, not {want} after {timeout} s")
 
 
 def test_a_distributed_floating_ip_is_advertised_by_its_ports_chassis(lab: Lab) -> None:
     wait_for(lab, f"{FIP}/32", True, 30)  # the sessions come up
-    assert best(lab, f"{FIP}/32") == (ADDR["hv1"][0], "65101")
+    becomes(lab, f"{FIP}/32", (ADDR["hv1"][0], "65101"), 5)
     assert len(paths(lab, f"{FIP}/32")) == 1  # the gateway chassis does not advertise it
     assert table(lab)[f"{FIP}/32"] == [("*>", ADDR["hv1"][0])]
 
@@ -182,8 +201,7 @@ def test_a_floating_ip_within_2s_of_creation_and_gone_within_2s_of_deletion(lab:
 
 def test_an_ipv6_subnet_is_advertised_and_withdrawn(lab: Lab) -> None:
     prefix = "fd00:1::/64"
-    wait_for(lab, prefix, True, 30)
-    assert best(lab, prefix) == (ADDR["hv2"][1], "65102")
+    becomes(lab, prefix, (ADDR["hv2"][1], "65102"), 30)
     assert "fd00:1::/64" in table(lab, "ipv6")
     with lab.client() as c:
         c.update("router", "t1-r", {"advertise": ["floating_ips"]}, tenant="t1")
@@ -195,3 +213,28 @@ def test_an_ipv6_subnet_is_advertised_and_withdrawn(lab: Lab) -> None:
         assert took <= 2.0, took
     # the IPv4 subnet is translated (snat): never advertised
     assert not paths(lab, "10.0.1.0/24")
+
+
+def test_a_silent_speakers_routes_go_in_about_a_second(lab: Lab) -> None:
+    """hv2's bgpd and bfdd stopped (SIGSTOP: no TCP reset, no BFD packet): the outside's
+    BFD finds it silent and its routes go, long before the 9 s hold time -- the standby's
+    prepended route is then the best; back when they run again."""
+    prefix = "fd00:1::/64"
+    becomes(lab, prefix, (ADDR["hv2"][1], "65102"), 30)
+    end = time.monotonic() + 30
+    # BFD comes up after the session (its slow start: a packet a second until up)
+    while not bfd_up(lab, ADDR["hv2"][1]) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert bfd_up(lab, ADDR["hv2"][1])
+    roles = ("frr-hv2-bgpd", "frr-hv2-bfdd")
+    pids = [int(p["pid"]) for p in lab.state["procs"] if p["role"] in roles]
+    assert len(pids) == 2
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        took = becomes(lab, prefix, (ADDR["hv1"][1], "65101 65101"), 10)
+        assert took <= 2.0, took  # BFD: 3 x 300 ms, not the 9 s hold time
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    becomes(lab, prefix, (ADDR["hv2"][1], "65102"), 30)
