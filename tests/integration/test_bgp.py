@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from vnet.lab.bgp import vtysh_cmd
+from vnet.bgp.speaker import vtysh
+from vnet.lab.bgp import frr_dir, vtysh_cmd
 from vnet.lab.real import Lab
 
 from .labrig import running_lab
@@ -238,3 +239,23 @@ def test_a_silent_speakers_routes_go_in_about_a_second(lab: Lab) -> None:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     becomes(lab, prefix, (ADDR["hv2"][1], "65102"), 30)
+
+
+def test_a_chassis_bgp_change_is_reloaded_into_its_frr(lab: Lab) -> None:
+    """hv1's BFD turned off in the model: its speaker reloads FRR's configuration
+    (frr-reload.py) -- the sessions lose their BFD profile -- and its routes stay or
+    come back once the outside has re-established the session."""
+    hv1 = frr_dir(lab, "hv1")
+    assert "bfd profile vnet" in vtysh(hv1, "show running-config").stdout
+    peers = [{"ip": "198.51.100.1", "asn": 65000}, {"ip": "fd00:e1::1", "asn": 65000}]
+    bgp = {"asn": 65101, "bfd": False,
+           "physnets": {"phys": {"addresses": list(ADDR["hv1"]), "peers": peers}}}  # fmt: skip
+    with lab.client() as c:
+        c.update("chassis", "hv1", {"bgp": bgp})
+    end = time.monotonic() + 10
+    while "bfd profile vnet" in vtysh(hv1, "show running-config").stdout:
+        assert time.monotonic() < end, "hv1's FRR still has BFD on its sessions"
+        time.sleep(0.1)
+    conf = vtysh(hv1, "show running-config").stdout
+    assert "router bgp 65101" in conf and "route-map vnet-out-phys" in conf
+    becomes(lab, f"{FIP}/32", (ADDR["hv1"][0], "65101"), 30)
