@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ def lab() -> Iterator[Lab]:
 
 
 class Peers:
-    def __init__(self, lab: Lab, tmp: Path) -> None:
+    def __init__(self, lab: Lab, tmp: Path, beside_flow_based: bool = False) -> None:
         assert shutil.which("ovs-vswitchd"), "ovs-vswitchd missing: `make test` installs it"
         self.lab = lab
         hv = lab.ns("bhv")
@@ -60,16 +61,31 @@ class Peers:
         lab.spawn("ovs-vswitchd", f"unix:{d}/db.sock", f"--unixctl={d}/vswitchd.ctl",
                   ns=ons, env=env, log=tmp / "vswitchd.log")  # fmt: skip
         self.appctl = ("ovs-appctl", "-t", f"{d}/vswitchd.ctl")
+        self.ofctl_target = f"unix:{d}/br-int.mgmt"
+        self.hv = hv
         self.vswitchd_log = tmp / "vswitchd.log"
         run(*self.vsctl, "add-br", "br-phy", "--", "set", "bridge", "br-phy",
             "datapath_type=netdev", "--", "add-port", "br-phy", under)  # fmt: skip
         run("ip", "-n", ons, "addr", "add", f"{OVS_IP}/24", "dev", "br-phy")
         run("ip", "-n", ons, "link", "set", "br-phy", "up")
+        # the kernel behind the underlay port answers ARP for br-phy's address too (with
+        # that port's MAC, which Open vSwitch's tunnelling does not take): pin the right one
+        phy_mac = lab.exec(ons, "cat", "/sys/class/net/br-phy/address").stdout.strip()
+        run("ip", "-n", hv, "neigh", "replace", OVS_IP, "lladdr", phy_mac, "dev", peer,
+            "nud", "permanent")  # fmt: skip
         run(*self.vsctl, "add-br", "br-int", "--", "set", "bridge", "br-int",
             "datapath_type=netdev", "fail_mode=secure")  # fmt: skip
         # what OVN's controller/bfd.c sets on the tunnel port to a gateway chassis
+        key = "flow"
+        if beside_flow_based:
+            # the chassis keeps its flow-based port for the overlay; the per-peer port
+            # has key 0, so it gets only BFD from the peer, the rest goes to the other
+            run(*self.vsctl, "add-port", "br-int", "vtep-geneve", "--", "set", "interface",
+                "vtep-geneve", "type=geneve", "options:remote_ip=flow", "options:key=flow",
+                f"options:local_ip={OVS_IP}", "ofport_request=1")  # fmt: skip
+            key = "0"
         run(*self.vsctl, "add-port", "br-int", "ovn-hv1-0", "--", "set", "interface",
-            "ovn-hv1-0", "type=geneve", f"options:remote_ip={VNET_IP}", "options:key=flow",
+            "ovn-hv1-0", "type=geneve", f"options:remote_ip={VNET_IP}", f"options:key={key}",
             "bfd:enable=true", "bfd:min_tx=100", "bfd:min_rx=100", "bfd:mult=3",
             "bfd:check_tnl_key=true")  # fmt: skip
         # userspace tunnelling drops what finds its next hop unknown: tell it vnet's MAC
@@ -104,8 +120,11 @@ class Peers:
         )
 
 
-def test_vnet_and_open_vswitch_peer_and_find_each_others_silence(lab: Lab, tmp_path: Path) -> None:
-    p = Peers(lab, tmp_path)
+@pytest.mark.parametrize("beside_flow_based", [False, True], ids=["ovn", "key0"])
+def test_vnet_and_open_vswitch_peer_and_find_each_others_silence(
+    lab: Lab, tmp_path: Path, beside_flow_based: bool
+) -> None:
+    p = Peers(lab, tmp_path, beside_flow_based)
     p.sw.ctl("bfd-add", port="gnv0", peer=OVS_IP, min_tx=100, min_rx=100)
     try:
         wait_for(lambda: p.vnet_state().get("state") == "up"
@@ -137,3 +156,43 @@ def test_vnet_and_open_vswitch_peer_and_find_each_others_silence(lab: Lab, tmp_p
     wait_for(lambda: p.ovs_state().get("state") != "up", 3, "Open vSwitch to see vnet gone")
     assert time.monotonic() - t0 <= 1.0 + 0.3, p.why()  # + ovsdb's status update lag
     assert "Expired" in p.ovs_state().get("diagnostic", ""), p.why()
+
+
+def test_with_a_key_0_bfd_port_the_overlay_stays_on_the_flow_based_port(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Beside the flow-based port, a per-peer port with key 0 takes BFD only: a frame
+    with another key from the same peer still comes in on the flow-based port."""
+    p = Peers(lab, tmp_path, beside_flow_based=True)
+    p.sw.ctl("bfd-add", port="gnv0", peer=OVS_IP)
+    wait_for(lambda: p.ovs_state().get("state") == "up", 15, "Open vSwitch's session up")
+    ofctl = ("ovs-ofctl", "-O", "OpenFlow13")
+    for flow in (
+        "in_port=vtep-geneve,tun_id=5,actions=drop",
+        "in_port=ovn-hv1-0,tun_id=5,actions=drop",
+    ):
+        run(*ofctl, "add-flow", p.ofctl_target, flow)
+    send = (  # through the kernel (its neighbour entry), as vnet's tunnel port sends
+        "import socket; from scapy.all import IP, UDP, Ether;"
+        "from scapy.contrib.geneve import GENEVE;"
+        f"p = IP(src='{VNET_IP}',dst='{OVS_IP}')/UDP(sport=50000,dport=6081)/GENEVE(vni=5)"
+        "/Ether(dst='02:00:00:00:00:02')/IP(src='10.0.0.1',dst='10.0.0.2')/UDP(dport=9);"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW);"
+        f"[s.sendto(bytes(p), ('{OVS_IP}', 0)) for _ in range(3)]"
+    )
+    lab.exec(p.hv, sys.executable, "-c", send)
+
+    def counts() -> dict[str, int]:
+        out = run(*ofctl, "--names", "dump-flows", p.ofctl_target).stdout
+        got = {}
+        for line in out.splitlines():
+            for name in ("vtep-geneve", "ovn-hv1-0"):
+                if f"in_port={name}" in line or f'in_port="{name}"' in line:
+                    got[name] = int(line.split("n_packets=")[1].split(",")[0])
+        return got
+
+    try:
+        wait_for(lambda: counts().get("vtep-geneve") == 3, 5, "the overlay frames")
+    except TimeoutError:
+        raise AssertionError(run(*ofctl, "dump-flows", p.ofctl_target).stdout + p.why()) from None
+    assert counts()["ovn-hv1-0"] == 0
