@@ -89,6 +89,12 @@ def _interval(name: str, value: int) -> int:
     return value
 
 
+def _mult(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+        raise BfdConfigError(f"bfd detect_mult: {value!r} out of range 1..255")
+    return value
+
+
 class Session:
     """The BFD session to one peer; `local_disc` must be unique among the caller's sessions."""
 
@@ -104,14 +110,8 @@ class Session:
     ) -> None:
         if not 1 <= local_disc < 1 << 32:
             raise BfdConfigError(f"bfd local_disc: {local_disc} out of range 1..4294967295")
-        if (
-            isinstance(detect_mult, bool)
-            or not isinstance(detect_mult, int)
-            or not 1 <= detect_mult <= 255
-        ):
-            raise BfdConfigError(f"bfd detect_mult: {detect_mult!r} out of range 1..255")
         self.local_disc = local_disc
-        self.detect_mult = detect_mult
+        self.detect_mult = _mult(detect_mult)
         self.cfg_min_tx = _interval("desired_min_tx", desired_min_tx)
         self.cfg_min_rx = _interval("required_min_rx", required_min_rx)
         self.min_tx = self.cfg_min_tx  # in force (changes through a poll sequence while Up)
@@ -168,13 +168,16 @@ class Session:
         if state in (State.DOWN, State.ADMIN_DOWN):
             self.polling = False
             self.min_tx, self.min_rx = self.cfg_min_tx, self.cfg_min_rx
+        self._note_forwarding()
+        if changed and self.last_tx is not None:
+            # the interval may have shrunk (Up: no more 1 s floor); never wait past the new one
+            self.next_tx = min(self.next_tx, self._next_after(self.last_tx))
+
+    def _note_forwarding(self) -> None:
         fwd = self.forwarding
         if fwd != self._forwarding:
             self._forwarding = fwd
             self.flaps += 1
-        if changed and self.last_tx is not None:
-            # the interval may have shrunk (Up: no more 1 s floor); never wait past the new one
-            self.next_tx = min(self.next_tx, self._next_after(self.last_tx))
 
     def _next_after(self, t: float) -> float:
         low = 10 if self.detect_mult == 1 else 0
@@ -216,7 +219,7 @@ class Session:
                 self._set_state(State.UP, Diag.NONE)
         elif p.state == State.DOWN:  # we are Up
             self._set_state(State.DOWN, Diag.NEIGHBOR_DOWN)
-        self._set_state(self.state, self.diag)  # a path-down diagnostic changes forwarding
+        self._note_forwarding()  # a path-down diagnostic changes it too
         detect = self.detection_time()
         self.detect_deadline = now + detect / 1e6 if detect else None
         if self.remote_min_rx != old_rx and old_rx and self.remote_min_rx:
@@ -382,9 +385,7 @@ class Monitor:
         old = self.peers.get((port.name, peer))
         if old is not None:
             s = old.session
-            if detect_mult != s.detect_mult:
-                Session(1, now, detect_mult=detect_mult)  # checks it
-                s.detect_mult = detect_mult
+            s.detect_mult = _mult(detect_mult)
             s.set_intervals(desired_min_tx, required_min_rx, now)
             self._poke()
             return s

@@ -34,7 +34,11 @@ to peer with an Open vSwitch chassis; sources: openvswitch/ovs lib/bfd.c
   flow-based (remote_ip=flow) tunnels.  An Open vSwitch chassis peering with
   vnet therefore needs a per-peer tunnel port with `bfd:enable=true`; vnet's
   own side stays flow-based (`vnet.datapath.bfd.Monitor` tells sessions
-  apart by discriminator and outer source).
+  apart by discriminator and outer source).  Beside Open vSwitch's own
+  flow-based port, a per-peer port with `key=0` (not `key=flow`) takes only
+  that peer's key-0 frames -- its BFD -- while overlay frames with other keys
+  from the same peer still come in on the flow-based port (Open vSwitch's
+  tunnel lookup prefers an exact key and remote_ip, then falls back).
 
 This module is the codec only: `parse` checks everything RFC 5880 §6.8.6 lets
 a receiver check without session state and raises `BfdError` naming the field
