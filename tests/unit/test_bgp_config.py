@@ -17,6 +17,8 @@ from vnet.bgp.config import (
     structure,
     upstream_conf,
 )
+from vnet.controller.northbound import Northbound
+from vnet.model import ModelError
 from vnet.model.objects import (
     BGPPeer,
     BGPUplink,
@@ -34,6 +36,7 @@ from vnet.model.objects import (
     Tenant,
 )
 from vnet.model.rules import State
+from vnet.store import SqliteStore
 
 UP4, UP6 = "203.0.113.1", "2001:db8:ffff:1::1"
 
@@ -218,3 +221,24 @@ def test_a_router_advertises_what_it_may() -> None:
     with pytest.raises(ValidationError) as e:
         Router(name="r", tenant="t", advertise=["everything"])
     assert "advertise" in str(e.value)
+
+
+def test_a_speakers_address_is_never_a_floating_ips_or_a_ports() -> None:
+    nb = Northbound(SqliteStore())
+    up = {"addresses": ["203.0.113.2"], "peers": [{"ip": "203.0.113.1", "asn": 65000}]}
+    nb.apply({
+        "tenants": [{"name": "ops"}],
+        "chassis": [{"name": "hv1", "physnets": {"phys": "up"},
+                     "bgp": {"asn": 65001, "physnets": {"phys": up}}}],
+        "networks": [{"name": "ext", "tenant": "ops", "external": True, "physnet": "phys"}],
+        "subnets": [{"name": "ext4", "tenant": "ops", "network": "ext", "cidr": "203.0.113.0/24",
+                     "gateway": "203.0.113.1"}],
+    })  # fmt: skip
+    before = nb.store.snapshot()
+    with pytest.raises(ModelError) as e:
+        nb.create("port", {"name": "p", "tenant": "ops", "network": "ext",
+                           "fixed_ips": [{"ip": "203.0.113.2"}]})  # fmt: skip
+    assert nb.store.snapshot() == before
+    assert "chassis 'hv1''s BGP speaker" in e.value.message
+    p = nb.create("port", {"name": "q", "tenant": "ops", "network": "ext"})
+    assert isinstance(p, Port) and "203.0.113.2" not in p.ips  # allocated past it

@@ -34,8 +34,9 @@ What routers and floating IPs refer to is not deleted from under them,
 cascading or not (`dangling`): they are changed first, on purpose.  Other
 kinds' admission asks here what routers and floating IPs hold of a network
 (`legs`, `held_addresses`) so a port never takes a router port's key or MAC
-or a gateway's or floating IP's address.  SLAAC subnets (`slaac`,
-`dhcpv6-stateless`) give a port the EUI-64 address of its MAC (`eui64`).
+or a gateway's, floating IP's or chassis' BGP speaker's address
+(`Chassis.bgp`).  SLAAC subnets (`slaac`, `dhcpv6-stateless`) give a port
+the EUI-64 address of its MAC (`eui64`).
 """
 
 from __future__ import annotations
@@ -164,6 +165,22 @@ def held_addresses(state: State, network_id: str, skip: Resource | None = None) 
     for f in _fips(state):
         if f.network == network_id and f.ip is not None and f.id != mine:
             out[f.ip] = f"floating IP {f.name!r}"
+    out.update(_speakers(state, network_id))
+    return out
+
+
+def _speakers(state: State, network_id: str) -> dict[str, str]:
+    """The chassis' BGP speakers' addresses on a network's subnets (its physnet's)."""
+    net = state.get("network", network_id)
+    if not isinstance(net, Network) or net.physnet is None:
+        return {}
+    cidrs = [ipaddress.ip_network(s.cidr) for s in state.subnets_of(network_id)]
+    out: dict[str, str] = {}
+    for ch in state.objects.get("chassis", {}).values():
+        up = ch.bgp.physnets.get(net.physnet) if isinstance(ch, Chassis) and ch.bgp else None
+        for a in up.addresses if up is not None else ():
+            if any(ipaddress.ip_address(a) in c for c in cidrs):
+                out[a] = f"chassis {ch.name!r}'s BGP speaker"
     return out
 
 
