@@ -7,7 +7,8 @@ peering with the outside (AS 65000 at 198.51.100.1 / fd00:e1::1, the external
 subnets' gateways).  Router t1-r's gateway is active on hv2, standby on hv1;
 it advertises its floating IPs and its untranslated subnets (IPv6).  web1's
 floating IP is distributed (web1's chassis, hv1, has the physnet); a floating
-IP of port forwardings is the gateway's.
+IP of port forwardings is the gateway's.  Runs with vnet switches and with Open
+vSwitch (the speakers are beside the switch, on a cable of their own).
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def topology() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    with running_lab(topology(), tmp_path_factory.mktemp("bgp"), "vnet") as lab:
+@pytest.fixture(scope="module", params=["vnet", "ovs"])
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    tmp = tmp_path_factory.mktemp(f"bgp-{request.param}")
+    with running_lab(topology(), tmp, request.param) as lab:
         yield lab
 
 
