@@ -131,6 +131,18 @@ def test_a_prefix_of_a_family_the_chassis_has_no_address_of_is_not_advertised() 
     assert "2001:db8:1::/64" in prefixes(s, "hv3")
 
 
+def test_nothing_of_a_router_that_is_down_or_has_no_gateway_chassis() -> None:
+    for s in (model(advertise=("floating_ips", "subnets"), gw_chassis=()),
+              model(advertise=("floating_ips", "subnets"), hv1_uplink=True, gw_chassis=())):  # fmt: skip
+        assert [prefixes(s, c) for c in ("hv1", "hv2", "hv3")] == [{}, {}, {}]
+    s = model(advertise=("floating_ips", "subnets"), hv1_uplink=True)
+    r = s.get("router", "r1")
+    down = State.of([*(o for k in s.objects.values() for o in k.values() if o.id != "r1"),
+                     r.model_copy(update={"admin_up": False})])  # fmt: skip
+    assert prefixes(s, "hv1") and prefixes(s, "hv2")
+    assert [prefixes(down, c) for c in ("hv1", "hv2", "hv3")] == [{}, {}, {}]
+
+
 def test_a_third_gateway_chassis_prepends_twice() -> None:
     s = model(gw_chassis=("hv3", "hv2", "hv1"), hv1_uplink=True, fip="forward")
     assert [prefixes(s, c) for c in ("hv3", "hv2", "hv1")] == [

@@ -10,7 +10,8 @@ its address on the physical network is the host's, not any tenant's.
 
 What a chassis advertises (`advertisements`), each prefix on the physnet of
 its external network, only where the chassis has an address of the prefix's
-family there:
+family there, and only of routers that are up with a gateway chassis (what
+else translates nothing):
 - a floating IP (/32) of a router with `floating_ips` in its `advertise` (the
   default): by its port's chassis when it is distributed (`nat.distributed`);
   otherwise by the router's gateway chassis -- the active one as is, each
@@ -146,6 +147,8 @@ def advertisements(state: State, chassis_id: str) -> list[Advert]:
         if not routers or "floating_ips" not in routers[0].advertise:
             continue
         r = routers[0]
+        if not r.admin_up or active_gateway(r) is None:
+            continue  # translated nowhere (`nat.fip_flows`): nothing to advertise
         pch = state.get("chassis", ports[0].chassis) if ports[0].chassis else None
         if distributed(f, ports[0], net, pch):
             rank: int | None = 0 if ports[0].chassis == ch.id else None
@@ -155,7 +158,7 @@ def advertisements(state: State, chassis_id: str) -> list[Advert]:
         add(f"{f.ip}/{bits}", net, rank, f"floating_ip {f.name}")
     for r in _routers(state):
         g = r.gateway
-        if g is None or "subnets" not in r.advertise or not r.admin_up:
+        if g is None or "subnets" not in r.advertise or not r.admin_up or not g.chassis:
             continue
         net = state.get("network", g.network)
         if net is None:
