@@ -229,6 +229,10 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("MAC", "mac"),
         ("HEARD", "seen_at"),
     ],
+    "bfd_status": [
+        ("CHASSIS", "name"),
+        ("SESSIONS", "sessions"),
+    ],
 }
 
 
@@ -268,6 +272,8 @@ def _cell(field: str, value: Any, names: dict[str, str]) -> str:
         return ", ".join(names.get(str(v), str(v)) for v in value) or "-"
     if field in ("tenant", "network", "chassis", "port", "router"):
         return names.get(str(value), str(value))
+    if field == "sessions":  # a chassis' BFD sessions: each peer's state
+        return ", ".join(f"{names.get(k, k)}={v}" for k, v in sorted(value.items())) or "-"
     if field == "seen_at":  # a learned neighbour: how long ago it was last heard from
         return f"{max(0, int(time.time() - float(value)))}s ago"
     if isinstance(value, bool):

@@ -34,6 +34,7 @@ PLURAL = {
     "router": "routers",
     "floating_ip": "floating_ips",
     "neighbour": "neighbours",  # written by the controller: read only
+    "bfd_status": "bfd_statuses",  # written by the controller: read only
 }
 
 

@@ -12,10 +12,10 @@ returns the creates, updates and deletes that make them equal, in dependency
 order; `--dry-run` prints them, `apply` commits them in one transaction.
 `create_all` only adds a file's objects to the model (`vnet create -f`), also
 in one transaction, refusing any that exists.
-Kinds the system writes (`SYSTEM_KINDS`: a router's learned neighbours)
-are read here like any other and refused, naming the kind, to every user
-write -- create, update, delete, a file's entry; the controller stores them
-through `learn` and `forget`.
+Kinds the system writes (`SYSTEM_KINDS`: a router's learned neighbours,
+chassis' BFD reports) are read here like any other and refused, naming the
+kind, to every user write -- create, update, delete, a file's entry; the
+controller stores them through `learn`, `report_bfd` and `forget`.
 Fields the system allocates (VNI, MAC, addresses, datapath id) keep their
 current values when the file leaves them out, so re-applying a file is a
 no-op.  Kinds are admitted in dependency order (`ORDER`: security groups
@@ -38,6 +38,7 @@ from ..model.objects import (
     KINDS,
     ORDER,
     SYSTEM_KINDS,
+    BFDStatus,
     Neighbour,
     Resource,
     SecurityGroup,
@@ -272,6 +273,21 @@ class Northbound:
         rev = self._commit([Change("put", obj, expect=old.revision if old else 0)])
         out = obj.changed(revision=rev)
         assert isinstance(out, Neighbour)
+        return out
+
+    def report_bfd(self, chassis: str, sessions: Mapping[str, str]) -> BFDStatus | None:
+        """Store what chassis `chassis`' BFD sessions say of its peers (the controller's
+        learning); None when nothing changed.  ModelError if a chassis is unknown or a
+        writer raced us."""
+        st = self.state()
+        obj = admit(st, parse("bfd_status", {"id": chassis, "sessions": dict(sessions)}), None)
+        old = st.get("bfd_status", obj.id)
+        assert isinstance(obj, BFDStatus) and (old is None or isinstance(old, BFDStatus))
+        if old is not None and old.sessions == obj.sessions and old.name == obj.name:
+            return None
+        rev = self._commit([Change("put", obj, expect=old.revision if old else 0)])
+        out = obj.changed(revision=rev)
+        assert isinstance(out, BFDStatus)
         return out
 
     def forget(self, gone: Iterable[Resource]) -> int:

@@ -21,7 +21,8 @@ Objects refer to each other by id.  Runtime state (a port's status, flow
 counters) never lives here: the model is what users asked for -- and, as
 desired state every chassis compiles alike, what the controller learned of the
 world outside the model: a router's neighbours (`Neighbour`, OVN's
-MAC_Binding), a kind of `SYSTEM_KINDS` that users read and never write.
+MAC_Binding) and what chassis' BFD sessions say of each other (`BFDStatus`),
+kinds of `SYSTEM_KINDS` that users read and never write.
 `revision` is the store's global revision at the object's last change; it is
 what optimistic concurrency compares.
 """
@@ -55,6 +56,7 @@ __all__ = [
     "PROTOCOLS",
     "SYSTEM_KINDS",
     "AddressPair",
+    "BFDStatus",
     "BGPPeer",
     "BGPUplink",
     "Chassis",
@@ -616,13 +618,26 @@ class Neighbour(Resource):
     _mac = field_validator("mac")(lambda cls, v: normalize_mac(v))
 
 
+class BFDStatus(Resource):
+    """What one chassis' BFD sessions say of its peers (`liveness`): its id is the
+    reporting chassis' id, `sessions` maps each peer chassis (id) to the session's
+    state there.  Written by the controller only (`SYSTEM_KINDS`)."""
+
+    kind: ClassVar[str] = "bfd_status"
+    plural: ClassVar[str] = "bfd_statuses"
+    name: Annotated[str, Field(pattern=NAME_RE)] = "chassis"  # the chassis'; filled in on admission
+    sessions: dict[
+        Annotated[str, Field(pattern=ID_RE)], Literal["up", "down", "init", "admin_down"]
+    ] = Field(default_factory=dict)
+
+
 KINDS: dict[str, type[Resource]] = {
     c.kind: c
     for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy, Router, FloatingIP,
-              Neighbour)
+              Neighbour, BFDStatus)
 }  # fmt: skip
 # kinds the system writes (learned state kept as desired state): users read them only
-SYSTEM_KINDS = ("neighbour",)
+SYSTEM_KINDS = ("neighbour", "bfd_status")
 # dependency order: what must exist before what refers to it (ports name groups;
 # policies come last so a file's ports exist before the policies that select them)
 ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "router",

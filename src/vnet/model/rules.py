@@ -28,7 +28,9 @@ tenant's cascade takes its own floating IPs and routers first).  The
 snapshot and `ModelError` live in `state`.
 
 A router's learned neighbours (`neighbour`, written by the controller only)
-are admitted by `neighbour` and go with their router when it is deleted.
+are admitted by `neighbour` and go with their router when it is deleted; a
+chassis' BFD report (`bfd_status`, also the controller's) goes with the
+chassis, and the others' sessions to it with it.
 
 Allocation is deterministic: the lowest free VNI, the lowest free address of
 a subnet's pools, a MAC derived from the port's id.  The same requests in
@@ -43,6 +45,7 @@ from typing import Any
 
 from ..ids import datapath_id
 from . import l3
+from .liveness import admit_bfd_status
 from .neighbour import admit_neighbour
 from .objects import (
     MAX_PORT_KEY,
@@ -445,6 +448,7 @@ _ADMIT = {
     "router": l3.admit_router,
     "floating_ip": l3.admit_floating_ip,
     "neighbour": admit_neighbour,
+    "bfd_status": admit_bfd_status,
 }
 
 
@@ -515,6 +519,12 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
         if bound and not cascade:
             refuse("bound ports", [p.name for p in bound])
         out += [Change("put", p.changed(chassis=None)) for p in bound]
+        for rep in state.all("bfd_status"):  # its BFD report goes, and others' of it
+            if rep.id == oid:
+                out.append(Change("delete", rep))
+            elif oid in rep.sessions:
+                left = {k: v for k, v in rep.sessions.items() if k != oid}
+                out.append(Change("put", rep.changed(sessions=left)))
     elif isinstance(obj, SecurityGroup):
         rules = naming_rules(state, oid)
         if rules:
