@@ -103,12 +103,12 @@ def tag(ch: Chassis, physnet: str, rank: int) -> int:
     return TAG_BASE + 16 * sorted(ch.bgp.physnets).index(physnet) + min(rank, MAX_RANK)
 
 
-def _rank(r: Router, chassis_id: str) -> int | None:
+def _rank(state: State, r: Router, chassis_id: str) -> int | None:
     """`chassis_id`'s rank among `r`'s gateway chassis: 0 active, 1.. standby, None not one."""
     g = r.gateway
     if g is None or chassis_id not in g.chassis:
         return None
-    active = active_gateway(r)
+    active = active_gateway(r, state)
     if chassis_id == active:
         return 0
     standby = [c for c in g.chassis if c != active]
@@ -147,13 +147,13 @@ def advertisements(state: State, chassis_id: str) -> list[Advert]:
         if not routers or "floating_ips" not in routers[0].advertise:
             continue
         r = routers[0]
-        if not r.admin_up or active_gateway(r) is None:
+        if not r.admin_up or active_gateway(r, state) is None:
             continue  # translated nowhere (`nat.fip_flows`): nothing to advertise
         pch = state.get("chassis", ports[0].chassis) if ports[0].chassis else None
         if distributed(f, ports[0], net, pch):
             rank: int | None = 0 if ports[0].chassis == ch.id else None
         else:
-            rank = _rank(r, ch.id)
+            rank = _rank(state, r, ch.id)
         bits = ipaddress.ip_address(f.ip).max_prefixlen
         add(f"{f.ip}/{bits}", net, rank, f"floating_ip {f.name}")
     for r in _routers(state):
@@ -170,7 +170,7 @@ def advertisements(state: State, chassis_id: str) -> list[Advert]:
             cidr = ipaddress.ip_network(sub.cidr)
             if cidr.version == 4 and g.snat:
                 continue  # leaves as the gateway's address: nothing to advertise
-            add(str(cidr), net, _rank(r, ch.id), f"subnet {sub.name} of router {r.name}")
+            add(str(cidr), net, _rank(state, r, ch.id), f"subnet {sub.name} of router {r.name}")
     return sorted(out.values())
 
 

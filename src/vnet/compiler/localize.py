@@ -320,7 +320,7 @@ def localize(
         head += _receive(state.get("network", net_id), tunnels)
     for r in routed:
         rzone += _router_zone(r, zone_of[r.id])
-        gw = active_gateway(r)
+        gw = active_gateway(r, state)
         if gw is not None and gw in far:
             tail += _redirect_out(state, r, far[gw], nets, tunnels)
     if memo is not None:

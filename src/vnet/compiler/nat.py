@@ -23,7 +23,8 @@ router there, and routes the port's traffic out of the gateway itself (a
 flow above the route's chassis redirect, for the port's address only) with
 that MAC as source -- so the physical network learns where the port is.
 Otherwise -- and for port forwardings -- the router's active gateway chassis
-translates it and answers ARP for it with the gateway's MAC.
+translates it and answers ARP for it with the gateway's MAC; the builder is
+given that chassis as a value (`_objects`' args), so a failover rebuilds it.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def _objects(state: State) -> list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]
         r = routers[0]
         ch = state.get("chassis", ports[0].chassis) if ports[0].chassis else None
         itfs = tuple(_live(interfaces(state, r)))
-        out.append((f.id, (f, net, r, ch, *ports), (itfs,)))
+        out.append((f.id, (f, net, r, ch, *ports), (itfs, active_gateway(r, state))))
     return out
 
 
@@ -100,9 +101,8 @@ def fip_flows(
     f: FloatingIP, net: Network, r: Router, ch: Chassis | None, *rest: Any
 ) -> list[LFlow]:
     """The floating IP's flows: in its router, and on its external network's switch."""
-    *ports, itfs = rest
+    *ports, itfs, gw = rest
     gw4 = next((i for i in itfs if i.gateway and i.family == 4), None)
-    gw = active_gateway(r)
     if gw4 is None or gw is None or r.tunnel_key is None or not r.admin_up or f.ip is None:
         return []
     e = _Emit("floating_ip", f, _Datapath(r.id), key=router_key(r))

@@ -29,7 +29,10 @@ NAT's) is in `reg1` (`REG_RZONE`, loaded by the chassis stage `lr_in_zone`).
 The gateway.  A router's `gateway` is one more port, on an external
 network, with an interface of each family (`routing.interfaces`: numbered
 after the interfaces), resident on the active gateway chassis
-(`model.l3.active_gateway`; `LFlow.resident`, which `localize` honours):
+(`model.l3.active_gateway`: the first gateway chassis that chassis' BFD
+reports leave live; `LFlow.resident`, which `localize` honours).  It is
+given to the router's builder as a value (`_objects`' args), so a failover
+rebuilds the routers it moves and nothing else:
 only there is its MAC looked up, and ARP and neighbour solicitations from
 the physical network for its addresses handed to the router
 (`ls_in_l2_lkup`: frames from a localnet port skip the switch's responder)
@@ -277,17 +280,17 @@ def _objects(state: State) -> list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]
     for r in state.all("router"):
         itfs = tuple(interfaces(state, r))
         nets = {i.network: state.get("network", i.network) for i in itfs}
-        out.append((r.id, (r, *(n for n in nets.values() if n is not None)), (itfs,)))
+        gw = active_gateway(r, state)  # a value: a failover rebuilds the routers it moves
+        out.append((r.id, (r, *(n for n in nets.values() if n is not None)), (itfs, gw)))
     return out
 
 
 def router_flows(r: Router, *rest: Any) -> list[LFlow]:
     """A router's pipeline, and its ports on its networks' switches."""
-    *nets, itfs = rest
+    *nets, itfs, gw = rest
     by_id: dict[str, Network] = {n.id: n for n in nets}
     if r.tunnel_key is None or not r.admin_up:
         return []
-    gw = active_gateway(r)
     # the gateway is one port with an address of each family; without an active chassis
     # it is nowhere (what would leave by it finds no route)
     live = [i for i in _live(itfs) if i.network in by_id and (gw or not i.gateway)]

@@ -61,6 +61,7 @@ from typing import Any
 
 from ..compiler.neighbour import Learn, Resolve
 from ..compiler.stages import DATAPATH_KEY, REG_INPORT, table
+from ..model.l3 import active_gateway
 from ..model.neighbour import neighbour_id, on_interface, orphans
 from ..model.objects import Neighbour, Router
 from ..model.routing import Interface, interfaces
@@ -110,7 +111,8 @@ def _senders(state: State, r: Router, itf: Interface) -> list[str]:
     gateway chassis for its gateway, else every chassis with a port on one of the
     router's networks (each hosts all of them)."""
     if itf.gateway:
-        return list(r.gateway.chassis[:1]) if r.gateway is not None else []
+        gw = active_gateway(r, state)
+        return [gw] if gw is not None else []
     nets = {i.network for i in interfaces(state, r)}
     return sorted({p.chassis for p in state.all("port") if p.network in nets and p.chassis})
 

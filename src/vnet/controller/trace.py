@@ -176,11 +176,11 @@ def _outside_owner(state: State, net: Network, dst: str | None) -> tuple[str | N
         ch = state.get("chassis", port.chassis) if port.chassis else None
         if f.port == port.id and distributed(f, port, net, ch):
             return f.mac, port.chassis
-        return routers[0].gateway.mac, active_gateway(routers[0])
+        return routers[0].gateway.mac, active_gateway(routers[0], state)
     for r in state.all("router"):
         g = r.gateway
         if g is not None and g.network == net.id and dst in (g.ip, g.ip6):
-            return g.mac, active_gateway(r)
+            return g.mac, active_gateway(r, state)
     for p in state.ports_of(net.id):
         if dst in p.ips:
             return p.mac, p.chassis

@@ -36,7 +36,9 @@ kinds' admission asks here what routers and floating IPs hold of a network
 (`legs`, `held_addresses`) so a port never takes a router port's key or MAC
 or a gateway's, floating IP's or chassis' BGP speaker's address
 (`Chassis.bgp`).  SLAAC subnets (`slaac`, `dhcpv6-stateless`) give a port
-the EUI-64 address of its MAC (`eui64`).
+the EUI-64 address of its MAC (`eui64`).  A router's gateway is active on
+the first of its gateway chassis that is live (`active_gateway`, from what
+chassis' BFD sessions report: `liveness`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .liveness import down
 from .objects import (
     MAX_PORT_KEY,
     MAX_ROUTER_KEY,
@@ -113,12 +116,16 @@ class Leg:
         return f"router {self.router.name!r}'s {what}"
 
 
-def active_gateway(router: Router) -> str | None:
+def active_gateway(router: Router, state: State) -> str | None:
     """The chassis (id) where `router`'s gateway is active -- the only one that routes out
-    of it and answers for its address: the first of its gateway chassis; None without
-    a gateway or gateway chassis."""
+    of it and answers for its address: the first of its gateway chassis that is live
+    (`liveness.down`: no chassis' BFD sees it up though some report a session to it);
+    the first of them when none is (nowhere better to go); None without a gateway or
+    gateway chassis."""
     g = router.gateway
-    return g.chassis[0] if g is not None and g.chassis else None
+    if g is None or not g.chassis:
+        return None
+    return next((c for c in g.chassis if not down(state, c)), g.chassis[0])
 
 
 def _routers(state: State) -> Iterable[Router]:
