@@ -39,6 +39,10 @@ packet-out may run actions before its output (the punt handler's answers
 load the firewall's answer flag into a register the pipeline reads).
 After each reconcile pass the cutter (`cut.Cutter`) flushes the conntrack
 entries of connections the model change denies.
+A vnet switch is told the BFD sessions it runs (`bfd.wants`, vnet's
+BFD_CONFIG experimenter message, on a sync when they changed); what its
+sessions report (BFD_STATUS) becomes its chassis' `bfd_status` in the store
+(`bfd.Reports`), from which the active gateway chassis is chosen.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from ..model.rules import ModelError, State
 from ..ofp.channel import ChannelError, SwitchChannel, connect, flow_mod_to_ofp
 from ..ofp.convert import DP, GROUP_TYPES_TO_OFP, bucket_to_ofp, group_from_ofp
 from ..ofp.target import parse_target
+from ..ofp.vnetext import BfdWant
 from ..packet import flowkey as fk
 from ..packet.announce import announcements
 from ..pipeline.actions import OFPP_TABLE, Action, Output
@@ -70,6 +75,8 @@ from ..pipeline.flow import Flow, FlowMod
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.ofctl import format_flow
 from ..store import Store
+from .bfd import Reports
+from .bfd import wants as bfd_wants
 from .cut import Cutter
 from .neighbour import NEIGHBOUR_AGE, Neighbours, sweep_interval
 from .northbound import Diff, Northbound
@@ -299,6 +306,7 @@ class Session:
     full: bool = True  # next sync reads the switch back
     ports_stale: bool = False  # a port came or went: next sync reads the port numbers
     tlv_mapped: bool = False  # Open vSwitch knows vnet's Geneve option as tun_metadata0
+    bfd_sent: list[BfdWant] | None = None  # the BFD sessions a vnet switch was last told
 
     @property
     def dpid(self) -> int:
@@ -339,6 +347,7 @@ class Controller:
         self.announced = 0
         self.cutter = Cutter()
         self.neighbours = Neighbours(self.nb, neighbour_age)  # routers' learned neighbours
+        self.bfd = Reports(self.nb)  # what vnet switches' BFD sessions say (`bfd`)
         self.punter = Punter(
             self.nb.state,
             self.sessions.get,
@@ -405,6 +414,7 @@ class Controller:
             ch.close()
             return None
         ch.on_port_status = lambda _msg: self._port_status(ch.dpid)
+        ch.on_bfd_status = lambda states, full: self._bfd_status(ch.dpid, states, full)
         ch.on_close = lambda c: self._detach(c.dpid, c)
         return await self.attach(ch)
 
@@ -429,6 +439,11 @@ class Controller:
         if s is not None and s.southbound is ch:
             del self.sessions[dpid]
             log.info("switch %016x disconnected", dpid)
+
+    def _bfd_status(self, dpid: int, states: dict[int, str], full: bool) -> None:
+        ch = self.chassis_of(self.nb.state(), dpid)
+        if ch is not None:
+            self.bfd.received(ch.id, states, full)
 
     def _port_status(self, dpid: int) -> None:
         s = self.sessions.get(dpid)
@@ -533,6 +548,13 @@ class Controller:
                     log.info("switch %016x: Geneve option -> tun_metadata0: %s",
                              sess.dpid, "mapped" if ok else "already mapped")  # fmt: skip
                 sess.tlv_mapped = True
+            if isinstance(sb, SwitchChannel):
+                ch = state.get("chassis", sess.chassis or "")
+                if ch is not None and ch.switch == "vnet":
+                    bfd = bfd_wants(state, ch.id)
+                    if bfd != sess.bfd_sent and (bfd or sess.bfd_sent is not None):
+                        await sb.configure_bfd(bfd)
+                        sess.bfd_sent = bfd
             if sess.full or sess.installed is None:
                 have = await read_state(sb)
             else:

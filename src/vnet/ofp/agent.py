@@ -27,6 +27,12 @@ Messages are decoded with os-ken and converted to vnet types at the edge
 decoded or honoured gets an ERROR with the right type and code and the
 offending bytes, and the connection stays up.  Roles follow OpenFlow 1.3
 §6.3.7: a slave may read but not write, and gets no PACKET_IN.
+
+vnet's own experimenter messages (`vnetext`) carry BFD: a controller's
+BFD_CONFIG sets the sessions the switch runs for it (`bfd_config`) and is
+answered with every session's state; each change `Monitor.on_change` sees
+goes to the controllers as a BFD_STATUS (`bfd_changed`).  Another
+experimenter is refused as before (BAD_EXPERIMENTER).
 """
 
 from __future__ import annotations
@@ -47,12 +53,14 @@ from .. import __version__
 from ..datapath.meters import Band, MeterConfig, MeterError
 from ..datapath.port import Port
 from ..datapath.switch import PacketIn, Switch
+from ..model.objects import tunnel_iface
 from ..packet import flowkey as fk
 from ..pipeline.errors import PipelineError
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand, Rule
 from ..pipeline.groups import GroupDesc, GroupMod, GroupModCommand, GroupType
 from ..pipeline.match import Match
 from . import encode as enc
+from . import vnetext
 from .convert import (
     GROUP_TYPES_TO_OFP,
     OFError,
@@ -266,6 +274,17 @@ class Connection:
             self.send(enc.message(ofp.OFPT_BARRIER_REPLY, xid))
             return
         if mtype == ofp.OFPT_EXPERIMENTER:
+            ours = vnetext.split(raw)
+            if ours is not None and ours[:2] == (vnetext.VNET_EXPERIMENTER, vnetext.BFD_CONFIG):
+                if self.role == ofp.OFPCR_ROLE_SLAVE:
+                    self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE, raw)
+                    return
+                try:
+                    self.agent.bfd_config(self, vnetext.decode_config(ours[2]), xid)
+                except ValueError as e:  # a bad record, or a session the switch cannot run
+                    log.info("%s: bfd config refused: %s", self.name, e)
+                    self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, raw)
+                return
             self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, raw)
             return
         if mtype in _WRITES and self.role == ofp.OFPCR_ROLE_SLAVE:
@@ -358,6 +377,8 @@ class Agent:
         switch.set_controllers(len(self.controllers))
         switch.on_packet_in = self.packet_in
         switch.on_port_status = self.port_status
+        switch.bfd.on_change = self.bfd_changed
+        self.bfd_managed: set[tuple[str, int]] = set()  # sessions a BFD_CONFIG asked for
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -506,6 +527,32 @@ class Agent:
         msg = enc.pack_port_status(reason, _port_desc(port))
         for c in self.connections:
             c.send(msg)
+
+    def bfd_changed(self, port: str, peer: int, session: Any) -> None:
+        msg = vnetext.encode_status({peer: session.state.label}, full=False)
+        for c in self._receivers():
+            c.send(msg)
+
+    def bfd_config(self, conn: Connection, wants: list[vnetext.BfdWant], xid: int) -> None:
+        """Run the sessions `wants` names (and no other a BFD_CONFIG asked for); answer
+        with every session's state."""
+        sw, now = self.switch, time.monotonic()
+        todo = []
+        for w in wants:
+            port = sw.port_by_name(tunnel_iface(w.encap))
+            if port is None:
+                raise ValueError(f"bfd config: no {w.encap} tunnel port")
+            todo.append((port, w))
+        keep = {(port.name, w.peer) for port, w in todo}
+        for key in sorted(self.bfd_managed - keep):
+            if key in sw.bfd.peers:
+                sw.bfd.remove(*key)
+        for port, w in todo:
+            sw.bfd.add(port, w.peer, now, desired_min_tx=w.min_tx * 1000,
+                       required_min_rx=w.min_rx * 1000, detect_mult=w.mult)  # fmt: skip
+        self.bfd_managed = keep
+        states = {ip: p.session.state.label for (_, ip), p in sw.bfd.peers.items()}
+        conn.send(vnetext.encode_status(states, full=True, xid=xid))
 
     def flows_removed(self, removed: Iterable[tuple[Rule, str | int]]) -> None:
         now = self.switch.now

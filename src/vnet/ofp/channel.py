@@ -6,7 +6,8 @@ vSwitch's `set-controller`), or the controller dials a switch's passive
 listener.  The channel does the handshake (HELLO, FEATURES -> datapath id),
 answers echo requests, matches replies to requests by xid (multipart replies
 are gathered until the last part), and hands asynchronous messages (port
-status, packet-in; errors nobody waits for are logged) to callbacks.
+status, packet-in, a vnet switch's BFD_STATUS (`vnetext`); errors nobody
+waits for are logged) to callbacks.
 
 Messages are encoded and decoded with os-ken's OpenFlow 1.3 codec, so the
 other end may be any OpenFlow 1.3 switch; conversion to vnet's own flow
@@ -29,6 +30,7 @@ from ..pipeline.actions import Action, Output
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand
 from .convert import DP, actions_to_ofp, flow_from_ofp, match_to_ofp
 from .convert import flow_mod_to_ofp as _flow_mod
+from .vnetext import BFD_STATUS, VNET_EXPERIMENTER, BfdWant, decode_status, encode_config, split
 
 T = TypeVar("T")
 
@@ -74,6 +76,8 @@ class SwitchChannel:
         self.on_port_status: Callable[[Any], None] | None = None
         self.on_packet_in: Callable[[Any], None] | None = None
         self.on_close: Callable[[SwitchChannel], None] | None = None
+        # a vnet switch's BFD sessions: (peer address -> state, whether that is all of them)
+        self.on_bfd_status: Callable[[dict[int, str], bool], None] | None = None
         self.closed = asyncio.Event()
         self.flow_mods_sent = 0
         self.down: set[str] = set()  # ports whose link was down at the last `ports()`
@@ -157,6 +161,17 @@ class SwitchChannel:
             else:
                 log.debug("%s: error %d/%d for xid %d", self.peer, t, c, xid)
             return
+        if mtype == ofp.OFPT_EXPERIMENTER:
+            ours = split(raw)
+            if ours is not None and ours[:2] == (VNET_EXPERIMENTER, BFD_STATUS):
+                try:
+                    states, full = decode_status(ours[2])
+                except ValueError as e:
+                    log.warning("%s: %s", self.peer, e)
+                    return
+                if self.on_bfd_status is not None:
+                    self.on_bfd_status(states, full)
+                return
         try:
             msg = parser.msg_parser(DP, raw[0], mtype, len(raw), xid, raw)
         except Exception:
@@ -253,6 +268,13 @@ class SwitchChannel:
         acts = actions_to_ofp([*actions, *outs])
         msg = parser.OFPPacketOut(DP, ofp.OFP_NO_BUFFER, in_port, acts, frame)
         self._send(msg)
+        await self.writer.drain()
+
+    async def configure_bfd(self, wants: Sequence[BfdWant]) -> None:
+        """Tell a vnet switch the BFD sessions to run (all of them); it answers with a
+        BFD_STATUS of every session (`on_bfd_status`)."""
+        self._xid += 1
+        self.writer.write(encode_config(list(wants), self._xid))
         await self.writer.drain()
 
     async def map_tlv(self, option_class: int, option_type: int, length: int, index: int) -> bool:

@@ -1,0 +1,85 @@
+"""BFD between chassis, as the controller runs it: which sessions, and what they report.
+
+Sessions (`peers`): a gateway chassis (of any router) runs BFD to every other
+chassis, so every chassis runs it to each gateway chassis -- the relation is
+symmetric, and each gateway chassis is watched by every chassis that would
+send through it (and some that would not: a chassis hosting none of the
+router's networks; a session costs little, and ports move).  Only vnet switches are
+configured today, through vnet's experimenter message (`ofp.vnetext`,
+BFD_CONFIG with 100 ms timers and a multiplier of 3, over the tunnel port of
+the peer's encapsulation); both ends must be vnet switches, since a session
+nobody answers would read as a dead peer.
+
+Reports (`Reports`): a switch sends every session's state when it takes a
+BFD_CONFIG and each change after; the controller keeps them per chassis by
+peer address, turns addresses into chassis ids, and writes the chassis'
+`bfd_status` (`Northbound.report_bfd`) when what it says changes.  A session
+that has never been up is left out of the report: a session still coming up
+says "down" of a live peer, and that must not fail a gateway over.  So a
+chassis that dies before any session to it came up is not seen down (as
+without BFD).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..model.objects import Chassis
+from ..model.rules import ModelError, State
+from ..ofp.vnetext import BfdWant
+from ..packet.addr import ip4_int
+from .northbound import Northbound
+
+__all__ = ["Reports", "peers", "wants"]
+
+log = logging.getLogger("vnet.controller.bfd")
+
+
+def peers(state: State, chassis_id: str) -> set[str]:
+    """The chassis `chassis_id` runs BFD to (vnet switches with an underlay address only)."""
+
+    def ok(cid: str) -> bool:
+        ch = state.get("chassis", cid)
+        return isinstance(ch, Chassis) and ch.switch == "vnet" and ch.underlay is not None
+
+    if not ok(chassis_id):
+        return set()
+    gateways = {c for r in state.all("router") if r.gateway is not None for c in r.gateway.chassis}
+    out = {c.id for c in state.all("chassis")} if chassis_id in gateways else gateways
+    return {c for c in out if c != chassis_id and ok(c)}
+
+
+def wants(state: State, chassis_id: str) -> list[BfdWant]:
+    """The sessions a vnet chassis is configured with, sorted by peer."""
+    out = []
+    for cid in peers(state, chassis_id):
+        ch = state.get("chassis", cid)
+        out.append(BfdWant(ip4_int(ch.underlay), ch.encap))
+    return sorted(out, key=lambda w: w.peer)
+
+
+class Reports:
+    """What switches report of their sessions, by chassis, written to the store."""
+
+    def __init__(self, nb: Northbound) -> None:
+        self.nb = nb
+        self.seen: dict[str, dict[int, str]] = {}  # chassis -> peer address -> state
+        self.ever_up: dict[str, set[int]] = {}  # chassis -> peers whose session was up
+
+    def received(self, chassis_id: str, states: dict[int, str], full: bool) -> bool:
+        """Take a switch's report; whether the store was written."""
+        seen = {} if full else dict(self.seen.get(chassis_id, {}))
+        seen.update(states)
+        self.seen[chassis_id] = seen
+        up = self.ever_up.setdefault(chassis_id, set())
+        up &= set(seen)  # a session gone starts over
+        up |= {ip for ip, s in seen.items() if s == "up"}
+        st = self.nb.state()
+        by_ip = {ip4_int(c.underlay): c.id for c in st.all("chassis") if c.underlay}
+        sessions = {by_ip[ip]: s for ip, s in seen.items() if ip in by_ip and ip in up}
+        sessions.pop(chassis_id, None)
+        try:
+            return self.nb.report_bfd(chassis_id, sessions) is not None
+        except ModelError as e:
+            log.warning("chassis %s: bfd report not stored: %s", chassis_id, e)
+            return False
