@@ -18,19 +18,31 @@ that has never been up is left out of the report: a session still coming up
 says "down" of a live peer, and that must not fail a gateway over.  So a
 chassis that dies before any session to it came up is not seen down (as
 without BFD).
+
+Announcements (`gateway_announcements`): the chassis a router's gateway is
+active on says so to the physical network -- a gratuitous ARP (an
+unsolicited NA for IPv6) out of its uplink for the gateway's addresses and
+the router's floating IPs it translates (not the distributed ones), from the
+gateway's MAC -- so the physical switch moves the MAC to its port and the
+upstream router's cache stays right.  The controller sends them when a
+router's gateway becomes active on a chassis (its first sync there included);
+a network on a VLAN is not announced yet.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from ..compiler.nat import distributed
+from ..model.l3 import active_gateway, routers_of
 from ..model.objects import Chassis
 from ..model.rules import ModelError, State
 from ..ofp.vnetext import BfdWant
 from ..packet.addr import ip4_int
 from .northbound import Northbound
 
-__all__ = ["Reports", "peers", "wants"]
+__all__ = ["GatewayAnnouncement", "Reports", "gateway_announcements", "peers", "wants"]
 
 log = logging.getLogger("vnet.controller.bfd")
 
@@ -83,3 +95,41 @@ class Reports:
         except ModelError as e:
             log.warning("chassis %s: bfd report not stored: %s", chassis_id, e)
             return False
+
+
+@dataclass(frozen=True)
+class GatewayAnnouncement:
+    """What one chassis announces for one router's gateway, out of which uplink."""
+
+    router: str
+    uplink: str  # the interface of the gateway network's physnet on the chassis
+    mac: str
+    addresses: tuple[str, ...]
+
+
+def gateway_announcements(state: State, chassis_id: str) -> list[GatewayAnnouncement]:
+    """The gateways active on `chassis_id`, with what it announces for each."""
+    ch = state.get("chassis", chassis_id)
+    if not isinstance(ch, Chassis):
+        return []
+    out = []
+    for r in state.all("router"):
+        g = r.gateway
+        if g is None or g.mac is None or active_gateway(r, state) != chassis_id:
+            continue
+        net = state.get("network", g.network)
+        if net is None or net.vlan is not None or net.physnet not in ch.physnets:
+            continue
+        ips = [a for a in (g.ip, g.ip6) if a]
+        for f in state.all("floating_ip"):
+            pid = f.port or (f.port_forwardings[0].port if f.port_forwardings else None)
+            port = state.get("port", pid) if pid else None
+            if f.ip is None or f.network != net.id or port is None:
+                continue
+            if r not in routers_of(state, port, net.id)[:1]:
+                continue
+            pch = state.get("chassis", port.chassis) if port.chassis else None
+            if not distributed(f, port, net, pch):
+                ips.append(f.ip)
+        out.append(GatewayAnnouncement(r.id, ch.physnets[net.physnet], g.mac, tuple(ips)))
+    return out

@@ -75,7 +75,7 @@ from ..pipeline.flow import Flow, FlowMod
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.ofctl import format_flow
 from ..store import Store
-from .bfd import Reports
+from .bfd import Reports, gateway_announcements
 from .bfd import wants as bfd_wants
 from .cut import Cutter
 from .neighbour import NEIGHBOUR_AGE, Neighbours, sweep_interval
@@ -348,6 +348,7 @@ class Controller:
         self.cutter = Cutter()
         self.neighbours = Neighbours(self.nb, neighbour_age)  # routers' learned neighbours
         self.bfd = Reports(self.nb)  # what vnet switches' BFD sessions say (`bfd`)
+        self.gateways_announced: dict[str, str] = {}  # router -> chassis it was announced on
         self.punter = Punter(
             self.nb.state,
             self.sessions.get,
@@ -529,6 +530,21 @@ class Controller:
             where = state.get("chassis", ch)
             log.info("port %s announced on chassis %s", port.name, where.name if where else ch)
 
+    async def _announce_gateways(self, state: State, sess: Session) -> None:
+        """Gratuitous ARP / unsolicited NA out of the uplink for gateways newly active
+        on this session's chassis (`bfd.gateway_announcements`)."""
+        for a in gateway_announcements(state, sess.chassis or ""):
+            if self.gateways_announced.get(a.router) == sess.chassis:
+                continue
+            ofport = sess.ofports.get(a.uplink)
+            if ofport is None:
+                continue
+            mac = int(a.mac.replace(":", ""), 16)
+            for frame in announcements(mac, a.addresses):
+                await sess.southbound.packet_out(ofp.OFPP_CONTROLLER, frame, out_port=ofport)
+            self.gateways_announced[a.router] = sess.chassis or ""
+            log.info("router %s: gateway announced on chassis %s", a.router, sess.chassis)
+
     async def sync(self, sess: Session) -> int:
         """Make one switch equal to the model; returns the flow-mods it took."""
         async with sess.lock:
@@ -569,6 +585,7 @@ class Controller:
             sess.synced_at = time.monotonic()
             if self.announce:
                 await self._announce(state, sess)
+            await self._announce_gateways(state, sess)
             if mods:
                 log.info("switch %016x: %d flow-mods", sess.dpid, len(mods))
             return len(mods)

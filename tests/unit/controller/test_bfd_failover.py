@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from scapy.layers.l2 import ARP, Ether
+
 from vnet.controller.bfd import Reports, peers, wants
-from vnet.controller.service import Controller
+from vnet.controller.service import Controller, LocalSouthbound
 from vnet.datapath import PortConfig, Switch
-from vnet.datapath.ports.memory import MemoryTunnel
+from vnet.datapath.ports.memory import MemoryDevice, MemoryTunnel
 from vnet.lab.underlay import carry
 from vnet.model.l3 import active_gateway
 from vnet.model.objects import tunnel_iface
@@ -206,3 +208,41 @@ def test_a_session_never_up_is_not_reported_and_a_full_report_replaces() -> None
     assert stored() == {"hv3": "up"}
     rep.received("hv1", {hv2: "down", hv3: "up"}, full=True)  # back, but not up yet
     assert stored() == {"hv3": "up"}
+
+
+def test_the_new_active_gateway_chassis_announces_the_gateway_and_floating_ip() -> None:
+    async def main() -> None:
+        ctl = Controller(SqliteStore())
+        doc = {**MODEL, "floating_ips": [{"name": "f", "tenant": "t", "network": "ext",
+                                          "ip": "203.0.113.50", "port": "a"}]}  # fmt: skip
+        ctl.nb.apply(doc)
+        st = ctl.nb.state()
+        gw = st.all("router")[0].gateway
+        uplinks: dict[str, MemoryDevice] = {}
+        sessions = {}
+        for name in ("hv2", "hv3"):
+            sw = Switch(name, fail_mode="secure")
+            uplinks[name] = MemoryDevice("up0")
+            sw.add_port(PortConfig("up0", kind="memory", port_security=False), uplinks[name])
+            sessions[name] = await ctl.attach(LocalSouthbound(sw))
+
+        def garps(name: str) -> list[tuple[str, str]]:
+            out = []
+            for f in uplinks[name].frames():
+                e = Ether(f)
+                if ARP in e and e[ARP].psrc == e[ARP].pdst:
+                    out.append((e.src, e[ARP].psrc))
+            return sorted(out)
+
+        assert garps("hv2") == [(gw.mac, gw.ip), (gw.mac, "203.0.113.50")]
+        assert garps("hv3") == []
+        await ctl.sync(sessions["hv2"])
+        await ctl.sync(sessions["hv3"])
+        assert garps("hv2") == [] and garps("hv3") == []  # once, not at every sync
+        ctl.nb.report_bfd("hv1", {"hv2": "down", "hv3": "up"})  # hv2 fails over to hv3
+        await ctl.sync(sessions["hv2"])
+        await ctl.sync(sessions["hv3"])
+        assert garps("hv3") == [(gw.mac, gw.ip), (gw.mac, "203.0.113.50")]
+        assert garps("hv2") == []
+
+    asyncio.run(main())
