@@ -456,7 +456,7 @@ class Chassis(Resource):
 
     @model_validator(mode="after")
     def _bgp_uplinks(self) -> Chassis:
-        for p in (self.bgp.physnets if self.bgp is not None else {}):
+        for p in self.bgp.physnets if self.bgp is not None else {}:
             if p not in self.physnets:
                 raise ValueError(f"bgp.physnets.{p}: the chassis has no uplink for physnet {p!r}")
         return self
