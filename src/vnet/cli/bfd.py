@@ -69,3 +69,10 @@ def bfd_show(
     out.print(
         "drops: " + (", ".join(f"{k} {v}" for k, v in drops.items()) or "none"), highlight=False
     )
+    sd = r.get("stand_down", {"flows": 0, "standing_down": 0})
+    if r.get("isolated"):
+        out.print(f"isolated: every session that was up is down; {sd['standing_down']} of "
+                  f"{sd['flows']} active-gateway flows stand down", highlight=False)  # fmt: skip
+    else:
+        out.print(f"not isolated; {sd['flows']} active-gateway flows would stand down if it were",
+                  highlight=False)  # fmt: skip

@@ -47,6 +47,19 @@ told apart by Your Discriminator, or by the outer source while the peer does
 not know ours yet.  The control socket adds and removes sessions
 (`bfd-add`, `bfd-del`) and reports them (`bfd-show`); `on_change` is where
 a layer above learns of a change.
+
+Isolation (`Monitor.isolated`): the switch has at least one session, at
+least one of them has been Up since it was added, and none is Up now -- its
+underlay is cut from every peer (OVN's ha_chassis_group_is_active: a
+chassis whose BFD sessions are all down is not an active gateway).  A switch
+whose sessions never came up is not isolated (a chassis starting, or peers
+without BFD), nor one without sessions.  It is reevaluated on each session
+change and on `add`/`remove`, never per packet; `on_isolated` is told when
+it changes -- the switch makes the flows that stand down (the controller's
+stand-down set: the flows that make this chassis a router's active gateway)
+match nothing while it lasts, so a gateway chassis cut from everyone while
+its uplink is up does not go on answering for a gateway another chassis has
+taken over.
 """
 
 from __future__ import annotations
@@ -362,6 +375,11 @@ class Monitor:
         self.drops: dict[str, int] = {}
         self.on_change: Callable[[str, int, Session], None] | None = None
         self.wake: Callable[[], None] | None = None
+        # isolation: the sessions Up at least once since added; whether none is Up now
+        # though one was; told to `on_isolated` when it changes
+        self.ever_up: set[tuple[str, int]] = set()
+        self.isolated = False
+        self.on_isolated: Callable[[bool], None] | None = None
         self._next_udp = 0
         self._ident = 0
 
@@ -414,6 +432,17 @@ class Monitor:
         if p is None:
             raise BfdConfigError(f"bfd peer: no session to {ip4_str(peer)} on {port_name!r}")
         del self.by_disc[p.session.local_disc]
+        self.ever_up.discard((port_name, peer))
+        self._isolation()
+
+    def _isolation(self) -> None:
+        """Reevaluate `isolated`: a session was Up since added, and none is now."""
+        up = any(p.session.state == State.UP for p in self.peers.values())
+        now = bool(self.ever_up) and not up
+        if now != self.isolated:
+            self.isolated = now
+            if self.on_isolated is not None:
+                self.on_isolated(now)
 
     def forget_port(self, port_name: str) -> None:
         """Drop the sessions of a port that is gone."""
@@ -432,6 +461,9 @@ class Monitor:
         now = (s.state, s.forwarding)
         if now != p.seen:
             p.seen = now
+            if s.state == State.UP:
+                self.ever_up.add((p.port.name, p.ip))
+            self._isolation()
             if self.on_change is not None:
                 self.on_change(p.port.name, p.ip, s)
 

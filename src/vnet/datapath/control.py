@@ -14,7 +14,9 @@ connection a policy change denies.
 
 `bfd-add` / `bfd-del` run or stop a BFD session to a peer chassis over a
 tunnel port (`vnet.datapath.bfd`); `bfd-show` reports every session's state
-(Open vSwitch's bfd_status keys) and the BFD frames dropped, by reason.
+(Open vSwitch's bfd_status keys), the BFD frames dropped, by reason, and
+whether the switch is isolated (`bfd.Monitor.isolated`) with how many flows
+of the stand-down set are installed and how many match nothing for it.
 
 `show` also says the switch-wide port-security default (what `add-port`
 gives a port whose spec does not say) and, through `info`, what the layers
@@ -269,8 +271,15 @@ class ControlServer(JsonLineServer):
         return {"port": port.name, "peer": args["peer"]}
 
     def bfd_show(self, args: dict[str, Any]) -> Any:
-        mon = self.runner.switch.bfd
-        return {"sessions": mon.show(), "drops": dict(sorted(mon.drops.items()))}
+        sw = self.runner.switch
+        mon, pl = sw.bfd, sw.pipeline
+        marked = sum(r.flow.cookie in pl.stand_down for t in pl.tables for r in t.by_id.values())
+        return {
+            "sessions": mon.show(),
+            "drops": dict(sorted(mon.drops.items())),
+            "isolated": mon.isolated,
+            "stand_down": {"flows": marked, "standing_down": len(pl.asleep)},
+        }
 
     def fdb(self, args: dict[str, Any]) -> Any:
         sw = self.runner.switch

@@ -52,6 +52,11 @@ last use only moves forward, and a late MAC refresh only refreshes -- never
 relearns or moves an address a port change flushed -- so nothing else needs
 to settle first.
 
+While the switch's BFD sessions say it is isolated (`bfd.Monitor.isolated`),
+the flows of the controller's stand-down set (`set_stand_down`, by cookie:
+those that make this chassis a router's active gateway) match nothing
+(`Pipeline.set_isolated`); they match again when a session is up.
+
 Nothing is lost silently: a frame the switch did not deliver anywhere is in
 `drops` under its reason (`no_match`, `port_security`..., `meter`,
 `tx_queue_full`, `port_down`, `malformed`, `no_controller`).
@@ -68,6 +73,7 @@ Time is passed in.
 
 from __future__ import annotations
 
+import logging
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +122,7 @@ _FLOW = operator.itemgetter(
 MIN_FRAME = 14
 MAX_RECIRCULATIONS = 8  # ct(table=) passes one packet may take
 HOLD = "hold"  # `_egress`: the port's device is on the way; its frames wait on it
+log = logging.getLogger("vnet.switch")
 
 
 class _Entry:
@@ -357,6 +364,7 @@ class Switch:
         self.too_big_sent = 0  # ICMP "too big" answers to oversize frames for a tunnel
         # BFD sessions to peer chassis over the tunnel ports (a locally administered MAC)
         self.bfd = Monitor(0x02 << 40 | (self.dpid & 0xFFFFFFFFFF))
+        self.bfd.on_isolated = self._isolated
         self._sync_default_flow()
 
     # -- configuration ---------------------------------------------------------------
@@ -457,6 +465,19 @@ class Switch:
             self._pipeline.invalidate()
             if self.on_port_status:
                 self.on_port_status("modify", port)
+
+    def set_stand_down(self, cookies: Iterable[int]) -> None:
+        """The cookies of the flows that match nothing while the switch is isolated."""
+        self._pipeline.set_stand_down(cookies)
+
+    def _isolated(self, isolated: bool) -> None:
+        self._pipeline.set_isolated(isolated)
+        if isolated:
+            log.warning("%s: isolated (every BFD session down, one was up): %d flows stand "
+                        "down", self.name, len(self._pipeline.asleep))  # fmt: skip
+        else:
+            log.warning("%s: no longer isolated (a BFD session is up): the flows that stood "
+                        "down match again", self.name)  # fmt: skip
 
     def commit(self, mods: Sequence[FlowMod | GroupMod]) -> list[Rule]:
         """Apply flow and group mods atomically (PipelineError: nothing changed)."""

@@ -23,6 +23,13 @@ it keeps the comparisons it made (`Decision.lengths`) and serves only a
 frame on the same side of each (`fits`); another frame is translated again
 and its decision replaces the cached one.
 
+Standing down (`set_stand_down`, `set_isolated`): the flows whose cookie is
+in the stand-down set match no packet while the switch is isolated (its BFD
+sessions all down, `datapath.bfd`) -- they stay in their table (`rules`,
+flow stats and dumps see them, a flow-mod finds them) but out of its
+classifier, so the lookup never asks; the move happens when the set or the
+isolation changes (the version moves), not per packet.
+
 Time is passed in (`now`), never read: the pipeline is testable without sleeping.
 """
 
@@ -136,10 +143,57 @@ class Pipeline:
         self._cache_version = -1
         self.cache_hits = 0
         self.cache_misses = 0
+        # standing down: the cookies of the flows that match nothing while `isolated`,
+        # and the rules out of their classifier for it (still in their table's `by_id`)
+        self.stand_down: frozenset[int] = frozenset()
+        self.isolated = False
+        self.asleep: set[Rule] = set()
 
     # -- configuration --------------------------------------------------------------
     def invalidate(self) -> None:
         """Forget cached decisions (port liveness or learning state changed)."""
+        self.version += 1
+
+    def set_stand_down(self, cookies: Iterable[int]) -> None:
+        """The cookies of the flows that stand down while the switch is isolated (the
+        whole set; flows installed later with one of them too)."""
+        self.stand_down = frozenset(cookies)
+        if self.isolated or self.asleep:
+            self._resettle()
+
+    def set_isolated(self, isolated: bool) -> None:
+        """Isolated: the stand-down flows match nothing; not: they match again."""
+        if isolated != self.isolated:
+            self.isolated = isolated
+            self._resettle()
+
+    def _sleeps(self, rule: Rule) -> bool:
+        return self.isolated and rule.flow.cookie in self.stand_down
+
+    def _file(self, t: Table, rule: Rule) -> None:
+        """Put an installed rule into its classifier, or aside if it stands down."""
+        if self._sleeps(rule):
+            self.asleep.add(rule)
+        else:
+            t.classifier.insert(rule)
+
+    def _unfile(self, t: Table, rule: Rule) -> None:
+        if rule in self.asleep:
+            self.asleep.discard(rule)
+        else:
+            t.classifier.remove(rule)
+
+    def _resettle(self) -> None:
+        """Every rule in or out of its classifier as `_sleeps` says now."""
+        for t in self.tables:
+            for r in t.by_id.values():
+                if self._sleeps(r):
+                    if r not in self.asleep:
+                        t.classifier.remove(r)
+                        self.asleep.add(r)
+                elif r in self.asleep:
+                    self.asleep.discard(r)
+                    t.classifier.insert(r)
         self.version += 1
 
     def rules(self, table: int | None = None) -> list[Rule]:
@@ -259,10 +313,10 @@ class Pipeline:
             ident = (f.match, f.priority)
             old = t.by_id.pop(ident, None)
             if old is not None:
-                t.classifier.remove(old)
+                self._unfile(t, old)
             rule = Rule(f, now)
             t.by_id[ident] = rule
-            t.classifier.insert(rule)
+            self._file(t, rule)
             return []
         strict = cmd in (FlowModCommand.MODIFY_STRICT, FlowModCommand.DELETE_STRICT)
         targets = self.select(mod, strict)
@@ -271,14 +325,15 @@ class Pipeline:
                 new_flow = r.flow.with_(instructions=f.instructions, cookie=r.flow.cookie)
                 r.flow = new_flow
                 r.instructions = new_flow.instructions
-                self.tables[r.flow.table].classifier.refresh(r)  # a clause or not, now
+                if r not in self.asleep:  # one standing down is refreshed as it wakes
+                    self.tables[r.flow.table].classifier.refresh(r)  # a clause or not, now
                 if mod.reset_counts:
                     r.packet_count = r.byte_count = 0
             return []
         for r in targets:
             t = self.tables[r.flow.table]
             del t.by_id[(r.flow.match, r.priority)]
-            t.classifier.remove(r)
+            self._unfile(t, r)
         return targets
 
     def select(self, mod: FlowMod, strict: bool = False) -> list[Rule]:
@@ -316,7 +371,7 @@ class Pipeline:
                     reason = "idle_timeout"
                 if reason:
                     del t.by_id[(fl.match, r.priority)]
-                    t.classifier.remove(r)
+                    self._unfile(t, r)
                     gone.append((r, reason))
         if gone:
             self.version += 1
