@@ -31,8 +31,10 @@ offending bytes, and the connection stays up.  Roles follow OpenFlow 1.3
 vnet's own experimenter messages (`vnetext`) carry BFD: a controller's
 BFD_CONFIG sets the sessions the switch runs for it (`bfd_config`) and is
 answered with every session's state; each change `Monitor.on_change` sees
-goes to the controllers as a BFD_STATUS (`bfd_changed`).  Another
-experimenter is refused as before (BAD_EXPERIMENTER).
+goes to the controllers as a BFD_STATUS (`bfd_changed`); a STAND_DOWN sets
+the cookies of the flows that match nothing while the switch is isolated
+(`Switch.set_stand_down`).  Another experimenter is refused as before
+(BAD_EXPERIMENTER).
 """
 
 from __future__ import annotations
@@ -284,6 +286,18 @@ class Connection:
                 except ValueError as e:  # a bad record, or a session the switch cannot run
                     log.info("%s: bfd config refused: %s", self.name, e)
                     self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, raw)
+                return
+            if ours is not None and ours[:2] == (vnetext.VNET_EXPERIMENTER, vnetext.STAND_DOWN):
+                if self.role == ofp.OFPCR_ROLE_SLAVE:
+                    self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_IS_SLAVE, raw)
+                    return
+                try:
+                    cookies = vnetext.decode_stand_down(ours[2])
+                except ValueError as e:  # a partial cookie, or one naming no flow of its own
+                    log.info("%s: stand down refused: %s", self.name, e)
+                    self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_LEN, raw)
+                    return
+                self.agent.switch.set_stand_down(cookies)
                 return
             self.error(xid, ofp.OFPET_BAD_REQUEST, ofp.OFPBRC_BAD_EXPERIMENTER, raw)
             return

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -30,7 +30,15 @@ from ..pipeline.actions import Action, Output
 from ..pipeline.flow import Flow, FlowMod, FlowModCommand
 from .convert import DP, actions_to_ofp, flow_from_ofp, match_to_ofp
 from .convert import flow_mod_to_ofp as _flow_mod
-from .vnetext import BFD_STATUS, VNET_EXPERIMENTER, BfdWant, decode_status, encode_config, split
+from .vnetext import (
+    BFD_STATUS,
+    VNET_EXPERIMENTER,
+    BfdWant,
+    decode_status,
+    encode_config,
+    encode_stand_down,
+    split,
+)
 
 T = TypeVar("T")
 
@@ -275,6 +283,13 @@ class SwitchChannel:
         BFD_STATUS of every session (`on_bfd_status`)."""
         self._xid += 1
         self.writer.write(encode_config(list(wants), self._xid))
+        await self.writer.drain()
+
+    async def configure_stand_down(self, cookies: Iterable[int]) -> None:
+        """Tell a vnet switch the cookies of the flows that stand down while it is
+        isolated (all of them; vnet's STAND_DOWN)."""
+        self._xid += 1
+        self.writer.write(encode_stand_down(cookies, self._xid))
         await self.writer.drain()
 
     async def map_tlv(self, option_class: int, option_type: int, length: int, index: int) -> bool:

@@ -16,33 +16,48 @@ experimenter type:
   (underlay IPv4 address and RFC 5880 state: 0 admin_down, 1 down, 2 init,
   3 up); `full` set when the records are every session the switch runs (the
   answer to a BFD_CONFIG), clear for the changes `Monitor.on_change` saw.
+- `STAND_DOWN` (controller -> switch): the cookies (8 bytes each) of the
+  flows that stand down -- match nothing while installed -- when the switch's
+  BFD says it is isolated (`datapath.bfd`): the flows that make its chassis a
+  router's active gateway.  The whole set each time, flows installed later
+  with one of those cookies included; the flows keep their provenance
+  cookies, and the switch keeps the set across controller connections (it
+  is needed most when none is up); the controller sends it on each
+  connection and whenever it changes.  Cookie 0 (every flow without one) and
+  0xffffffffffffffff are refused.  No answer but an error.
 
 Records are fixed-size, big-endian, so a message is its header and a count
 of records; anything shorter, longer, or with an unknown encapsulation or
-state is refused (`DecodeError`) rather than half read.
+state, or a refused cookie is refused (`DecodeError`, an OpenFlow error to
+the sender) rather than half read.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
     "BFD_CONFIG",
     "BFD_STATUS",
+    "STAND_DOWN",
     "STATES",
     "VNET_EXPERIMENTER",
     "BfdWant",
     "DecodeError",
     "decode_config",
+    "decode_stand_down",
     "decode_status",
     "encode_config",
+    "encode_stand_down",
     "encode_status",
 ]
 
 VNET_EXPERIMENTER = 0x00766E74  # "\0vnt"
 BFD_CONFIG = 1
 BFD_STATUS = 2
+STAND_DOWN = 3
 OFPT_EXPERIMENTER = 4
 STATES = ("admin_down", "down", "init", "up")  # RFC 5880's numbering
 ENCAPS = ("vxlan", "geneve", "nvgre")
@@ -51,6 +66,8 @@ _HDR = struct.Struct("!BBHIII")  # version, type, length, xid, experimenter, exp
 _CONFIG = struct.Struct("!IBB2xII")  # peer, encap, mult, min_tx ms, min_rx ms
 _STATUS_HEAD = struct.Struct("!B3x")  # full
 _STATUS = struct.Struct("!IB3x")  # peer, state
+_COOKIE = struct.Struct("!Q")
+_NO_COOKIES = (0, (1 << 64) - 1)  # every flow without a cookie; OpenFlow's "any"
 
 
 class DecodeError(ValueError):
@@ -117,3 +134,19 @@ def decode_status(body: bytes) -> tuple[dict[int, str], bool]:
             raise DecodeError(f"bfd status: unknown state {state}")
         out[peer] = STATES[state]
     return out, bool(full)
+
+
+def encode_stand_down(cookies: Iterable[int], xid: int = 0) -> bytes:
+    body = b"".join(_COOKIE.pack(c) for c in sorted(set(cookies)))
+    return _message(STAND_DOWN, body, xid)
+
+
+def decode_stand_down(body: bytes) -> frozenset[int]:
+    """The cookies of a STAND_DOWN body."""
+    if len(body) % _COOKIE.size:
+        raise DecodeError(f"stand down: {len(body)} bytes is not a whole number of cookies")
+    out = frozenset(c for (c,) in _COOKIE.iter_unpack(body))
+    for c in _NO_COOKIES:
+        if c in out:
+            raise DecodeError(f"stand down: cookie {c:#x} names no flow of its own")
+    return out
