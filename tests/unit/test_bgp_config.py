@@ -17,9 +17,11 @@ from vnet.bgp.config import (
     structure,
     upstream_conf,
 )
+from vnet.bgp.speaker import load_state
 from vnet.controller.northbound import Northbound
 from vnet.model import ModelError
 from vnet.model.objects import (
+    BFDStatus,
     BGPPeer,
     BGPUplink,
     Chassis,
@@ -254,3 +256,19 @@ def test_a_speakers_address_is_never_a_floating_ips_or_a_ports() -> None:
     assert "chassis 'hv1''s BGP speaker" in e.value.message
     p = nb.create("port", {"name": "q", "tenant": "ops", "network": "ext"})
     assert isinstance(p, Port) and "203.0.113.2" not in p.ips  # allocated past it
+
+
+def test_the_speakers_model_has_the_bfd_reports_that_fail_a_gateway_over() -> None:
+    """What a speaker reads from the API (`speaker.load_state`) carries the chassis' BFD
+    reports: hv2 seen down by hv1 and hv3, hv3 advertises the floating IP as the active."""
+    objs = [o for kind in model().objects.values() for o in kind.values()]
+    reports = [BFDStatus(id=r, name=r, sessions={"hv2": "down"}) for r in ("hv1", "hv3")]
+    s = State.of([*objs, *reports])
+
+    class Client:
+        def list(self, kind: str) -> list[dict[str, Any]]:
+            return [o.model_dump(mode="json") for o in s.all(kind)]
+
+    got = load_state(Client())
+    assert prefixes(got, "hv3") == {"203.0.113.20/32": 0}
+    assert prefixes(got, "hv2") == {"203.0.113.20/32": 1}

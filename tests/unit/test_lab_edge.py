@@ -34,6 +34,12 @@ def test_chassis_without_physnets_get_an_uplink_per_physnet() -> None:
     assert "physnets" not in given["chassis"][0]  # the document given is not changed
 
 
+def test_a_chassis_with_empty_physnets_gets_no_uplink() -> None:
+    d = doc()
+    d["chassis"].append({"name": "hv3", "physnets": {}})
+    assert with_physnets(d)["chassis"][2]["physnets"] == {}
+
+
 def test_a_file_without_external_networks_is_left_alone() -> None:
     d = {"chassis": [{"name": "hv1"}], "networks": [{"name": "n", "tenant": "t"}]}
     assert with_physnets(d) == d

@@ -153,9 +153,10 @@ class Speaker:
 
 
 def load_state(client: Any) -> State:
-    """The model as the controller's API has it (what a speaker needs of it)."""
+    """The model as the controller's API has it (what a speaker needs of it: the chassis'
+    BFD reports too, which say which gateway chassis is active)."""
     objs = []
-    for kind in ("chassis", "network", "subnet", "port", "router", "floating_ip"):
+    for kind in ("chassis", "network", "subnet", "port", "router", "floating_ip", "bfd_status"):
         cls = KINDS[kind]
         for d in client.list(kind):
             d.pop("status", None)  # a port's runtime status: not the model's

@@ -10,7 +10,8 @@ lab's, not the model's: it is removed here.
 External networks are on physical networks (`physnet`): every chassis that
 names no `physnets` gets each physnet of the file's external networks mapped
 to an uplink `up-<physnet>` (`with_physnets`), which the lab cables to its
-physical switch.  The `outside` key (the lab's too, removed here) says where
+physical switch; `physnets: {}` says a chassis has none (a compute-only
+host: its floating IPs are translated on the gateway, not distributed).  The `outside` key (the lab's too, removed here) says where
 the upstream router's server is: `server: [203.0.113.10/24,
 2001:db8:ffff::10/64]` by default (`DEFAULT_SERVER`); the upstream router
 itself holds each external subnet's gateway address.  Pure: a document in,
@@ -113,7 +114,7 @@ def with_physnets(doc: dict[str, Any]) -> dict[str, Any]:
             )
     chassis = [dict(c) if isinstance(c, dict) else c for c in doc.get("chassis") or []]
     for ch in chassis:
-        if isinstance(ch, dict) and not ch.get("physnets"):
+        if isinstance(ch, dict) and ch.get("physnets") is None:
             ch["physnets"] = {p: uplink_name(p) for p in sorted(nets)}
     if chassis:
         doc["chassis"] = chassis
