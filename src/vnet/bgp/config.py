@@ -80,6 +80,10 @@ TAG_BASE = 4200  # the static routes' tags: TAG_BASE + 16 * physnet's index + ra
 MAX_RANK = 3  # standbys past the third prepend as the third
 BFD_INTERVAL_MS = 300
 BFD_MULTIPLIER = 3
+# bfdd's profile of the sessions, the speakers' and the upstream's alike
+_BFD_PROFILE = ["bfd", " profile vnet", f"  detect-multiplier {BFD_MULTIPLIER}",
+                f"  receive-interval {BFD_INTERVAL_MS}", f"  transmit-interval {BFD_INTERVAL_MS}",
+                " exit", "exit", "!"]  # fmt: skip
 
 
 @dataclass(frozen=True, order=True)
@@ -224,16 +228,7 @@ def structure(ch: Chassis) -> str:
         lines += [f"route-map vnet-adv permit {10 * (i + 1)}", f" match tag {t}", "exit", "!"]
     lines += ["route-map vnet-in deny 10", "exit", "!"]
     if b.bfd:
-        lines += [
-            "bfd",
-            " profile vnet",
-            f"  detect-multiplier {BFD_MULTIPLIER}",
-            f"  receive-interval {BFD_INTERVAL_MS}",
-            f"  transmit-interval {BFD_INTERVAL_MS}",
-            " exit",
-            "exit",
-            "!",
-        ]
+        lines += _BFD_PROFILE
     lines += [f"router bgp {b.asn}", f" bgp router-id {router_id(ch)}"]
     lines.append(" no bgp default ipv4-unicast")
     fams: dict[int, list[tuple[str, str]]] = {4: [], 6: []}
@@ -283,16 +278,7 @@ def upstream_conf(
     lines += ["route-map vnet-accept permit 10", " set ipv6 next-hop prefer-global", "exit", "!"]
     lines += ["route-map vnet-announce-none deny 10", "exit", "!"]
     if bfd:
-        lines += [
-            "bfd",
-            " profile vnet",
-            f"  detect-multiplier {BFD_MULTIPLIER}",
-            f"  receive-interval {BFD_INTERVAL_MS}",
-            f"  transmit-interval {BFD_INTERVAL_MS}",
-            " exit",
-            "exit",
-            "!",
-        ]
+        lines += _BFD_PROFILE
     lines += [f"router bgp {asn}", f" bgp router-id {rid}", " no bgp default ipv4-unicast"]
     fams: dict[int, list[str]] = {4: [], 6: []}
     for ip, peer_asn in sorted(set(peers)):

@@ -34,15 +34,15 @@ from vnet.compiler.neighbour import Learn, Resolve
 from vnet.compiler.stages import stage_of
 from vnet.controller.neighbour import Neighbours
 from vnet.controller.punt import PacketIn, Punter, compiled_punts
-from vnet.controller.service import Controller, LocalSouthbound
-from vnet.datapath import PortConfig, Switch
+from vnet.controller.service import Controller
+from vnet.datapath import Switch
 from vnet.datapath.ports.memory import MemoryDevice
 from vnet.model.neighbour import neighbour_id
 from vnet.model.rules import ModelError
 from vnet.pipeline.actions import Resubmit, SetField
 from vnet.store import SqliteStore
 
-from .helpers import until
+from .helpers import one_switch, until
 from .test_router_punt import MODEL, FakeLink
 
 OTHER_MAC = "02:aa:bb:cc:dd:ee"
@@ -67,23 +67,11 @@ def run(
     test: Callable[[Controller, Switch, dict[str, MemoryDevice], dict[str, Any]], Awaitable[None]],
 ) -> None:
     async def main() -> None:
-        ctl = Controller(SqliteStore())
-        ctl.nb.apply(model())
-        st = ctl.nb.state()
-        sw = Switch("hv1", fail_mode="secure")
-        devices = {}
-        for p in st.all("port"):
-            devices[p.name] = MemoryDevice(p.iface)
-            sw.add_port(PortConfig(p.iface, kind="memory"), devices[p.name])
-        (r,) = st.all("router")
-        gw = {st.get("subnet", i.subnet).name: i.mac or "" for i in r.interfaces}
-        await ctl.start()
-        try:
-            await ctl.attach(LocalSouthbound(sw))
-            await ctl.wait_synced()
+        async with one_switch(model()) as (ctl, sw, devices):
+            st = ctl.nb.state()
+            (r,) = st.all("router")
+            gw = {st.get("subnet", i.subnet).name: i.mac or "" for i in r.interfaces}
             await test(ctl, sw, devices, {"gw": gw, **{p.name: p for p in st.all("port")}})
-        finally:
-            await ctl.stop()
 
     asyncio.run(main())
 

@@ -28,14 +28,13 @@ from scapy.layers.l2 import Ether
 from tests.checksums import bad_checksums
 from vnet.compiler.router import Punt as RouterPunt
 from vnet.controller.punt import PacketIn, Punter, compiled_punts
-from vnet.controller.service import Controller, LocalSouthbound
-from vnet.datapath import PortConfig, Switch
+from vnet.controller.service import Controller
+from vnet.datapath import Switch
 from vnet.datapath.ports.memory import MemoryDevice
-from vnet.ofp.agent import Agent
 from vnet.pipeline.actions import Action
 from vnet.store import SqliteStore
 
-from .helpers import until
+from .helpers import one_switch, until
 
 SUBNETS = [("s1", "n1", "10.0.1.0/24"), ("s1v6", "n1", "fd00:1::/64"),
            ("s2", "n2", "10.0.2.0/24"), ("s2v6", "n2", "fd00:2::/64")]  # fmt: skip
@@ -90,32 +89,11 @@ class World:
 
 def run(test: Callable[[World], Awaitable[None]], over_openflow: bool = False) -> None:
     async def main() -> None:
-        ctl = Controller(SqliteStore(), ["ptcp:0:127.0.0.1"] if over_openflow else [])
-        ctl.nb.apply(MODEL)
-        st = ctl.nb.state()
-        sw = Switch("hv1", fail_mode="secure")
-        devices = {}
-        for p in st.all("port"):
-            devices[p.name] = MemoryDevice(p.iface)
-            sw.add_port(PortConfig(p.iface, kind="memory"), devices[p.name])
-        (r,) = st.all("router")
-        gw = {st.get("subnet", i.subnet).name: i.mac or "" for i in r.interfaces}
-        world = World(ctl, sw, devices, {p.name: p for p in st.all("port")}, gw)
-        agent = None
-        await ctl.start()
-        try:
-            if over_openflow:
-                agent = Agent(sw, controllers=[f"tcp:127.0.0.1:{ctl.bound_ports()[0]}"])
-                await agent.start()
-                await until(lambda: any(s.installed for s in ctl.sessions.values()))
-            else:
-                await ctl.attach(LocalSouthbound(sw))
-            await ctl.wait_synced()
-            await test(world)
-        finally:
-            await ctl.stop()
-            if agent is not None:
-                await agent.stop()
+        async with one_switch(MODEL, over_openflow) as (ctl, sw, devices):
+            st = ctl.nb.state()
+            (r,) = st.all("router")
+            gw = {st.get("subnet", i.subnet).name: i.mac or "" for i in r.interfaces}
+            await test(World(ctl, sw, devices, {p.name: p for p in st.all("port")}, gw))
 
     asyncio.run(main())
 

@@ -24,13 +24,12 @@ from scapy.layers.l2 import Ether
 from tests.checksums import bad_checksums
 from vnet.compiler.router import Punt as RouterPunt
 from vnet.controller.punt import compiled_punts
-from vnet.controller.service import Controller, LocalSouthbound
-from vnet.datapath import PortConfig, Switch
+from vnet.controller.service import Controller
+from vnet.datapath import Switch
 from vnet.datapath.ports.memory import MemoryDevice
-from vnet.ofp.agent import Agent
 from vnet.store import SqliteStore
 
-from .helpers import until
+from .helpers import one_switch, until
 
 MTU = 1400
 SUBNETS = [("s1", "n1", "10.0.1.0/24"), ("s1v6", "n1", "fd00:1::/64"),
@@ -78,28 +77,8 @@ class World:
 
 def run(test: Callable[[World], Awaitable[None]], over_openflow: bool = False) -> None:
     async def main() -> None:
-        ctl = Controller(SqliteStore(), ["ptcp:0:127.0.0.1"] if over_openflow else [])
-        ctl.nb.apply(MODEL)
-        sw = Switch("hv1", fail_mode="secure")
-        devices = {}
-        for p in ctl.nb.state().all("port"):
-            devices[p.name] = MemoryDevice(p.iface)
-            sw.add_port(PortConfig(p.iface, kind="memory"), devices[p.name])
-        agent = None
-        await ctl.start()
-        try:
-            if over_openflow:
-                agent = Agent(sw, controllers=[f"tcp:127.0.0.1:{ctl.bound_ports()[0]}"])
-                await agent.start()
-                await until(lambda: any(s.installed for s in ctl.sessions.values()))
-            else:
-                await ctl.attach(LocalSouthbound(sw))
-            await ctl.wait_synced()
+        async with one_switch(MODEL, over_openflow) as (ctl, sw, devices):
             await test(World(ctl, sw, devices))
-        finally:
-            await ctl.stop()
-            if agent is not None:
-                await agent.stop()
 
     asyncio.run(main())
 
