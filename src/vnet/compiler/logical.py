@@ -25,6 +25,9 @@ the fields their builders read, recorded as they read them, so a change to
 one port recompiles that port and its network's flood flows, nothing else.
 A flow may name a group (a router's ECMP): the group travels with it
 (`LFlow.group`) and is installed on the chassis that get the flow.  Output is sorted: the same model gives byte-identical flows.
+A flow that makes its chassis a router's active gateway says so
+(`LFlow.stands_down`; `standing_down` gathers their cookies per chassis): its
+chassis' switch stops matching it while isolated from every BFD peer.
 A change to a few ports' fields alone (a relabel) does not even walk the
 other ports' memo entries: their flows and their networks' are recalled and
 the last output patched (`_ports_only`), so it costs milliseconds at 10,000
@@ -76,6 +79,7 @@ __all__ = [
     "feature",
     "network_stage",
     "port_stage",
+    "standing_down",
 ]
 
 
@@ -96,6 +100,10 @@ class LFlow:
     # where the flow is installed: (chassis id, True) only there, (chassis id, False)
     # everywhere but there, None everywhere (OVN's is_chassis_resident)
     resident: tuple[str, bool] | None = None
+    # the flow makes its chassis a router's active gateway (resident there, and another
+    # gateway chassis could take over): it stands down -- matches nothing -- while that
+    # chassis' switch is isolated from every BFD peer (the controller's stand-down set)
+    stands_down: bool = False
     # the output order (table, priority down, match, instructions), computed once: an
     # LFlow lives in the compiler's memo across compiles, so sorting costs no repr()
     order: tuple[int, int, str, str] = field(init=False, repr=False, compare=False)
@@ -177,6 +185,7 @@ class _Emit:
         punt: Any = None,
         group: GroupDesc | None = None,
         resident: tuple[str, bool] | None = None,
+        stands_down: bool = False,
     ) -> None:
         if self.key is not None:
             scope = scope_of(stage_name)
@@ -197,9 +206,9 @@ class _Emit:
             origin=f"{self.kind} {self.name} ({self.id}) · {stage_name} · {rule}",
         )
         check(f)
-        self.out.append(
-            LFlow(f, self.datapath, (self.kind, self.id), rule, flood, punt, group, resident)
-        )
+        owner = (self.kind, self.id)
+        lf = LFlow(f, self.datapath, owner, rule, flood, punt, group, resident, stands_down)
+        self.out.append(lf)
 
 
 class _At:
@@ -497,3 +506,18 @@ def _patch(out: list[LFlow], gone: Sequence[LFlow], new: Sequence[LFlow]) -> Non
 
 def _order(lf: LFlow) -> tuple[int, int, str, str]:
     return lf.order
+
+
+def standing_down(lflows: Sequence[LFlow]) -> tuple[dict[str, frozenset[int]], set[int]]:
+    """Chassis id -> the cookies of the flows resident there that stand down when it is
+    isolated (`LFlow.stands_down`); and the cookies left out because a flow that does
+    not stand down shares them (a cookie names a flow on the switch: none should)."""
+    marked: dict[str, set[int]] = {}
+    others: set[int] = set()
+    for lf in lflows:
+        if lf.stands_down and lf.resident is not None and lf.resident[1]:
+            marked.setdefault(lf.resident[0], set()).add(lf.flow.cookie)
+        else:
+            others.add(lf.flow.cookie)
+    shared = {c for cs in marked.values() for c in cs} & others
+    return {ch: frozenset(cs - shared) for ch, cs in marked.items()}, shared

@@ -25,6 +25,9 @@ that MAC as source -- so the physical network learns where the port is.
 Otherwise -- and for port forwardings -- the router's active gateway chassis
 translates it and answers ARP for it with the gateway's MAC; the builder is
 given that chassis as a value (`_objects`' args), so a failover rebuilds it.
+Those resident flows stand down while that chassis is isolated, as the
+gateway's own (`router.gateway_stands_down`); a distributed one's do not:
+no other chassis could take it over.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from .router import (
     answer_arp,
     asking,
     gateway_routes,
+    gateway_stands_down,
     numbered,
     route_actions,
     route_match,
@@ -112,6 +116,7 @@ def fip_flows(
     by_port = {p.id: p for p in ports}
     port = by_port.get(f.port or "")
     where = (gw, True)
+    down = gateway_stands_down(r, gw)  # on the gateway: not while isolated
     mac = gw4.mac or ""
     if port is not None:
         x = _v4(port)
@@ -119,7 +124,7 @@ def fip_flows(
             return []
         local = distributed(f, port, net, ch)
         if local and ch is not None:
-            where, mac = (ch.id, True), f.mac or ""
+            where, mac, down = (ch.id, True), f.mac or "", False
             _distributed(e, s, f, port, x, gw4, itfs, r, where)
         e("lr_in_dnat", 100, f"{f.ip} -> port {port.name} ({x})", dnat_in,
           apply=[Ct(commit=True, zone_field=zone, nat=Nat("dst", x),
@@ -144,10 +149,11 @@ def fip_flows(
           apply=[Ct(zone_field=zone, nat=Nat(), table=resolve("lr_in_dnat", NEXT))])  # fmt: skip
     s("ls_in_l2_lkup", 80, f"from outside, asked for floating IP {f.ip}: to the router",
       {REG_INPORT: LOCALNET_KEY, **asking(f.ip)},
-      apply=[SetField(_field(REG_OUTPORT), gw4.tunnel_key or 0)], goto=NEXT, resident=where)  # fmt: skip
+      apply=[SetField(_field(REG_OUTPORT), gw4.tunnel_key or 0)], goto=NEXT, resident=where,
+      stands_down=down)  # fmt: skip
     e("lr_in_ip_input", 120, f"gateway: arp reply for floating IP {f.ip}",
       {REG_INPORT: gw4.number, "eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(f.ip)},
-      apply=answer_arp(mac, f.ip, gw4), resident=where)  # fmt: skip
+      apply=answer_arp(mac, f.ip, gw4), resident=where, stands_down=down)  # fmt: skip
     return e.out + s.out
 
 

@@ -42,7 +42,15 @@ same flow sends the frame as it came to `lr_in_gw_redirect`, back into its
 network addressed to the router's port, flagged `FLAG_REDIRECT`, which the
 output stage tunnels to the active chassis, where that port's resident
 patch (taking frames out of a tunnel, its flags cleared) routes it for real
-(OVN's chassis redirect).  NAT, in the router's zone: `lr_in_dnat`
+(OVN's chassis redirect).  The flows resident on the active gateway chassis
+stand down there when its switch is isolated (`LFlow.stands_down`,
+`gateway_stands_down`): its lookup of and answers for the gateway, the
+redirected frames' patch into the router, the routes out of the gateway --
+with them its SNAT and floating IPs, reached only through them -- so a
+chassis cut from every BFD peer (and the controller) while its uplink is up
+stops being the gateway the others have moved to; not with a single gateway
+chassis (no other could take over; OVN's ha_chassis_group_is_active too).
+NAT, in the router's zone: `lr_in_dnat`
 untranslates replies to the gateway's address, `lr_out_snat` translates the
 router's IPv4 subnets to it (unless `snat: false`) and untranslates the
 rest; floating IPs and port forwardings are `nat`'s, per floating IP.
@@ -285,6 +293,12 @@ def _objects(state: State) -> list[tuple[str, tuple[Any, ...], tuple[Any, ...]]]
     return out
 
 
+def gateway_stands_down(r: Router, gw: str | None) -> bool:
+    """Whether the flows that make `gw` the router's active gateway stand down while its
+    switch is isolated: when another gateway chassis could take over."""
+    return gw is not None and r.gateway is not None and len(r.gateway.chassis) > 1
+
+
 def router_flows(r: Router, *rest: Any) -> list[LFlow]:
     """A router's pipeline, and its ports on its networks' switches."""
     *nets, itfs, gw = rest
@@ -311,7 +325,7 @@ def router_flows(r: Router, *rest: Any) -> list[LFlow]:
         _redirect(e, live, by_id)
     _gateway_nat(e, r, live)
     if gw is not None:
-        _gateway_answers(e, live, gw)
+        _gateway_answers(e, live, gw, gateway_stands_down(r, gw))
     _delivery(e, live, by_id)
     return out + e.out
 
@@ -337,33 +351,35 @@ def _switch_side(
     mac, key = first.mac or "", first.tunnel_key or 0
     port = "gateway" if first.gateway else _iface(first)
     home = (gw, True) if first.gateway and gw else None
+    sd = gateway_stands_down(r, gw)  # the resident flows stand down when isolated
+    down = home is not None and sd
     e("ls_in_l2_lkup", 50, f"{port}: unicast to the router's MAC", {"eth_dst": _mac(mac)},
-      apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home)  # fmt: skip
+      apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home, stands_down=down)  # fmt: skip
     for itf in sides:
         if itf.gateway and gw:
             for a in (itf.address, eui64_link_local(mac)) if itf.family == 6 else (itf.address,):
                 e("ls_in_l2_lkup", 80, f"{_iface(itf)}: from outside, asked for {a}: to the "
                   "router", {REG_INPORT: LOCALNET_KEY, **asking(a)},
-                  apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home)  # fmt: skip
+                  apply=[_load(REG_OUTPORT, key)], goto=NEXT, resident=home, stands_down=down)  # fmt: skip
     for itf in sides:
         me = _iface(itf)
         if itf.family == 4:
             req = {"eth_type": ETH_ARP, "arp_op": 1, "arp_tpa": _prefix(itf.address)}
             e("ls_in_arp_rsp", 50, f"{me}: arp reply for the router's address", req,
-              apply=_arp_reply(mac, itf.address), resident=home)  # fmt: skip
+              apply=_arp_reply(mac, itf.address), resident=home, stands_down=down)  # fmt: skip
             continue
         for a in (itf.address, eui64_link_local(mac)):
             ns = _ns(a)
             e("ls_in_arp_rsp", 55, f"{me}: duplicate address detection: pass for {a}",
-              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto=NEXT, resident=home)  # fmt: skip
+              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, goto=NEXT, resident=home, stands_down=down)  # fmt: skip
             e("ls_in_arp_rsp", 55, f"{me}: no source link-layer address: pass for {a}",
-              {**ns, "nd_sll": 0}, goto=NEXT, resident=home)  # fmt: skip
+              {**ns, "nd_sll": 0}, goto=NEXT, resident=home, stands_down=down)  # fmt: skip
             e("ls_in_arp_rsp", 50, f"{me}: neighbour advertisement for {a}",
-              ns, apply=_na_reply(mac, a), goto="ls_in_nd_na", resident=home)  # fmt: skip
+              ns, apply=_na_reply(mac, a), goto="ls_in_nd_na", resident=home, stands_down=down)  # fmt: skip
             e("ls_in_nd_na", 50, f"{me}: the router's link-layer address for {a}",
               {**ns, "icmpv6_type": 136},
               apply=[SetField(_SLOT["nd_tll"], _mac(mac)), Output(OFPP_IN_PORT)],
-              resident=home)  # fmt: skip
+              resident=home, stands_down=down)  # fmt: skip
     out = {REG_OUTPORT: key}
     e("ls_out_port_sec", 100, f"{port}: never back to the router", {**out, REG_INPORT: key})
     e("ls_out_port_sec", 50, f"{port}: to the router", out, goto=OUTPUT)
@@ -391,7 +407,8 @@ def _switch_side(
             # checked on its sender's chassis)
             e("phy_out", 90, f"{_iface(itf)}: redirected from another chassis: into "
               f"router {r.name}'s pipeline on its active gateway chassis", m,
-              apply=[_load(REG_FLAGS, 0), *patch], resident=(gw, True))  # fmt: skip
+              apply=[_load(REG_FLAGS, 0), *patch], resident=(gw, True),
+              stands_down=sd)  # fmt: skip
     return e.out
 
 
@@ -518,7 +535,7 @@ def _routing(
             e(at, prio, rule, match, apply=acts, goto=goto, group=g)
             continue
         e(at, prio, f"{rule} (active gateway chassis)", match, apply=acts, goto=goto,
-          group=g, resident=(gw, True))  # fmt: skip
+          group=g, resident=(gw, True), stands_down=gateway_stands_down(r, gw))  # fmt: skip
         e(at, prio, f"{rule}: elsewhere, to the active gateway chassis", match,
           goto="lr_in_gw_redirect", resident=(gw, False))  # fmt: skip
     for itf in live:
@@ -624,9 +641,9 @@ def _back_out(itf: Interface) -> list[Action | To]:
     ]
 
 
-def _gateway_answers(e: _Emit, live: Sequence[Interface], gw: str) -> None:
+def _gateway_answers(e: _Emit, live: Sequence[Interface], gw: str, down: bool) -> None:
     """The gateway answers ARP and neighbour solicitations for its addresses from the
-    physical network, on its active chassis."""
+    physical network, on its active chassis (`down`: not while it is isolated)."""
     at, here = "lr_in_ip_input", (gw, True)
     for itf in live:
         if not itf.gateway:
@@ -636,21 +653,21 @@ def _gateway_answers(e: _Emit, live: Sequence[Interface], gw: str) -> None:
             e(at, 120, f"{me}: arp reply for {itf.address}",
               {REG_INPORT: itf.number, "eth_type": ETH_ARP, "arp_op": 1,
                "arp_tpa": _prefix(itf.address)},
-              apply=answer_arp(mac, itf.address, itf), resident=here)  # fmt: skip
+              apply=answer_arp(mac, itf.address, itf), resident=here, stands_down=down)  # fmt: skip
             continue
         e("lr_in_admission", 50, f"{me}: solicited-node multicast",
           {REG_INPORT: itf.number, "eth_dst": (0x3333FF000000, 0xFFFFFF000000),
-           "eth_type": ETH_IP6}, goto=NEXT, resident=here)  # fmt: skip
+           "eth_type": ETH_IP6}, goto=NEXT, resident=here, stands_down=down)  # fmt: skip
         for a in (itf.address, eui64_link_local(mac)):
             ns = {REG_INPORT: itf.number, **_ns(a)}
             e(at, 125, f"{me}: duplicate address detection for {a}: drop",
-              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, resident=here)  # fmt: skip
+              {**ns, "ipv6_src": (0, (1 << 128) - 1)}, resident=here, stands_down=down)  # fmt: skip
             e(at, 120, f"{me}: neighbour advertisement for {a}", ns,
-              apply=_na_reply(mac, a), goto="lr_in_nd_na", resident=here)  # fmt: skip
+              apply=_na_reply(mac, a), goto="lr_in_nd_na", resident=here, stands_down=down)  # fmt: skip
             e("lr_in_nd_na", 50, f"{me}: the gateway's link-layer address for {a}",
               {**ns, "icmpv6_type": 136},
               apply=[SetField(_SLOT["nd_tll"], _mac(mac)), *_back_out(itf)[:-1]], goto=OUTPUT,
-              resident=here)  # fmt: skip
+              resident=here, stands_down=down)  # fmt: skip
 
 
 def rzone() -> tuple[int, int, int]:
