@@ -112,7 +112,7 @@ def programmed_switch(
 ) -> tuple[str, SwitchRig | None]:
     """The switch under test on `ports`: vnet ("vnet": fail-secure, port security off,
     OpenFlow on loopback) or Open vSwitch's netdev bridge; `flows` added with `vnet
-    ofctl add-flow`.  Its OpenFlow target, and vnet's rig."""
+    ofctl add-flows`.  Its OpenFlow target, and vnet's rig."""
     sw = None
     if kind == "vnet":
         sw = SwitchRig(lab, rundir)
@@ -122,10 +122,9 @@ def programmed_switch(
         target = f"tcp:127.0.0.1:{port}"
     else:
         target = ovs_netdev_bridge(lab, rundir, ports)
-    for flow in flows:
-        r = subprocess.run([*VNET, "ofctl", "add-flow", target, flow],
-                           capture_output=True, text=True, timeout=30)  # fmt: skip
-        assert r.returncode == 0, (flow, r.stdout + r.stderr)
+    r = subprocess.run([*VNET, "ofctl", "add-flows", target, "-"], input="\n".join(flows),
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
     return target, sw
 
 

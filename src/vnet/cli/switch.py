@@ -15,7 +15,9 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -357,6 +359,39 @@ def ofctl_add_flow(switch: str, flow: str) -> None:
     except (FlowSyntaxError, FieldError) as e:
         fail(str(e))
     _run(switch, lambda c: c.transact(flow_mod_to_ofp(f)))
+
+
+@ofctl_app.command("add-flows")
+def ofctl_add_flows(
+    switch: str,
+    file: Annotated[str, typer.Argument(help="a flow per line (ovs-ofctl syntax); - for stdin")],
+) -> None:
+    """Add the flows of a file, a flow per line (blank lines and # comments skipped).
+
+    Every line is parsed before anything is sent: a bad one is named (FILE:LINE) and
+    no flow is added.  The flows then go over one connection, in order; one the switch
+    refuses is named and stops the rest (those before it stay, as with ovs-ofctl)."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except OSError as e:
+        fail(f"{file}: {e.strerror}")
+    flows = []
+    for no, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            flows.append((no, parse_flow(line.strip()).flow))
+        except (FlowSyntaxError, FieldError) as e:
+            fail(f"{file}:{no}: {e}")
+
+    def go(c: OFClient) -> None:
+        for no, f in flows:
+            try:
+                c.transact(flow_mod_to_ofp(f))
+            except OFClientError as e:
+                fail(f"{file}:{no}: {e}", 1)
+
+    _run(switch, go)
 
 
 @ofctl_app.command("del-flows")

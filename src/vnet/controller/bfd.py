@@ -4,15 +4,22 @@ Sessions (`peers`): a gateway chassis (of any router) runs BFD to every other
 chassis, so every chassis runs it to each gateway chassis -- the relation is
 symmetric, and each gateway chassis is watched by every chassis that would
 send through it (and some that would not: a chassis hosting none of the
-router's networks; a session costs little, and ports move).  Only vnet switches are
-configured today, through vnet's experimenter message (`ofp.vnetext`,
+router's networks; a session costs little, and ports move).  A vnet switch
+is configured through vnet's experimenter message (`ofp.vnetext`,
 BFD_CONFIG with 100 ms timers and a multiplier of 3, over the tunnel port of
-the peer's encapsulation); both ends must be vnet switches, since a session
-nobody answers would read as a dead peer.
+the peer's encapsulation); an Open vSwitch chassis the controller keeps over
+OVSDB (`ovsdb` set) as OVN's ovn-controller does it -- a tunnel port per
+peer of the peer's encapsulation, key 0, with `bfd:enable=true` and the same
+timers (`ovsdb.bfd_ports`) -- and reports what its Interface rows'
+`bfd_status` say.  Both ends must be configured (a session nobody answers
+would read as a dead peer): an Open vSwitch chassis without `ovsdb` takes no
+part, and none pairs with NVGRE (Open vSwitch has no NVGRE tunnel port).
 
-Reports (`Reports`): a switch sends every session's state when it takes a
-BFD_CONFIG and each change after; the controller keeps them per chassis by
-peer address, turns addresses into chassis ids, and writes the chassis'
+Reports (`Reports`): a vnet switch sends every session's state when it takes
+a BFD_CONFIG and each change after (for an Open vSwitch chassis its keeper
+sends the whole of what the `bfd_status` columns say on each change); the
+controller keeps them per chassis by peer address, turns addresses into
+chassis ids, and writes the chassis'
 `bfd_status` (`Northbound.report_bfd`) when what it says changes.  A session
 that has never been up is left out of the report: a session still coming up
 says "down" of a live peer, and that must not fail a gateway over.  So a
@@ -47,22 +54,35 @@ __all__ = ["GatewayAnnouncement", "Reports", "gateway_announcements", "peers", "
 log = logging.getLogger("vnet.controller.bfd")
 
 
+def _takes_part(ch: object) -> bool:
+    """A chassis whose switch the controller configures BFD on: a vnet switch, or an Open
+    vSwitch it keeps over OVSDB; an IPv4 underlay address either way."""
+    if not isinstance(ch, Chassis) or ch.underlay is None or ":" in ch.underlay:
+        return False
+    return ch.switch == "vnet" or (ch.switch == "ovs" and ch.ovsdb is not None)
+
+
+def _pairs(a: Chassis, b: Chassis) -> bool:
+    """Whether a session between two taking part can run: Open vSwitch has no NVGRE port."""
+    ovs = "ovs" in (a.switch, b.switch)
+    return not (ovs and "nvgre" in (a.encap, b.encap))
+
+
 def peers(state: State, chassis_id: str) -> set[str]:
-    """The chassis `chassis_id` runs BFD to (vnet switches with an underlay address only)."""
-
-    def ok(cid: str) -> bool:
-        ch = state.get("chassis", cid)
-        return isinstance(ch, Chassis) and ch.switch == "vnet" and ch.underlay is not None
-
-    if not ok(chassis_id):
+    """The chassis `chassis_id` runs BFD to (vnet switches and the Open vSwitch chassis
+    the controller keeps over OVSDB, with an IPv4 underlay address)."""
+    me = state.get("chassis", chassis_id)
+    if not _takes_part(me):
         return set()
     gateways = {c for r in state.all("router") if r.gateway is not None for c in r.gateway.chassis}
     out = {c.id for c in state.all("chassis")} if chassis_id in gateways else gateways
-    return {c for c in out if c != chassis_id and ok(c)}
+    chs = [state.get("chassis", c) for c in out if c != chassis_id]
+    return {c.id for c in chs if _takes_part(c) and _pairs(me, c)}
 
 
 def wants(state: State, chassis_id: str) -> list[BfdWant]:
-    """The sessions a vnet chassis is configured with, sorted by peer."""
+    """The sessions a chassis is configured with, sorted by peer (a vnet switch's
+    BFD_CONFIG; an Open vSwitch chassis' per-peer tunnel ports, `ovsdb.bfd_ports`)."""
     out = []
     for cid in peers(state, chassis_id):
         ch = state.get("chassis", cid)

@@ -42,7 +42,9 @@ entries of connections the model change denies.
 A vnet switch is told the BFD sessions it runs (`bfd.wants`, vnet's
 BFD_CONFIG experimenter message, on a sync when they changed); what its
 sessions report (BFD_STATUS) becomes its chassis' `bfd_status` in the store
-(`bfd.Reports`), from which the active gateway chassis is chosen.
+(`bfd.Reports`), from which the active gateway chassis is chosen.  An Open
+vSwitch chassis' keeper plugs a BFD port per session (`ovsdb.bfd_ports`) and
+hands what their `bfd_status` columns say to the same `bfd.Reports`.
 """
 
 from __future__ import annotations
@@ -692,6 +694,16 @@ class Controller:
                 return f"tcp:{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
         raise LookupError("the controller listens nowhere: start it with --of-listen")
 
+    def _ovs_bfd(self, chassis_id: str) -> Callable[[dict[int, str]], None]:
+        """What an Open vSwitch chassis' BFD ports say (from its OVSDB's IDL thread) goes
+        to `bfd.Reports` on the event loop, as a vnet switch's full report does."""
+        loop = asyncio.get_running_loop()
+
+        def received(states: dict[int, str]) -> None:
+            loop.call_soon_threadsafe(self.bfd.received, chassis_id, states, True)
+
+        return received
+
     async def _keep_ovsdb(self, chassis_id: str, wake: asyncio.Event) -> None:
         """Keep one Open vSwitch chassis' bridge and ports as the model says."""
         bridge: OvsdbBridge | None = None
@@ -706,7 +718,7 @@ class Controller:
                 if bridge is None or (bridge.remote, bridge.bridge) != (ch.ovsdb, ch.bridge):
                     if bridge is not None:
                         await asyncio.to_thread(bridge.close)
-                    bridge = OvsdbBridge(ch.ovsdb, ch.bridge)
+                    bridge = OvsdbBridge(ch.ovsdb, ch.bridge, on_bfd=self._ovs_bfd(chassis_id))
                 ports = ovs_ports(state, ch)
                 # a tunnel port per encapsulation of the chassis it may send to (it sends in
                 # the receiver's); Open vSwitch has none for NVGRE
@@ -721,6 +733,7 @@ class Controller:
                         datapath_type=ch.datapath_type,
                         ports=ports,
                         tunnels=tunnels,
+                        bfd=bfd_wants(state, ch.id),
                     )
                     self.ovsdb_status[chassis_id] = "ok"
                     for c in changes:

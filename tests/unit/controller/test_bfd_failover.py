@@ -181,7 +181,7 @@ def test_sessions_run_to_the_gateway_chassis_and_from_them_to_all_vnet_chassis()
         "hv2": ["hv1", "hv3", "hv4"],  # a gateway chassis: every vnet chassis
         "hv3": ["hv1", "hv2", "hv4"],
         "hv4": ["hv2", "hv3"],
-        "ovs1": [],  # Open vSwitch chassis are not configured (yet): none of them
+        "ovs1": [],  # an Open vSwitch chassis not kept over OVSDB (no `ovsdb`): none
     }
     assert [w.peer for w in wants(st, ids["hv1"])] == [ip4_int("192.0.2.2"), ip4_int("192.0.2.3")]
     ctl.nb.delete("router", "r", tenant="t")
