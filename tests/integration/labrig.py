@@ -17,15 +17,19 @@ VNET = [sys.executable, "-m", "vnet"]
 
 
 @contextlib.contextmanager
-def running_lab(doc: dict[str, Any], tmp: Path, switch: str, tx_off: bool = True) -> Iterator[Lab]:
-    """`vnet lab up` of `doc` with `switch` chassis, in `tmp`; `lab down` after, leaving no
-    namespace, hosts file or state behind.  `tx_off`: the workloads' checksum offload off --
+def running_lab(
+    doc: dict[str, Any], tmp: Path, switch: str | None, tx_off: bool = True
+) -> Iterator[Lab]:
+    """`vnet lab up` of `doc` with `switch` chassis (None: each as `doc` says), in `tmp`;
+    `lab down` after, leaving no namespace, hosts file or state behind.  `tx_off`: the
+    workloads' checksum offload off --
     Open vSwitch's userspace datapath gets no virtio-net header from a veth and would forward
     a partial checksum as it is (microseg_rig says more)."""
     f = tmp / "lab.yaml"
     f.write_text(yaml.safe_dump(doc))
     r = subprocess.run(
-        [*VNET, "lab", "up", str(f), "--dir", str(tmp / "lab"), "--switch", switch],
+        [*VNET, "lab", "up", str(f), "--dir", str(tmp / "lab"),
+         *(["--switch", switch] if switch else [])],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     lab = Lab(tmp / "lab")
