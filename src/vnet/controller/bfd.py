@@ -34,6 +34,13 @@ gateway's MAC -- so the physical switch moves the MAC to its port and the
 upstream router's cache stays right.  The controller sends them when a
 router's gateway becomes active on a chassis (its first sync there included);
 a network on a VLAN is not announced yet.
+
+Standing down: the controller cannot reprogram a gateway chassis it has lost,
+so a vnet switch isolated from every BFD peer stops being the gateway by
+itself -- the controller tells it which of its flows stand down (vnet's
+STAND_DOWN with `compiler.standing_down`'s cookies, `service`), and its
+`datapath.bfd.Monitor` says when it is isolated.  Open vSwitch chassis do
+not stand down.
 """
 
 from __future__ import annotations

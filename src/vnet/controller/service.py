@@ -42,9 +42,15 @@ entries of connections the model change denies.
 A vnet switch is told the BFD sessions it runs (`bfd.wants`, vnet's
 BFD_CONFIG experimenter message, on a sync when they changed); what its
 sessions report (BFD_STATUS) becomes its chassis' `bfd_status` in the store
-(`bfd.Reports`), from which the active gateway chassis is chosen.  An Open
-vSwitch chassis' keeper plugs a BFD port per session (`ovsdb.bfd_ports`) and
-hands what their `bfd_status` columns say to the same `bfd.Reports`.
+(`bfd.Reports`), from which the active gateway chassis is chosen.  It is also
+told the cookies of its flows that stand down while it is isolated from every
+BFD peer (`compiler.standing_down`: those that make it a router's active
+gateway; vnet's STAND_DOWN) on each connection and when they change: before
+the flow-mods, the new set with the last (the flows it gains stand down from
+the start, those it loses until they are gone), after them the new set
+alone.  An Open vSwitch chassis' keeper plugs a BFD port per session
+(`ovsdb.bfd_ports`) and hands what their `bfd_status` columns say to the
+same `bfd.Reports`.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..compiler import Compiler, LFlow, Memo, local_groups, localize
 from ..compiler.acl import LOG_METER, MeterSpec
+from ..compiler.logical import standing_down
 from ..datapath.meters import OFPMF_PKTPS, Band, MeterConfig
 from ..model.objects import Chassis, Network, Port
 from ..model.rules import ModelError, State
@@ -309,6 +316,7 @@ class Session:
     ports_stale: bool = False  # a port came or went: next sync reads the port numbers
     tlv_mapped: bool = False  # Open vSwitch knows vnet's Geneve option as tun_metadata0
     bfd_sent: list[BfdWant] | None = None  # the BFD sessions a vnet switch was last told
+    stand_down_sent: frozenset[int] | None = None  # the stand-down cookies it was last told
 
     @property
     def dpid(self) -> int:
@@ -334,6 +342,7 @@ class Controller:
         self.flow_mods_total = 0
         self._lflows: tuple[int, list[LFlow]] | None = None
         self._meters: tuple[int, list[MeterConfig]] | None = None
+        self._stand_down: tuple[int, dict[str, frozenset[int]]] | None = None
         self._dirty: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -481,6 +490,16 @@ class Controller:
             self._lflows = (state.revision, self.compiler.compile(state))
         return self._lflows[1]
 
+    def stand_down(self, state: State) -> dict[str, frozenset[int]]:
+        """Chassis id -> the cookies of its flows that stand down while it is isolated."""
+        if self._stand_down is None or self._stand_down[0] != state.revision:
+            marked, shared = standing_down(self.logical_flows(state))
+            for c in sorted(shared):
+                log.warning("cookie %#x: a flow that stands down shares it with one that "
+                            "does not; neither stands down", c)  # fmt: skip
+            self._stand_down = (state.revision, marked)
+        return self._stand_down[1]
+
     def meters(self, state: State) -> list[MeterConfig]:
         """The meters the model's flows use (the firewall's log meter), for every chassis."""
         if self._meters is None or self._meters[0] != state.revision:
@@ -566,6 +585,7 @@ class Controller:
                     log.info("switch %016x: Geneve option -> tun_metadata0: %s",
                              sess.dpid, "mapped" if ok else "already mapped")  # fmt: skip
                 sess.tlv_mapped = True
+            stands: frozenset[int] | None = None  # a vnet switch's stand-down set
             if isinstance(sb, SwitchChannel):
                 ch = state.get("chassis", sess.chassis or "")
                 if ch is not None and ch.switch == "vnet":
@@ -573,6 +593,11 @@ class Controller:
                     if bfd != sess.bfd_sent and (bfd or sess.bfd_sent is not None):
                         await sb.configure_bfd(bfd)
                         sess.bfd_sent = bfd
+                    stands = self.stand_down(state).get(ch.id, frozenset())
+                    before = stands | (sess.stand_down_sent or frozenset())
+                    if before != sess.stand_down_sent:
+                        await sb.configure_stand_down(before)
+                        sess.stand_down_sent = before
             if sess.full or sess.installed is None:
                 have = await read_state(sb)
             else:
@@ -581,6 +606,10 @@ class Controller:
             refused = await apply(sb, mods) if mods else []
             for m, t, c in refused:
                 log.warning("switch %016x refused %s (%d/%d)", sess.dpid, _what(m), t, c)
+            if stands is not None and stands != sess.stand_down_sent:
+                assert isinstance(sb, SwitchChannel)  # a vnet switch's, as above
+                await sb.configure_stand_down(stands)
+                sess.stand_down_sent = stands
             self.flow_mods_total += len(mods)
             sess.installed = want
             sess.full = bool(refused)
