@@ -174,3 +174,20 @@ def test_an_open_vswitch_chassis_report_becomes_its_bfd_status_and_fails_over() 
         assert active_gateway(st.all("router")[0], st) == "hv3"
 
     asyncio.run(main())
+
+
+def test_no_flow_uses_a_bfd_port() -> None:
+    """A BFD port is Open vSwitch's alone: with it among the switch's ports, the gateway
+    chassis' flows are the same, none matching or sending to its number."""
+    from vnet.compiler import Compiler, localize
+    from vnet.pipeline.ofctl import format_flow
+
+    st = _ctl().nb.state()
+    hv2 = st.get("chassis", "hv2")
+    base = {"vtep-geneve": 1, "vtep-vxlan": 2, "up0": 3}
+    with_bfd = {**base, **{name: 40 + i for i, name in enumerate(bfd_ports(wants(st, "hv2")))}}
+    lflows = Compiler().compile(st)
+    flows = [format_flow(f) for f in localize(lflows, st, hv2, with_bfd)]
+    assert flows and flows == [format_flow(f) for f in localize(lflows, st, hv2, base)]
+    for n in (40, 41, 42):
+        assert not [f for f in flows if f"in_port={n}," in f or f"output:{n}" in f], n
