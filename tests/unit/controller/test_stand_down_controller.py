@@ -104,3 +104,59 @@ def test_the_cut_gateway_chassis_stands_down_and_the_next_takes_over() -> None:
                 await agent.stop()
 
     asyncio.run(main())
+
+
+def test_a_switch_gaining_or_losing_the_gateway_never_holds_it_unmarked() -> None:
+    """The set a switch gains goes before its flows, the set it loses after them: at no
+    moment does a switch hold an active gateway's flow outside its stand-down set."""
+
+    async def main() -> None:
+        ctl = Controller(SqliteStore())
+        ctl.nb.apply(MODEL)
+        switches: dict[str, Switch] = {}
+        agents: list[Agent] = []
+        told: dict[str, list[tuple[frozenset[int], set[int]]]] = {}  # (set, installed then)
+        for name, ip in UNDERLAY.items():
+            sw = Switch(name, fail_mode="secure")
+            tun = MemoryTunnel(tunnel_iface("geneve"))
+            sw.add_port(PortConfig(tun.name, kind="geneve", local_ip=ip4_int(ip),
+                                   port_security=False), tun)  # fmt: skip
+            switches[name] = sw
+            told[name] = []
+
+            def record(cookies: frozenset[int], sw: Switch = sw) -> None:
+                installed = {r.flow.cookie for r in sw.pipeline.rules()}
+                told[sw.name].append((frozenset(cookies), installed))
+                Switch.set_stand_down(sw, cookies)
+
+            sw.set_stand_down = record  # type: ignore[method-assign]
+            agent = Agent(sw, listeners=["ptcp:0:127.0.0.1"])
+            await agent.start()
+            agents.append(agent)
+            ctl.nb.update("chassis", name, {"endpoint": f"tcp:127.0.0.1:{agent.bound_ports()[0]}"})
+        await ctl.start()
+        try:
+            first = ctl.stand_down(ctl.nb.state())["hv2"]
+            await _until(lambda: switches["hv2"].pipeline.stand_down == first, 5.0)
+            (sent, installed), *_ = told["hv2"]
+            assert sent == first and not first & installed  # before its flows
+            ctl.nb.report_bfd("hv1", {"hv2": "down", "hv3": "up"})  # hv2 fails over to hv3
+            ctl.nb.report_bfd("hv3", {"hv2": "down", "hv1": "up"})
+            then = ctl.stand_down(ctl.nb.state())
+            assert set(then) == {"hv3"} and then["hv3"]
+            await _until(lambda: switches["hv3"].pipeline.stand_down == then["hv3"], 5.0)
+            await _until(lambda: switches["hv2"].pipeline.stand_down == set(), 5.0)
+            for name, gateway in (("hv2", first), ("hv3", then["hv3"])):
+                for sent, installed in told[name]:
+                    # every gateway flow installed when a set came was in it
+                    assert gateway & installed <= sent, (name, sent, installed)
+            sent, installed = next(t for t in told["hv3"] if then["hv3"] <= t[0])
+            assert not then["hv3"] & installed  # hv3's set came before its gateway flows
+            (sent, installed) = told["hv2"][-1]
+            assert sent == set() and not first & installed  # emptied once they were gone
+        finally:
+            await ctl.stop()
+            for agent in agents:
+                await agent.stop()
+
+    asyncio.run(main())
