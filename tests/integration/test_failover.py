@@ -250,7 +250,7 @@ def test_a_gateway_chassis_cut_from_the_controller_is_not_failed_over(lab: Lab) 
             time.sleep(0.2)
         time.sleep(2)  # reconciled
     finally:
-        sent, lost, outage = ping.stop()
+        sent, lost, _ = ping.stop()
     print(f"controller cut: {sent} pings, {lost} lost")
     assert sent > 500 and lost == 0, (sent, ping.lost)
     assert best(lab, f"{FIP}/32") == (ADDR["hv2"], "65102")
