@@ -33,7 +33,8 @@ the router's floating IPs it translates (not the distributed ones), from the
 gateway's MAC -- so the physical switch moves the MAC to its port and the
 upstream router's cache stays right.  The controller sends them when a
 router's gateway becomes active on a chassis (its first sync there included);
-a network on a VLAN is not announced yet.
+on an external network on a VLAN the frames carry its tag (the uplink is a
+trunk).
 
 Standing down: the controller cannot reprogram a gateway chassis it has lost,
 so a vnet switch isolated from every BFD peer stops being the gateway by
@@ -132,6 +133,7 @@ class GatewayAnnouncement:
     uplink: str  # the interface of the gateway network's physnet on the chassis
     mac: str
     addresses: tuple[str, ...]
+    vlan: int | None = None  # the external network's VLAN: the frames' tag on the trunk
 
 
 def gateway_announcements(state: State, chassis_id: str) -> list[GatewayAnnouncement]:
@@ -145,7 +147,7 @@ def gateway_announcements(state: State, chassis_id: str) -> list[GatewayAnnounce
         if g is None or g.mac is None or active_gateway(r, state) != chassis_id:
             continue
         net = state.get("network", g.network)
-        if net is None or net.vlan is not None or net.physnet not in ch.physnets:
+        if net is None or net.physnet not in ch.physnets:
             continue
         ips = [a for a in (g.ip, g.ip6) if a]
         for f in state.all("floating_ip"):
@@ -158,5 +160,6 @@ def gateway_announcements(state: State, chassis_id: str) -> list[GatewayAnnounce
             pch = state.get("chassis", port.chassis) if port.chassis else None
             if not distributed(f, port, net, pch):
                 ips.append(f.ip)
-        out.append(GatewayAnnouncement(r.id, ch.physnets[net.physnet], g.mac, tuple(ips)))
+        uplink = ch.physnets[net.physnet]
+        out.append(GatewayAnnouncement(r.id, uplink, g.mac, tuple(ips), net.vlan))
     return out

@@ -561,7 +561,7 @@ class Controller:
             if ofport is None:
                 continue
             mac = int(a.mac.replace(":", ""), 16)
-            for frame in announcements(mac, a.addresses):
+            for frame in announcements(mac, a.addresses, a.vlan):
                 await sess.southbound.packet_out(ofp.OFPP_CONTROLLER, frame, out_port=ofport)
             self.gateways_announced[a.router] = sess.chassis or ""
             log.info("router %s: gateway announced on chassis %s", a.router, sess.chassis)

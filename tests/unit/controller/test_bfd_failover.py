@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from vnet.controller.bfd import Reports, peers, wants
 from vnet.controller.service import Controller, LocalSouthbound
@@ -244,5 +244,22 @@ def test_the_new_active_gateway_chassis_announces_the_gateway_and_floating_ip() 
         await ctl.sync(sessions["hv3"])
         assert garps("hv3") == [(gw.mac, gw.ip), (gw.mac, "203.0.113.50")]
         assert garps("hv2") == []
+
+    asyncio.run(main())
+
+
+def test_on_a_vlan_external_network_the_announcements_carry_its_tag() -> None:
+    async def main() -> None:
+        ctl = Controller(SqliteStore())
+        nets = [n if n["name"] != "ext" else {**n, "vlan": 120} for n in MODEL["networks"]]
+        ctl.nb.apply({**MODEL, "networks": nets})
+        gw = ctl.nb.state().all("router")[0].gateway
+        sw = Switch("hv2", fail_mode="secure")
+        up = MemoryDevice("up0")
+        sw.add_port(PortConfig("up0", kind="memory", port_security=False), up)
+        await ctl.attach(LocalSouthbound(sw))
+        got = [Ether(f) for f in up.frames()]
+        garps = [(e[Dot1Q].vlan, e.src, e[ARP].psrc) for e in got if ARP in e]
+        assert garps == [(120, gw.mac, gw.ip)]
 
     asyncio.run(main())
