@@ -10,7 +10,8 @@
 #                                vsftpd and curl (an FTP server and client for the FTP helper),
 #                                traceroute (Debian's, the router hop across subnets),
 #                                busybox (udhcpc, the DHCP client of DHCP-addressed workloads),
-#                                frr (the BGP speakers of chassis with `bgp`, and the upstream)
+#                                frr (the BGP speakers of chassis with `bgp`, and the upstream),
+#                                etcd-server (the throwaway etcd of the etcd store's tests)
 #   ensure-deps.sh bench         the test peers, trafgen (netsniff-ng), the frame generator of
 #                                the switch benchmarks, and ab (apache2-utils) against nginx
 #                                (nginx-light), the connection-rate load of the ct benchmark
@@ -48,6 +49,8 @@ case "$target" in
     command -v busybox >/dev/null 2>&1 || need+=(busybox)
     # FRR (zebra, staticd, bgpd, bfdd, vtysh): the chassis' BGP speakers and the upstream router
     [ -x /usr/lib/frr/bgpd ] || need+=(frr)
+    # etcd (3.4): the tests start their own members on loopback ports
+    command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
     if [ "$target" = bench ]; then
       command -v trafgen >/dev/null 2>&1 || need+=(netsniff-ng)
       command -v ab >/dev/null 2>&1 || need+=(apache2-utils)
@@ -74,4 +77,8 @@ $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # the tests run their own, so one installed here is stopped and left disabled
 if [[ " ${need[*]} " == *" vsftpd "* ]] && [ -d /run/systemd/system ]; then
   $SUDO systemctl disable --now vsftpd >/dev/null 2>&1 || true
+fi
+# so is etcd-server's system-wide etcd (it would hold 2379)
+if [[ " ${need[*]} " == *" etcd-server "* ]] && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
 fi

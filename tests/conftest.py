@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.etcd_rig import EtcdCluster, need_etcd
 from vnet.packet.addr import ip4_int, ip6_int, mac_int
 
 MAC_A = "02:00:00:00:00:0a"
@@ -22,3 +25,14 @@ def addrs() -> dict[str, int]:
         "ip6_a": ip6_int(IP6_A),
         "ip6_b": ip6_int(IP6_B),
     }
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdCluster]:
+    """One throwaway etcd member on loopback for the session (skipped where etcd is absent)."""
+    binary = need_etcd()
+    cluster = EtcdCluster(1, binary).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,6 +1,6 @@
 """`vnet controller run`, and the model commands: apply, create, get, describe, delete, drift.
 
-`controller run` is the daemon: the store (SQLite), the OpenFlow listener
+`controller run` is the daemon: the store (SQLite, or etcd with `--store`), the OpenFlow listener
 switches dial, the reconciler, and the REST API on one asyncio loop.  The
 other commands are clients of that API (the SDK): `--api`, else $VNET_API,
 else the lab that is up (its state names its API), else the default URL --
@@ -29,7 +29,7 @@ from ..api import serve
 from ..client import DEFAULT_API, PLURAL, ApiError, Client
 from ..controller.service import Controller
 from ..ofp.target import parse_target
-from ..store import SqliteStore, default_path
+from ..store import SqliteStore, Store, StoreError, default_path
 from .common import err, fail, load_yaml, out
 
 __all__ = [
@@ -89,6 +89,14 @@ def controller_run(
     db: Annotated[
         Path | None, typer.Option("--db", help="SQLite file (default: in the user data dir).")
     ] = None,
+    store_url: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="etcd://HOST:PORT[,HOST:PORT...][/PREFIX]: the model in etcd (keys under PREFIX, "
+            "default /vnet/) instead of SQLite.",
+        ),
+    ] = None,
     api: Annotated[
         str, typer.Option("--api", help="HOST:PORT for the REST API")
     ] = "127.0.0.1:8080",
@@ -121,11 +129,28 @@ def controller_run(
         fail(f"--api {api!r}: expected HOST:PORT")
     if not neighbour_age >= 0:
         fail(f"--neighbour-age {neighbour_age}: seconds, 0 or more (0: never aged)")
-    path = db or default_path()
-    try:
-        store = SqliteStore(path)
-    except Exception as e:
-        fail(f"--db {path}: {e}")
+    store: Store
+    if store_url is not None:
+        if db is not None:
+            fail("--store and --db: give one (--db is the SQLite file, --store an etcd)")
+        from ..store.etcd import EtcdStore
+
+        try:
+            store = EtcdStore.from_url(store_url)
+        except ValueError as e:
+            fail(f"--store: {e}")
+        try:
+            store.revision()  # etcd answers, or the error says so now
+        except StoreError as e:
+            fail(f"--store {store_url}: {e}", 1)
+        where = store_url
+    else:
+        path = db or default_path()
+        try:
+            store = SqliteStore(path)
+        except Exception as e:
+            fail(f"--db {path}: {e}")
+        where = str(path)
     try:
         ctl = Controller(
             store, of_listen if of_listen is not None else ["ptcp:6653"], of_advertise,
@@ -143,7 +168,7 @@ def controller_run(
     async def main() -> None:
         await ctl.start()
         err.print(
-            f"vnet controller: store {path}, API http://{host}:{port}, "
+            f"vnet controller: store {where}, API http://{host}:{port}, "
             f"OpenFlow {', '.join(of_listen or ['ptcp:6653'])}",
             highlight=False,
         )

@@ -1,17 +1,33 @@
 """The store interface: objects by (kind, id), one global revision, watches.
 
 Every commit is one transaction: all of its operations apply, or none, and
-the global revision goes up by one.  An operation may carry the revision the
-caller read (`expect`; 0 means "must not exist") and the commit fails with
-`StaleRevision` if the object moved on -- optimistic concurrency, as etcd's
-compare-and-swap on `mod_revision`.  Every commit is also an event in an
-ordered log, readable from any revision (`events_since`) so a watcher that
-was away catches up, and pushed to in-process subscribers.
+all of its objects take one new revision, the commit's.  An operation may
+carry the revision the caller read (`expect`; 0 means "must not exist") and
+the commit fails with `StaleRevision` naming the object if it moved on --
+optimistic concurrency, as etcd's compare-and-swap on `mod_revision`.  Every
+commit is also an event in an ordered log, readable from any revision
+(`events_since`) so a watcher that was away catches up, and pushed to
+subscribers; a log that no longer reaches back says `Compacted`: reload a
+snapshot.
 
-The store knows nothing of the model: values are JSON objects.  The shape is
-chosen so a distributed key-value store with watches (etcd: keys
-`/vnet/KIND/ID`, a txn with compares, watch from a revision) implements it
-without changing callers.
+What callers may assume of revisions is what both stores keep: they only
+grow; a commit that changed something returns a revision above every one
+read before it, and an object's revision is the commit that last wrote it;
+`snapshot` is one revision's whole state.  Not that they count commits:
+SQLite's go up by one a commit, etcd's (its header revision, below) also
+move for writes outside vnet's prefix, and stay put for a commit that
+changes nothing.  So compare revisions for equality (anything new?) and
+order, never do arithmetic on them.  Nothing in vnet does.
+
+The store knows nothing of the model: values are JSON objects.  Two stores
+implement it: `sqlite.SqliteStore` (embedded, one file) and `etcd.EtcdStore`
+(keys `PREFIX KIND/ID`, an etcd txn with compares per commit, etcd's
+`mod_revision` as the object revision and its header revision as the global
+one, the watch for the log).  Where they differ: etcd delivers subscribers'
+events from a watch thread (also for other processes' commits, and a little
+after `commit` returns), while SQLite calls them inside `commit`, only for
+its own process; etcd refuses a commit of more than 128 operations or 1.5 MiB
+(a StoreError naming the limit, nothing changed).
 """
 
 from __future__ import annotations
@@ -71,7 +87,10 @@ class Store(Protocol):
     def events_since(self, revision: int) -> list[Event]: ...
 
     def subscribe(self, fn: Callable[[list[Event]], None]) -> Callable[[], None]:
-        """Call `fn` with each commit's events; returns the unsubscribe function."""
+        """Call `fn` with each later commit's events, in order; returns the unsubscribe function.
+
+        `fn([])` means events were lost (the log was compacted while a watch was
+        away): reload a snapshot."""
         ...
 
     def close(self) -> None: ...
