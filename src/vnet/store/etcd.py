@@ -61,13 +61,18 @@ import logging
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import requests
-from etcd3gw.client import Etcd3Client
 
 from .base import Compacted, Event, Op, StaleRevision, StoreError
+
+with warnings.catch_warnings():
+    # etcd3gw imports eventlet where it is installed (os-ken brings it): its warnings are noise
+    warnings.simplefilter("ignore")
+    from etcd3gw.client import Etcd3Client
 
 __all__ = ["MAX_REQUEST_BYTES", "MAX_TXN_OPS", "EtcdStore", "parse_endpoints"]
 

@@ -17,7 +17,7 @@ from vnet.cli.main import app
 from vnet.client import ApiError, Client
 from vnet.controller.service import Controller
 from vnet.store import Event, Op, StoreError
-from vnet.store.etcd import EtcdStore, parse_endpoints
+from vnet.store.etcd import EtcdStore, _Watch, parse_endpoints
 
 
 def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -169,3 +169,35 @@ def test_the_api_on_etcd_as_on_sqlite(etcd: EtcdStore) -> None:
         assert kinds == ["network", "port", "subnet", "tenant"]
         api.delete("network", "net", cascade=True)
         assert api.list("ports") == [] and etcd.get("port", p["id"]) is None
+
+
+@pytest.mark.integration
+def test_a_watch_behind_a_compaction_says_events_were_lost(etcd: EtcdStore) -> None:
+    revs = [etcd.commit([Op("tenant", "a", {"name": str(i)})]) for i in range(3)]
+    etcd.compact(revs[-1])
+    seen: list[list[Event]] = []
+    w = _Watch(etcd, revs[0], seen.append)  # as one that was away since revs[0] reconnects
+    w.start()
+    try:
+        wait_until(lambda: len(seen) == 1)
+        assert seen == [[]]  # lost: reload a snapshot
+        r = etcd.commit([Op("tenant", "b", {"name": "b"})])
+        wait_until(lambda: len(seen) == 2)
+        assert [(e.revision, e.id) for e in seen[1]] == [(r, "b")]  # and it carries on
+    finally:
+        w.stop()
+        w.join(timeout=2)
+    assert not w.is_alive()
+
+
+@pytest.mark.integration
+def test_close_ends_the_watch_threads(etcd_server: EtcdCluster, prefix: str) -> None:
+    s = EtcdStore(etcd_server.endpoints, prefix)
+    s.subscribe(lambda _: None)
+    cancel = s.subscribe(lambda _: None)
+    threads = list(s._watches)
+    cancel()
+    s.close()
+    for t in threads:
+        t.join(timeout=2)
+    assert threads and not any(t.is_alive() for t in threads)
