@@ -148,8 +148,8 @@ class EtcdCluster:
                 proc.terminate()
         for i, proc in enumerate(self.procs):
             if proc is not None:
-                try:
-                    proc.wait(timeout=5)
+                try:  # a leader whose peers are gone may try to hand over for seconds
+                    proc.wait(timeout=1)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)

@@ -24,7 +24,11 @@ Fitting a large apply into several valid commits is the Northbound's job.
 Two ops on one object in one commit are refused too (etcd's rule; SQLite's
 commit would let the last one win).  A txn whose connection could not be
 opened is tried on the next endpoint; one whose answer was lost is not
-retried (it may have applied) and raises StoreError.
+retried (it may have applied) and raises StoreError: the caller settles it by
+committing again with the same compares (an `expect` that now fails says it
+had applied).  A commit caught by the leader's death waits out etcd's
+request timeout (seconds) or this store's `timeout`, whichever ends first;
+the members left elect a new leader and take commits again.
 
 `events_since(rev)` reads etcd's history with a watch from `rev + 1` over
 the whole key space, up to the header revision read first: every etcd

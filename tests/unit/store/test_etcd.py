@@ -3,7 +3,9 @@ the --store URL, and the controller's API on etcd as on SQLite."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -11,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.etcd_rig import EtcdCluster, free_ports
+from tests.etcd_rig import EtcdCluster, free_ports, need_etcd
 from vnet.api import create_app
 from vnet.cli.main import app
 from vnet.client import ApiError, Client
 from vnet.controller.service import Controller
-from vnet.store import Event, Op, StoreError
+from vnet.store import Event, Op, StaleRevision, StoreError
 from vnet.store.etcd import EtcdStore, _Watch, parse_endpoints
 
 
@@ -201,3 +203,88 @@ def test_close_ends_the_watch_threads(etcd_server: EtcdCluster, prefix: str) -> 
     for t in threads:
         t.join(timeout=2)
     assert threads and not any(t.is_alive() for t in threads)
+
+
+@pytest.fixture
+def cluster3() -> Iterator[EtcdCluster]:
+    """Three etcd members on loopback, for the fault tests."""
+    c = EtcdCluster(3, need_etcd())
+    try:
+        yield c.start()
+    finally:
+        c.stop()
+
+
+def _leader(c: EtcdCluster) -> int:
+    """The index of the member that is the raft leader now."""
+    for i, port in enumerate(c.client_ports):
+        if c.procs[i] is None:
+            continue
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v3/maintenance/status", data=b"{}", method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=2) as r:
+            st = json.load(r)
+        if st["leader"] == st["header"]["member_id"]:
+            return i
+    raise AssertionError("no leader")
+
+
+@pytest.mark.integration
+def test_one_member_of_three_killed_writes_go_on(cluster3: EtcdCluster) -> None:
+    """The member the store talks to, the leader, is killed while a writer commits: the
+    store moves to another member, no acknowledged commit is lost, and a commit whose
+    answer was lost is settled by its compare (expect=0: applied, or applies now).
+
+    A proposal caught by the leader's death waits out etcd's request timeout (about
+    6 s with these election settings) unless the client gives up first: the writer's
+    timeout is 2 s here, and its retries settle the outcome."""
+    lead = _leader(cluster3)
+    order = [lead] + [i for i in range(3) if i != lead]
+    eps = [("127.0.0.1", cluster3.client_ports[i]) for i in order]
+    writer, watcher = EtcdStore(eps, "/f/", timeout=2.0), EtcdStore(eps, "/f/")
+    seen: list[str] = []
+    watcher.subscribe(lambda b: seen.extend(e.id for e in b))
+    acked: list[str] = []
+    unsure, stall = 0, 0.0
+    t0 = time.monotonic()
+    killed_at: int | None = None
+    resumed: float | None = None
+    try:
+        i = 0
+        while resumed is None or time.monotonic() - resumed < 1.0:
+            assert time.monotonic() - t0 < 20, "writes did not resume"
+            if killed_at is None and time.monotonic() - t0 > 1.0:
+                cluster3.kill(lead)
+                killed_at = len(acked)
+            op = Op("port", f"p{i:05d}", {"n": i}, 0)
+            start = time.monotonic()
+            while True:
+                try:
+                    writer.commit([op])
+                except StaleRevision:  # the commit whose answer was lost had applied
+                    pass
+                except StoreError:
+                    unsure += 1
+                    time.sleep(0.05)
+                    continue
+                break
+            acked.append(op.id)
+            stall = max(stall, time.monotonic() - start)
+            if killed_at is not None and resumed is None:
+                resumed = time.monotonic()
+            i += 1
+        assert killed_at is not None
+        after = len(acked) - killed_at
+        print(
+            f"etcd leader killed: {len(acked)} commits, {after} after the kill, "
+            f"longest commit {stall:.2f} s, {unsure} tries with no answer"
+        )
+        assert killed_at > 10 and after > 10
+        ids = [i for _, i, _, _ in writer.snapshot()[1]]
+        assert ids == acked  # every acknowledged commit is there, nothing else
+        wait_until(lambda: len(seen) >= len(acked), timeout=10)
+        assert seen == acked  # the watch moved too: each commit once, in order
+    finally:
+        writer.close()
+        watcher.close()
