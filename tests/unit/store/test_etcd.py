@@ -285,6 +285,24 @@ def test_one_member_of_three_killed_writes_go_on(cluster3: EtcdCluster) -> None:
         assert ids == acked  # every acknowledged commit is there, nothing else
         wait_until(lambda: len(seen) >= len(acked), timeout=10)
         assert seen == acked  # the watch moved too: each commit once, in order
+        # a second member killed: the last one has no quorum and says so at once
+        last = order[2]
+        cluster3.kill(order[1])
+        alone = EtcdStore([("127.0.0.1", cluster3.client_ports[last])], "/f/", timeout=1)
+        # until it notices (an election timeout or so) a read may wait in vain
+        wait_until(lambda: "no leader" in _error(alone.revision), timeout=10)
+        start = time.monotonic()
+        msg = _error(lambda: alone.commit([Op("port", "late", {"n": 0}, 0)]))
+        assert "no leader" in msg and time.monotonic() - start < 1.0, msg
+        alone.close()
     finally:
         writer.close()
         watcher.close()
+
+
+def _error(fn: Callable[[], object]) -> str:
+    try:
+        fn()
+    except StoreError as e:
+        return str(e)
+    return ""
