@@ -375,9 +375,23 @@ class EtcdStore:
         head = self.revision()
         if head <= revision:
             return []
+        n = len(self.endpoints)
+        first = self._current
+        errors = []
+        for k in range(n):  # a read: any member will do
+            i = (first + k) % n
+            try:
+                return self._history(i, revision, head)
+            except Compacted:
+                raise
+            except (requests.exceptions.RequestException, StoreError, ValueError) as e:
+                errors.append(f"{self._url(i)}: {e}")
+        raise StoreError("no etcd endpoint gave the history: " + "; ".join(errors))
+
+    def _history(self, i: int, revision: int, head: int) -> list[Event]:
+        """The prefix's events in (revision, head] from endpoint `i`."""
         events: list[Event] = []
         deadline = time.monotonic() + 3 * self.timeout
-        i = self._current
         c = self._client(i)
         body: dict[str, Any] = {
             "create_request": {
@@ -386,12 +400,9 @@ class EtcdStore:
                 "start_revision": revision + 1,
             }
         }
-        try:
-            resp = c.session.post(
-                c.get_url("/watch"), json=body, stream=True, timeout=(self.timeout, self.timeout)
-            )
-        except requests.exceptions.RequestException as e:
-            raise StoreError(f"etcd {self._url(i)}: {e}") from e
+        resp = c.session.post(
+            c.get_url("/watch"), json=body, stream=True, timeout=(self.timeout, self.timeout)
+        )
         try:
             for result in _results(resp, self._url(i)):
                 for rev, batch in self._events(result, keep_all=True):
@@ -400,8 +411,6 @@ class EtcdStore:
                         return events
                 if time.monotonic() > deadline:
                     break
-        except requests.exceptions.RequestException as e:
-            raise StoreError(f"etcd {self._url(i)}: {e}") from e
         finally:
             resp.close()
         raise StoreError(f"etcd {self._url(i)}: the history to revision {head} did not arrive")

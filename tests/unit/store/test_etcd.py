@@ -285,6 +285,9 @@ def test_one_member_of_three_killed_writes_go_on(cluster3: EtcdCluster) -> None:
         assert ids == acked  # every acknowledged commit is there, nothing else
         wait_until(lambda: len(seen) >= len(acked), timeout=10)
         assert seen == acked  # the watch moved too: each commit once, in order
+        fresh = EtcdStore(eps, "/f/")  # the dead member first: the history from the others
+        assert [e.id for e in fresh.events_since(0)] == acked
+        fresh.close()
         # a second member killed: the last one has no quorum and says so at once
         last = order[2]
         cluster3.kill(order[1])
