@@ -140,6 +140,7 @@ def test_no_dhcp_crosses_the_underlay(lab: Lab, tmp_path: Path) -> None:
         assert r.returncode == 0, r.stdout  # the control: across chassis, through the underlay
     assert fields(pcap, f"ip.addr == {m['db1']['ip'][4]}", "frame.number"), "the control is missing"
     seen = fields(
-        pcap, "dhcp || dhcpv6 || icmpv6.type == 133 || icmpv6.type == 134", "frame.number"
-    )
-    assert not seen, f"{len(seen)} DHCP/RS/RA frame(s) crossed the underlay"
+        pcap, "dhcp || dhcpv6 || icmpv6.type == 133 || icmpv6.type == 134", "frame.number",
+        "frame.time_relative", "ip.src", "ip.dst", "eth.src", "dhcp.option.dhcp", "icmpv6.type",
+    )  # fmt: skip
+    assert not seen, f"{len(seen)} DHCP/RS/RA frame(s) crossed the underlay: {seen}"
