@@ -19,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import typer
 import yaml
 from rich.console import Console
 from typer.testing import CliRunner
@@ -278,6 +279,24 @@ def test_help_shows_no_value_for_flags_and_defaults_in_words() -> None:
     assert "A lab's directory (default: the lab that is up)." in r.output, r.output
     r = runner.invoke(app, ["get", "--help"], env=env)
     assert "(default: the lab's, if one is up" in r.output, r.output
+
+
+def _commands(group: typer.Typer, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for c in group.registered_commands:
+        yield (*path, c.name or (c.callback.__name__ if c.callback else ""))
+    for g in group.registered_groups:
+        assert g.typer_instance is not None and g.name
+        yield (*path, g.name)
+        yield from _commands(g.typer_instance, (*path, g.name))
+
+
+def test_every_commands_help_renders() -> None:
+    """Each command's --help prints (its text is rich markup: a stray [/...] breaks it)."""
+    seen = list(_commands(app))
+    assert ("agent", "run") in seen and ("controller", "run") in seen
+    for cmd in seen:
+        r = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
+        assert r.exit_code == 0 and "Usage" in r.output, (cmd, r.output[-600:])
 
 
 def test_piped_output_is_not_wrapped(api: tuple[Served, Path]) -> None:

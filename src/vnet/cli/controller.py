@@ -84,6 +84,30 @@ def _client(api: str | None) -> Client:
     return Client(DEFAULT_API)
 
 
+def open_store(db: Path | None, store_url: str | None) -> tuple[Store, str]:
+    """The store `--db` / `--store` name (SQLite in the user data dir by default), and
+    where it is; exits naming the option when it cannot be opened."""
+    if store_url is not None:
+        if db is not None:
+            fail("--store and --db: give one (--db is the SQLite file, --store an etcd)")
+        from ..store.etcd import EtcdStore
+
+        try:
+            etcd = EtcdStore.from_url(store_url)
+        except ValueError as e:
+            fail(f"--store: {e}")
+        try:
+            etcd.revision()  # etcd answers, or the error says so now
+        except StoreError as e:
+            fail(f"--store {store_url}: {e}", 1)
+        return etcd, store_url
+    path = db or default_path()
+    try:
+        return SqliteStore(path), str(path)
+    except Exception as e:
+        fail(f"--db {path}: {e}")
+
+
 @controller_app.command("run")
 def controller_run(
     db: Annotated[
@@ -93,7 +117,7 @@ def controller_run(
         str | None,
         typer.Option(
             "--store",
-            help="etcd://HOST:PORT[,HOST:PORT...][/PREFIX]: the model in etcd (keys under PREFIX, "
+            help="etcd://HOST:PORT[,HOST:PORT...]\\[/PREFIX]: the model in etcd (keys under PREFIX, "
             "default /vnet/) instead of SQLite.",
         ),
     ] = None,
@@ -129,28 +153,7 @@ def controller_run(
         fail(f"--api {api!r}: expected HOST:PORT")
     if not neighbour_age >= 0:
         fail(f"--neighbour-age {neighbour_age}: seconds, 0 or more (0: never aged)")
-    store: Store
-    if store_url is not None:
-        if db is not None:
-            fail("--store and --db: give one (--db is the SQLite file, --store an etcd)")
-        from ..store.etcd import EtcdStore
-
-        try:
-            store = EtcdStore.from_url(store_url)
-        except ValueError as e:
-            fail(f"--store: {e}")
-        try:
-            store.revision()  # etcd answers, or the error says so now
-        except StoreError as e:
-            fail(f"--store {store_url}: {e}", 1)
-        where = store_url
-    else:
-        path = db or default_path()
-        try:
-            store = SqliteStore(path)
-        except Exception as e:
-            fail(f"--db {path}: {e}")
-        where = str(path)
+    store, where = open_store(db, store_url)
     try:
         ctl = Controller(
             store, of_listen if of_listen is not None else ["ptcp:6653"], of_advertise,
@@ -257,6 +260,11 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "bfd_status": [
         ("CHASSIS", "name"),
         ("SESSIONS", "sessions"),
+    ],
+    "chassis_status": [
+        ("CHASSIS", "name"),
+        ("SWITCH", "switch"),
+        ("PORTS UP", "ports_up"),
     ],
 }
 

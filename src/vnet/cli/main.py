@@ -17,6 +17,7 @@ from ..packet import decode, extract
 from ..packet.pcap import PcapError, read_frames
 from ..pipeline import FlowSyntaxError, Pipeline, Tracer, apply, parse_packet
 from ..pipeline.ofctl import parse_flow_file
+from .agent import agent_app
 from .bfd import bfd_app
 from .common import console, fail
 from .controller import controller_app, port_app, register
@@ -43,6 +44,7 @@ app.add_typer(ofctl_app, name="ofctl")
 app.add_typer(ct_app, name="ct")
 app.add_typer(bfd_app, name="bfd")
 app.add_typer(controller_app, name="controller")
+app.add_typer(agent_app, name="agent")
 app.add_typer(lab_app, name="lab")
 app.add_typer(port_app, name="port")
 register(app)

@@ -35,6 +35,7 @@ PLURAL = {
     "floating_ip": "floating_ips",
     "neighbour": "neighbours",  # written by the controller: read only
     "bfd_status": "bfd_statuses",  # written by the controller: read only
+    "chassis_status": "chassis_statuses",  # written by the chassis' agents: read only
 }
 
 

@@ -39,6 +39,7 @@ from ..model.objects import (
     ORDER,
     SYSTEM_KINDS,
     BFDStatus,
+    ChassisStatus,
     Neighbour,
     Resource,
     SecurityGroup,
@@ -288,6 +289,25 @@ class Northbound:
         rev = self._commit([Change("put", obj, expect=old.revision if old else 0)])
         out = obj.changed(revision=rev)
         assert isinstance(out, BFDStatus)
+        return out
+
+    def report_chassis(
+        self, chassis: str, switch: bool, ports_up: Iterable[str]
+    ) -> ChassisStatus | None:
+        """Store what a chassis' agent says of its chassis; None when nothing changed.
+        ModelError if the chassis or a port is unknown, or a writer raced us."""
+        st = self.state()
+        doc = {"id": chassis, "switch": switch, "ports_up": sorted(set(ports_up))}
+        obj = admit(st, parse("chassis_status", doc), None)
+        old = st.get("chassis_status", obj.id)
+        assert isinstance(obj, ChassisStatus)
+        if old is not None and (old.switch, old.ports_up, old.name) == (
+            obj.switch, obj.ports_up, obj.name
+        ):  # fmt: skip
+            return None
+        rev = self._commit([Change("put", obj, expect=old.revision if old else 0)])
+        out = obj.changed(revision=rev)
+        assert isinstance(out, ChassisStatus)
         return out
 
     def forget(self, gone: Iterable[Resource]) -> int:

@@ -51,6 +51,16 @@ the start, those it loses until they are gone), after them the new set
 alone.  An Open vSwitch chassis' keeper plugs a BFD port per session
 (`ovsdb.bfd_ports`) and hands what their `bfd_status` columns say to the
 same `bfd.Reports`.
+
+The same class is a chassis' agent (`vnet agent run`) when given a `scope`:
+it programs that chassis' switch only (dialled at `dial`, or dialling in),
+leaves any other switch alone, does no singleton work (neighbour aging),
+watches the store for other processes' writes every `AGENT_POLL`, and after
+each pass writes what it alone knows into the store -- its `chassis_status`
+(the switch session held, the ports made up), when it changed, and on a
+clean stop that it left.  A controller with no session to a chassis reads
+its ports' status from that report (`port_status`).  An agent that dies
+without a word leaves its last report (an etcd lease will end it).
 """
 
 from __future__ import annotations
@@ -83,7 +93,7 @@ from ..pipeline.actions import OFPP_TABLE, Action, Output
 from ..pipeline.flow import Flow, FlowMod
 from ..pipeline.groups import GroupMod, GroupModCommand
 from ..pipeline.ofctl import format_flow
-from ..store import Store
+from ..store import Store, StoreError
 from .bfd import Reports, gateway_announcements
 from .bfd import wants as bfd_wants
 from .cut import Cutter
@@ -106,6 +116,7 @@ __all__ = ["Controller", "LocalSouthbound", "Session", "Southbound", "apply", "r
 
 log = logging.getLogger("vnet.controller")
 POLL = 1.0
+AGENT_POLL = 0.1  # an agent: a port's flows follow another process' write quickly
 MIGRATE_WAIT = 5.0  # how long a migration waits for the switches before it answers
 # vnet's Geneve option (OVN's: class 0x0102, type 0x80, 4 bytes) as tun_metadata0
 GENEVE_TLV = (0x0102, 0x80, 4, 0)
@@ -330,8 +341,14 @@ class Controller:
         of_listen: Sequence[str] = (),
         of_advertise: str | None = None,
         neighbour_age: float = NEIGHBOUR_AGE,
+        scope: str | None = None,
+        dial: str | None = None,
     ) -> None:
         self.store = store
+        # an agent's chassis (name or id): the only one it programs; None: every chassis
+        self.scope = scope
+        self.dial = parse_target(dial) if dial is not None else None  # its switch, dialled
+        self._status_task: asyncio.Task[None] | None = None
         self.of_advertise = of_advertise
         self.nb = Northbound(store)
         self.compiler = Compiler()
@@ -384,7 +401,11 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._reconciler()))
         self._tasks.append(asyncio.create_task(self._poller()))
         self._tasks.append(asyncio.create_task(self._advertiser()))
-        self._tasks.append(asyncio.create_task(self._ager()))
+        if self.scope is None:  # singleton work: the controller's, not an agent's
+            self._tasks.append(asyncio.create_task(self._ager()))
+        if self.dial is not None:
+            self._dialing["--switch"] = asyncio.create_task(self._dial("--switch", self.dial))
+        self.kick()
 
     def bound_ports(self) -> list[int]:
         return [s.sockets[0].getsockname()[1] for s in self.servers if s.sockets]
@@ -405,6 +426,11 @@ class Controller:
         self._dialing.clear()
         self._keepers.clear()
         await self.punter.stop()
+        if self.scope is not None:  # an agent leaving says so: its chassis' ports are not up
+            mine = self.scope_id(self.nb.state())
+            if mine is not None:
+                with contextlib.suppress(ModelError, StoreError):
+                    await asyncio.to_thread(self.nb.report_chassis, mine, False, [])
 
     def kick(self) -> None:
         """The model or a switch changed: reconcile soon (safe from any thread)."""
@@ -451,6 +477,8 @@ class Controller:
         if s is not None and s.southbound is ch:
             del self.sessions[dpid]
             log.info("switch %016x disconnected", dpid)
+            if self.scope is not None:
+                self.kick()  # an agent says its switch is gone
 
     def _bfd_status(self, dpid: int, states: dict[int, str], full: bool) -> None:
         ch = self.chassis_of(self.nb.state(), dpid)
@@ -463,10 +491,9 @@ class Controller:
             s.ports_stale = True  # port numbers may have changed: read them again
             self.kick()
 
-    async def _dial(self, chassis: Chassis) -> None:
-        """Keep a connection to a chassis that names its switch's endpoint."""
-        assert chassis.endpoint is not None
-        target = parse_target(chassis.endpoint)
+    async def _dial(self, name: str, target: tuple[str, str, int]) -> None:
+        """Keep a connection to a switch: a chassis' that names its endpoint, or an
+        agent's own (`dial`)."""
         backoff = 0.5
         while True:
             try:
@@ -476,7 +503,7 @@ class Controller:
                     backoff = 0.5
                     await ch.closed.wait()
             except OSError as e:
-                log.debug("chassis %s: %s", chassis.name, e)
+                log.debug("switch of %s: %s", name, e)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 8.0)
 
@@ -514,6 +541,8 @@ class Controller:
         sess.chassis = ch.id if ch else None
         if ch is None:
             return None  # a switch no chassis claims: left alone
+        if self.scope is not None and ch.id != self.scope_id(state):
+            return None  # an agent programs its own chassis only
         lflows = self.logical_flows(state)
         flows = localize(lflows, state, ch, sess.ofports, self._bindings)
         groups = local_groups(lflows, state, ch, sess.ofports)  # a router's ECMP
@@ -637,6 +666,8 @@ class Controller:
                     log.exception("switch %016x: sync failed", sess.dpid)
             # the flows stop what the change denies; its connections' entries go too
             await self.cutter.model_changed(self.nb.state(), self.sessions.values())
+            if self.scope is not None:
+                await self._report_chassis()
 
     def _in_order(self) -> list[Session]:
         """Sessions to sync: where ports moved to first, where they moved from last.
@@ -696,13 +727,17 @@ class Controller:
             if rev != self._seen_revision:
                 self._seen_revision = rev
                 self.kick()
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(POLL if self.scope is None else AGENT_POLL)
 
     def _ensure_dialers(self) -> None:
         state = self.nb.state()
+        mine = self.scope_id(state)
         for ch in state.all("chassis"):
-            if ch.endpoint and ch.id not in self._dialing:
-                self._dialing[ch.id] = asyncio.create_task(self._dial(ch))
+            if self.scope is not None and ch.id != mine:
+                continue  # an agent keeps its own chassis' switch, none other
+            if ch.endpoint and self.dial is None and ch.id not in self._dialing:
+                target = parse_target(ch.endpoint)
+                self._dialing[ch.id] = asyncio.create_task(self._dial(ch.name, target))
             if ch.switch == "ovs" and ch.ovsdb:
                 if ch.id not in self._keepers:
                     ev = asyncio.Event()
@@ -935,13 +970,44 @@ class Controller:
             raise ModelError(e.status, (loc,), e.message) from None
 
     def port_status(self, port: Port) -> str:
-        """`up` once the port's flows are installed on its chassis, else `down`."""
+        """`up` once the port's flows are installed on its chassis, else `down`: as this
+        process' session to the chassis' switch says, or, when it has none, as the
+        chassis' agent reports (`chassis_status`)."""
         if not port.admin_up or port.chassis is None:
             return "down"
-        for s in self.sessions.values():
-            if s.chassis == port.chassis and s.installed is not None and port.iface in s.ofports:
+        mine = [s for s in self.sessions.values() if s.chassis == port.chassis]
+        for s in mine:
+            if s.installed is not None and port.iface in s.ofports:
+                return "up"
+        if not mine:
+            rep = self.nb.state().get("chassis_status", port.chassis)
+            if rep is not None and rep.switch and port.id in rep.ports_up:
                 return "up"
         return "down"
+
+    # -- an agent: one chassis -------------------------------------------------------------
+    def scope_id(self, state: State) -> str | None:
+        """The id of the agent's chassis (None: not an agent, or no such chassis yet)."""
+        if self.scope is None:
+            return None
+        ch = state.find("chassis", self.scope)
+        return ch.id if ch is not None else None
+
+    async def _report_chassis(self) -> None:
+        """An agent's report of its chassis into the store, when it changed: whether it
+        holds the switch's session, the ports whose flows it installed."""
+        state = self.nb.state()
+        mine = self.scope_id(state)
+        if mine is None:
+            return
+        sess = [s for s in self.sessions.values() if s.chassis == mine and s.installed]
+        up = [p.id for p in state.all("port") if p.chassis == mine and p.admin_up
+              and any(p.iface in s.ofports for s in sess)]  # fmt: skip
+        try:
+            await asyncio.to_thread(self.nb.report_chassis, mine, bool(sess), up)
+        except ModelError as e:  # a port deleted meanwhile: the next pass says it again
+            log.info("chassis %s: report not stored: %s", self.scope, e)
+            self.kick()
 
     def stats(self) -> dict[str, Any]:
         return {

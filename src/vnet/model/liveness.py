@@ -10,6 +10,11 @@ each peer chassis (id) to the session's state there -- "up", "down",
 existing chassis about other existing chassis; a chassis' deletion takes its
 own report with it and its entry out of the others' (`rules.plan_delete`).
 
+A chassis programmed by an agent (`vnet agent run`) has the agent's own
+report too (`objects.ChassisStatus`, `admit_chassis_status`): whether it holds
+its switch's session and which ports it made up; it goes with the chassis, and
+a port's deletion takes the port out of it.
+
 `down(state, chassis_id)`: a chassis is down only when at least one other
 chassis reports a session to it and every chassis that reports one reports
 it not "up".  No report about a chassis leaves it live, so a deployment
@@ -22,10 +27,10 @@ live chassis of a router's gateway chassis.
 
 from __future__ import annotations
 
-from .objects import BFDStatus, Chassis, Resource
+from .objects import BFDStatus, Chassis, ChassisStatus, Resource
 from .state import ModelError, State
 
-__all__ = ["BFD_STATES", "admit_bfd_status", "down", "reports_about"]
+__all__ = ["BFD_STATES", "admit_bfd_status", "admit_chassis_status", "down", "reports_about"]
 
 BFD_STATES = ("up", "down", "init", "admin_down")  # RFC 5880's session states
 
@@ -44,6 +49,21 @@ def admit_bfd_status(state: State, obj: Resource, old: Resource | None) -> Resou
         if state.get("chassis", peer) is None:
             raise ModelError("invalid", ("sessions", peer), f"no chassis {peer!r}")
     return obj.changed(name=ch.name)
+
+
+def admit_chassis_status(state: State, obj: Resource, old: Resource | None) -> Resource:
+    """An agent's report of its chassis (its name the chassis'), or refused naming the
+    field: the chassis and every port it says is up must exist."""
+    assert isinstance(obj, ChassisStatus)
+    ch = state.get("chassis", obj.id)
+    if not isinstance(ch, Chassis):
+        raise ModelError(
+            "invalid", ("id",), f"no chassis {obj.id!r} (a report's id is its chassis')"
+        )
+    for i, pid in enumerate(obj.ports_up):
+        if state.get("port", pid) is None:
+            raise ModelError("invalid", ("ports_up", i), f"no port {pid!r}")
+    return obj.changed(name=ch.name, ports_up=sorted(set(obj.ports_up)))
 
 
 def reports_about(state: State, chassis_id: str) -> dict[str, str]:

@@ -17,11 +17,14 @@ as Kubernetes' `matchExpressions` -- so a selector is one label set, a
 membership test is a subset test, and the enforcement can give each distinct
 label set one identity.  "Any of" is written as several rules or groups.
 
-Objects refer to each other by id.  Runtime state (a port's status, flow
-counters) never lives here: the model is what users asked for -- and, as
-desired state every chassis compiles alike, what the controller learned of the
-world outside the model: a router's neighbours (`Neighbour`, OVN's
-MAC_Binding) and what chassis' BFD sessions say of each other (`BFDStatus`),
+Objects refer to each other by id.  Runtime state (flow counters) never
+lives here: the model is what users asked for -- and, as desired state every
+chassis compiles alike, what the controller learned of the world outside the
+model: a router's neighbours (`Neighbour`, OVN's MAC_Binding) and what
+chassis' BFD sessions say of each other (`BFDStatus`); and, where agents
+program the chassis, what each agent says of its own (`ChassisStatus`: its
+switch session, the ports it made up -- OVN's Port_Binding.up), since the
+controller serving the API holds no session to learn it from.  These are
 kinds of `SYSTEM_KINDS` that users read and never write.
 `revision` is the store's global revision at the object's last change; it is
 what optimistic concurrency compares.
@@ -61,6 +64,7 @@ __all__ = [
     "BGPUplink",
     "Chassis",
     "ChassisBGP",
+    "ChassisStatus",
     "FixedIP",
     "FloatingIP",
     "Gateway",
@@ -631,13 +635,27 @@ class BFDStatus(Resource):
     ] = Field(default_factory=dict)
 
 
+class ChassisStatus(Resource):
+    """What a chassis' agent says of its chassis (`vnet agent run`): its id is the
+    chassis' id, `switch` whether the agent holds a session to the chassis' switch,
+    `ports_up` the ports (ids) whose flows it has installed there.  Written by the
+    chassis' agent only (`SYSTEM_KINDS`); the API reads a port's status from it when
+    the port's chassis is programmed by an agent, not by the controller itself."""
+
+    kind: ClassVar[str] = "chassis_status"
+    plural: ClassVar[str] = "chassis_statuses"
+    name: Annotated[str, Field(pattern=NAME_RE)] = "chassis"  # the chassis'; filled in on admission
+    switch: bool = False
+    ports_up: list[Annotated[str, Field(pattern=ID_RE)]] = Field(default_factory=list)
+
+
 KINDS: dict[str, type[Resource]] = {
     c.kind: c
     for c in (Tenant, Network, Subnet, Port, Chassis, SecurityGroup, Policy, Router, FloatingIP,
-              Neighbour, BFDStatus)
+              Neighbour, BFDStatus, ChassisStatus)
 }  # fmt: skip
 # kinds the system writes (learned state kept as desired state): users read them only
-SYSTEM_KINDS = ("neighbour", "bfd_status")
+SYSTEM_KINDS = ("neighbour", "bfd_status", "chassis_status")
 # dependency order: what must exist before what refers to it (ports name groups;
 # policies come last so a file's ports exist before the policies that select them)
 ORDER = ("tenant", "chassis", "network", "subnet", "security_group", "port", "router",

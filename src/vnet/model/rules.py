@@ -45,7 +45,7 @@ from typing import Any
 
 from ..ids import datapath_id
 from . import l3
-from .liveness import admit_bfd_status
+from .liveness import admit_bfd_status, admit_chassis_status
 from .neighbour import admit_neighbour
 from .objects import (
     MAX_PORT_KEY,
@@ -449,6 +449,7 @@ _ADMIT = {
     "floating_ip": l3.admit_floating_ip,
     "neighbour": admit_neighbour,
     "bfd_status": admit_bfd_status,
+    "chassis_status": admit_chassis_status,
 }
 
 
@@ -519,6 +520,7 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
         if bound and not cascade:
             refuse("bound ports", [p.name for p in bound])
         out += [Change("put", p.changed(chassis=None)) for p in bound]
+        out += [Change("delete", r) for r in state.all("chassis_status") if r.id == oid]
         for rep in state.all("bfd_status"):  # its BFD report goes, and others' of it
             if rep.id == oid:
                 out.append(Change("delete", rep))
@@ -544,6 +546,11 @@ def plan_delete(state: State, kind: str, oid: str, cascade: bool = False) -> lis
     _keeps_routing(state, kind, obj, out)
     gone = {c.obj.id for c in out if c.op == "delete" and c.obj.kind == "router"}
     out += [Change("delete", n) for n in state.all("neighbour") if n.router in gone]
+    dead = {c.obj.id for c in out if c.op == "delete" and c.obj.kind == "port"}
+    for rep in state.all("chassis_status") if dead else ():  # gone ports are not up
+        if rep.id != oid and dead & set(rep.ports_up):
+            up = [x for x in rep.ports_up if x not in dead]
+            out.append(Change("put", rep.changed(ports_up=up)))
     return out
 
 
